@@ -1,0 +1,194 @@
+"""The ``crdb-archive`` command line: parse, call one core function, render.
+
+Nothing here decides anything about backups, binaries or bundles. Errors raised by the core
+are caught once, in :func:`main`, and mapped to their exit codes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import sys
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from crdb_archive import __version__, ui
+from crdb_archive.errors import CrdbArchiveError, ExitCode, Interrupted
+from crdb_archive.versions import compatibility, release_index, restore_plan
+
+app = typer.Typer(
+    name="crdb-archive",
+    help="Keep CockroachDB backups restorable for decades.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class _State:
+    json = False
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+def _json_mode(value: bool) -> bool:
+    _State.json = value
+    return value
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"crdb-archive {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Keep CockroachDB backups restorable for decades."""
+
+
+def _emit(payload: dict[str, Any] | list[Any], text: list[str], json_output: bool) -> None:
+    if json_output:
+        ui.print_json(payload)
+    else:
+        for line in text:
+            ui.stdout.print(line, markup=False)
+
+
+def _warn_all(warnings: list[str], json_output: bool) -> None:
+    if not json_output:
+        for warning in warnings:
+            ui.warning_line(warning)
+
+
+# --- versions ----------------------------------------------------------------------------------
+
+
+@app.command()
+def compat(
+    backup_version: Annotated[str, typer.Argument(help="Version that took the backup.")],
+    target_version: Annotated[str, typer.Argument(help="Version of the cluster to restore into.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Is restoring a backup from BACKUP_VERSION into a TARGET_VERSION cluster supported?
+
+    Exit 0 supported, 1 not supported, 2 bad input.
+    """
+    _json_mode(json_output)
+    answer = compatibility(backup_version, target_version)
+    verdict = "supported" if answer.supported else "NOT supported"
+    _warn_all(answer.warnings, json_output)
+    _emit(answer.to_json(), [f"{verdict}: {answer.reason}"], json_output)
+    if not answer.supported:
+        raise typer.Exit(ExitCode.NO)
+
+
+@app.command()
+def plan(
+    backup_version: Annotated[str, typer.Argument(help="Version that took the backup.")],
+    target: Annotated[str, typer.Option("--target", help="Version of the target cluster.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """The steps to bring a backup from BACKUP_VERSION into a --target cluster."""
+    _json_mode(json_output)
+    result = restore_plan(backup_version, target)
+    _warn_all(result.warnings, json_output)
+    lines = [" -> ".join(m.name for m in result.majors)]
+    lines += [f"{i}. {step}" for i, step in enumerate(result.steps, 1)]
+    _emit(result.to_json(), lines, json_output)
+
+
+@app.command()
+def releases(
+    major: Annotated[str | None, typer.Argument(help="A major version such as v23.1.")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """List the major versions, or the releases of one MAJOR."""
+    _json_mode(json_output)
+    index = release_index()
+    today = dt.datetime.now(dt.UTC).date()
+    if major is None:
+        rows = []
+        for m in index.majors:
+            removal = m.binary_removal_date
+            end = m.support_end
+            rows.append({
+                "major": m.name,
+                "type": m.type,
+                "upcoming": m.upcoming,
+                "release_date": _iso(m.release_date),
+                "support_end": _iso(end),
+                "binary_removal_date": _iso(removal),
+                "days_until_binary_removal": (removal - today).days if removal else None,
+            })
+        text = [f"{'major':7} {'type':10} {'released':10}  {'support end':11}  "
+                f"{'binaries removed':16}  days left"]
+        for r in rows:
+            left = r["days_until_binary_removal"]
+            left_text = "" if left is None else ("removed" if left < 0 else str(left))
+            text.append(
+                f"{r['major']:7} {r['type']:10} {r['release_date'] or 'upcoming':10}  "
+                f"{r['support_end'] or '-':11}  {r['binary_removal_date'] or '-':16}  "
+                f"{left_text}"
+            )
+        _emit(rows, text, json_output)
+        return
+    spec = index.parse(major)
+    rows = [
+        {
+            "release": r.name,
+            "major": r.major,
+            "date": r.date.isoformat(),
+            "type": r.type,
+            "withdrawn": r.withdrawn,
+            "cloud_only": r.cloud_only,
+            "sha256sum_published": r.has_sha256sum,
+            "platforms": list(r.platforms),
+        }
+        for r in index.releases_of(spec.major)
+    ]
+    text = []
+    for r in rows:
+        flags = [f for f in ("withdrawn", "cloud_only") if r[f]]
+        text.append(f"{r['release']:24} {r['date']}  {r['type']:10} {' '.join(flags)}".rstrip())
+    _emit(rows, text, json_output)
+
+
+def _iso(value: dt.date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # Raised as our own error, not KeyboardInterrupt, so that the CLI framework does not turn it
+    # into a generic abort, and every ``finally`` on the way out still removes staging files.
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; the one place where errors become messages and exit codes."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        app(args=argv, prog_name="crdb-archive")
+    except CrdbArchiveError as error:
+        ui.error_line(str(error))
+        if _State.json:
+            ui.print_json({"error": str(error), "exit_code": int(error.exit_code)})
+        sys.exit(int(error.exit_code))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""The one error hierarchy of crdb-archive.
+
+Every failure the core reports is a subclass of :class:`CrdbArchiveError`. Each subclass fixes
+its exit code, so the CLI maps an error to a code in one place:
+
+====  ==========================================================================
+code  meaning
+====  ==========================================================================
+0     ok
+1     a "no" answer: a bundle is damaged or incomplete, a checksum does not
+      match, versions are incompatible
+2     bad input or usage: an unknown version, not a backup, a wrong flag
+3     the world failed: network, storage, permissions
+130   interrupted
+====  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    NO = 1
+    BAD_INPUT = 2
+    WORLD = 3
+    INTERRUPTED = 130
+
+
+class CrdbArchiveError(Exception):
+    """Root of every error crdb-archive raises on purpose."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.WORLD
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- exit code 1: a "no" answer -----------------------------------------------------------
+
+
+class NegativeAnswer(CrdbArchiveError):
+    """The question had an answer, and it is no."""
+
+    exit_code = ExitCode.NO
+
+
+class NotRestorable(NegativeAnswer):
+    """A backup cannot be restored into the requested version."""
+
+
+class IntegrityError(NegativeAnswer):
+    """Data does not match the digest it must match."""
+
+
+class ChecksumMismatch(IntegrityError):
+    """A downloaded or stored archive differs from its published SHA-256."""
+
+
+class DamagedManifest(IntegrityError):
+    """A backup manifest does not match its -CHECKSUM file."""
+
+
+class DamagedBundle(IntegrityError):
+    """A bundle failed verification."""
+
+
+class PlatformMissing(NegativeAnswer):
+    """A bundle does not hold the binary for the requested platform."""
+
+
+# --- exit code 2: bad input -----------------------------------------------------------------
+
+
+class BadInput(CrdbArchiveError):
+    """The user gave something the tool cannot work with."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class InvalidVersion(BadInput):
+    """A string is not a CockroachDB release or major version."""
+
+
+class UnknownVersion(BadInput):
+    """A well-formed version that the embedded release index does not know."""
+
+
+class UnknownPlatform(BadInput):
+    """A platform name that does not exist, or that a release never shipped."""
+
+
+class NotABackup(BadInput):
+    """A path that holds no CockroachDB backup."""
+
+
+class NotABundle(BadInput):
+    """A path that holds no crdb-archive bundle."""
+
+
+class MalformedManifest(BadInput):
+    """A backup manifest that cannot be decoded (truncated, garbage, unknown framing)."""
+
+
+class EncryptedBackup(BadInput):
+    """An encrypted backup whose version must be given by the user."""
+
+
+class VersionConflict(BadInput):
+    """The version given by the user differs from the one the backup records."""
+
+
+class UnsafeArchive(BadInput):
+    """A release archive with members that would escape the extraction directory."""
+
+
+# --- exit code 3: the world failed ---------------------------------------------------------
+
+
+class WorldFailure(CrdbArchiveError):
+    """Something outside the tool failed: network, storage, permissions."""
+
+    exit_code = ExitCode.WORLD
+
+
+class NetworkError(WorldFailure):
+    """A download failed after its retries."""
+
+
+class NotFoundOnMirror(NetworkError):
+    """The mirror does not have the requested file (HTTP 404 or missing file)."""
+
+
+class StorageError(WorldFailure):
+    """Reading or writing local or object storage failed."""
+
+
+class NeedsRestoreFromColdStorage(StorageError):
+    """Objects sit in an archive storage class and must be restored before reading."""
+
+
+# --- exit code 130 -----------------------------------------------------------------------------
+
+
+class Interrupted(CrdbArchiveError):
+    """The run was stopped by SIGINT or SIGTERM; cleanup has run."""
+
+    exit_code = ExitCode.INTERRUPTED

@@ -1,0 +1,108 @@
+"""Presentation for the CLI: JSON on stdout, messages on stderr, progress bars on a terminal.
+
+The core reports progress through :data:`crdb_archive.progress.ProgressCallback`; this module
+turns those events into a rich progress bar when stderr is a terminal, or into JSON lines on
+stderr (at most one per task per second, plus each task's end) when it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from crdb_archive.progress import ProgressCallback, ProgressEvent
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(payload: Any) -> None:
+    """Print one JSON object on stdout."""
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def error_line(message: str) -> None:
+    """Print a one-line error on stderr (newlines folded, so it stays one line)."""
+    text = " ".join(message.split())
+    sys.stderr.write(f"crdb-archive: error: {text}\n")
+    sys.stderr.flush()
+
+
+def warning_line(message: str) -> None:
+    sys.stderr.write(f"crdb-archive: warning: {' '.join(message.split())}\n")
+    sys.stderr.flush()
+
+
+class _JsonLines:
+    """Progress as JSON lines, throttled to one line per task per second."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._last: dict[str, float] = {}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        last = self._last.get(event.task)
+        if not event.finished and last is not None and now - last < 1.0:
+            return
+        self._last[event.task] = now
+        record = {"event": "progress", "task": event.task, "done": event.done,
+                  "total": event.total, "finished": event.finished}
+        self._stream.write(json.dumps(record) + "\n")
+        self._stream.flush()
+
+
+class _Bar:
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        task = self._tasks.get(event.task)
+        if task is None:
+            task = self._progress.add_task(event.task, total=event.total)
+            self._tasks[event.task] = task
+        self._progress.update(task, completed=event.done, total=event.total)
+        if event.finished:
+            self._progress.update(task, visible=False)
+
+
+@contextmanager
+def progress_reporter(*, quiet: bool = False) -> Iterator[ProgressCallback]:
+    """A progress callback for the duration of one command.
+
+    A terminal gets a progress bar; anything else gets JSON lines on stderr. ``quiet`` drops
+    progress (for fast commands whose progress would be noise).
+    """
+    if quiet:
+        yield lambda event: None
+        return
+    if not stderr.is_terminal:
+        yield _JsonLines(sys.stderr)
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+    ) as progress:
+        yield _Bar(progress)
