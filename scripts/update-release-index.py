@@ -175,14 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = list(csv.DictReader(io.StringIO(versions_raw.decode("utf-8"))))
     entries = yaml.safe_load(releases_raw)
     majors = build_majors(rows)
-    index = {
+    releases = build_releases(entries, {m["name"] for m in majors})
+    index: dict[str, Any] = {
         "format": FORMAT,
         "source_sha256": {
             "releases.yml": hashlib.sha256(releases_raw).hexdigest(),
             "versions.csv": hashlib.sha256(versions_raw).hexdigest(),
         },
         "majors": majors,
-        "releases": build_releases(entries, {m["name"] for m in majors}),
+        "releases": releases,
     }
     text = render(index)
     json.loads(text)  # the hand-rolled layout must still be JSON
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output}: {len(majors)} majors, {len(index['releases'])} releases")
+    print(f"wrote {args.output}: {len(majors)} majors, {len(releases)} releases")
     return 0
 
 

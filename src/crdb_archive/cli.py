@@ -118,7 +118,7 @@ def releases(
     index = release_index()
     today = dt.datetime.now(dt.UTC).date()
     if major is None:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for m in index.majors:
             removal = m.binary_removal_date
             end = m.support_end

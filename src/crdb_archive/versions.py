@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import json
 import re
 from collections import deque
@@ -337,6 +338,10 @@ class ReleaseIndex:
         return path[::-1]
 
 
+def _window_text(index: ReleaseIndex, major: Major) -> str:
+    return ", ".join(m.name for m in index.restorable_into(major))
+
+
 def _date(value: str | None) -> dt.date | None:
     return dt.date.fromisoformat(value) if value else None
 
@@ -381,7 +386,7 @@ def compatibility(backup_version: str, target_version: str) -> Compatibility:
     backup = index.parse(backup_version)
     target = index.parse(target_version)
     window = index.restorable_into(backup.major)
-    names = ", ".join(m.name for m in window)
+    names = _window_text(index, backup.major)
     warnings = backup.warnings() + [w for w in target.warnings() if w not in backup.warnings()]
     if index.restore_window_open(backup.major):
         warnings.append(
@@ -458,7 +463,7 @@ def restore_plan(backup_version: str, target_version: str) -> RestorePlan:
             target,
             [backup.major] if backup.major == target.major else [backup.major, target.major],
             [f"RESTORE the backup directly into the {target.major} cluster: {backup.major} "
-             f"backups restore into {', '.join(m.name for m in index.restorable_into(backup.major))}."],
+             f"backups restore into {_window_text(index, backup.major)}."],
             warnings,
         )
     path = index.upgrade_path(backup.major, target.major)
@@ -472,12 +477,11 @@ def restore_plan(backup_version: str, target_version: str) -> RestorePlan:
     steps.extend(
         f"Upgrade the temporary cluster from {a} to {b} (binary of the latest {b} patch "
         f"release) and finalize the upgrade."
-        for a, b in zip(chain, chain[1:], strict=False)
+        for a, b in itertools.pairwise(chain)
     )
     last = chain[-1]
     steps.append(
         f"BACKUP the temporary {last} cluster and RESTORE that backup into the {target.major} "
-        f"cluster ({last} backups restore into "
-        f"{', '.join(m.name for m in index.restorable_into(last))})."
+        f"cluster ({last} backups restore into {_window_text(index, last)})."
     )
     return RestorePlan(backup, target, [*chain, target.major], steps, warnings)
