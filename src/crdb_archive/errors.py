@@ -120,6 +120,10 @@ class UnsafeArchive(BadInput):
     """A release archive with members that would escape the extraction directory."""
 
 
+class UnsupportedBackupFile(BadInput):
+    """A backup holds something other than regular files and directories (a link, a device)."""
+
+
 # --- exit code 3: the world failed ---------------------------------------------------------
 
 
