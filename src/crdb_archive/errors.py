@@ -75,6 +75,10 @@ class PlatformMissing(NegativeAnswer):
     """A bundle does not hold the binary for the requested platform."""
 
 
+class MalformedChecksumFile(IntegrityError):
+    """A published .sha256sum file that does not vouch for its archive in the official form."""
+
+
 # --- exit code 2: bad input -----------------------------------------------------------------
 
 
@@ -118,6 +122,10 @@ class VersionConflict(BadInput):
 
 class UnsafeArchive(BadInput):
     """A release archive with members that would escape the extraction directory."""
+
+
+class BadReleaseArchive(BadInput):
+    """A release archive that is corrupt or lacks the official layout (one folder with cockroach)."""
 
 
 class UnsupportedBackupFile(BadInput):
