@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from crdb_archive import __version__, ui
+from crdb_archive.backup import inspect_backup
 from crdb_archive.errors import CrdbArchiveError, ExitCode, Interrupted
 from crdb_archive.versions import compatibility, release_index, restore_plan
 
@@ -166,6 +167,59 @@ def releases(
 
 def _iso(value: dt.date | None) -> str | None:
     return value.isoformat() if value else None
+
+
+# --- backups -------------------------------------------------------------------------------------
+
+
+@app.command()
+def inspect(
+    path: Annotated[str, typer.Argument(help="A backup directory or a backup collection.")],
+    subdir: Annotated[
+        str | None,
+        typer.Option("--subdir", help="In a collection, the full backup to inspect "
+                     "(default: the one LATEST names)."),
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Which CockroachDB version took the backup at PATH, and where it can be restored.
+
+    Exit 0 read, 1 damaged manifest, 2 not a backup or unreadable manifest, 3 storage error.
+    """
+    _json_mode(json_output)
+    with ui.progress_reporter(quiet=json_output or not ui.stderr.is_terminal) as progress:
+        info = inspect_backup(path, subdir=subdir, progress=progress)
+    payload = info.to_json()
+    _warn_all(info.warnings, json_output)
+    _emit(payload, _backup_summary(payload), json_output)
+
+
+def _backup_summary(p: dict[str, Any]) -> list[str]:
+    where = "single backup" if p["kind"] == "backup" else (
+        f"collection, full backup {p['subdir']}"
+        + (" (LATEST)" if p["subdir"] == p["latest"] else "")
+    )
+    if p["encrypted"]:
+        version = "unknown: encrypted backup; give the version with --version when archiving"
+    else:
+        version = f"{p['build_tag'] or 'unknown'} (build tag), major {p['major_version'] or '?'}"
+    lines = [
+        f"backup:           {where}",
+        f"version:          {version}",
+        f"cluster version:  {p['cluster_version'] or '-'}",
+        f"end time:         {p['end_time'] or '-'}",
+        f"cluster id:       {p['cluster_id'] or '-'}",
+        f"files:            {p['files']} ({p['bytes']} bytes), "
+        f"{len(p['incrementals'])} incremental backup(s)",
+        f"restorable into:  {', '.join(p['restorable_into']) or '-'}",
+    ]
+    if p["kind"] == "collection":
+        lines.append(f"full backups:     {len(p['backups'])}")
+        lines += [
+            f"  {b['subdir']}  {b['end_time'] or '-'}{'  LATEST' if b['latest'] else ''}"
+            for b in p["backups"]
+        ]
+    return lines
 
 
 # --- entry point ---------------------------------------------------------------------------------

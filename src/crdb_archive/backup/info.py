@@ -1,0 +1,306 @@
+"""Inspect a backup: which full backup, which files, which version took it, where it restores.
+
+Which version is reported (DESIGN 2.1, 2.3):
+
+* ``build_tag`` is the release of the binary that wrote the backup: the binary a bundle
+  archives.
+* ``major_version`` follows the manifest's cluster version when there is one, because restore
+  compatibility is about the cluster version ("CockroachDB considers the cluster version when
+  running a backup"); otherwise the build tag's major. A v22.2.0 binary on a cluster whose
+  upgrade from 22.1 was not finalized writes a 22.1 backup: major v22.1, restorable into v22.1
+  and v22.2, and the v22.2.0 binary that took it is among those. Both are reported, with a
+  warning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from crdb_archive.backup import layout
+from crdb_archive.backup.layout import BackupFile, FullBackup
+from crdb_archive.backup.manifest import ManifestInfo, read_manifest
+from crdb_archive.errors import InvalidVersion, NotABackup, UnknownVersion
+from crdb_archive.progress import ProgressCallback, no_progress
+from crdb_archive.versions import Major, release_index
+
+ENCRYPTED_WARNING = (
+    "the backup is encrypted: its manifest cannot be read without the key, so the version "
+    "that took it is unknown; give it with --version when archiving"
+)
+UNKNOWN_VERSION_WARNING = (
+    "the version that took this backup is unknown; give it with --version when archiving"
+)
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    """One backup as found on disk: its files, its manifest, and what its version means.
+
+    ``files`` are the chosen full backup's files plus, in a collection, the LATEST files that
+    name it, so that those files alone form a collection CockroachDB can restore from (with
+    ``RESTORE FROM LATEST IN`` when a LATEST file names it, else by its subdirectory).
+    ``incremental_files`` are the files of its incremental backups, ``incrementals`` their
+    directories relative to ``root``.
+    """
+
+    root: Path
+    kind: Literal["collection", "backup"]
+    subdir: str | None
+    manifest: ManifestInfo
+    files: list[BackupFile]
+    incremental_files: list[BackupFile]
+    incrementals: list[str]
+    backups: list[FullBackup]
+    latest: str | None
+    major_version: str | None
+    restorable_into: list[str]
+    warnings: list[str]
+
+    def to_json(self) -> dict[str, object]:
+        """The ``inspect --json`` contract."""
+        m = self.manifest
+        every = self.files + self.incremental_files
+        return {
+            "kind": self.kind,
+            "root": str(self.root),
+            "subdir": self.subdir,
+            "manifest": m.file,
+            "manifest_checksum": "verified" if m.checksum_verified else "absent",
+            "build_tag": m.build_tag,
+            "build_time": m.build_time,
+            "revision": m.revision,
+            "go_version": m.go_version,
+            "cluster_version": m.cluster_version,
+            "cluster_version_internal": (
+                m.cluster_version_parts[3] if m.cluster_version_parts else None
+            ),
+            "development_build": m.development_build,
+            "major_version": self.major_version,
+            "encrypted": m.encrypted,
+            "gzip": m.gzip,
+            "start_time": rfc3339(m.start_time),
+            "end_time": rfc3339(m.end_time),
+            "end_wall_time": m.end_wall_time,
+            "cluster_id": m.cluster_id,
+            "node_id": m.node_id,
+            "files": len(every),
+            "bytes": sum(f.size for f in every),
+            "incremental_files": len(self.incremental_files),
+            "incremental_bytes": sum(f.size for f in self.incremental_files),
+            "incrementals": self.incrementals,
+            "restorable_into": self.restorable_into,
+            "latest": self.latest,
+            "backups": [
+                {
+                    "subdir": b.subdir,
+                    "end_time": rfc3339(b.end_time),
+                    "manifest": b.manifest,
+                    "latest": b.subdir == self.latest,
+                }
+                for b in self.backups
+            ],
+            "warnings": self.warnings,
+        }
+
+
+def rfc3339(value: dt.datetime | None) -> str | None:
+    """UTC, microseconds always written: ``2023-06-02T09:32:57.930000Z``."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def inspect_backup(
+    path: Path | str,
+    *,
+    subdir: str | None = None,
+    progress: ProgressCallback = no_progress,
+) -> BackupInfo:
+    """Find the backup at ``path`` (a backup directory or a collection) and describe it.
+
+    In a collection, ``subdir`` chooses the full backup (default, or ``LATEST``: the one LATEST
+    names). Raises NotABackup (2), DamagedManifest (1) for a manifest that fails its -CHECKSUM
+    or cannot be decoded without one, MalformedManifest (2) for an intact manifest in an
+    unknown form, UnsupportedBackupFile (2) for links or special files in the backup, and
+    StorageError (3) when files cannot be read.
+    """
+    root = Path(path)
+    warnings: list[str] = []
+    if layout.classify(root) == "backup":
+        if subdir is not None:
+            raise NotABackup(
+                f"{root} is a single backup, not a collection: --subdir does not apply"
+            )
+        kind: Literal["collection", "backup"] = "backup"
+        chosen = ""
+        latest = None
+        backups: list[FullBackup] = []
+        manifest = read_manifest(root, root=root, progress=progress)
+        incrementals = layout.find_incrementals(root, "", warnings)
+        pointers: list[BackupFile] = []
+        warnings += _inside_collection_hint(root)
+    else:
+        kind = "collection"
+        collection = layout.read_collection(root)
+        warnings += collection.warnings
+        chosen = _choose(root, collection, subdir, warnings)
+        latest = collection.latest
+        backups = collection.full_backups
+        manifest = read_manifest(root / chosen, root=root, progress=progress)
+        nested = layout.find_incrementals(root, chosen, warnings)
+        separate = layout.find_incrementals(root, f"{layout.INCREMENTALS}/{chosen}", warnings)
+        if nested and separate:
+            warnings.append(
+                f"incremental backups of {chosen} exist both nested in it and under "
+                f"{layout.INCREMENTALS}/; CockroachDB refuses to guess between them, so a "
+                "restore must name one location with incremental_location"
+            )
+        incrementals = nested + separate
+        pointers = [
+            layout.file_of(root, p.path) for p in collection.pointers if p.subdir == chosen
+        ]
+        # A user-named subdirectory need not be dated; its end time is the manifest's.
+        this = collection.find(chosen) or layout.full_backup(root, chosen)
+        if this is not None:
+            dated = FullBackup(this.subdir, this.end_time or manifest.end_time, this.manifest)
+            others = [b for b in backups if b.subdir != chosen]
+            backups = sorted([*others, dated], key=lambda b: b.subdir)
+    files = layout.list_files(root, chosen, skip_incremental_days=True, progress=progress)
+    files = sorted(files + pointers, key=lambda f: f.path)
+    incremental_files = [
+        f for rel in incrementals for f in layout.list_files(root, rel, progress=progress)
+    ]
+    major, window, version_warnings = assess_versions(manifest)
+    return BackupInfo(
+        root=root,
+        kind=kind,
+        subdir=chosen or None,
+        manifest=manifest,
+        files=files,
+        incremental_files=incremental_files,
+        incrementals=incrementals,
+        backups=backups,
+        latest=latest,
+        major_version=major.name if major else None,
+        restorable_into=[m.name for m in window],
+        warnings=version_warnings + warnings,
+    )
+
+
+def _choose(
+    root: Path, collection: layout.Collection, subdir: str | None, warnings: list[str]
+) -> str:
+    available = ", ".join(b.subdir for b in collection.full_backups) or "none"
+    if subdir is None or subdir.strip() == layout.LATEST:
+        if collection.latest is not None:
+            if collection.find(collection.latest) is None:
+                raise NotABackup(
+                    f"LATEST in {root} names {collection.latest}, which holds no backup "
+                    f"manifest; choose a full backup with --subdir (found: {available})"
+                )
+            return collection.latest
+        if not collection.full_backups:
+            raise NotABackup(f"{root} is a collection without any full backup")
+        newest = collection.full_backups[-1].subdir
+        warnings.append(f"the collection has no LATEST file; inspecting the newest full "
+                        f"backup, {newest}")
+        return newest
+    chosen = layout.normalize_subdir(subdir)
+    if collection.find(chosen) is None and layout.full_backup(root, chosen) is None:
+        raise NotABackup(
+            f"{chosen} is not a full backup in {root} (found: {available})"
+        )
+    return chosen
+
+
+def assess_versions(manifest: ManifestInfo) -> tuple[Major | None, list[Major], list[str]]:
+    """The major a backup belongs to, the majors it restores into, and what to warn about.
+
+    Never raises for an unknown or odd version: each becomes a warning.
+    """
+    index = release_index()
+    warnings: list[str] = []
+    if manifest.encrypted:
+        return None, [], [ENCRYPTED_WARNING]
+    tag_spec = None
+    tag = manifest.build_tag
+    if tag is None:
+        warnings.append("the manifest records no build tag")
+    else:
+        try:
+            tag_spec = index.parse(tag)
+        except (InvalidVersion, UnknownVersion) as error:
+            warnings.append(f"build tag {tag}: {error}")
+    cluster_major = None
+    parts = manifest.cluster_version_parts
+    if manifest.cluster_version is None or parts is None:
+        warnings.append(
+            "the manifest records no cluster version (written before v21.1); the major "
+            "version comes from the build tag"
+        )
+    else:
+        try:
+            cluster_major = index.parse(manifest.cluster_version).major
+        except (InvalidVersion, UnknownVersion) as error:
+            warnings.append(f"cluster version {manifest.cluster_version}: {error}")
+        if manifest.development_build:
+            warnings.append(
+                f"a development build took this backup (cluster version "
+                f"{parts[0] + 1_000_000}.{parts[1]}, read as {manifest.cluster_version}): no "
+                "official release binary matches it exactly"
+            )
+        if parts[3]:
+            warnings.append(
+                f"cluster version {manifest.cluster_version}-{parts[3]} is an intermediate "
+                f"step of an upgrade past {manifest.cluster_version} that was not finalized"
+            )
+    if tag_spec is not None:
+        warnings.extend(tag_spec.warnings())
+        if cluster_major is not None and cluster_major != tag_spec.major:
+            warnings.append(_disagreement(tag_spec.major, cluster_major, manifest))
+    major = cluster_major or (tag_spec.major if tag_spec else None)
+    if major is None:
+        warnings.append(UNKNOWN_VERSION_WARNING)
+        return None, [], warnings
+    if index.restore_window_open(major):
+        warnings.append(
+            f"the release index ends at {index.newest_major}: a later major may also restore "
+            f"{major} backups once it is released"
+        )
+    return major, index.restorable_into(major), warnings
+
+
+def _disagreement(binary: Major, cluster: Major, manifest: ManifestInfo) -> str:
+    if cluster.position < binary.position:
+        return (
+            f"build tag {manifest.build_tag} and cluster version {manifest.cluster_version} "
+            f"disagree: a {binary} binary took this backup while the cluster version was "
+            f"still {cluster.short} (an upgrade that was not finalized); restore "
+            f"compatibility follows the cluster version ({cluster}), and the binary to "
+            f"archive is the one that took it, {manifest.build_tag}"
+        )
+    return (
+        f"build tag {manifest.build_tag} is older than the cluster version "
+        f"{manifest.cluster_version}: a binary cannot run a cluster newer than itself, so "
+        "this manifest's origin is doubtful; the archived binary may not restore it"
+    )
+
+
+def _inside_collection_hint(root: Path) -> list[str]:
+    absolute = root.resolve()
+    parents = absolute.parents
+    if len(parents) < 3:
+        return []
+    subdir = "/".join(absolute.parts[-3:])
+    collection = parents[2]
+    if layout.subdir_end_time(subdir) is None:
+        return []
+    if (collection / layout.LATEST).exists() or (collection / layout.LATEST_HISTORY).exists():
+        return [
+            f"this is the full backup {subdir} of the collection {collection}; inspect the "
+            "collection to include its incremental backups and LATEST files"
+        ]
+    return []
