@@ -96,12 +96,15 @@ class ManifestInfo:
     checksum_verified: bool = False
 
 
-def decode_manifest(data: bytes, *, file: str = "") -> ManifestInfo:
+def decode_manifest(
+    data: bytes, *, file: str = "", limit: int = MAX_MANIFEST_BYTES
+) -> ManifestInfo:
     """Decode a stored manifest (raw, gzip or encrypted); pure, no I/O.
 
-    Raises MalformedManifest for anything that is not a manifest this decoder can read.
+    ``limit`` bounds what gzip may inflate to. Raises MalformedManifest for anything that is
+    not a manifest this decoder can read.
     """
-    return _decode((data,), file)
+    return _decode((data,), file, limit)
 
 
 def read_manifest(
@@ -131,7 +134,7 @@ def read_manifest(
             chunks = _hashed_chunks(stream, hasher.update, relative, size, progress)
             outcome: ManifestInfo | MalformedManifest
             try:
-                outcome = _decode(chunks, relative)
+                outcome = _decode(chunks, relative, MAX_MANIFEST_BYTES)
             except MalformedManifest as error:
                 outcome = error
             # The checksum covers the whole stored file, however far decoding got.
@@ -139,7 +142,8 @@ def read_manifest(
                 pass
         expected = _read_checksum(directory / (name + CHECKSUM_SUFFIX), relative)
     except OSError as error:
-        raise StorageError(f"cannot read {path}: {error.strerror or error}") from None
+        failed = error.filename or path
+        raise StorageError(f"cannot read {failed}: {error.strerror or error}") from None
     progress(ProgressEvent(f"read {relative}", size, size, finished=True))
     if expected is not None and not hmac.compare_digest(hasher.digest()[:_CHECKSUM_BYTES],
                                                         expected):
@@ -213,7 +217,7 @@ def _read_checksum(path: Path, name: str) -> bytes | None:
 # --- framing ---------------------------------------------------------------------------------
 
 
-def _decode(chunks: Iterable[bytes], file: str) -> ManifestInfo:
+def _decode(chunks: Iterable[bytes], file: str, limit: int) -> ManifestInfo:
     source = iter(chunks)
     head = b""
     # Enough bytes to recognise the framing, however the input is chunked.
@@ -233,12 +237,12 @@ def _decode(chunks: Iterable[bytes], file: str) -> ManifestInfo:
         return _empty(file, encrypted=True)
     payload = itertools.chain((head,), source)
     if head.startswith(GZIP_MAGIC):
-        return _parse(_gunzip(payload), file, gzip=True)
+        return _parse(_gunzip(payload, limit), file, gzip=True)
     return _parse(payload, file, gzip=False)
 
 
-def _gunzip(compressed: Iterable[bytes]) -> Iterator[bytes]:
-    """Inflate gzip members in bounded pieces, refusing more than MAX_MANIFEST_BYTES."""
+def _gunzip(compressed: Iterable[bytes], limit: int) -> Iterator[bytes]:
+    """Inflate gzip members in bounded pieces, refusing more than ``limit`` bytes in all."""
     inflater = zlib.decompressobj(wbits=31)
     total = 0
     try:
@@ -255,10 +259,8 @@ def _gunzip(compressed: Iterable[bytes]) -> Iterator[bytes]:
                 # A full piece may leave output pending in the inflater: ask again for it.
                 pending = len(out) == _INFLATE_CHUNK and not inflater.eof
                 total += len(out)
-                if total > MAX_MANIFEST_BYTES:
-                    raise MalformedManifest(
-                        f"the manifest inflates to more than {MAX_MANIFEST_BYTES >> 20} MiB"
-                    )
+                if total > limit:
+                    raise MalformedManifest(f"the manifest inflates to more than {limit} bytes")
                 if out:
                     yield out
     except zlib.error as error:
