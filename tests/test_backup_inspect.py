@@ -412,3 +412,11 @@ def test_to_json_is_plain_data(tmp_path: Path) -> None:
     assert payload["cluster_id"] == "5f0e3c1a-8c2b-4c36-9d3e-2a1b0c9d8e7f"
     assert payload["manifest_checksum"] == "verified"
     assert replace(info, warnings=["x"]).to_json()["warnings"] == ["x"]
+
+
+def test_symlinked_manifest_is_refused(tmp_path: Path) -> None:
+    write_backup(tmp_path / "real", Manifest(end_time=T0))
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "BACKUP_MANIFEST").symlink_to(tmp_path / "real" / "BACKUP_MANIFEST")
+    with pytest.raises(UnsupportedBackupFile, match="BACKUP_MANIFEST is a symbolic link"):
+        inspect_backup(tmp_path / "linked")

@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import IO
 
 from crdb_archive.backup import wire
-from crdb_archive.errors import DamagedManifest, MalformedManifest, NotABackup, StorageError
+from crdb_archive.errors import (
+    DamagedManifest,
+    MalformedManifest,
+    NotABackup,
+    StorageError,
+    UnsupportedBackupFile,
+)
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
 
 # In the order CockroachDB itself prefers them: BACKUP_MANIFEST (v20.2+), BACKUP_METADATA
@@ -74,8 +80,9 @@ class ManifestInfo:
     ``cluster_version`` is ``major.minor`` with the development offset removed;
     ``cluster_version_parts`` keeps (major, minor, patch, internal), the same offset removed.
     ``end_wall_time`` is the exact HLC wall time in nanoseconds; ``end_time`` is that instant
-    at microsecond precision. ``checksum_verified`` is True when a ``-CHECKSUM`` file was
-    present and matched.
+    at microsecond precision. ``gzip`` tells whether the readable manifest was gzip-compressed
+    (False when encrypted: compression then hides inside the encryption).
+    ``checksum_verified`` is True when a ``-CHECKSUM`` file was present and matched.
     """
 
     file: str
@@ -167,7 +174,8 @@ def read_manifest(
 def manifest_name(directory: Path) -> str | None:
     """The name of the manifest file CockroachDB would read in ``directory``, if any.
 
-    Raises StorageError when the directory cannot be examined.
+    Raises UnsupportedBackupFile for a manifest that is a symbolic link, StorageError when the
+    directory cannot be examined.
     """
     for name in MANIFEST_NAMES:
         try:
@@ -180,6 +188,11 @@ def manifest_name(directory: Path) -> str | None:
             raise StorageError(
                 f"cannot examine {directory / name}: {error.strerror or error}"
             ) from None
+        if stat.S_ISLNK(mode):
+            raise UnsupportedBackupFile(
+                f"{directory / name} is a symbolic link: crdb-archive reads and archives "
+                "regular files only"
+            )
         if stat.S_ISREG(mode):
             return name
     return None
