@@ -1,0 +1,134 @@
+"""Bundle format 1: file names, manifest lines and tag-file syntax (BagIt 1.0, RFC 8493)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+FORMAT_VERSION = 1
+
+BAGIT_TXT = "bagit.txt"
+BAG_INFO = "bag-info.txt"
+MANIFEST_SHA256 = "manifest-sha256.txt"
+MANIFEST_BLAKE3 = "manifest-blake3.txt"
+PAYLOAD_SIZES = "payload-sizes.txt"
+DESCRIPTION = "crdb-archive.json"
+RESTORE_MD = "RESTORE.md"
+TAGMANIFEST_SHA256 = "tagmanifest-sha256.txt"
+
+PAYLOAD_DIR = "data"
+BACKUP_DIR = "data/backup"
+BINARY_DIR = "data/cockroach"
+
+# Every tag file of format 1, in the order they are written; the tag manifest comes last and
+# lists all the others.
+TAG_FILES = (
+    BAGIT_TXT,
+    MANIFEST_SHA256,
+    MANIFEST_BLAKE3,
+    PAYLOAD_SIZES,
+    BAG_INFO,
+    DESCRIPTION,
+    RESTORE_MD,
+)
+ALL_TAG_FILES = (*TAG_FILES, TAGMANIFEST_SHA256)
+
+BAGIT_TXT_CONTENT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+
+# Staging names start with a dot so that listings of a bundle directory ignore them.
+STAGING_SUFFIX = ".partial"
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+
+
+def is_valid_name(name: str) -> bool:
+    """Bundle names are portable file names: letters, digits, ``._+-``; no leading dot."""
+    return bool(_NAME.match(name)) and not name.endswith((".tar", STAGING_SUFFIX))
+
+
+def staging_name(name: str) -> str:
+    return f".{name}{STAGING_SUFFIX}"
+
+
+def encode_path(path: str) -> str:
+    """Percent-encode the characters BagIt manifests cannot hold literally (RFC 8493 2.1.3)."""
+    return path.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def decode_path(path: str) -> str:
+    return path.replace("%0A", "\n").replace("%0D", "\r").replace("%0a", "\n").replace(
+        "%0d", "\r").replace("%25", "%")
+
+
+def manifest_lines(entries: Iterable[tuple[str, str]]) -> Iterator[str]:
+    """``<digest>  <path>`` lines, sorted by path: BagIt and ``sha256sum -c`` both read them."""
+    for path, digest in sorted(entries):
+        yield f"{digest}  {encode_path(path)}\n"
+
+
+@dataclass(frozen=True)
+class ManifestError:
+    line_number: int
+    detail: str
+
+
+def parse_manifest(text: str) -> tuple[dict[str, str], list[ManifestError]]:
+    """Parse a manifest into ``{path: digest}``; malformed lines are returned, not raised."""
+    entries: dict[str, str] = {}
+    errors: list[ManifestError] = []
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = raw.rstrip("\r")
+        if not line.strip():
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2 or not _HEX64.match(parts[0].lower()):
+            errors.append(ManifestError(number, f"line {number} is not '<digest>  <path>'"))
+            continue
+        path = decode_path(parts[1].lstrip("*"))
+        if path in entries:
+            errors.append(ManifestError(number, f"line {number} lists {path} twice"))
+            continue
+        entries[path] = parts[0].lower()
+    return entries, errors
+
+
+def parse_sizes(text: str) -> tuple[dict[str, int], list[ManifestError]]:
+    """Parse ``payload-sizes.txt``: ``<bytes>  <path>`` lines."""
+    sizes: dict[str, int] = {}
+    errors: list[ManifestError] = []
+    for number, raw in enumerate(text.split("\n"), 1):
+        if not raw.strip():
+            continue
+        parts = raw.split(None, 1)
+        if len(parts) != 2 or not parts[0].isdigit():
+            errors.append(ManifestError(number, f"line {number} is not '<bytes>  <path>'"))
+            continue
+        sizes[decode_path(parts[1])] = int(parts[0])
+    return sizes, errors
+
+
+def parse_tag_file(text: str) -> dict[str, list[str]]:
+    """Parse ``Label: value`` lines (bagit.txt, bag-info.txt); continuation lines fold in."""
+    tags: dict[str, list[str]] = {}
+    last: str | None = None
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line[0] in " \t" and last is not None:
+            tags[last][-1] += " " + line.strip()
+            continue
+        label, sep, value = line.partition(":")
+        if not sep:
+            continue
+        last = label.strip()
+        tags.setdefault(last, []).append(value.strip())
+    return tags
+
+
+def is_safe_relative(path: str) -> bool:
+    """A bundle-relative POSIX path that stays inside the bundle."""
+    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))

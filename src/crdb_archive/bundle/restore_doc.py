@@ -1,0 +1,151 @@
+"""RESTORE.md: restore steps for a reader who has the bundle and standard tools, nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crdb_archive.versions import release_index
+
+
+def _binary_section(binary: dict[str, Any]) -> list[str]:
+    file_name = binary["file"].rsplit("/", 1)[-1]
+    folder = file_name.removesuffix(".tgz").removesuffix(".zip")
+    executable = "cockroach.exe" if binary["platform"].startswith("windows") else "cockroach"
+    unpack = (f"unzip data/cockroach/{file_name}" if file_name.endswith(".zip")
+              else f"tar xzf data/cockroach/{file_name}")
+    lines = [f"### {binary['platform']}", "", "```sh"]
+    if binary["published_checksum_file"]:
+        lines += [
+            "# the archive as Cockroach Labs published it (checksum file kept verbatim):",
+            f"(cd data/cockroach && sha256sum -c {file_name}.sha256sum)",
+        ]
+    else:
+        lines.append(f"# no published checksum exists for this release; compare with {binary['sha256']}")
+        lines.append(f"sha256sum data/cockroach/{file_name}")
+    lines += [unpack, f"./{folder}/{executable} version", "```", ""]
+    lines.append(
+        f"The binary is `{folder}/{executable}`; its spatial libraries (libgeos), where the "
+        f"release ships them, are in `{folder}/lib/`: pass `--spatial-libs={folder}/lib` to "
+        "`cockroach start-single-node` if you need spatial features."
+    )
+    lines.append("")
+    return lines
+
+
+def render_restore_md(description: dict[str, Any]) -> bytes:
+    """The RESTORE.md of a bundle, generated from its crdb-archive.json content."""
+    backup = description["backup"]
+    crdb = description["cockroachdb"]
+    name = description["name"]
+    version = crdb["version"]
+    major = crdb["major_version"]
+    first = description["binaries"][0]
+    folder = first["file"].rsplit("/", 1)[-1].removesuffix(".tgz").removesuffix(".zip")
+    encrypted = backup["encrypted"]
+    options = " WITH encryption_passphrase = '<passphrase>'" if encrypted else ""
+    if backup["kind"] == "collection":
+        target = f"'/{backup['subdir'].lstrip('/')}' IN 'nodelocal://1/backup'"
+        show = f"SHOW BACKUP FROM {target}{options};"
+    else:
+        target = "'nodelocal://1/backup'"
+        show = f"SHOW BACKUP {target}{options};"
+    restore_into = ", ".join(crdb["restorable_into"])
+
+    out = [
+        f"# Restoring {name}",
+        "",
+        f"This bundle holds a CockroachDB backup taken by CockroachDB **{version}** "
+        f"(major version {major}) and the official CockroachDB release archive(s) of that "
+        "version, downloaded from Cockroach Labs and checked against their published SHA-256.",
+        "Nothing but standard tools (`sha256sum`, `tar`, a shell) is needed to restore it.",
+        "",
+        f"- Backup end time: {backup['end_time'] or 'unknown (encrypted manifest)'}",
+        f"- Cluster ID: {backup['cluster_id'] or 'unknown'}",
+        f"- Backup kind: {backup['kind']}"
+        + (f", full backup `{backup['subdir']}`" if backup["subdir"] else ""),
+        f"- Incremental backups included: {len(backup['incrementals'])}",
+        f"- Encrypted: {'yes: you need the passphrase or KMS key used to take it' if encrypted else 'no'}",
+        f"- Restorable into CockroachDB {restore_into}"
+        + (" (and possibly a later major released after this bundle was made)"
+           if crdb["restorable_into_may_grow"] else ""),
+        "",
+        "## 1. Check the bundle",
+        "",
+        "The bundle is a BagIt 1.0 bag (RFC 8493). If you have the single-file form, unpack it "
+        f"first: `tar xf {name}.tar`. Then, from the bundle folder:",
+        "",
+        "```sh",
+        "sha256sum -c tagmanifest-sha256.txt   # the tag files",
+        "sha256sum -c manifest-sha256.txt      # every payload file",
+        "b3sum -c manifest-blake3.txt          # the same, faster, where b3sum is installed",
+        "```",
+        "",
+        "## 2. Unpack the CockroachDB binary",
+        "",
+    ]
+    for binary in description["binaries"]:
+        out += _binary_section(binary)
+    if description["other_platforms"]:
+        out += [
+            "Checksums published for the release's other platforms, recorded so that a later "
+            "download can be checked:",
+            "",
+        ]
+        out += [f"- {p['file_name']}: `{p['published_sha256'] or 'none published'}`"
+                for p in description["other_platforms"]]
+        out.append("")
+    out += [
+        "## 3. Start a temporary single-node cluster on this version",
+        "",
+        "`nodelocal://1/...` then names files under the bundle's `data/` folder, read-only.",
+        "",
+        "```sh",
+        f"./{folder}/cockroach start-single-node --insecure --store=./restore-store \\",
+        "    --external-io-dir=\"$PWD/data\" --listen-addr=localhost:26257 \\",
+        "    --http-addr=localhost:8080 --background",
+        f"./{folder}/cockroach sql --insecure --host=localhost:26257",
+        "```",
+        "",
+        "## 4. Restore",
+        "",
+        "See what the backup holds, then restore it (a cluster backup restores whole; for a "
+        "database or table backup use `RESTORE DATABASE <name> FROM ...` or "
+        "`RESTORE TABLE <db.table> FROM ...`):",
+        "",
+        "```sql",
+        show,
+        f"RESTORE FROM {target}{options};",
+        "```",
+        "",
+        "## 5. Going further: newer versions",
+        "",
+        f"CockroachDB restores a backup taken on major version N only into N or N+1, or N+2 "
+        f"when N+1 is an innovation release; never into an older version. A {major} backup "
+        f"restores into {restore_into}.",
+        "",
+    ]
+    out += _upgrade_lines(major)
+    return ("\n".join(out).rstrip() + "\n").encode("utf-8")
+
+
+def _upgrade_lines(major_name: str) -> list[str]:
+    """The upgrade chain from the backup's major to the newest released regular major."""
+    index = release_index()
+    start = index.major(major_name)
+    newest = next(
+        (m for m in reversed(index.majors) if not m.upcoming and not m.is_innovation), None
+    )
+    if newest is None or newest.position <= start.position:
+        return []
+    path = index.upgrade_path(start, newest)
+    return [
+        "To bring the data into a newer cluster, restore it into a cluster on this version "
+        "(above), upgrade that cluster one allowed step at a time, finalizing each upgrade, "
+        "then take a new backup and restore it into the target:",
+        "",
+        "    " + " -> ".join(m.name for m in path),
+        "",
+        "Each step needs the binary of that major version. Innovation releases can be "
+        "skipped; an innovation release can only be upgraded to the next regular release.",
+        "",
+    ]

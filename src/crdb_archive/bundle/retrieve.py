@@ -1,0 +1,193 @@
+"""At restore time: take the matching CockroachDB binary out of a bundle, checked and unpacked."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crdb_archive.binaries import (
+    ExtractedBinary,
+    VersionCheck,
+    check_binary_version,
+    extract_archive,
+    host_platform,
+)
+from crdb_archive.bundle import layout
+from crdb_archive.bundle.model import schema_problems
+from crdb_archive.bundle.reader import BundleReader, open_bundle
+from crdb_archive.errors import (
+    BadInput,
+    ChecksumMismatch,
+    DamagedBundle,
+    PlatformMissing,
+    StorageError,
+)
+from crdb_archive.hashing import Digests, DigestWriter, iter_chunks, same_digest
+from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
+
+
+@dataclass(frozen=True)
+class RetrievedBinary:
+    cockroach: Path
+    lib_dir: Path | None
+    version: str
+    platform: str
+    verified: bool
+    version_check: VersionCheck
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cockroach": str(self.cockroach),
+            "lib_dir": str(self.lib_dir) if self.lib_dir else None,
+            "version": self.version,
+            "platform": self.platform,
+            "verified": self.verified,
+            "version_check": {
+                "checked": self.version_check.checked,
+                "build_tag": self.version_check.build_tag,
+                "matches": self.version_check.matches,
+                "detail": self.version_check.detail,
+            },
+        }
+
+
+def read_description(reader: BundleReader) -> dict[str, Any]:
+    """crdb-archive.json, trusted only after its digest matches the tag manifest.
+
+    Raises DamagedBundle when it or the tag manifest is damaged or invalid.
+    """
+    tags = trusted_tag_files(reader, (layout.DESCRIPTION,))
+    try:
+        description: dict[str, Any] = json.loads(tags[layout.DESCRIPTION])
+    except json.JSONDecodeError as error:
+        raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.location} is not JSON") from error
+    problems = schema_problems(description)
+    if problems:
+        raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.location}: {problems[0]}")
+    return description
+
+
+def trusted_tag_files(reader: BundleReader, names: tuple[str, ...]) -> dict[str, bytes]:
+    """Tag files whose SHA-256 matches tagmanifest-sha256.txt; raises DamagedBundle otherwise."""
+    listed, errors = layout.parse_manifest(
+        reader.read_small(layout.TAGMANIFEST_SHA256).decode("utf-8", "replace"))
+    if errors:
+        raise DamagedBundle(f"{layout.TAGMANIFEST_SHA256} in {reader.location}: "
+                            f"{errors[0].detail}")
+    out: dict[str, bytes] = {}
+    for name in names:
+        content = reader.read_small(name)
+        writer = DigestWriter()
+        writer.update(content)
+        expected = listed.get(name)
+        if expected is None or not same_digest(writer.digests().sha256, expected):
+            raise DamagedBundle(
+                f"{name} in {reader.location} does not match {layout.TAGMANIFEST_SHA256}")
+        out[name] = content
+    return out
+
+
+def retrieve_binary(
+    bundle: Path,
+    dest_dir: Path,
+    *,
+    platform: str | None = None,
+    progress: ProgressCallback = no_progress,
+) -> RetrievedBinary:
+    """Check the bundle's archive for ``platform`` (default: this host's), unpack it into
+    ``dest_dir`` and check the binary's version where it can run.
+
+    Raises NotABundle (2), PlatformMissing (1) naming the platforms the bundle has and the
+    published checksum recorded for the missing one, ChecksumMismatch/DamagedBundle (1) when
+    the archive does not match the bundle, UnsafeArchive (2), StorageError (3).
+    """
+    reader = open_bundle(bundle)
+    description = read_description(reader)
+    wanted = platform if platform not in (None, "auto") else host_platform()
+    if wanted is None:
+        raise BadInput("cannot tell this host's platform: choose one with --platform")
+    binary = next((b for b in description["binaries"] if b["platform"] == wanted), None)
+    if binary is None:
+        raise PlatformMissing(_missing_message(bundle, description, wanted))
+
+    tags = trusted_tag_files(reader, (layout.MANIFEST_SHA256, layout.MANIFEST_BLAKE3))
+    sha256_manifest, _ = layout.parse_manifest(tags[layout.MANIFEST_SHA256].decode())
+    blake3_manifest, _ = layout.parse_manifest(tags[layout.MANIFEST_BLAKE3].decode())
+    path = binary["file"]
+    file_name = path.rsplit("/", 1)[-1]
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StorageError(f"cannot create {dest_dir}: {error.strerror}") from error
+    with _scratch_copy(reader, path, dest_dir, file_name, progress) as (archive, digests):
+        expected = [
+            ("the bundle's manifest-sha256.txt", sha256_manifest.get(path), digests.sha256),
+            ("the bundle's manifest-blake3.txt", blake3_manifest.get(path), digests.blake3),
+            ("crdb-archive.json", binary["sha256"], digests.sha256),
+        ]
+        for where, recorded, actual in expected:
+            if recorded is None or not same_digest(recorded, actual):
+                raise DamagedBundle(f"{path} in {bundle} does not match {where}")
+        published = binary["published_sha256"]
+        if published is not None and not same_digest(published, digests.sha256):
+            raise ChecksumMismatch(
+                f"{path} in {bundle} differs from the published SHA-256 {published}")
+        extracted: ExtractedBinary = extract_archive(archive, dest_dir)
+    release = description["cockroachdb"]["version"]
+    check = check_binary_version(extracted.cockroach, release, platform=wanted)
+    return RetrievedBinary(
+        cockroach=extracted.cockroach,
+        lib_dir=extracted.lib_dir,
+        version=release,
+        platform=wanted,
+        verified=published is not None,
+        version_check=check,
+    )
+
+
+def _missing_message(bundle: Path, description: dict[str, Any], wanted: str) -> str:
+    have = ", ".join(b["platform"] for b in description["binaries"])
+    other = next((p for p in description["other_platforms"] if p["platform"] == wanted), None)
+    message = f"{bundle} holds no {wanted} binary; it has: {have}."
+    if other is not None and other["published_sha256"]:
+        message += (f" The published SHA-256 of {other['file_name']} recorded at archive "
+                    f"time is {other['published_sha256']}: check a later download against it.")
+    elif other is not None:
+        message += f" No published SHA-256 was recorded for {other['file_name']}."
+    return message
+
+
+@contextlib.contextmanager
+def _scratch_copy(
+    reader: BundleReader,
+    path: str,
+    dest_dir: Path,
+    file_name: str,
+    progress: ProgressCallback,
+) -> Iterator[tuple[Path, Digests]]:
+    """Copy one bundle member next to ``dest_dir`` under a hidden name, digesting it; the copy
+    is removed on the way out whatever happens."""
+    scratch_dir = dest_dir / f".crdb-archive-{secrets.token_hex(4)}.partial"
+    scratch = scratch_dir / file_name
+    try:
+        writer = DigestWriter()
+        with reader.open_member(path) as source:
+            try:
+                scratch_dir.mkdir()
+                with scratch.open("xb") as sink:
+                    for chunk in iter_chunks(source):
+                        writer.update(chunk)
+                        sink.write(chunk)
+                        progress(ProgressEvent(f"unpack {file_name}", writer.size))
+            except OSError as error:
+                raise StorageError(f"cannot write {scratch}: {error.strerror}") from error
+        progress(ProgressEvent(f"unpack {file_name}", writer.size, finished=True))
+        yield scratch, writer.digests()
+    finally:
+        shutil.rmtree(scratch_dir, ignore_errors=True)
