@@ -125,7 +125,7 @@ class UnsafeArchive(BadInput):
 
 
 class BadReleaseArchive(BadInput):
-    """A release archive that is corrupt or lacks the official layout (one folder with cockroach)."""
+    """A release archive that is corrupt or lacks the official layout (a folder with cockroach)."""
 
 
 class UnsupportedBackupFile(BadInput):

@@ -209,7 +209,7 @@ class _Fetch:
         if entry is not None:
             if published is None or same_digest(entry.sha256, published):
                 digests = cache.copy_out(
-                    entry, staged, progress=self.progress, task=f"{self.name} (cache)"
+                    entry, staged, progress=self.progress, task=f"{self.name} (from cache)"
                 )
                 if digests is not None:
                     return digests, True
@@ -221,7 +221,8 @@ class _Fetch:
             if published is not None and not same_digest(downloaded.sha256, published):
                 return downloaded, False  # refused by the caller; never enters the cache
             entry = cache.add(self.name, blob, downloaded)
-        digests = cache.copy_out(entry, staged, progress=self.progress, task=f"{self.name} (cache)")
+        # A local copy of what was just downloaded: fast, and not worth a second progress bar.
+        digests = cache.copy_out(entry, staged)
         if digests is None:
             raise StorageError(
                 f"the download cache {cache.root} did not keep {self.name} intact; check the "

@@ -45,7 +45,7 @@ class NetworkPolicy:
     read_timeout: float = 60.0
     retries: int = 5  # per request: connection errors, 429 and 5xx, handled by urllib3
     resumes: int = 5  # per file: transfers broken mid-body, resumed with Range
-    backoff: float = 1.0  # first wait; doubles on every further attempt
+    backoff: float = 0.5  # first wait; doubles on every further attempt
     max_backoff: float = 60.0
 
     @property
