@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ import typer
 
 from crdb_archive import __version__, ui
 from crdb_archive.backup import inspect_backup
+from crdb_archive.binaries import DEFAULT_PLATFORM, FetchResult, fetch_binaries
 from crdb_archive.errors import CrdbArchiveError, ExitCode, Interrupted
 from crdb_archive.versions import compatibility, release_index, restore_plan
 
@@ -219,6 +221,71 @@ def _backup_summary(p: dict[str, Any]) -> list[str]:
             f"  {b['subdir']}  {b['end_time'] or '-'}{'  LATEST' if b['latest'] else ''}"
             for b in p["backups"]
         ]
+    return lines
+
+
+# --- binaries ------------------------------------------------------------------------------------
+
+
+@app.command("fetch-binary")
+def fetch_binary(
+    version: Annotated[str, typer.Argument(help="The release, such as v23.1.11.")],
+    to: Annotated[
+        Path, typer.Option("--to", help="Directory for the archives (created if missing).")
+    ],
+    platform: Annotated[
+        list[str] | None,
+        typer.Option("--platform", help="Platform, repeatable: linux-amd64 (default), "
+                     "linux-arm64, linux-amd64-fips, darwin-amd64, darwin-arm64, windows-amd64."),
+    ] = None,
+    mirror: Annotated[
+        str | None,
+        typer.Option("--mirror", help="Mirror base URL (http, https, file://) or directory; "
+                     "default $CRDB_ARCHIVE_MIRROR, else https://binaries.cockroachdb.com."),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="Download cache; default $CRDB_ARCHIVE_CACHE, else "
+                     "the user's cache directory."),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor fill the download cache.")
+    ] = False,
+    extract: Annotated[
+        bool,
+        typer.Option("--extract", help="Also extract each archive into --to and run "
+                     "`cockroach version` where the binary can run on this host."),
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Download (or take from the cache) and verify the official archives of VERSION.
+
+    Exit 0 ok, 1 checksum mismatch or wrong version, 2 bad input, 3 network or storage failure.
+    """
+    _json_mode(json_output)
+    with ui.progress_reporter() as progress:
+        result = fetch_binaries(
+            version, platform or [DEFAULT_PLATFORM], to, mirror=mirror, cache_dir=cache_dir,
+            use_cache=not no_cache, extract=extract, progress=progress,
+        )
+    _warn_all(result.warnings, json_output)
+    _emit(result.to_json(), _fetch_summary(result), json_output)
+    if result.version_mismatch:
+        raise typer.Exit(ExitCode.NO)
+
+
+def _fetch_summary(result: FetchResult) -> list[str]:
+    lines = []
+    for f in result.files:
+        a = f.archive
+        verdict = (
+            "verified against published SHA-256" if a.verified
+            else f"NOT verified: no published checksum for {a.release}"
+        )
+        cached = " (from cache)" if a.from_cache else ""
+        lines.append(f"{a.path}  sha256 {a.sha256}  {verdict}{cached}")
+        if f.extracted is not None and f.version_check is not None:
+            lines.append(f"  extracted {f.extracted.root}: {f.version_check.detail}")
     return lines
 
 
