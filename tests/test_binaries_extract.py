@@ -231,6 +231,17 @@ def test_corrupt_or_unofficial_archive_is_bad_input(
     assert everything_under(tmp_path / "out") == []
 
 
+@pytest.mark.parametrize("platform", ["linux-amd64", "windows-amd64"])
+def test_flipped_byte_in_compressed_data_is_bad_input(tmp_path: Path, platform: str) -> None:
+    files = build_archive(tmp_path, RELEASE, platform)
+    data = bytearray(files.archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the padding member's compressed bytes
+    files.archive.write_bytes(bytes(data))
+    with pytest.raises(BadReleaseArchive):
+        extract_archive(files.archive, tmp_path / "out")
+    assert everything_under(tmp_path / "out") == []
+
+
 def test_missing_archive_is_a_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError):
         extract_archive(tmp_path / "missing.tgz", tmp_path / "out")

@@ -106,7 +106,9 @@ def _open_members(archive: Path) -> Iterator[list[_Member]]:
                 yield [_zip_member(zip_file, info, archive) for info in zip_file.infolist()]
         else:
             with tarfile.open(archive, "r:*") as tar:
-                yield [_tar_member(tar, info, archive) for info in tar.getmembers()]
+                members = [_tar_member(tar, info, archive) for info in tar.getmembers()]
+                _read_to_end(tar)
+                yield members
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise BadReleaseArchive(f"{archive} is not a readable archive: {error}") from None
     except OSError as error:
@@ -115,6 +117,14 @@ def _open_members(archive: Path) -> Iterator[list[_Member]]:
         raise BadReleaseArchive(
             f"{archive} is not a readable archive: {describe_os_error(error)}"
         ) from None
+
+
+def _read_to_end(tar: tarfile.TarFile) -> None:
+    # gzip checks its CRC only at the end of the stream, and tarfile stops reading at the
+    # end-of-archive marker before it: without this, a damaged byte would go unnoticed.
+    if tar.fileobj is not None:
+        while tar.fileobj.read(CHUNK_SIZE):
+            pass
 
 
 def _tar_member(tar: tarfile.TarFile, info: tarfile.TarInfo, archive: Path) -> _Member:

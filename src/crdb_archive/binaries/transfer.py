@@ -35,6 +35,9 @@ _RETRY_AFTER_CAP = 120.0
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MISSING_STATUSES = frozenset({403, 404, 410})  # object stores answer 403 for a missing key
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_TIMEOUTS = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
+# urllib3 files a refused connection under its timeouts; it is not one.
+_REFUSALS = (requests.ConnectionError, urllib3.exceptions.NewConnectionError)
 
 
 @dataclass(frozen=True)
@@ -304,10 +307,7 @@ def describe_request_error(error: BaseException) -> str:
     """One line saying why a request failed: the innermost cause, without urllib3's reprs."""
     reason = error
     for _ in range(10):  # requests wraps urllib3, which wraps the socket error
-        # urllib3 files a refused connection under its timeouts; it is not one.
-        timeout = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
-        connecting = (requests.ConnectionError, urllib3.exceptions.NewConnectionError)
-        if isinstance(reason, timeout) and not isinstance(reason, connecting):
+        if isinstance(reason, _TIMEOUTS) and not isinstance(reason, _REFUSALS):
             return "timed out"
         if isinstance(reason, urllib3.exceptions.MaxRetryError) and reason.reason is not None:
             inner: BaseException | None = reason.reason
