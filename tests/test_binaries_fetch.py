@@ -49,7 +49,7 @@ RELEASE = "v23.1.11"
 PLATFORM = "linux-amd64"
 NAME = "cockroach-v23.1.11.linux-amd64.tgz"
 FAST = NetworkPolicy(
-    connect_timeout=2.0, read_timeout=0.5, retries=3, resumes=3, backoff=0.01, max_backoff=0.05
+    connect_timeout=2.0, read_timeout=1.0, retries=3, resumes=3, backoff=0.01, max_backoff=0.05
 )
 
 
