@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import time
 from pathlib import Path
 
 import blake3
@@ -213,6 +214,17 @@ def test_transient_failures_are_survived(
     else:
         assert ranges == []
     assert leftovers(tmp_path / "out") == [NAME]
+
+
+def test_long_retry_after_is_capped_by_the_policy(
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+) -> None:
+    mirror.fail(NAME, status(503, retry_after="3600"))
+    started = time.monotonic()
+    fetched = fetch(mirror, tmp_path / "out", None)
+    assert time.monotonic() - started < 10  # waits max_backoff (0.05 s), not an hour
+    assert fetched.verified
+    assert len(mirror.requests(NAME)) == 2
 
 
 def test_server_ignoring_range_restarts_from_zero(

@@ -29,9 +29,6 @@ from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
 # Small enough that a transfer broken mid-way keeps nearly everything already received.
 NETWORK_CHUNK_SIZE = 64 << 10
 
-# A server asking to wait longer than this is treated as if it had asked for this long.
-_RETRY_AFTER_CAP = 120.0
-
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MISSING_STATUSES = frozenset({403, 404, 410})  # object stores answer 403 for a missing key
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -49,7 +46,7 @@ class NetworkPolicy:
     retries: int = 5  # per request: connection errors, 429 and 5xx, handled by urllib3
     resumes: int = 5  # per file: transfers broken mid-body, resumed with Range
     backoff: float = 0.5  # first wait; doubles on every further attempt
-    max_backoff: float = 60.0
+    max_backoff: float = 60.0  # also caps how long a server's Retry-After can make us wait
 
     @property
     def timeouts(self) -> tuple[float, float]:
@@ -71,9 +68,13 @@ class Sink(Protocol):
     def restart(self) -> None: ...
 
 
-class _CappedRetry(Retry):
-    def parse_retry_after(self, retry_after: str) -> float:
-        return min(super().parse_retry_after(retry_after), _RETRY_AFTER_CAP)
+def _retry_capped_at(cap: float) -> type[Retry]:
+    # A class, not an attribute: urllib3 copies a Retry through its constructor's parameters.
+    class _CappedRetry(Retry):
+        def parse_retry_after(self, retry_after: str) -> float:
+            return min(super().parse_retry_after(retry_after), cap)
+
+    return _CappedRetry
 
 
 class _TimeoutAdapter(HTTPAdapter):
@@ -105,9 +106,9 @@ class _TimeoutAdapter(HTTPAdapter):
 def http_session(policy: NetworkPolicy = DEFAULT_POLICY) -> requests.Session:
     """A session that retries connection errors, 429 and 5xx with backoff and always times out.
 
-    Retry-After is respected (capped at two minutes). Close the session when done.
+    Retry-After is respected up to the policy's longest backoff. Close the session when done.
     """
-    retry = _CappedRetry(
+    retry = _retry_capped_at(policy.max_backoff)(
         total=policy.retries,
         connect=policy.retries,
         read=policy.retries,
