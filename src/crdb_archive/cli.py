@@ -16,9 +16,13 @@ from typing import Annotated, Any
 import typer
 
 from crdb_archive import __version__, ui
+from crdb_archive.archive import ArchiveRequest, archive_backup
 from crdb_archive.backup import inspect_backup
 from crdb_archive.binaries import DEFAULT_PLATFORM, FetchResult, fetch_binaries
-from crdb_archive.errors import CrdbArchiveError, ExitCode, Interrupted
+from crdb_archive.bundle.retrieve import retrieve_binary
+from crdb_archive.bundle.summary import looks_like_bundle, summarize_bundle
+from crdb_archive.bundle.verify import verify_bundle
+from crdb_archive.errors import BadInput, CrdbArchiveError, ExitCode, Interrupted
 from crdb_archive.versions import compatibility, release_index, restore_plan
 
 app = typer.Typer(
@@ -36,6 +40,21 @@ class _State:
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+PlatformsOption = Annotated[
+    list[str] | None,
+    typer.Option("--platform", help="Platform, repeatable: linux-amd64 (default), "
+                 "linux-arm64, linux-amd64-fips, darwin-amd64, darwin-arm64, windows-amd64."),
+]
+MirrorOption = Annotated[
+    str | None,
+    typer.Option("--mirror", help="Mirror base URL (http, https, file://) or directory; "
+                 "default $CRDB_ARCHIVE_MIRROR, else https://binaries.cockroachdb.com."),
+]
+CacheDirOption = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", help="Download cache; default $CRDB_ARCHIVE_CACHE, else "
+                 "the user's cache directory."),
+]
 
 
 def _json_mode(value: bool) -> bool:
@@ -176,7 +195,8 @@ def _iso(value: dt.date | None) -> str | None:
 
 @app.command()
 def inspect(
-    path: Annotated[str, typer.Argument(help="A backup directory or a backup collection.")],
+    path: Annotated[str, typer.Argument(help="A backup directory, a backup collection, or a "
+                                              "bundle (directory or .tar).")],
     subdir: Annotated[
         str | None,
         typer.Option("--subdir", help="In a collection, the full backup to inspect "
@@ -186,9 +206,16 @@ def inspect(
 ) -> None:
     """Which CockroachDB version took the backup at PATH, and where it can be restored.
 
-    Exit 0 read, 1 damaged manifest, 2 not a backup or unreadable manifest, 3 storage error.
+    For a bundle: what it holds (without re-hashing it; use `verify` for that).
+    Exit 0 read, 1 damaged manifest or bundle, 2 not a backup or unreadable manifest,
+    3 storage error.
     """
     _json_mode(json_output)
+    if looks_like_bundle(path):
+        summary = summarize_bundle(Path(path))
+        _warn_all(summary["warnings"], json_output)
+        _emit(summary, _bundle_summary(summary), json_output)
+        return
     with ui.progress_reporter(quiet=json_output or not ui.stderr.is_terminal) as progress:
         info = inspect_backup(path, subdir=subdir, progress=progress)
     payload = info.to_json()
@@ -233,21 +260,9 @@ def fetch_binary(
     to: Annotated[
         Path, typer.Option("--to", help="Directory for the archives (created if missing).")
     ],
-    platform: Annotated[
-        list[str] | None,
-        typer.Option("--platform", help="Platform, repeatable: linux-amd64 (default), "
-                     "linux-arm64, linux-amd64-fips, darwin-amd64, darwin-arm64, windows-amd64."),
-    ] = None,
-    mirror: Annotated[
-        str | None,
-        typer.Option("--mirror", help="Mirror base URL (http, https, file://) or directory; "
-                     "default $CRDB_ARCHIVE_MIRROR, else https://binaries.cockroachdb.com."),
-    ] = None,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option("--cache-dir", help="Download cache; default $CRDB_ARCHIVE_CACHE, else "
-                     "the user's cache directory."),
-    ] = None,
+    platform: PlatformsOption = None,
+    mirror: MirrorOption = None,
+    cache_dir: CacheDirOption = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Neither read nor fill the download cache.")
     ] = False,
@@ -287,6 +302,144 @@ def _fetch_summary(result: FetchResult) -> list[str]:
         if f.extracted is not None and f.version_check is not None:
             lines.append(f"  extracted {f.extracted.root}: {f.version_check.detail}")
     return lines
+
+
+# --- bundles -------------------------------------------------------------------------------------
+
+
+@app.command("archive")
+def archive_command(
+    source: Annotated[str, typer.Argument(help="The backup: a directory or collection path, "
+                                                "or a file:// URI.")],
+    dest: Annotated[Path, typer.Option("--dest", help="Directory that receives the bundle.")],
+    subdir: Annotated[
+        str | None,
+        typer.Option("--subdir", help="In a collection, the full backup to archive "
+                     "(default: the one LATEST names)."),
+    ] = None,
+    version: Annotated[
+        str, typer.Option("--version", help="auto (read it from the backup) or the exact "
+                          "release that took the backup, such as v23.1.11."),
+    ] = "auto",
+    force_version: Annotated[
+        bool, typer.Option("--force-version", help="Archive --version even though the backup "
+                           "records another one."),
+    ] = False,
+    platform: PlatformsOption = None,
+    mirror: MirrorOption = None,
+    cache_dir: CacheDirOption = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Bundle name (default: derived from the "
+                                 "cluster, the backup's end time and the version)."),
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="dir (a directory) or tar (one uncompressed tar).")
+    ] = "dir",
+    with_incrementals: Annotated[
+        bool, typer.Option("--with-incrementals", help="Include the full backup's incremental "
+                           "backups."),
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Archive the backup at SOURCE into a verifiable bundle in --dest.
+
+    Exit 0 written (or already there and sound), 1 checksum mismatch or a damaged bundle of
+    that name, 2 bad input, 3 network or storage failure.
+    """
+    _json_mode(json_output)
+    if fmt not in ("dir", "tar"):
+        raise BadInput(f"--format {fmt!r}: expected dir or tar")
+    request = ArchiveRequest(
+        source=source, dest=dest, subdir=subdir, version=version,
+        force_version=force_version, platforms=tuple(platform or [DEFAULT_PLATFORM]),
+        mirror=mirror, name=name, format="tar" if fmt == "tar" else "dir",
+        with_incrementals=with_incrementals, cache_dir=cache_dir,
+    )
+    with ui.progress_reporter() as progress:
+        result = archive_backup(request, progress=progress)
+    _warn_all(result.warnings, json_output)
+    state = "written" if result.created else "already archived, verified, unchanged"
+    _emit(result.to_json(), [
+        f"{result.bundle}: {state}",
+        f"  CockroachDB {result.version}, binaries for {', '.join(result.platforms)}",
+        f"  {result.files} payload files, {result.bytes} bytes, {result.seconds:.1f} s",
+    ], json_output)
+
+
+@app.command()
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory or .tar.")],
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Presence, sizes and Payload-Oxum only: no digests.")
+    ] = False,
+    all_digests: Annotated[
+        bool, typer.Option("--all-digests", help="Check SHA-256 as well as BLAKE3.")
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Check a bundle: complete, every digest right, binaries as published.
+
+    Exit 0 valid, 1 damaged or incomplete, 2 not a bundle, 3 storage error.
+    """
+    _json_mode(json_output)
+    with ui.progress_reporter() as progress:
+        report = verify_bundle(bundle, fast=fast, all_digests=all_digests, progress=progress)
+    lines = [f"{bundle}: {'OK' if report.ok else 'DAMAGED'} ({report.files} files, "
+             f"{report.bytes} bytes, {report.mode} check)"]
+    lines += [f"  {problem}" for problem in report.problems]
+    _emit(report.to_json(), lines, json_output)
+    if not report.ok:
+        raise typer.Exit(ExitCode.NO)
+
+
+@app.command()
+def binary(
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory or .tar.")],
+    to: Annotated[Path, typer.Option("--to", help="Directory to unpack the binary into.")],
+    platform: Annotated[
+        str, typer.Option("--platform", help="auto (this host) or a platform such as "
+                          "linux-amd64."),
+    ] = "auto",
+    json_output: JsonFlag = False,
+) -> None:
+    """Unpack the bundle's CockroachDB binary for restoring, checked against the bundle.
+
+    Exit 0 ok, 1 the bundle lacks the platform or its archive is damaged or the binary reports
+    another version, 2 not a bundle, 3 storage error.
+    """
+    _json_mode(json_output)
+    with ui.progress_reporter() as progress:
+        result = retrieve_binary(bundle, to, platform=platform, progress=progress)
+    check = result.version_check
+    lines = [
+        f"cockroach {result.version} ({result.platform}): {result.cockroach}",
+        f"  version check: {check.detail}",
+    ]
+    if result.lib_dir is not None:
+        lines.append(f"  spatial libraries: {result.lib_dir} "
+                     f"(cockroach start ... --spatial-libs={result.lib_dir})")
+    if not result.verified:
+        lines.append("  note: no published SHA-256 existed for this release; the archive "
+                     "matches the bundle's own digests")
+    _emit(result.to_json(), lines, json_output)
+    if check.checked and not check.matches:
+        raise typer.Exit(ExitCode.NO)
+
+
+def _bundle_summary(p: dict[str, Any]) -> list[str]:
+    backup = p["backup"]
+    return [
+        f"bundle:           {p['bundle']} ({p['form']})",
+        f"version:          {p['version']} (major {p['major_version']})",
+        f"restorable into:  {', '.join(p['restorable_into'])}",
+        f"binaries:         {', '.join(p['platforms'])}",
+        f"backup:           {backup['kind']}"
+        + (f", full backup {backup['subdir']}" if backup["subdir"] else "")
+        + f", {len(backup['incrementals'])} incremental(s)",
+        f"end time:         {backup['end_time'] or '-'}",
+        f"cluster id:       {backup['cluster_id'] or '-'}",
+        f"payload:          {p['payload_oxum']} (bytes.files), bagged {p['bagging_date']}",
+    ]
 
 
 # --- entry point ---------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ def _binary_section(binary: dict[str, Any]) -> list[str]:
             f"(cd data/cockroach && sha256sum -c {file_name}.sha256sum)",
         ]
     else:
-        lines.append(f"# no published checksum exists for this release; compare with {binary['sha256']}")
+        lines.append("# no published checksum exists for this release; compare with "
+                     f"{binary['sha256']}")
         lines.append(f"sha256sum data/cockroach/{file_name}")
     lines += [unpack, f"./{folder}/{executable} version", "```", ""]
     lines.append(
@@ -64,7 +65,8 @@ def render_restore_md(description: dict[str, Any]) -> bytes:
         f"- Backup kind: {backup['kind']}"
         + (f", full backup `{backup['subdir']}`" if backup["subdir"] else ""),
         f"- Incremental backups included: {len(backup['incrementals'])}",
-        f"- Encrypted: {'yes: you need the passphrase or KMS key used to take it' if encrypted else 'no'}",
+        "- Encrypted: "
+        + ("yes: you need the passphrase or KMS key used to take it" if encrypted else "no"),
         f"- Restorable into CockroachDB {restore_into}"
         + (" (and possibly a later major released after this bundle was made)"
            if crdb["restorable_into_may_grow"] else ""),

@@ -10,6 +10,14 @@ from crdb_archive.bundle.reader import open_bundle
 from crdb_archive.bundle.retrieve import read_description, trusted_tag_files
 
 
+def looks_like_bundle(path: str) -> bool:
+    """A directory holding bagit.txt, or a .tar file: what ``inspect`` treats as a bundle."""
+    candidate = Path(path)
+    if candidate.is_dir():
+        return (candidate / layout.BAGIT_TXT).is_file()
+    return candidate.suffix == ".tar" and candidate.is_file()
+
+
 def summarize_bundle(path: Path) -> dict[str, Any]:
     """What the bundle at ``path`` says about itself, its description checked against the tag
     manifest. Raises NotABundle (2) or DamagedBundle (1)."""

@@ -107,7 +107,8 @@ def verify_bundle(
     mode: Mode = "fast" if fast else ("all" if all_digests else "blake3")
     report = VerifyReport(path, reader.form, mode)
     seen = _read(reader, report, mode, progress)
-    if layout.BAGIT_TXT not in seen.tags:
+    if not seen.tags.keys() & set(layout.ALL_TAG_FILES) and not seen.sizes:
+        # Nothing of a bag at all; a damaged bundle (a tar cut short) still shows some of it.
         raise NotABundle(f"{path} is not a bundle: it has no {layout.BAGIT_TXT}")
     _check_bagit_txt(seen, report)
     _check_tag_manifest(seen, report)

@@ -1,0 +1,473 @@
+"""The main job: a backup in, one verified archive bundle out.
+
+inspect the backup -> settle the version -> fetch and verify the official release archive(s)
+-> write the bundle atomically (or find that it already exists and is sound).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from crdb_archive import __version__
+from crdb_archive.backup import BackupFile, BackupInfo, inspect_backup
+from crdb_archive.binaries import (
+    DEFAULT_PLATFORM,
+    FetchedArchive,
+    Mirror,
+    archive_name,
+    fetch_published_checksum,
+    fetch_release_archive,
+    resolve_mirror,
+)
+from crdb_archive.bundle import layout
+from crdb_archive.bundle.model import render, schema_problems
+from crdb_archive.bundle.restore_doc import render_restore_md
+from crdb_archive.bundle.verify import verify_bundle
+from crdb_archive.bundle.writer import (
+    BundleFormat,
+    BundleStaging,
+    PayloadItem,
+    PayloadResult,
+    bundle_path,
+)
+from crdb_archive.errors import (
+    BadInput,
+    DamagedBundle,
+    EncryptedBackup,
+    NetworkError,
+    VersionConflict,
+)
+from crdb_archive.hashing import digest_file
+from crdb_archive.progress import ProgressCallback, no_progress
+from crdb_archive.storage.uri import parse_location, redact
+from crdb_archive.versions import VersionSpec, release_index
+
+# Warn when the binaries of the backup's major disappear from the download site within this.
+BINARY_REMOVAL_WARNING_DAYS = 180
+
+
+@dataclass(frozen=True)
+class ArchiveRequest:
+    source: str
+    dest: Path
+    subdir: str | None = None
+    version: str | None = None  # None or "auto": read it from the backup
+    force_version: bool = False
+    platforms: Sequence[str] = (DEFAULT_PLATFORM,)
+    mirror: str | None = None
+    name: str | None = None
+    format: BundleFormat = "dir"
+    with_incrementals: bool = False
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    bundle: Path
+    name: str
+    version: str
+    platforms: list[str]
+    files: int
+    bytes: int
+    seconds: float
+    created: bool
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bundle": str(self.bundle),
+            "name": self.name,
+            "version": self.version,
+            "platforms": self.platforms,
+            "files": self.files,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "created": self.created,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass(frozen=True)
+class _Version:
+    spec: VersionSpec
+    release: str
+    source: str  # "manifest" or "user"
+
+
+def archive_backup(
+    request: ArchiveRequest, *, progress: ProgressCallback = no_progress
+) -> ArchiveResult:
+    """Archive the backup at ``request.source`` into a bundle in ``request.dest``.
+
+    Raises NotABackup/BadInput/VersionConflict/EncryptedBackup (exit 2), DamagedBundle when a
+    bundle of that name exists and fails verification, ChecksumMismatch (exit 1), and
+    NetworkError/StorageError (exit 3).
+    """
+    started = time.monotonic()
+    location = parse_location(request.source)
+    backup = inspect_backup(location.local_path, subdir=request.subdir)
+    version = _settle_version(backup, request)
+    platforms = _platforms(request.platforms)
+    name = request.name or bundle_name(backup, version.release, request.with_incrementals)
+    if not layout.is_valid_name(name):
+        raise BadInput(f"bundle name {name!r} is not a portable file name "
+                       "(letters, digits, '._+-', no leading dot)")
+    mirror = resolve_mirror(request.mirror)
+    warnings = _warnings(backup, version)
+
+    final = bundle_path(request.dest, name, request.format)
+    if final.exists():
+        return _existing(final, name, version, platforms, started, warnings, progress)
+
+    files = list(backup.files)
+    if request.with_incrementals:
+        files += backup.incremental_files
+    with BundleStaging(request.dest, name, request.format) as staging:
+        fetched = [
+            fetch_release_archive(version.release, platform, staging.scratch, mirror=mirror,
+                                  cache_dir=request.cache_dir, progress=progress)
+            for platform in platforms
+        ]
+        for archive in fetched:
+            if not archive.verified:
+                warnings.append(
+                    f"{archive.path.name} is not verified: Cockroach Labs published no "
+                    f"SHA-256 for {version.release}"
+                )
+        others = _other_platforms(version, platforms, mirror, warnings)
+        payload = _payload(backup, files, fetched, staging.scratch)
+        source = redact(location.redacted)
+
+        def describe(result: PayloadResult) -> dict[str, bytes]:
+            description = _description(
+                name, source, backup, version, fetched, others, warnings, result,
+                incrementals=backup.incrementals if request.with_incrementals else [],
+                files=len(files), size=sum(f.size for f in files),
+            )
+            problems = schema_problems(description)
+            if problems:  # a defect in this module, never the user's input
+                raise RuntimeError(f"bundle description breaks its schema: {problems[0]}")
+            return {layout.DESCRIPTION: render(description),
+                    layout.RESTORE_MD: render_restore_md(description)}
+
+        written = staging.write(
+            payload,
+            bag_info=_bag_info(name, source, backup, version),
+            describe=describe,
+            progress=progress,
+        )
+    return ArchiveResult(
+        bundle=written.path,
+        name=name,
+        version=version.release,
+        platforms=platforms,
+        files=written.payload.files,
+        bytes=written.payload.bytes,
+        seconds=time.monotonic() - started,
+        created=True,
+        warnings=warnings,
+    )
+
+
+def _existing(
+    final: Path,
+    name: str,
+    version: _Version,
+    platforms: list[str],
+    started: float,
+    warnings: list[str],
+    progress: ProgressCallback,
+) -> ArchiveResult:
+    """A bundle of this name exists: sound means done, damaged means stop and say so."""
+    report = verify_bundle(final, progress=progress)
+    if not report.ok:
+        first = report.problems[0]
+        raise DamagedBundle(
+            f"bundle {final} already exists and is damaged ({len(report.problems)} "
+            f"problem(s), first: {first}); move it aside and run again"
+        )
+    recorded = report.description or {}
+    recorded_version = recorded.get("cockroachdb", {}).get("version")
+    if recorded_version != version.release:
+        raise DamagedBundle(
+            f"bundle {final} already exists for version {recorded_version}, not "
+            f"{version.release}; choose another --name"
+        )
+    return ArchiveResult(
+        bundle=final,
+        name=name,
+        version=version.release,
+        platforms=[b["platform"] for b in recorded.get("binaries", [])] or platforms,
+        files=report.files,
+        bytes=report.bytes,
+        seconds=time.monotonic() - started,
+        created=False,
+        warnings=warnings,
+    )
+
+
+# --- version ------------------------------------------------------------------------------------
+
+
+def _settle_version(backup: BackupInfo, request: ArchiveRequest) -> _Version:
+    index = release_index()
+    recorded = backup.manifest.build_tag
+    given = None if request.version in (None, "", "auto") else request.version
+    if given is not None:
+        spec = index.parse(given)
+        if spec.release_name is None:
+            raise BadInput(
+                f"--version {given} names a major version; give the exact release that took "
+                f"the backup, such as {spec.major}.0"
+            )
+        if recorded is not None and recorded != spec.release_name and not request.force_version:
+            raise VersionConflict(
+                f"--version {spec.release_name} differs from {recorded} recorded in the "
+                f"backup's manifest; pass --force-version to archive {spec.release_name} anyway"
+            )
+        return _Version(spec, spec.release_name, "user")
+    if backup.manifest.encrypted:
+        raise EncryptedBackup(
+            f"the backup at {backup.root} is encrypted, so its version cannot be read: give "
+            "the release that took it with --version (for example --version v23.1.11)"
+        )
+    if recorded is None:
+        raise BadInput(
+            f"the backup manifest {backup.manifest.file} records no build tag: give the "
+            "release that took it with --version"
+        )
+    spec = index.parse(recorded)
+    if spec.release_name is None:  # pragma: no cover - build tags always carry a patch
+        raise BadInput(f"build tag {recorded} is not a release")
+    return _Version(spec, spec.release_name, "manifest")
+
+
+def _platforms(requested: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(requested or (DEFAULT_PLATFORM,)))
+
+
+def _warnings(backup: BackupInfo, version: _Version) -> list[str]:
+    warnings = list(backup.warnings)
+    for warning in version.spec.warnings():
+        if warning not in warnings:
+            warnings.append(warning)
+    removal = version.spec.major.binary_removal_date
+    if removal is not None:
+        days = (removal - dt.datetime.now(dt.UTC).date()).days
+        if days < 0:
+            warnings.append(
+                f"official {version.spec.major} binaries were scheduled for removal from the "
+                f"download site on {removal}; a mirror may be the only source left"
+            )
+        elif days <= BINARY_REMOVAL_WARNING_DAYS:
+            warnings.append(
+                f"official {version.spec.major} binaries leave the download site on {removal} "
+                f"({days} days from now)"
+            )
+    return warnings
+
+
+def _other_platforms(
+    version: _Version, platforms: list[str], mirror: Mirror, warnings: list[str]
+) -> list[dict[str, Any]]:
+    """The published checksums of the platforms not archived, for a later download."""
+    release = version.spec.release
+    if release is None:
+        return []
+    out = []
+    for platform in release.platforms:
+        if platform in platforms:
+            continue
+        file_name = archive_name(version.release, platform)
+        try:
+            published = (fetch_published_checksum(version.release, platform, mirror=mirror)
+                         if release.has_sha256sum else None)
+        except NetworkError as error:
+            warnings.append(f"published checksum of {file_name} not recorded: {error}")
+            published = None
+        out.append({
+            "platform": platform,
+            "file_name": file_name,
+            "url": redact(mirror.display_url(file_name)),
+            "published_sha256": published,
+        })
+    return out
+
+
+# --- payload and tag files ------------------------------------------------------------------------
+
+
+def _payload(
+    backup: BackupInfo, files: list[BackupFile], fetched: list[FetchedArchive], scratch: Path
+) -> list[PayloadItem]:
+    root = backup.root
+    items = [
+        PayloadItem(
+            path=f"{layout.BACKUP_DIR}/{f.path}",
+            size=f.size,
+            open=functools.partial(_open_read, root / f.path),
+        )
+        for f in files
+    ]
+    for archive in fetched:
+        items.append(PayloadItem(
+            path=f"{layout.BINARY_DIR}/{archive.path.name}",
+            size=archive.size,
+            open=functools.partial(_open_read, archive.path),
+        ))
+        if archive.published_checksum_file is not None:
+            checksum = scratch / f"{archive.path.name}.sha256sum"
+            checksum.write_bytes(archive.published_checksum_file)
+            items.append(PayloadItem(
+                path=f"{layout.BINARY_DIR}/{checksum.name}",
+                size=len(archive.published_checksum_file),
+                open=functools.partial(_open_read, checksum),
+            ))
+    return items
+
+
+def _open_read(path: Path) -> IO[bytes]:
+    return path.open("rb")
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _description(
+    name: str,
+    source: str,
+    backup: BackupInfo,
+    version: _Version,
+    fetched: list[FetchedArchive],
+    others: list[dict[str, Any]],
+    warnings: list[str],
+    result: PayloadResult,
+    *,
+    incrementals: list[str],
+    files: int,
+    size: int,
+) -> dict[str, Any]:
+    index = release_index()
+    manifest = backup.manifest
+    major = version.spec.major
+    binaries = []
+    for archive in fetched:
+        in_bundle = f"{layout.BINARY_DIR}/{archive.path.name}"
+        digests = result.digests[in_bundle]
+        checksum_file = (f"{in_bundle}.sha256sum"
+                         if archive.published_checksum_file is not None else None)
+        binaries.append({
+            "platform": archive.platform,
+            "file": in_bundle,
+            "url": redact(archive.url),
+            "size": digests.size,
+            "sha256": digests.sha256,
+            "blake3": digests.blake3,
+            "published_sha256": archive.published_sha256,
+            "published_checksum_file": checksum_file,
+            "verified": archive.verified,
+        })
+    return {
+        "format": "crdb-archive-bundle",
+        "format_version": layout.FORMAT_VERSION,
+        "name": name,
+        "created": _iso(dt.datetime.now(dt.UTC)),
+        "software": f"crdb-archive {__version__}",
+        "backup": {
+            "source": source,
+            "kind": backup.kind,
+            "subdir": backup.subdir,
+            "incrementals": incrementals,
+            "payload_dir": layout.BACKUP_DIR,
+            "manifest_file": manifest.file or None,
+            "encrypted": manifest.encrypted,
+            "build_tag": manifest.build_tag,
+            "cluster_version": manifest.cluster_version,
+            "start_time": _iso(manifest.start_time),
+            "end_time": _iso(manifest.end_time),
+            "cluster_id": manifest.cluster_id,
+            "node_id": manifest.node_id,
+            "files": files,
+            "bytes": size,
+        },
+        "cockroachdb": {
+            "version": version.release,
+            "major_version": major.name,
+            "major_type": major.type,
+            "version_source": version.source,
+            "restorable_into": [m.name for m in index.restorable_into(major)],
+            "restorable_into_may_grow": index.restore_window_open(major),
+            "withdrawn": bool(version.spec.release and version.spec.release.withdrawn),
+            "binary_removal_date": (major.binary_removal_date.isoformat()
+                                    if major.binary_removal_date else None),
+        },
+        "binaries": binaries,
+        "other_platforms": others,
+        "warnings": warnings,
+    }
+
+
+def _bag_info(
+    name: str, source: str, backup: BackupInfo, version: _Version
+) -> list[tuple[str, str]]:
+    index = release_index()
+    manifest = backup.manifest
+    info = [
+        ("External-Identifier", name),
+        ("External-Description",
+         f"CockroachDB {version.release} backup with the official binaries that restore it"),
+        ("CockroachDB-Version", version.release),
+        ("CockroachDB-Major-Version", version.spec.major.name),
+        ("CockroachDB-Restorable-Into",
+         ", ".join(m.name for m in index.restorable_into(version.spec.major))),
+        ("Backup-Source", source),
+    ]
+    if backup.subdir:
+        info.append(("Backup-Subdir", backup.subdir))
+    if manifest.end_time is not None:
+        info.append(("Backup-End-Time", _iso(manifest.end_time) or ""))
+    if manifest.cluster_id:
+        info.append(("CockroachDB-Cluster-ID", manifest.cluster_id))
+    info.append(("Bundle-Format", f"crdb-archive {layout.FORMAT_VERSION}"))
+    return info
+
+
+# --- naming ---------------------------------------------------------------------------------------
+
+
+def bundle_name(backup: BackupInfo, release: str, with_incrementals: bool = False) -> str:
+    """A name that the same backup always gets: cluster, end time, version.
+
+    ``crdb-<cluster id prefix>-<end time UTC>-<release>``; an encrypted backup, whose manifest
+    cannot be read, is named from its subdirectory or the digest of its manifest file. With
+    incrementals, the newest incremental is part of the name so a longer chain is a new bundle.
+    """
+    manifest = backup.manifest
+    if manifest.cluster_id:
+        who = manifest.cluster_id.replace("-", "")[:8]
+    else:
+        who = f"enc{digest_file(backup.root / manifest.file, task='name').sha256[:8]}"
+    if manifest.end_time is not None:
+        when = manifest.end_time.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S") + (
+            f"{manifest.end_time.microsecond // 10000:02d}Z")
+    elif backup.subdir:
+        when = re.sub(r"[^0-9A-Za-z.]+", "", backup.subdir).replace(".", "")
+    else:
+        when = "undated"
+    name = f"crdb-{who}-{when}-{release}"
+    if with_incrementals and backup.incrementals:
+        # The newest incremental's own end, "<YYYYMMDD>/<HHMMSS.ss>[-...]" -> "YYYYMMDDHHMMSS".
+        *_, day, leaf = ["", *backup.incrementals[-1].split("/")]
+        last = re.sub(r"[^0-9]+", "", day + leaf.split("-", 1)[0])[:14]
+        name += f"-inc{len(backup.incrementals)}-{last}"
+    return name

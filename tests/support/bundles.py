@@ -1,0 +1,89 @@
+"""Helpers for bundle tests: a backup plus a loopback mirror holding its release archives."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from crdb_archive.cli import main
+from support.backups import ERAS, Era
+from support.mirror import MirrorServer
+from support.release_archives import publish
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> dict[str, object]:
+        loaded: dict[str, object] = json.loads(self.out)
+        return loaded
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
+    """Run the CLI in-process; returns exit code, stdout and stderr."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    code = exit_info.value.code
+    return CliResult(code if isinstance(code, int) else 0, out, err)
+
+
+def run_subprocess(*args: str, env: dict[str, str] | None = None,
+                   timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a separate process, as cron would."""
+    return subprocess.run(
+        [sys.executable, "-m", "crdb_archive.cli", *args],
+        capture_output=True, text=True, check=False, env=env, timeout=timeout,
+    )
+
+
+def era_with_binaries(tmp_path: Path, mirror: MirrorServer, era: str,
+                      platforms: tuple[str, ...] = ("linux-amd64",)) -> Era:
+    """Build the backup of an era and publish its release's archives on the mirror."""
+    built = ERAS[era](tmp_path / "backups")
+    assert built.build_tag is not None
+    publish(mirror.root, built.build_tag, list(platforms))
+    return built
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every regular file under root with its bytes (for before/after comparisons)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def xor_byte(path: Path, offset: int = 0) -> None:
+    """Flip the bits of one byte: unlike writing a value, never a no-op."""
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        value = handle.read(1)[0]
+        handle.seek(offset)
+        handle.write(bytes([value ^ 0xFF]))
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str) -> Iterator[bool]:
+    """A tmpfs of ``size`` mounted at ``path`` when this process may mount one (as root)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        yield False
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True, check=False).returncode == 0
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
