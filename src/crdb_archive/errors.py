@@ -132,6 +132,15 @@ class UnsupportedBackupFile(BadInput):
     """A backup holds something other than regular files and directories (a link, a device)."""
 
 
+class InvalidJobSpec(BadInput):
+    """A job spec with mistakes; ``problems`` holds every one, each led by its key path."""
+
+    def __init__(self, spec: str, problems: list[str]) -> None:
+        super().__init__(f"{spec}: {len(problems)} problem(s): " + "; ".join(problems))
+        self.spec = spec
+        self.problems = problems
+
+
 # --- exit code 3: the world failed ---------------------------------------------------------
 
 
@@ -155,6 +164,10 @@ class StorageError(WorldFailure):
 
 class NeedsRestoreFromColdStorage(StorageError):
     """Objects sit in an archive storage class and must be restored before reading."""
+
+
+class JobAlreadyRunning(WorldFailure):
+    """Another run of the same archive job holds its lock."""
 
 
 # --- exit code 130 -----------------------------------------------------------------------------
