@@ -166,6 +166,10 @@ class NeedsRestoreFromColdStorage(StorageError):
     """Objects sit in an archive storage class and must be restored before reading."""
 
 
+class ObjectNotFound(StorageError):
+    """A storage holds no object under the requested key."""
+
+
 class JobAlreadyRunning(WorldFailure):
     """Another run of the same archive job holds its lock."""
 
