@@ -26,6 +26,7 @@ class Member:
     path: str
     size: int
     open: Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
+    local_path: Path | None = None  # set for files on local disk: they can be mapped
 
 
 @dataclass(frozen=True)
@@ -47,18 +48,17 @@ class BundleReader:
         """Whether members may be opened in any order and in parallel."""
         return self.form == "dir"
 
-    def members(self, *, seek: bool = False) -> Iterator[Member]:
+    def members(self) -> Iterator[Member]:
         """Every regular file of the bundle.
 
-        For a tar, ``seek`` reads headers only and skips over data (enough to check presence
-        and sizes); otherwise the tar is read once, front to back, and each member must be
-        read before the next one is produced.
+        A tar is read front to back, once; each member must be read (or not) before the next
+        one is produced, and a member that is not read is skipped over without reading it.
         """
         self.oddities.clear()
         if self.form == "dir":
             yield from self._dir_members()
         else:
-            yield from self._tar_members(seek=seek)
+            yield from self._tar_members()
 
     # --- directory ----------------------------------------------------------------------------
 
@@ -81,16 +81,19 @@ class BundleReader:
                 if stat.S_ISDIR(info.st_mode):
                     stack.append(path)
                 elif stat.S_ISREG(info.st_mode):
-                    yield Member(path, info.st_size, _file_opener(Path(entry.path)))
+                    local = Path(entry.path)
+                    yield Member(path, info.st_size, _file_opener(local), local)
                 else:
                     kind = "symbolic link" if stat.S_ISLNK(info.st_mode) else "special file"
                     self.oddities.append(Oddity(path, f"{kind}, not a regular file"))
 
     # --- tar ------------------------------------------------------------------------------------
 
-    def _tar_members(self, *, seek: bool) -> Iterator[Member]:
+    def _tar_members(self) -> Iterator[Member]:
         try:
-            tar = tarfile.open(self.location, mode="r:" if seek else "r|")  # noqa: SIM115
+            # A local tar is opened seekable but read front to back, once: tarfile's stream
+            # mode copies its whole buffer on every small read, which 100k small members feel.
+            tar = tarfile.open(self.location, mode="r:")  # noqa: SIM115 - closed below
         except (tarfile.TarError, OSError) as error:
             raise NotABundle(f"{self.location} is not a readable tar: {error}") from error
         top: str | None = None

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tarfile
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +28,14 @@ from crdb_archive.bundle import layout
 from crdb_archive.bundle.model import schema_problems
 from crdb_archive.bundle.reader import BundleReader, Member, open_bundle
 from crdb_archive.errors import CrdbArchiveError, NotABundle, StorageError
-from crdb_archive.hashing import Digests, DigestWriter, iter_chunks, same_digest
+from crdb_archive.hashing import (
+    Digests,
+    DigestWriter,
+    blake3_of_file,
+    iter_chunks,
+    parallel_in_batches,
+    same_digest,
+)
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
 
 Mode = Literal["fast", "blake3", "all"]
@@ -37,7 +44,8 @@ ProblemKind = Literal["missing", "unexpected", "size", "digest", "tag", "schema"
 # Tag files are read whole; anything larger is not a tag file this tool wrote.
 _MAX_TAG_FILE = 512 << 20
 
-_HASH_THREADS = 4
+# One hashing thread per core: more only contend for the interpreter lock on small files.
+_HASH_THREADS = max(2, min(8, os.cpu_count() or 2))
 
 
 @dataclass(frozen=True)
@@ -136,12 +144,16 @@ def _needs_sha256(path: str, mode: str) -> bool:
 
 
 def _digest_member(member: Member, mode: str, progress: _Counter) -> Digests:
-    writer = DigestWriter(sha256=_needs_sha256(member.path, mode), size_hint=member.size)
-    with member.open() as stream:
-        for chunk in iter_chunks(stream):
-            writer.update(chunk)
-            progress.add(len(chunk))
-    return writer.digests()
+    if member.local_path is not None and not _needs_sha256(member.path, mode):
+        digests = blake3_of_file(member.local_path)
+    else:
+        writer = DigestWriter(sha256=_needs_sha256(member.path, mode), size_hint=member.size)
+        with member.open() as stream:
+            for chunk in iter_chunks(stream):
+                writer.update(chunk)
+        digests = writer.digests()
+    progress.add(digests.size)
+    return digests
 
 
 def _is_checksum_file(member: Member) -> bool:
@@ -177,7 +189,7 @@ def _read(
     counter = _Counter(f"verify {reader.name}", progress)
     to_hash: list[Member] = []
     with _read_errors(reader, report):
-        for member in reader.members(seek=mode == "fast"):
+        for member in reader.members():
             if _is_payload(member.path):
                 seen.sizes[member.path] = member.size
                 if mode == "fast":
@@ -198,10 +210,11 @@ def _read(
                 seen.others.append(member.path)
         if to_hash:
             counter.total = sum(m.size for m in to_hash)
-            with ThreadPoolExecutor(_HASH_THREADS) as pool:
-                results = pool.map(lambda m: (m.path, _digest_member(m, mode, counter)), to_hash)
-                for member_path, digests in results:
-                    seen.digests[member_path] = digests
+            for member, digests in parallel_in_batches(
+                lambda m: _digest_member(m, mode, counter), to_hash, lambda m: m.size,
+                threads=_HASH_THREADS,
+            ):
+                seen.digests[member.path] = digests
     counter.finish()
     for oddity in reader.oddities:
         report.add(oddity.path, "unexpected", oddity.detail)
