@@ -11,18 +11,18 @@ def _binary_section(binary: dict[str, Any]) -> list[str]:
     file_name = binary["file"].rsplit("/", 1)[-1]
     folder = file_name.removesuffix(".tgz").removesuffix(".zip")
     executable = "cockroach.exe" if binary["platform"].startswith("windows") else "cockroach"
-    unpack = (f"unzip data/cockroach/{file_name}" if file_name.endswith(".zip")
-              else f"tar xzf data/cockroach/{file_name}")
+    unpack = (f'unzip "$BUNDLE/data/cockroach/{file_name}"' if file_name.endswith(".zip")
+              else f'tar xzf "$BUNDLE/data/cockroach/{file_name}"')
     lines = [f"### {binary['platform']}", "", "```sh"]
     if binary["published_checksum_file"]:
         lines += [
             "# the archive as Cockroach Labs published it (checksum file kept verbatim):",
-            f"(cd data/cockroach && sha256sum -c {file_name}.sha256sum)",
+            f'(cd "$BUNDLE/data/cockroach" && sha256sum -c {file_name}.sha256sum)',
         ]
     else:
         lines.append("# no published checksum exists for this release; compare with "
                      f"{binary['sha256']}")
-        lines.append(f"sha256sum data/cockroach/{file_name}")
+        lines.append(f'sha256sum "$BUNDLE/data/cockroach/{file_name}"')
     lines += [unpack, f"./{folder}/{executable} version", "```", ""]
     lines.append(
         f"The binary is `{folder}/{executable}`; its spatial libraries (libgeos), where the "
@@ -84,6 +84,14 @@ def render_restore_md(description: dict[str, Any]) -> bytes:
         "",
         "## 2. Unpack the CockroachDB binary",
         "",
+        "Work in a directory outside the bundle, so that the bundle stays as it was made and "
+        "keeps verifying:",
+        "",
+        "```sh",
+        f"BUNDLE=/path/to/{name}    # the bundle folder",
+        "mkdir crdb-restore && cd crdb-restore",
+        "```",
+        "",
     ]
     for binary in description["binaries"]:
         out += _binary_section(binary)
@@ -99,11 +107,12 @@ def render_restore_md(description: dict[str, Any]) -> bytes:
     out += [
         "## 3. Start a temporary single-node cluster on this version",
         "",
-        "`nodelocal://1/...` then names files under the bundle's `data/` folder, read-only.",
+        "`nodelocal://1/...` then names files under the bundle's `data/` folder, which "
+        "RESTORE only reads.",
         "",
         "```sh",
-        f"./{folder}/cockroach start-single-node --insecure --store=./restore-store \\",
-        "    --external-io-dir=\"$PWD/data\" --listen-addr=localhost:26257 \\",
+        f"./{folder}/cockroach start-single-node --insecure --store=./store \\",
+        "    --external-io-dir=\"$BUNDLE/data\" --listen-addr=localhost:26257 \\",
         "    --http-addr=localhost:8080 --background",
         f"./{folder}/cockroach sql --insecure --host=localhost:26257",
         "```",
