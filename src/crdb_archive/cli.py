@@ -213,7 +213,6 @@ def inspect(
     _json_mode(json_output)
     if looks_like_bundle(path):
         summary = summarize_bundle(Path(path))
-        _warn_all(summary["warnings"], json_output)
         _emit(summary, _bundle_summary(summary), json_output)
         return
     with ui.progress_reporter(quiet=json_output or not ui.stderr.is_terminal) as progress:
@@ -439,7 +438,7 @@ def _bundle_summary(p: dict[str, Any]) -> list[str]:
         f"end time:         {backup['end_time'] or '-'}",
         f"cluster id:       {backup['cluster_id'] or '-'}",
         f"payload:          {p['payload_oxum']} (bytes.files), bagged {p['bagging_date']}",
-    ]
+    ] + [f"archived with warning: {warning}" for warning in p["warnings"]]
 
 
 # --- entry point ---------------------------------------------------------------------------------

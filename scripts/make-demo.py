@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Make a demo backup and an offline binaries mirror, to try crdb-archive without a cluster.
+
+    python scripts/make-demo.py demo
+    crdb-archive archive demo/backup --dest demo/bundles --mirror demo/mirror
+
+``demo/backup`` is a synthetic CockroachDB v24.3.1 backup collection (three full backups with
+incremental backups; manifests encoded as CockroachDB writes them, SST contents filler).
+``demo/mirror`` holds stand-in release archives of v24.3.1 for every platform, each with its
+``.sha256sum``, in the official layout: their ``cockroach`` is a small shell script that prints
+version output, not CockroachDB. Never archive a real backup against this mirror.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from crdb_archive.versions import release_index
+from support.backups import v24_3_collection
+from support.release_archives import publish
+
+RELEASE = "v24.3.1"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", type=Path, help="where to create backup/ and mirror/")
+    args = parser.parse_args(argv)
+    target: Path = args.directory
+    if (target / "backup").exists() or (target / "mirror").exists():
+        print(f"{target} already holds a demo; remove it first", file=sys.stderr)
+        return 2
+    work = target / ".building"
+    work.mkdir(parents=True, exist_ok=True)
+    era = v24_3_collection(work)
+    shutil.move(str(era.path), str(target / "backup"))
+    shutil.rmtree(work)
+    (target / "mirror").mkdir()
+    # Every platform the release shipped, so the bundle records all their published checksums.
+    publish(target / "mirror", RELEASE, list(release_index().release(RELEASE).platforms))
+    print(f"demo backup: {target / 'backup'} (CockroachDB {era.build_tag})")
+    print(f"demo mirror: {target / 'mirror'} (stand-in release archive, not CockroachDB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

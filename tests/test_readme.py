@@ -1,0 +1,55 @@
+"""The README's quick start works as written (minus the install step, already done here)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def shell_blocks(section: str) -> list[str]:
+    """The commands of the ```sh blocks under a README heading."""
+    body = README.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return [line for block in re.findall(r"```sh\n(.*?)```", body, re.DOTALL)
+            for line in block.strip().splitlines()]
+
+
+def localize(command: str) -> str:
+    """Run the README's command with this interpreter, from any directory."""
+    steps = [step for step in command.split(" && ")
+             if not step.startswith("python3 -m venv") and "pip install" not in step]
+    line = " && ".join(steps)
+    line = line.replace(".venv/bin/python scripts/", f"{sys.executable} {ROOT}/scripts/")
+    return line.replace(".venv/bin/crdb-archive", f"{sys.executable} -m crdb_archive.cli")
+
+
+def test_quick_start_runs(tmp_path: Path) -> None:
+    commands = shell_blocks("Quick start")
+    assert commands[0].startswith("python3 -m venv .venv && .venv/bin/pip install")
+    assert "crdb-archive archive demo/backup" in commands[0]
+    for command in commands:
+        done = subprocess.run(["bash", "-c", localize(command)], cwd=tmp_path,
+                              capture_output=True, text=True, check=False, timeout=120)
+        assert done.returncode == 0, (command, done.stderr)
+    bundles = list((tmp_path / "demo" / "bundles").iterdir())
+    assert len(bundles) == 1
+    checked = subprocess.run(
+        [sys.executable, "-m", "crdb_archive.cli", "verify", str(bundles[0]), "--json"],
+        capture_output=True, text=True, check=False)
+    assert json.loads(checked.stdout)["ok"] is True
+    cockroach = tmp_path / "demo" / "restore" / "cockroach-v24.3.1.linux-amd64" / "cockroach"
+    assert "v24.3.1" in subprocess.run([str(cockroach), "version"], capture_output=True,
+                                       text=True, check=True).stdout
+
+
+def test_readme_test_command_is_the_ci_command() -> None:
+    (command,) = shell_blocks("Run the tests")
+    assert command.endswith(".venv/bin/python -m pytest")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ".venv/bin/python -m pytest" in ci
+    assert "pip install -q -e '.[test]'" in ci
