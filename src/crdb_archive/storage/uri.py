@@ -35,6 +35,23 @@ class Location:
             raise BadInput(f"{self.redacted} is not a local path")
         return Path(self.path)
 
+    def child(self, key: str) -> Location:
+        """This location with ``key`` (a relative POSIX path) appended to its path."""
+        base = self.path.rstrip("/")
+        if not base and self.scheme == "file":
+            return Location(self.scheme, self.host, key, self.params)
+        return Location(self.scheme, self.host, f"{base}/{key}", self.params)
+
+    def parent(self) -> tuple[Location, str]:
+        """The location one level up, and the last path segment; raises BadInput at the top."""
+        base = self.path.rstrip("/")
+        head, _, name = base.rpartition("/")
+        if not name or name in (".", ".."):
+            raise BadInput(f"{self.redacted} names no object")
+        if not head and self.scheme == "file" and not base.startswith("/"):
+            head = "."
+        return Location(self.scheme, self.host, head or "/", self.params), name
+
     def param(self, name: str) -> str | None:
         for key, value in self.params:
             if key == name:

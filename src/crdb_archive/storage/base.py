@@ -1,0 +1,328 @@
+"""The storage interface: a few verbs over a tree of objects, on a local disk or in S3.
+
+Keys are relative POSIX paths under a storage's root (``data/backup/BACKUP_MANIFEST``);
+directories are implicit, as they are in object stores. :func:`open_storage` is the one place
+that picks a backend from a location.
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import IO, Literal, Protocol
+from urllib.parse import urlsplit
+
+from crdb_archive.errors import BadInput
+from crdb_archive.storage.uri import Location, parse_location, redact
+
+RestoreState = Literal["not-needed", "needed", "in-progress", "available"]
+RestoreRequestState = Literal["requested", "in-progress", "available", "not-needed"]
+LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+
+DEFAULT_PARALLELISM = 8
+DEFAULT_READ_LIMIT = 64 << 20
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object, as a listing or a stat sees it.
+
+    Object Lock fields come from ``stat`` only: S3 listings do not carry them, so objects from
+    ``list`` report ``lock_mode``/``retain_until`` as None whatever their lock.
+    """
+
+    key: str
+    size: int
+    mtime: datetime | None = None
+    storage_class: str | None = None
+    restore: RestoreState = "not-needed"
+    retain_until: datetime | None = None
+    lock_mode: str | None = None
+    legal_hold: bool = False
+
+    @property
+    def readable(self) -> bool:
+        """Whether the bytes can be read now (not waiting in an archive storage class)."""
+        return self.restore in ("not-needed", "available")
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How objects are stored: storage class and Object Lock retention (S3 only)."""
+
+    storage_class: str | None = None
+    lock_mode: LockMode | None = None
+    retain_until: datetime | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.storage_class is None and self.lock_mode is None and self.retain_until is None
+
+
+class ObjectWriter(Protocol):
+    """Where the bytes of one object being written go; committed when its block ends cleanly."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    @property
+    def bytes_written(self) -> int: ...
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a relative POSIX path with no empty, ``.`` or ``..`` segment.
+
+    Raises BadInput naming the key.
+    """
+    if not key:
+        raise BadInput("empty object key")
+    if key.startswith("/"):
+        raise BadInput(f"object key {key!r} is absolute: keys are relative to the storage root")
+    if "\x00" in key:
+        raise BadInput(f"object key {key!r} contains a NUL character")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise BadInput(f"object key {key!r} has an empty, '.' or '..' segment")
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix: ``""`` for everything, else a key (a trailing slash is allowed).
+
+    Raises BadInput as :func:`validate_key`.
+    """
+    trimmed = prefix[:-1] if prefix.endswith("/") else prefix
+    return validate_key(trimmed) if trimmed else ""
+
+
+class Storage(abc.ABC):
+    """A tree of objects under one root: local directory or S3 bucket prefix.
+
+    Implementations are safe to use from several threads at once. Use as a context manager (or
+    call :meth:`close`) to release network connections.
+    """
+
+    location: Location
+
+    @property
+    @abc.abstractmethod
+    def is_local(self) -> bool: ...
+
+    def display(self, key: str = "") -> str:
+        """A name for ``key`` in messages: never carries a secret."""
+        return str(self.location.child(key) if key else self.location)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.display()!r})"
+
+    def __str__(self) -> str:
+        return self.display()
+
+    @abc.abstractmethod
+    def child(self, key: str) -> Storage:
+        """A storage rooted at ``key`` below this one (sharing its connections).
+
+        Raises BadInput for an invalid key.
+        """
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object below ``prefix`` (recursive), sorted by key; keys are root-relative.
+
+        Raises BadInput for an invalid prefix, StorageError when the storage cannot be read.
+        """
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> ObjectInfo | None:
+        """The object at ``key``, or None when there is none.
+
+        Raises BadInput for an invalid key, StorageError when the storage cannot be read.
+        """
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored at ``key``; raises as :meth:`stat`."""
+        return self.stat(key) is not None
+
+    @abc.abstractmethod
+    def open_read(
+        self, key: str, *, start: int = 0, length: int | None = None
+    ) -> AbstractContextManager[IO[bytes]]:
+        """A streaming reader of ``length`` bytes (default: to the end) from offset ``start``.
+
+        A range past the end yields what is there (possibly nothing). Raises ObjectNotFound,
+        NeedsRestoreFromColdStorage when the object waits in an archive storage class, and
+        StorageError when reading fails (also from the reader's ``read``).
+        """
+
+    def read_bytes(self, key: str, *, limit: int = DEFAULT_READ_LIMIT) -> bytes:
+        """The whole object, for small files (tag files, manifests).
+
+        Raises BadInput when it is larger than ``limit``, and as :meth:`open_read`.
+        """
+        with self.open_read(key, length=limit + 1) as reader:
+            data = reader.read()
+        if len(data) > limit:
+            raise BadInput(f"{self.display(key)} is larger than {limit} bytes; refusing to "
+                           "read it whole")
+        return data
+
+    @abc.abstractmethod
+    def open_write(
+        self, key: str, *, size_hint: int | None = None, options: WriteOptions | None = None
+    ) -> AbstractContextManager[ObjectWriter]:
+        """Write ``key`` atomically: visible, complete, when the block ends without error.
+
+        Any exception in the block (including Interrupted) leaves no object and no partial
+        upload. Raises BadInput for an invalid key or options, StorageError on failure.
+        """
+
+    def put_bytes(self, key: str, data: bytes, *, options: WriteOptions | None = None) -> None:
+        """Store ``data`` at ``key`` atomically; raises as :meth:`open_write`."""
+        with self.open_write(key, size_hint=len(data), options=options) as writer:
+            writer.write(data)
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object at ``key``; nothing happens when there is none.
+
+        Raises StorageError naming the key when it cannot be deleted (on S3: Object Lock
+        retention or a legal hold).
+        """
+
+    @abc.abstractmethod
+    def delete_tree(self, prefix: str) -> None:
+        """Remove every object below ``prefix`` (``""``: the whole root).
+
+        Raises StorageError naming a key that cannot be deleted; on S3 nothing is deleted when
+        any object below the prefix is under Object Lock retention.
+        """
+
+    @abc.abstractmethod
+    def check_write_options(self, options: WriteOptions) -> None:
+        """Check, before anything is written, that the storage can honour ``options``.
+
+        Raises BadInput (an unknown storage class, a lock on a bucket without Object Lock, a
+        local directory asked for either), StorageError when the check itself fails.
+        """
+
+    @abc.abstractmethod
+    def request_restore(self, key: str, *, days: int, tier: str) -> RestoreRequestState:
+        """Ask for a temporary readable copy of an object in an archive storage class.
+
+        Raises BadInput for bad days/tier, ObjectNotFound, StorageError.
+        """
+
+    def close(self) -> None:  # noqa: B027 - a local directory holds nothing to release
+        """Release connections; a closed storage must not be used again."""
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def empty_reader() -> IO[bytes]:
+    """A reader with nothing in it, for ranges past the end."""
+    return io.BytesIO(b"")
+
+
+_UNSUPPORTED = {
+    "gs": "Google Cloud Storage",
+    "azure": "Azure Blob Storage",
+    "azure-blob": "Azure Blob Storage",
+    "azure-storage": "Azure Blob Storage",
+    "nodelocal": "a node's local storage (nodelocal)",
+    "userfile": "CockroachDB userfile storage",
+}
+
+
+def open_storage(
+    uri: str,
+    *,
+    endpoint_url: str | None = None,
+    for_write: bool = False,
+    parallelism: int = DEFAULT_PARALLELISM,
+) -> Storage:
+    """The storage rooted at ``uri``: a local path or ``file://`` URI, or ``s3://bucket/prefix``.
+
+    ``for_write`` creates a local root directory. ``parallelism`` sizes the connection pool.
+    Raises BadInput for an unsupported scheme or a malformed URI, StorageError when a local
+    root cannot be created.
+    """
+    _refuse_userinfo(uri)
+    return open_location(_parse(uri), endpoint_url=endpoint_url, for_write=for_write,
+                         parallelism=parallelism)
+
+
+def open_location(
+    location: Location,
+    *,
+    endpoint_url: str | None = None,
+    for_write: bool = False,
+    parallelism: int = DEFAULT_PARALLELISM,
+) -> Storage:
+    """As :func:`open_storage`, from a parsed location."""
+    # Imported here: both backends import this module for the interface.
+    if location.scheme == "file":
+        from crdb_archive.storage.local import LocalStorage  # noqa: PLC0415
+
+        if location.params:
+            raise BadInput(f"{location}: a local path takes no parameters")
+        return LocalStorage.open(location, for_write=for_write)
+    if location.scheme == "s3":
+        from crdb_archive.storage.s3 import S3Storage  # noqa: PLC0415
+
+        return S3Storage.open(location, endpoint_url=endpoint_url, parallelism=parallelism)
+    known = _UNSUPPORTED.get(location.scheme)
+    what = f"{known} ({location.scheme}://)" if known else f"the scheme {location.scheme}://"
+    raise BadInput(f"{location}: {what} is not supported; use a local directory, file:// or "
+                   "s3:// (S3 and S3-compatible stores)")
+
+
+def open_object(
+    uri: str,
+    *,
+    endpoint_url: str | None = None,
+    for_write: bool = False,
+    parallelism: int = DEFAULT_PARALLELISM,
+) -> tuple[Storage, str]:
+    """The storage holding the object ``uri`` names (such as a bundle's .tar), and its key.
+
+    Raises as :func:`open_storage`, and BadInput when ``uri`` names no object.
+    """
+    _refuse_userinfo(uri)
+    parent, name = _parse(uri).parent()
+    storage = open_location(parent, endpoint_url=endpoint_url, for_write=for_write,
+                            parallelism=parallelism)
+    return storage, name
+
+
+def _parse(uri: str) -> Location:
+    try:
+        return parse_location(uri)
+    except ValueError:  # a port that is not a number, an unbalanced IPv6 bracket
+        raise BadInput(f"malformed location {redact(uri)!r}") from None
+
+
+def _refuse_userinfo(uri: str) -> None:
+    # "s3://KEY:SECRET@bucket" would put a secret where redaction does not look for one.
+    if "://" not in uri:
+        return
+    try:
+        netloc = urlsplit(uri).netloc
+    except ValueError:
+        raise BadInput("malformed location: expected a path or scheme://host/path") from None
+    if "@" in netloc:
+        raise BadInput(f"{_parse(uri)}: credentials before the host name are not "
+                       "supported; give them as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+                       "parameters")

@@ -1,0 +1,274 @@
+"""Storage in a local directory: atomic writes by temp file, fsync and rename."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import shutil
+import stat as stat_module
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from crdb_archive.errors import BadInput, ObjectNotFound, StorageError
+from crdb_archive.storage.base import (
+    ObjectInfo,
+    RestoreRequestState,
+    Storage,
+    WriteOptions,
+    empty_reader,
+    validate_key,
+    validate_prefix,
+)
+from crdb_archive.storage.streams import file_window
+from crdb_archive.storage.uri import Location
+
+# Temp files of writes in progress (or of a crashed run) are never objects.
+PARTIAL_PREFIX = ".crdb-archive-partial-"
+
+
+class _FileWriter:
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._written = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._raw.write(data)
+        self._written += len(data)
+
+    @property
+    def bytes_written(self) -> int:
+        return self._written
+
+
+class LocalStorage(Storage):
+    """A directory tree; keys are paths below ``root``. Symbolic links are refused."""
+
+    def __init__(self, root: Path, location: Location | None = None) -> None:
+        self._root = root
+        self.location = location or Location("file", "", str(root), ())
+
+    @classmethod
+    def open(cls, location: Location, *, for_write: bool = False) -> LocalStorage:
+        """The directory at ``location``; ``for_write`` creates it.
+
+        Raises StorageError when it cannot be created or is not a directory.
+        """
+        root = Path(location.path)
+        if for_write:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StorageError(f"cannot create directory {location}: "
+                                   f"{error.strerror or error}") from error
+        if root.exists() and not root.is_dir():
+            raise StorageError(f"{location} is not a directory")
+        return cls(root, location)
+
+    @property
+    def is_local(self) -> bool:
+        return True
+
+    @property
+    def local_path(self) -> Path:
+        return self._root
+
+    def path(self, key: str) -> Path:
+        """The file that holds ``key``; raises BadInput for an invalid key."""
+        return self._root / validate_key(key)
+
+    def child(self, key: str) -> LocalStorage:
+        return LocalStorage(self.path(key), self.location.child(key))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        prefix = validate_prefix(prefix)
+        start = self._root / prefix if prefix else self._root
+        return self._walk(start, f"{prefix}/" if prefix else "")
+
+    def _walk(self, directory: Path, base: str) -> Iterator[ObjectInfo]:
+        try:
+            with os.scandir(directory) as scan:
+                entries = list(scan)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as error:
+            raise StorageError(f"cannot list {directory}: {error.strerror or error}") from error
+        # A directory sorts as "name/", so the walk yields keys in plain string order, which is
+        # the order S3 lists them in ("a-b" before "a/b").
+        kinds = {entry.name: _kind(entry) for entry in entries}
+        order = sorted(entries, key=lambda e: e.name + ("/" if kinds[e.name] == "dir" else ""))
+        for entry in order:
+            key = base + entry.name
+            kind = kinds[entry.name]
+            if kind == "dir":
+                yield from self._walk(Path(entry.path), key + "/")
+            elif kind == "file":
+                if entry.name.startswith(PARTIAL_PREFIX):
+                    continue
+                yield self._info(key, entry.stat(follow_symlinks=False))
+            else:
+                raise BadInput(f"{entry.path} is a symbolic link or special file; only regular "
+                               "files and directories can be read")
+
+    def _info(self, key: str, st: os.stat_result) -> ObjectInfo:
+        return ObjectInfo(key=key, size=st.st_size,
+                          mtime=datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        path = self.path(key)
+        try:
+            st = path.lstat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as error:
+            raise StorageError(f"cannot read {path}: {error.strerror or error}") from error
+        if stat_module.S_ISDIR(st.st_mode):
+            return None
+        if not stat_module.S_ISREG(st.st_mode):
+            raise BadInput(f"{path} is a symbolic link or special file; only regular files and "
+                           "directories can be read")
+        return self._info(key, st)
+
+    def open_read(
+        self, key: str, *, start: int = 0, length: int | None = None
+    ) -> AbstractContextManager[IO[bytes]]:
+        return self._read(self.path(key), start, length)
+
+    @contextmanager
+    def _read(self, path: Path, start: int, length: int | None) -> Iterator[IO[bytes]]:
+        if start < 0 or (length is not None and length < 0):
+            raise BadInput(f"invalid range of {path}: start {start}, length {length}")
+        try:
+            raw = io.FileIO(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(f"{path} does not exist") from None
+        except OSError as error:
+            raise StorageError(f"cannot read {path}: {error.strerror or error}") from error
+        try:
+            regular = stat_module.S_ISREG(os.fstat(raw.fileno()).st_mode)
+            raw.seek(start)
+        except OSError as error:
+            raw.close()
+            raise StorageError(f"cannot read {path}: {error.strerror or error}") from error
+        if not regular:
+            raw.close()
+            raise ObjectNotFound(f"{path} is not a regular file")
+        if length == 0:
+            raw.close()
+            yield empty_reader()
+            return
+        def failed(error: OSError) -> StorageError:
+            return StorageError(f"cannot read {path}: {error.strerror or error}")
+
+        with file_window(raw, length, failed) as reader:
+            yield reader
+
+    def open_write(
+        self, key: str, *, size_hint: int | None = None, options: WriteOptions | None = None
+    ) -> AbstractContextManager[_FileWriter]:
+        if options is not None:
+            self.check_write_options(options)
+        return self._write(self.path(key))
+
+    @contextmanager
+    def _write(self, path: Path) -> Iterator[_FileWriter]:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp = path.parent / f"{PARTIAL_PREFIX}{secrets.token_hex(8)}"
+            # os.open with 0o666 lets the umask decide, as for any file the user creates.
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as error:
+            raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
+        raw = os.fdopen(fd, "wb", buffering=1 << 20)
+        try:
+            yield _FileWriter(raw)
+            raw.flush()
+            os.fsync(raw.fileno())
+            raw.close()
+            temp.replace(path)
+            _fsync_directory(path.parent)
+        except OSError as error:
+            raw.close()
+            temp.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
+        except BaseException:
+            raw.close()
+            temp.unlink(missing_ok=True)
+            raise
+
+    def delete(self, key: str) -> None:
+        path = self.path(key)
+        try:
+            if path.is_dir() and not path.is_symlink():
+                return
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            raise StorageError(f"cannot delete {path}: {error.strerror or error}") from error
+        self._prune(path.parent)
+
+    def delete_tree(self, prefix: str) -> None:
+        prefix = validate_prefix(prefix)
+        targets = [self._root / prefix] if prefix else _children(self._root)
+        for target in targets:
+            try:
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
+            except OSError as error:
+                raise StorageError(f"cannot delete {target}: {error.strerror or error}") from error
+        if prefix:
+            self._prune((self._root / prefix).parent)
+
+    def _prune(self, directory: Path) -> None:
+        # Directories are implicit, as in S3: one emptied by a delete goes too (never the root).
+        while directory != self._root and self._root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
+
+    def check_write_options(self, options: WriteOptions) -> None:
+        if options.storage_class is not None:
+            raise BadInput(f"{self.location} is a local directory: it has no storage class "
+                           f"({options.storage_class} requested)")
+        if options.lock_mode is not None or options.retain_until is not None:
+            raise BadInput(f"{self.location} is a local directory: it has no Object Lock")
+
+    def request_restore(self, key: str, *, days: int, tier: str) -> RestoreRequestState:
+        if self.stat(key) is None:
+            raise ObjectNotFound(f"{self.path(key)} does not exist")
+        return "not-needed"
+
+
+def _kind(entry: os.DirEntry[str]) -> str:
+    if entry.is_dir(follow_symlinks=False):
+        return "dir"
+    if entry.is_file(follow_symlinks=False):
+        return "file"
+    return "other"
+
+
+def _children(directory: Path) -> list[Path]:
+    try:
+        return sorted(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as error:
+        raise StorageError(f"cannot list {directory}: {error.strerror or error}") from error
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable; some filesystems refuse to open a directory, which
+    # only costs that guarantee.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,175 @@
+"""From an ``s3://`` URI with CockroachDB's parameters to a configured boto3 S3 client.
+
+Users paste the URI they gave ``BACKUP INTO``, so the parameters are CockroachDB's own
+(cloud-storage-authentication docs): ``AUTH=specified|implicit``, ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``, ``AWS_ENDPOINT``,
+``AWS_USE_PATH_STYLE``. Parameters that only change how CockroachDB writes are accepted and
+ignored here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError
+
+from crdb_archive import __version__
+from crdb_archive.errors import BadInput
+from crdb_archive.storage.base import validate_key
+from crdb_archive.storage.uri import Location, redact
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_USED = {
+    "AUTH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+    "AWS_ENDPOINT", "AWS_USE_PATH_STYLE",
+}
+# CockroachDB parameters about how it writes backups; they do not change how we read or write.
+_IGNORED = {
+    "S3_STORAGE_CLASS", "AWS_SERVER_ENC_MODE", "AWS_SERVER_KMS_ID", "AWS_SKIP_CHECKSUM",
+    "COCKROACH_LOCALITY", "AWS_SKIP_TLS_VERIFY",
+}
+_UNSUPPORTED = {"ASSUME_ROLE", "AWS_ROLE_ARN", "AWS_USE_VIRTUAL_HOSTED_STYLE"}
+
+# botocore's own check, which also admits legacy names with capitals and underscores.
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
+
+DEFAULT_MAX_ATTEMPTS = 10
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class S3Target:
+    """Where and as whom to talk to S3; secrets are kept out of ``repr``."""
+
+    bucket: str
+    prefix: str
+    region: str | None
+    endpoint_url: str | None
+    path_style: bool
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in a message."""
+        values = (self.access_key_id, self.secret_access_key, self.session_token)
+        return tuple(v for v in values if v)
+
+
+def s3_target(location: Location, *, endpoint_url: str | None = None) -> S3Target:
+    """Read bucket, prefix, credentials, region and endpoint from an ``s3://`` location.
+
+    Raises BadInput for a malformed bucket or prefix, an unknown or contradictory parameter,
+    or AUTH=specified without keys; the message names parameters, never their values.
+    """
+    where = str(location)
+    bucket = location.host
+    if ":" in bucket:
+        raise BadInput(f"{where}: an s3:// URI takes a bucket name, not host:port; give a "
+                       "custom endpoint with AWS_ENDPOINT or --endpoint-url")
+    if not _BUCKET.match(bucket):
+        raise BadInput(f"{where}: {bucket!r} is not a valid S3 bucket name")
+    prefix = location.path.strip("/")
+    if prefix:
+        validate_key(prefix)
+    names = [name for name, _ in location.params]
+    for name in names:
+        if name in _UNSUPPORTED:
+            raise BadInput(f"{where}: {name} is not supported; use the default credential "
+                           "chain (AWS_PROFILE with a role_arn) instead")
+        if name not in _USED and name not in _IGNORED:
+            raise BadInput(f"{where}: unknown parameter {name}")
+        if names.count(name) > 1:
+            raise BadInput(f"{where}: parameter {name} given twice")
+    key_id = location.param("AWS_ACCESS_KEY_ID") or None
+    secret = location.param("AWS_SECRET_ACCESS_KEY") or None
+    token = location.param("AWS_SESSION_TOKEN") or None
+    auth = (location.param("AUTH") or "").lower()
+    if auth not in ("", "specified", "implicit"):
+        raise BadInput(f"{where}: AUTH must be specified or implicit")
+    if auth == "implicit" and (key_id or secret or token):
+        raise BadInput(f"{where}: AUTH=implicit uses the default credential chain, yet the URI "
+                       "also carries keys; drop one or the other")
+    # As CockroachDB does: keys in the URI without AUTH mean AUTH=specified.
+    if (auth == "specified" or key_id or secret) and not (key_id and secret):
+        raise BadInput(f"{where}: AUTH=specified needs both AWS_ACCESS_KEY_ID and "
+                       "AWS_SECRET_ACCESS_KEY")
+    if token and not key_id:
+        raise BadInput(f"{where}: AWS_SESSION_TOKEN needs AWS_ACCESS_KEY_ID and "
+                       "AWS_SECRET_ACCESS_KEY")
+    endpoint = (
+        location.param("AWS_ENDPOINT") or endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    )
+    if endpoint is not None:
+        endpoint = _endpoint(endpoint, where)
+    path_style_param = (location.param("AWS_USE_PATH_STYLE") or "").lower()
+    if path_style_param not in ("", "true", "false"):
+        raise BadInput(f"{where}: AWS_USE_PATH_STYLE must be true or false")
+    # S3-compatible stores (MinIO, Ceph, moto) rarely have wildcard DNS for virtual hosts.
+    path_style = path_style_param == "true" or (endpoint is not None and path_style_param == "")
+    return S3Target(
+        bucket=bucket, prefix=prefix, region=location.param("AWS_REGION") or None,
+        endpoint_url=endpoint, path_style=path_style,
+        access_key_id=key_id, secret_access_key=secret, session_token=token,
+    )
+
+
+def _endpoint(value: str, where: str) -> str:
+    if "://" not in value:
+        value = "https://" + value
+    scheme = value.split("://", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        raise BadInput(f"{where}: the S3 endpoint {redact(value)} is not an http(s) URL")
+    return value
+
+
+def max_attempts() -> int:
+    """Attempts per request: ``AWS_MAX_ATTEMPTS`` when set, else 10; raises BadInput if bad."""
+    text = os.environ.get("AWS_MAX_ATTEMPTS")
+    if not text:
+        return DEFAULT_MAX_ATTEMPTS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise BadInput(f"AWS_MAX_ATTEMPTS={text!r}: expected a positive integer")
+    return value
+
+
+def make_client(target: S3Target, *, pool_size: int) -> S3Client:
+    """A boto3 S3 client for ``target``; one client is safe to share between threads.
+
+    Raises BadInput for a missing AWS profile or other configuration mistakes.
+    """
+    try:
+        # A session of our own: the default one is global state and not thread-safe.
+        session = boto3.session.Session(
+            aws_access_key_id=target.access_key_id,
+            aws_secret_access_key=target.secret_access_key,
+            aws_session_token=target.session_token,
+            region_name=target.region,
+        )
+        config = Config(
+            region_name=target.region or session.region_name or DEFAULT_REGION,
+            # "standard" retries throttling (SlowDown) and 5xx with backoff and jitter.
+            retries={"mode": "standard", "max_attempts": max_attempts()},
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=max(pool_size, 1),
+            user_agent_extra=f"crdb-archive/{__version__}",
+            s3={"addressing_style": "path" if target.path_style else "auto"},
+        )
+        return session.client("s3", endpoint_url=target.endpoint_url, config=config)
+    except BotoCoreError as error:
+        raise BadInput(f"s3://{target.bucket}: cannot configure the S3 client: "
+                       f"{type(error).__name__}") from None

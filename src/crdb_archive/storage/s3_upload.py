@@ -1,0 +1,193 @@
+"""One S3 object written from a stream: a single PUT when small, else a multipart upload.
+
+Memory holds one part at most. Every request carries the SHA-256 of its bytes
+(``ChecksumSHA256``), so S3 refuses to store bytes that differ from what was sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from crdb_archive.errors import BadInput
+from crdb_archive.storage.base import WriteOptions
+from crdb_archive.storage.s3_errors import s3_errors
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+MIN_PART = 8 << 20
+MAX_PART = 5 << 30
+MAX_PARTS = 10_000
+# Without a size hint, parts double every this many parts: 10,000 parts then reach S3's 5 TiB
+# object limit while small objects keep small parts.
+_GROWTH_EVERY = 1_000
+
+STORAGE_CLASSES = frozenset({
+    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+    "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE",
+})
+# Objects in these classes must be restored before a GET (S3 answers InvalidObjectState).
+COLD_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+
+
+def sha256_b64(data: bytes | bytearray | memoryview) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+def base_part_size(size_hint: int | None) -> int:
+    """The first part size: 8 MiB, or larger so that ``size_hint`` fits in 9,000 parts."""
+    if not size_hint:
+        return MIN_PART
+    # 9,000 rather than 10,000 leaves room for a hint that falls a little short.
+    wanted = math.ceil(size_hint / (MAX_PARTS - 1_000))
+    mib = 1 << 20
+    return min(MAX_PART, max(MIN_PART, math.ceil(wanted / mib) * mib))
+
+
+def part_size(base: int, part_number: int) -> int:
+    """Size of part ``part_number`` (from 1): ``base`` doubled every 1,000 parts."""
+    return min(MAX_PART, base << ((part_number - 1) // _GROWTH_EVERY))
+
+
+def validate_options(options: WriteOptions, where: str) -> None:
+    """Checks that need no request: known storage class, lock mode and date given together.
+
+    Raises BadInput.
+    """
+    if options.storage_class is not None and options.storage_class not in STORAGE_CLASSES:
+        raise BadInput(f"{where}: unknown storage class {options.storage_class!r} (expected "
+                       f"one of {', '.join(sorted(STORAGE_CLASSES))})")
+    if (options.lock_mode is None) != (options.retain_until is None):
+        raise BadInput(f"{where}: Object Lock needs both a mode (GOVERNANCE or COMPLIANCE) and "
+                       "a retain-until date")
+    if options.lock_mode is not None and options.lock_mode not in ("GOVERNANCE", "COMPLIANCE"):
+        raise BadInput(f"{where}: Object Lock mode {options.lock_mode!r}: expected "
+                       "GOVERNANCE or COMPLIANCE")
+    until = options.retain_until
+    if until is not None:
+        if until.tzinfo is None:
+            raise BadInput(f"{where}: the retain-until date needs a time zone")
+        if until <= datetime.now(until.tzinfo):
+            raise BadInput(f"{where}: the retain-until date {until.isoformat()} is not in the "
+                           "future")
+
+
+def object_arguments(options: WriteOptions | None) -> dict[str, Any]:
+    """Arguments of PutObject/CreateMultipartUpload that carry ``options``."""
+    if options is None:
+        return {}
+    arguments: dict[str, Any] = {}
+    if options.storage_class is not None:
+        arguments["StorageClass"] = options.storage_class
+    if options.lock_mode is not None and options.retain_until is not None:
+        arguments["ObjectLockMode"] = options.lock_mode
+        arguments["ObjectLockRetainUntilDate"] = options.retain_until
+    return arguments
+
+
+class S3Upload:
+    """The writer behind ``S3Storage.open_write``: call :meth:`finish` or :meth:`abort`."""
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        key: str,
+        where: str,
+        secrets: Sequence[str],
+        *,
+        size_hint: int | None,
+        options: WriteOptions | None,
+    ) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._where = where
+        self._secrets = secrets
+        self._arguments = object_arguments(options)
+        self._base = base_part_size(size_hint)
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[CompletedPartTypeDef] = []
+        self._written = 0
+
+    @property
+    def bytes_written(self) -> int:
+        return self._written
+
+    @property
+    def upload_id(self) -> str | None:
+        """The multipart upload in progress, if one was started."""
+        return self._upload_id
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._buffer += data
+        self._written += len(data)
+        while len(self._buffer) >= (size := part_size(self._base, len(self._parts) + 1)):
+            self._upload_part(bytes(self._buffer[:size]))
+            del self._buffer[:size]
+
+    def finish(self) -> None:
+        """Make the object visible: one PUT, or the last part and CompleteMultipartUpload."""
+        if self._upload_id is None:
+            body = bytes(self._buffer)
+            with s3_errors("write", self._where, self._secrets):
+                self._client.put_object(
+                    Bucket=self._bucket, Key=self._key, Body=body,
+                    ChecksumAlgorithm="SHA256", ChecksumSHA256=sha256_b64(body),
+                    **self._arguments,
+                )
+            self._buffer.clear()
+            return
+        if self._buffer:
+            self._upload_part(bytes(self._buffer))
+            self._buffer.clear()
+        with s3_errors("complete the upload of", self._where, self._secrets):
+            self._client.complete_multipart_upload(
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        self._upload_id = None
+
+    def abort(self) -> None:
+        """Drop the parts sent so far, so that no billed, invisible upload lingers."""
+        self._buffer.clear()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is None:
+            return
+        # Best effort: the failure that brought us here is the one to report; a lifecycle
+        # rule (AbortIncompleteMultipartUpload) catches what this misses.
+        with contextlib.suppress(Exception):
+            self._client.abort_multipart_upload(
+                Bucket=self._bucket, Key=self._key, UploadId=upload_id
+            )
+
+    def _upload_part(self, body: bytes) -> None:
+        if self._upload_id is None:
+            with s3_errors("start the upload of", self._where, self._secrets):
+                started = self._client.create_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, ChecksumAlgorithm="SHA256",
+                    **self._arguments,
+                )
+            self._upload_id = started["UploadId"]
+        number = len(self._parts) + 1
+        if number > MAX_PARTS:
+            raise BadInput(f"{self._where} is too large for one S3 object "
+                           f"({MAX_PARTS} parts sent)")
+        checksum = sha256_b64(body)
+        with s3_errors("write", self._where, self._secrets):
+            answer = self._client.upload_part(
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
+                PartNumber=number, Body=body,
+                ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum,
+            )
+        self._parts.append(
+            {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
+        )
