@@ -22,7 +22,8 @@ from crdb_archive.binaries import DEFAULT_PLATFORM, FetchResult, fetch_binaries
 from crdb_archive.bundle.retrieve import retrieve_binary
 from crdb_archive.bundle.summary import looks_like_bundle, summarize_bundle
 from crdb_archive.bundle.verify import verify_bundle
-from crdb_archive.errors import BadInput, CrdbArchiveError, ExitCode, Interrupted
+from crdb_archive.errors import BadInput, CrdbArchiveError, ExitCode, Interrupted, InvalidJobSpec
+from crdb_archive.jobs import JobEvent, load_spec, run_job
 from crdb_archive.versions import compatibility, release_index, restore_plan
 
 app = typer.Typer(
@@ -439,6 +440,99 @@ def _bundle_summary(p: dict[str, Any]) -> list[str]:
         f"cluster id:       {backup['cluster_id'] or '-'}",
         f"payload:          {p['payload_oxum']} (bytes.files), bagged {p['bagging_date']}",
     ] + [f"archived with warning: {warning}" for warning in p["warnings"]]
+
+
+# --- scheduled jobs ------------------------------------------------------------------------------
+
+
+@app.command("run")
+def run_command(
+    spec: Annotated[Path, typer.Argument(help="The job spec (TOML); see archive-specs/.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and what retention would delete; "
+                           "change nothing.")
+    ] = False,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option("--metrics-file", help="Write the run's metrics in Prometheus text format "
+                     "to PATH, atomically (for node_exporter's textfile collector)."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON event per line on stdout.")
+    ] = False,
+) -> None:
+    """Run the archive job SPEC: archive new backups, verify them, apply retention.
+
+    Exit 0 all good, 1 a bundle failed verification, 2 invalid spec or bad input, 3 storage,
+    network or another run holding the lock, 130 interrupted; the most severe when several
+    steps failed (1, then 3, then 2).
+    """
+    _json_mode(json_output)
+    try:
+        job = load_spec(spec)
+    except InvalidJobSpec as error:
+        for problem in error.problems:
+            ui.error_line(f"{spec}: {problem}")
+            if json_output:
+                _job_event(JobEvent("error", "", {"step": "spec", "spec": str(spec),
+                                                  "message": problem, "exit_code": 2}), True)
+        raise typer.Exit(error.exit_code) from None
+    quiet = not json_output and not ui.stderr.is_terminal  # cron mail wants lines, not bars
+    with ui.progress_reporter(quiet=quiet) as progress:
+        report = run_job(job, dry_run=dry_run, metrics_file=metrics_file, progress=progress,
+                         on_event=lambda event: _job_event(event, json_output))
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+def _job_event(event: JobEvent, json_output: bool) -> None:
+    if json_output:
+        sys.stdout.write(event.to_line() + "\n")
+        sys.stdout.flush()
+        return
+    e = event.fields
+    if event.event == "warning":
+        ui.warning_line(e["message"])
+    elif event.event == "error":
+        ui.error_line(e["message"])
+    else:
+        text = _job_text(event.event, e)
+        if text:
+            ui.stdout.print(text, markup=False)
+
+
+def _job_text(kind: str, e: dict[str, Any]) -> str | None:
+    if kind == "plan":
+        verb = "would archive" if e["dry_run"] else "to archive"
+        return (f"plan: {len(e['to_archive'])} {verb}, {len(e['archived'])} already archived, "
+                f"{len(e['skipped'])} skipped; {e['source']} -> {e['destination']}")
+    if kind == "skip":
+        return f"skip {e['bundle'] or e['backup']}: {e['reason']}"
+    if kind == "archive":
+        if not e["created"]:
+            return f"already archived: {e['bundle']}"
+        return (f"archived {e['bundle']}: CockroachDB {e['version']}, {e['files']} files, "
+                f"{e['bytes']} bytes, {e['seconds']:.1f} s")
+    if kind == "verify":
+        verdict = "OK" if e["ok"] else f"DAMAGED: {e['problems'][0]}"
+        return f"verified {e['bundle']} ({e['mode']}): {verdict}"
+    if kind == "retention":
+        if "reason" in e:
+            return f"retention: {e['reason']}"
+        plan = "" if e["applied"] else " (dry run)"
+        return f"retention: keep {e['keep']}, delete {e['delete']} of {e['considered']}{plan}"
+    if kind == "keep":
+        return f"keep {e['bundle']}: {', '.join(e['reasons'])}"
+    if kind == "delete":
+        if e.get("resumed"):
+            return f"finished deleting {e['bundle']} (a delete an earlier run started)"
+        return f"{'would delete' if e['dry_run'] else 'deleted'} {e['bundle']}"
+    if kind == "done":
+        return (f"done: exit {e['exit_code']}; {e['bundles_written']} bundle(s) written "
+                f"({e['bytes_written']} bytes), {e['bundles_deleted']} deleted, "
+                f"{e['failures']} failure(s), {e['warnings']} warning(s), "
+                f"{e['seconds']:.1f} s")
+    return None
 
 
 # --- entry point ---------------------------------------------------------------------------------

@@ -1,0 +1,222 @@
+"""Where a job keeps its bundles, behind the few verbs a job needs.
+
+A job lists the bundles in its destination (each with the time that orders it, the source it
+came from, and any Object Lock retention), checks and verifies them, deletes what retention
+lets go, and holds its lock there. :class:`LocalDestination` does this on a directory; an
+object store plugs in behind the same :class:`Destination` interface.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from crdb_archive.backup.layout import subdir_end_time
+from crdb_archive.bundle.reader import open_bundle
+from crdb_archive.bundle.retrieve import read_description
+from crdb_archive.bundle.verify import VerifyReport, verify_bundle
+from crdb_archive.errors import BadInput, CrdbArchiveError, StorageError
+from crdb_archive.jobs.lock import JobLock, LocalJobLock
+from crdb_archive.progress import ProgressCallback, no_progress
+from crdb_archive.storage.uri import parse_location
+
+# A bundle being deleted is renamed to this hidden prefix first, so that an interrupted
+# delete never leaves half a bundle under the bundle's own name.
+DELETING_PREFIX = ".deleting-"
+
+
+@dataclass(frozen=True)
+class StoredBundle:
+    """A complete bundle in a destination, as its description tells it.
+
+    ``time`` orders bundles for retention: the backup's end time, else the end time its
+    subdirectory is named after, else the bundle's creation. ``problem`` says why the
+    description could not be read; such a bundle belongs to no job and is never deleted.
+    """
+
+    name: str
+    location: str
+    form: Literal["dir", "tar"]
+    time: dt.datetime | None
+    source: str | None
+    version: str | None
+    retain_until: dt.datetime | None = None
+    problem: str | None = None
+
+    def locked(self, now: dt.datetime) -> bool:
+        """Under Object Lock retention at ``now``: the store itself would refuse a delete."""
+        return self.retain_until is not None and self.retain_until > now
+
+
+class Destination(Protocol):
+    """The verbs a job needs from where its bundles live."""
+
+    @property
+    def display(self) -> str:
+        """The destination for messages, without credentials."""
+
+    @property
+    def archive_dir(self) -> Path:
+        """The directory archive_backup writes new bundles into."""
+
+    def bundles(self) -> list[StoredBundle]:
+        """Every complete bundle, readable or not; raises StorageError."""
+
+    def check(self, location: str, *, full: bool,
+              progress: ProgressCallback = no_progress) -> VerifyReport:
+        """Verify the bundle at ``location``: ``full`` reads every digest, otherwise presence
+        and sizes only."""
+
+    def delete(self, bundle: StoredBundle) -> None:
+        """Delete a bundle so that it never stays half-present under its name."""
+
+    def clear_leftovers(self) -> list[str]:
+        """Finish deletes an earlier run started; returns the names removed."""
+
+    def lock(self, job: str) -> JobLock:
+        """The lock that keeps two runs of ``job`` apart."""
+
+
+def open_destination(uri: str) -> Destination:
+    """The destination a job spec names; raises BadInput for one this build cannot reach."""
+    location = parse_location(uri)
+    if location.scheme == "s3":
+        raise BadInput("s3:// destinations are not supported by this build yet")
+    return LocalDestination(location.local_path)
+
+
+class LocalDestination:
+    """Bundles as directories and ``.tar`` files in one local directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def display(self) -> str:
+        return str(self.root)
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.root
+
+    def bundles(self) -> list[StoredBundle]:
+        try:
+            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise StorageError(f"cannot list {self.root}: {error.strerror}") from None
+        found = []
+        for entry in entries:
+            if entry.name.startswith("."):  # staging, deletes in progress, locks
+                continue
+            path = Path(entry.path)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if not (path / "bagit.txt").is_file():
+                        continue
+                    form: Literal["dir", "tar"] = "dir"
+                elif entry.is_file(follow_symlinks=False) and entry.name.endswith(".tar"):
+                    form = "tar"
+                else:
+                    continue
+            except OSError as error:
+                raise StorageError(f"cannot read {path}: {error.strerror}") from None
+            found.append(self._describe(path, form))
+        return found
+
+    def _describe(self, path: Path, form: Literal["dir", "tar"]) -> StoredBundle:
+        name = path.name.removesuffix(".tar") if form == "tar" else path.name
+        try:
+            description = read_description(open_bundle(path))
+        except CrdbArchiveError as error:
+            return StoredBundle(name, str(path), form, None, None, None, problem=str(error))
+        backup: dict[str, Any] = description.get("backup") or {}
+        return StoredBundle(
+            name=name,
+            location=str(path),
+            form=form,
+            time=bundle_time(description),
+            source=backup.get("source"),
+            version=(description.get("cockroachdb") or {}).get("version"),
+        )
+
+    def check(self, location: str, *, full: bool,
+              progress: ProgressCallback = no_progress) -> VerifyReport:
+        return verify_bundle(Path(location), fast=not full, progress=progress)
+
+    def delete(self, bundle: StoredBundle) -> None:
+        path = Path(bundle.location)
+        doomed = path.with_name(DELETING_PREFIX + path.name)
+        try:
+            _remove(doomed)
+            path.rename(doomed)
+            _fsync_dir(self.root)
+            _remove(doomed)
+        except OSError as error:
+            raise StorageError(f"cannot delete {path}: {error.strerror or error}") from None
+
+    def clear_leftovers(self) -> list[str]:
+        try:
+            doomed = [p for p in self.root.iterdir() if p.name.startswith(DELETING_PREFIX)]
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise StorageError(f"cannot list {self.root}: {error.strerror}") from None
+        removed = []
+        for path in sorted(doomed):
+            try:
+                _remove(path)
+            except OSError as error:
+                raise StorageError(
+                    f"cannot finish deleting {path}: {error.strerror or error}") from None
+            removed.append(path.name.removeprefix(DELETING_PREFIX).removesuffix(".tar"))
+        return removed
+
+    def lock(self, job: str) -> JobLock:
+        return LocalJobLock(self.root, job)
+
+
+def bundle_time(description: dict[str, Any]) -> dt.datetime | None:
+    """The time that orders a bundle: backup end time, else its subdirectory's, else creation."""
+    backup = description.get("backup") or {}
+    end = _parse_time(backup.get("end_time"))
+    if end is not None:
+        return end
+    subdir = backup.get("subdir")
+    if isinstance(subdir, str):
+        from_subdir = subdir_end_time(subdir)
+        if from_subdir is not None:
+            return from_subdir
+    return _parse_time(description.get("created"))
+
+
+def _parse_time(text: object) -> dt.datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,148 @@
+"""Which backups a job archives, what their bundles will be called, and what to warn about.
+
+A candidate's bundle name is derived exactly as ``archive`` derives it, so a job recognises
+the bundle of a backup it archived before (in either form) and a re-run does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crdb_archive.archive import bundle_name
+from crdb_archive.backup import BackupInfo, inspect_backup
+from crdb_archive.backup.layout import classify, read_collection, subdir_end_time
+from crdb_archive.errors import BadInput, CrdbArchiveError
+from crdb_archive.jobs.spec import JobSpec
+from crdb_archive.storage.uri import parse_location
+from crdb_archive.versions import release_index
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A backup the job selected. ``name`` is None when it cannot be derived before archiving
+    (an encrypted backup without a pinned release): the archive step then says why."""
+
+    label: str  # the full backup's subdirectory, or the source of a single backup
+    subdir: str | None
+    name: str | None
+    time: dt.datetime | None
+    release: str | None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A selected backup that could not be inspected."""
+
+    label: str
+    error: CrdbArchiveError
+
+
+@dataclass
+class Selection:
+    candidates: list[Candidate] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Advisory:
+    """A warning that may save archives: act before the binaries or the support are gone."""
+
+    code: str  # binary_removal, withdrawn, end_of_support
+    release: str
+    message: str
+
+
+def source_dir(spec: JobSpec) -> Path:
+    """The local directory of the job's source; raises BadInput for one not reachable yet."""
+    location = parse_location(spec.source)
+    if location.scheme != "file":
+        raise BadInput(f"{location.scheme}:// sources are not supported by this build yet")
+    return location.local_path
+
+
+def select_backups(spec: JobSpec) -> Selection:
+    """The backups ``spec`` selects, in the collection's order (oldest first).
+
+    Raises what inspect_backup raises when the source itself is unusable; a damaged full
+    backup among ``all`` is returned as Unreadable so the others still get archived.
+    """
+    root = source_dir(spec)
+    selection = Selection()
+    if spec.backups == "all" and classify(root) == "collection":
+        subdirs: list[str | None] = [b.subdir for b in read_collection(root).full_backups]
+        if not subdirs:
+            raise BadInput(f"{root} is a collection without any full backup")
+    elif spec.backups in ("all", "latest"):
+        subdirs = [None]
+    else:
+        subdirs = [spec.backups]
+    for subdir in subdirs:
+        try:
+            info = inspect_backup(root, subdir=subdir)
+        except CrdbArchiveError as error:
+            selection.unreadable.append(Unreadable(subdir or spec.source_display, error))
+            continue
+        selection.candidates.append(_candidate(spec, info))
+    return selection
+
+
+def _candidate(spec: JobSpec, info: BackupInfo) -> Candidate:
+    release = spec.release
+    if release is None and not info.manifest.encrypted and info.manifest.build_tag:
+        try:
+            release = release_index().parse(info.manifest.build_tag).release_name
+        except CrdbArchiveError:
+            release = None  # archive_backup says what is wrong with it
+    name = bundle_name(info, release, spec.with_incrementals) if release else None
+    time = info.manifest.end_time
+    if time is None and info.subdir:
+        time = subdir_end_time(info.subdir)
+    return Candidate(
+        label=info.subdir or spec.source_display,
+        subdir=info.subdir if info.kind == "collection" else None,
+        name=name,
+        time=time.astimezone(dt.UTC) if time else None,
+        release=release,
+        warnings=tuple(info.warnings),
+    )
+
+
+def advisories(releases: list[str], *, removal_days: int, today: dt.date) -> list[Advisory]:
+    """Warnings about the releases that took the backups, once per release."""
+    index = release_index()
+    out: list[Advisory] = []
+    for name in dict.fromkeys(releases):
+        try:
+            spec = index.parse(name)
+        except CrdbArchiveError:
+            continue
+        major = spec.major
+        if spec.release is not None and spec.release.withdrawn:
+            out.append(Advisory(
+                "withdrawn", name,
+                f"{name} is a withdrawn release (Cockroach Labs withdrew it for a serious "
+                f"defect): plan to restore these backups into a later {major} release"))
+        removal = major.binary_removal_date
+        if removal is not None:
+            days = (removal - today).days
+            if days < 0:
+                out.append(Advisory(
+                    "binary_removal", name,
+                    f"official {major} binaries were scheduled for removal from the download "
+                    f"site on {removal}: the bundles of {name} backups may hold the last "
+                    "copies you can get; keep them"))
+            elif days <= removal_days:
+                out.append(Advisory(
+                    "binary_removal", name,
+                    f"official {major} binaries leave the download site on {removal}, in "
+                    f"{days} days: archive every {major} backup you must keep before then"))
+        end = major.support_end
+        if end is not None and end < today:
+            out.append(Advisory(
+                "end_of_support", name,
+                f"{major} reached the end of support on {end}: upgrade the cluster, and keep "
+                f"the bundles with their {name} binaries to restore its backups"))
+    return out

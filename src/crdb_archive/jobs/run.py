@@ -1,0 +1,352 @@
+"""Run an archive job: plan, archive what has no bundle yet, verify it, apply retention.
+
+A run is safe to repeat: a backup whose bundle exists is not archived again, a run killed
+midway leaves only hidden staging that the next run clears, and deletes go through a hidden
+name. A failure in one backup does not stop the others; the run reports every failure and
+ends with the most severe exit code (130 interrupted, then 1 damaged, 3 world, 2 bad input).
+Nothing is deleted by a run that had any failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crdb_archive.archive import ArchiveRequest, archive_backup
+from crdb_archive.errors import (
+    CrdbArchiveError,
+    DamagedBundle,
+    ExitCode,
+    Interrupted,
+    JobAlreadyRunning,
+)
+from crdb_archive.jobs.destination import Destination, StoredBundle, open_destination
+from crdb_archive.jobs.metrics import RunMetrics, write_metrics
+from crdb_archive.jobs.plan import Candidate, advisories, select_backups
+from crdb_archive.jobs.retention import Decision, RetentionItem, decide
+from crdb_archive.jobs.spec import JobSpec
+from crdb_archive.progress import ProgressCallback, no_progress
+
+# Retention items of backups not archived yet; stored bundles are keyed by their location.
+_PLANNED = "planned:"
+_NO_RULES = "no [retention] section: every bundle is kept"
+
+_SEVERITY = {
+    ExitCode.OK: 0,
+    ExitCode.BAD_INPUT: 1,
+    ExitCode.WORLD: 2,
+    ExitCode.NO: 3,
+    ExitCode.INTERRUPTED: 4,
+}
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One step of a run, as one JSON object: ``{"event": ..., "job": ..., ...}``."""
+
+    event: str  # plan, skip, archive, verify, retention, keep, delete, warning, error, done
+    job: str
+    fields: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.event, "job": self.job, **self.fields}
+
+    def to_line(self) -> str:
+        """The event as one line of JSON (JSON Lines), without the newline."""
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+
+EventCallback = Callable[[JobEvent], None]
+
+
+def ignore_events(event: JobEvent) -> None:
+    """An event callback that drops every event."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    step: str
+    message: str
+    exit_code: ExitCode
+
+
+@dataclass
+class JobReport:
+    job: str
+    dry_run: bool
+    seconds: float = 0.0
+    written: list[str] = field(default_factory=list)
+    bytes_written: int = 0
+    deleted: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    warnings: int = 0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        codes = [f.exit_code for f in self.failures]
+        return max(codes, key=lambda c: _SEVERITY.get(c, 2), default=ExitCode.OK)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "exit_code": int(self.exit_code),
+            "dry_run": self.dry_run,
+            "bundles_written": len(self.written),
+            "bytes_written": self.bytes_written,
+            "bundles_deleted": len(self.deleted),
+            "failures": len(self.failures),
+            "warnings": self.warnings,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def run_job(
+    spec: JobSpec,
+    *,
+    dry_run: bool = False,
+    now: dt.datetime | None = None,
+    on_event: EventCallback = ignore_events,
+    progress: ProgressCallback = no_progress,
+    metrics_file: Path | None = None,
+    destination: Destination | None = None,
+) -> JobReport:
+    """Run the job ``spec`` once and report how it went; every step is also an event.
+
+    Failures, an interruption included, are reported in the result, not raised: its
+    ``exit_code`` is the most severe. ``now`` fixes the clock retention counts from.
+    ``metrics_file`` is written unless this is a dry run or another run holds the lock.
+    """
+    started = time.monotonic()
+    run = _Run(spec, dry_run, now or dt.datetime.now(dt.UTC), on_event, progress)
+    locked_out = False
+    try:
+        target = destination or open_destination(spec.destination)
+        if dry_run:
+            run.execute(target)
+        else:
+            with target.lock(spec.name) as lock:
+                if lock.taken_over is not None:
+                    run.warn("lock", f"the previous run ({lock.taken_over.describe()}) ended "
+                             "without releasing the job lock; taking it over")
+                run.execute(target)
+    except JobAlreadyRunning as error:
+        locked_out = True
+        run.fail("lock", error)
+    except CrdbArchiveError as error:  # Interrupted included: report it, then stop
+        run.fail("run", error)
+    report = run.report
+    report.seconds = time.monotonic() - started
+    if metrics_file is not None and not dry_run and not locked_out:
+        try:
+            write_metrics(metrics_file, RunMetrics(
+                job=spec.name, finished=time.time(), exit_code=int(report.exit_code),
+                bundles_written=len(report.written), bytes_written=report.bytes_written,
+                bundles_deleted=len(report.deleted), duration_seconds=report.seconds,
+                failures=len(report.failures), warnings=report.warnings,
+            ))
+        except CrdbArchiveError as error:
+            run.fail("metrics", error)
+    run.emit("done", **report.to_json())
+    return report
+
+
+class _Run:
+    def __init__(self, spec: JobSpec, dry_run: bool, now: dt.datetime,
+                 on_event: EventCallback, progress: ProgressCallback) -> None:
+        self.spec = spec
+        self.dry_run = dry_run
+        self.now = now
+        self.on_event = on_event
+        self.progress = progress
+        self.report = JobReport(spec.name, dry_run)
+        self.damaged: set[str] = set()
+
+    # --- events ---------------------------------------------------------------------------
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.on_event(JobEvent(event, self.spec.name, fields))
+
+    def warn(self, code: str, message: str, **fields: Any) -> None:
+        self.report.warnings += 1
+        self.emit("warning", code=code, message=message, **fields)
+
+    def fail(self, step: str, error: CrdbArchiveError, **fields: Any) -> None:
+        self.report.failures.append(Failure(step, str(error), error.exit_code))
+        self.emit("error", step=step, message=str(error), exit_code=int(error.exit_code),
+                  **fields)
+
+    # --- the run --------------------------------------------------------------------------
+
+    def execute(self, destination: Destination) -> None:
+        if not self.dry_run:
+            for name in destination.clear_leftovers():
+                self.emit("delete", bundle=name, resumed=True, dry_run=False)
+        selection = select_backups(self.spec)
+        for unreadable in selection.unreadable:
+            self.fail("inspect", unreadable.error, backup=unreadable.label)
+        existing = destination.bundles()
+        for bundle in existing:
+            if bundle.problem is not None:
+                self.warn("unreadable_bundle", f"{bundle.location}: {bundle.problem}; it is "
+                          "kept, and no retention rule applies to it", bundle=bundle.name)
+        candidates = selection.candidates
+        releases = [c.release for c in candidates if c.release is not None]
+        for advisory in advisories(releases, removal_days=self.spec.binary_removal_days,
+                                   today=self.now.date()):
+            self.warn(advisory.code, advisory.message, release=advisory.release)
+
+        names = {b.name: b for b in existing}
+        archived = [(c, names[c.name]) for c in candidates
+                    if c.name is not None and c.name in names]
+        pending = [c for c in candidates if c.name not in names]
+        planned = self._planned_retention(self._mine(existing), pending)
+        # With backups = "all", a backup the rules would not keep would be archived and
+        # deleted again on every run: it is not archived at all.
+        skipped = {int(d.item.key.removeprefix(_PLANNED)) for d in planned
+                   if not d.keep and d.item.key.startswith(_PLANNED)}
+        to_archive = [c for i, c in enumerate(pending) if i not in skipped]
+        stored = [d for d in planned if not d.item.key.startswith(_PLANNED)]
+        self.emit(
+            "plan", dry_run=self.dry_run, source=self.spec.source_display,
+            destination=destination.display,
+            selected=len(candidates) + len(selection.unreadable),
+            to_archive=[c.name or c.label for c in to_archive],
+            archived=[b.name for _, b in archived],
+            skipped=[c.name or c.label for i, c in enumerate(pending) if i in skipped],
+            to_delete=[d.item.name for d in stored if not d.keep],
+        )
+        for i in sorted(skipped):
+            self.emit("skip", backup=pending[i].label, bundle=pending[i].name,
+                      reason="the retention rules would delete its bundle at once")
+        if self.dry_run:
+            if self.spec.retention is None:
+                self.emit("retention", applied=False, reason=_NO_RULES)
+            else:
+                self._report_decisions(stored, {b.location: b for b in existing}, None)
+            return
+        for candidate, bundle in archived:
+            self._check_existing(destination, bundle, candidate)
+        for candidate in to_archive:
+            self._archive(destination, candidate)
+        self._retention(destination)
+
+    def _mine(self, bundles: list[StoredBundle]) -> list[StoredBundle]:
+        """This job's bundles: those whose description names this job's source."""
+        return [b for b in bundles if b.problem is None and b.source == self.spec.source_display]
+
+    def _planned_retention(
+        self, mine: list[StoredBundle], pending: list[Candidate]
+    ) -> list[Decision]:
+        items = [RetentionItem(b.location, b.name, b.time, b.retain_until) for b in mine]
+        items += [RetentionItem(f"{_PLANNED}{i}", c.name or c.label, c.time)
+                  for i, c in enumerate(pending)]
+        return decide(items, self.spec.retention, self.now)
+
+    def _check_existing(self, destination: Destination, bundle: StoredBundle,
+                        candidate: Candidate) -> None:
+        self.emit("archive", backup=candidate.label, bundle=bundle.name,
+                  location=bundle.location, created=False)
+        self._verify(destination, bundle.name, bundle.location, full=False)
+
+    def _archive(self, destination: Destination, candidate: Candidate) -> None:
+        spec = self.spec
+        request = ArchiveRequest(
+            source=spec.source, dest=destination.archive_dir, subdir=candidate.subdir,
+            version=spec.release, force_version=spec.force_version, platforms=spec.platforms,
+            mirror=spec.mirror, format=spec.format, with_incrementals=spec.with_incrementals,
+            cache_dir=spec.cache_dir,
+        )
+        try:
+            result = archive_backup(request, progress=self.progress)
+        except Interrupted:
+            raise
+        except CrdbArchiveError as error:
+            self.fail("archive", error, backup=candidate.label, bundle=candidate.name)
+            return
+        location = str(result.bundle)
+        self.emit("archive", backup=candidate.label, bundle=result.name, location=location,
+                  created=result.created, version=result.version, files=result.files,
+                  bytes=result.bytes, seconds=round(result.seconds, 3),
+                  warnings=result.warnings)
+        if result.created:
+            self.report.written.append(result.name)
+            self.report.bytes_written += result.bytes
+        self._verify(destination, result.name, location, full=True)
+
+    def _verify(self, destination: Destination, name: str, location: str, *,
+                full: bool) -> None:
+        """A full check of what this run wrote; presence and sizes of what it found."""
+        try:
+            report = destination.check(location, full=full, progress=self.progress)
+        except Interrupted:
+            raise
+        except CrdbArchiveError as error:
+            self.damaged.add(name)
+            self.fail("verify", error, bundle=name)
+            return
+        problems = [str(p) for p in report.problems]
+        self.emit("verify", bundle=name, location=location, ok=report.ok, mode=report.mode,
+                  problems=problems)
+        if not report.ok:
+            self.damaged.add(name)
+            self.fail("verify", DamagedBundle(
+                f"bundle {location} failed verification ({len(problems)} problem(s), first: "
+                f"{problems[0]}); move it aside and run again"), bundle=name)
+
+    def _retention(self, destination: Destination) -> None:
+        rules = self.spec.retention
+        if rules is None:
+            self.emit("retention", applied=False, reason=_NO_RULES)
+            return
+        if self.report.failures:
+            self.emit("retention", applied=False, reason=f"{len(self.report.failures)} "
+                      "failure(s) in this run: nothing is deleted")
+            return
+        bundles = self._mine(destination.bundles())
+        written = set(self.report.written)
+        items = [
+            RetentionItem(
+                b.location, b.name, b.time, b.retain_until,
+                protected="written by this run" if b.name in written else (
+                    "failed verification in this run" if b.name in self.damaged else None),
+            )
+            for b in bundles
+        ]
+        decisions = decide(items, rules, self.now)
+        self._report_decisions(decisions, {b.location: b for b in bundles}, destination)
+
+    def _report_decisions(self, decisions: list[Decision], bundles: dict[str, StoredBundle],
+                          destination: Destination | None) -> None:
+        """Keep and delete events; ``destination`` None only plans (a dry run)."""
+        doomed = [d for d in decisions if not d.keep]
+        self.emit("retention", applied=destination is not None,
+                  rules=self.spec.retention.to_json() if self.spec.retention else None,
+                  considered=len(decisions), keep=len(decisions) - len(doomed),
+                  delete=len(doomed))
+        for decision in decisions:
+            bundle = bundles[decision.item.key]
+            if decision.keep:
+                self.emit("keep", bundle=bundle.name, location=bundle.location,
+                          time=_iso(bundle.time), reasons=list(decision.reasons))
+                continue
+            if bundle.locked(self.now):  # decide() keeps these; a second guard costs nothing
+                continue
+            if destination is not None:
+                try:
+                    destination.delete(bundle)
+                except Interrupted:
+                    raise
+                except CrdbArchiveError as error:
+                    self.fail("delete", error, bundle=bundle.name)
+                    continue
+                self.report.deleted.append(bundle.name)
+            self.emit("delete", bundle=bundle.name, location=bundle.location,
+                      time=_iso(bundle.time), dry_run=destination is None)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None

@@ -1,0 +1,513 @@
+"""Archive job specs: one TOML file per job, validated completely before anything runs.
+
+Every mistake is collected, each led by its key path (``destination.object_lock.days: must be
+>= 1``), so a user fixes a spec in one pass instead of one error per run. The keys and their
+meaning are documented in ``archive-specs/README.md``.
+
+Paths and URIs may name environment variables as ``${NAME}`` or ``${NAME:-default}``, so one
+spec serves every host and a Kubernetes CronJob can fill them in; a relative local path is
+taken from the spec file's directory, never from the working directory cron happens to use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from crdb_archive.backup.layout import normalize_subdir
+from crdb_archive.binaries import PLATFORMS, resolve_mirror
+from crdb_archive.bundle.writer import BundleFormat
+from crdb_archive.errors import BadInput, CrdbArchiveError, InvalidJobSpec
+from crdb_archive.storage.uri import parse_location, redact
+from crdb_archive.versions import release_index
+
+DEFAULT_BINARY_REMOVAL_DAYS = 180
+
+# S3 storage classes a bundle may be written with (PutObject's StorageClass values that keep
+# data durable; REDUCED_REDUNDANCY is deprecated and not offered).
+STORAGE_CLASSES = (
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+)
+LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
+SCHEMES = ("file", "s3")
+
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+# Every section and the keys it may hold; anything else is a mistake worth naming.
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "job": ("name",),
+    "source": ("uri", "backups", "with_incrementals"),
+    "version": ("release", "force"),
+    "binaries": ("platforms", "mirror", "cache_dir"),
+    "destination": ("uri", "format", "storage_class", "object_lock"),
+    "destination.object_lock": ("mode", "days", "retain_until"),
+    "retention": ("keep_last", "keep_days", "keep_monthly", "keep_yearly"),
+    "warnings": ("binary_removal_days",),
+}
+_REQUIRED_SECTIONS = ("job", "source", "destination")
+
+
+@dataclass(frozen=True)
+class ObjectLock:
+    """S3 Object Lock retention for every object of a bundle."""
+
+    mode: Literal["COMPLIANCE", "GOVERNANCE"]
+    days: int | None
+    retain_until: dt.datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "days": self.days,
+            "retain_until": self.retain_until.isoformat() if self.retain_until else None,
+        }
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Which bundles of the job to keep; a rule left out does not keep anything."""
+
+    keep_last: int | None = None
+    keep_days: int | None = None
+    keep_monthly: int | None = None
+    keep_yearly: int | None = None
+
+    def to_json(self) -> dict[str, int | None]:
+        return {
+            "keep_last": self.keep_last,
+            "keep_days": self.keep_days,
+            "keep_monthly": self.keep_monthly,
+            "keep_yearly": self.keep_yearly,
+        }
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated job. ``source`` and ``destination`` may carry credentials: show only the
+    ``*_display`` forms."""
+
+    path: Path
+    name: str
+    source: str
+    source_display: str
+    backups: str  # "latest", "all", or a full backup's subdirectory
+    with_incrementals: bool
+    release: str | None  # None: read it from each backup
+    force_version: bool
+    platforms: tuple[str, ...]
+    mirror: str | None
+    cache_dir: Path | None
+    destination: str
+    destination_display: str
+    format: BundleFormat
+    storage_class: str | None
+    object_lock: ObjectLock | None
+    retention: Retention | None
+    binary_removal_days: int
+
+    @property
+    def source_scheme(self) -> str:
+        return parse_location(self.source).scheme
+
+    @property
+    def destination_scheme(self) -> str:
+        return parse_location(self.destination).scheme
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.name,
+            "spec": str(self.path),
+            "source": self.source_display,
+            "backups": self.backups,
+            "with_incrementals": self.with_incrementals,
+            "release": self.release or "auto",
+            "platforms": list(self.platforms),
+            "destination": self.destination_display,
+            "format": self.format,
+            "storage_class": self.storage_class,
+            "object_lock": self.object_lock.to_json() if self.object_lock else None,
+            "retention": self.retention.to_json() if self.retention else None,
+        }
+
+
+def load_spec(path: Path, *, now: dt.datetime | None = None) -> JobSpec:
+    """Read and validate the job spec at ``path``.
+
+    Raises InvalidJobSpec (exit 2) listing every mistake, BadInput when the file cannot be read.
+    """
+    try:
+        with path.open("rb") as stream:
+            data = tomllib.load(stream)
+    except tomllib.TOMLDecodeError as error:
+        raise InvalidJobSpec(str(path), [f"not valid TOML: {error}"]) from None
+    except OSError as error:
+        raise BadInput(f"cannot read job spec {path}: {error.strerror or error}") from None
+    return validate_spec(data, path, now=now or dt.datetime.now(dt.UTC))
+
+
+def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobSpec:
+    """Validate parsed TOML; relative paths are taken from ``path``'s directory.
+
+    Raises InvalidJobSpec listing every mistake.
+    """
+    problems: list[str] = []
+    base = path.parent.absolute()
+    for key, value in data.items():
+        if key not in _SECTIONS or "." in key:
+            problems.append(_unknown(key, [s for s in _SECTIONS if "." not in s], "section"))
+        elif not isinstance(value, dict):
+            problems.append(f"{key}: expected a table [{key}], got {_kind(value)}")
+    for section in _REQUIRED_SECTIONS:
+        if section not in data:
+            problems.append(f"{section}: missing section [{section}]")
+    tables = {name: _Table(data, name, problems) for name in _SECTIONS if "." not in name}
+
+    job = tables["job"]
+    name = job.string("name", required=True)
+    if name is not None and not _JOB_NAME.match(name):
+        job.problem("name", "must be 1-100 letters, digits, '.', '_' or '-', starting with a "
+                    "letter or digit")
+
+    source = tables["source"]
+    source_uri = _location(source, "uri", base)
+    backups = source.string("backups", default="latest") or "latest"
+    if backups not in ("latest", "all"):
+        try:
+            backups = normalize_subdir(backups)
+        except CrdbArchiveError:
+            source.problem("backups", f"{backups!r} is neither latest, all, nor a full "
+                           "backup's subdirectory like 2024/12/15-000000.00")
+    with_incrementals = source.boolean("with_incrementals", default=False)
+
+    version = tables["version"]
+    release = _release(version)
+    force = version.boolean("force", default=False)
+    if force and version.values.get("release", "auto") == "auto":
+        version.problem("force", "applies only with a pinned release, not with auto")
+
+    binaries = tables["binaries"]
+    platforms = _platforms(binaries, release)
+    mirror = _mirror(binaries, base)
+    cache = binaries.string("cache_dir", expand=True)
+    cache_dir = base / cache if cache is not None else None
+
+    destination = tables["destination"]
+    dest_uri = _location(destination, "uri", base)
+    dest_is_s3 = dest_uri is not None and parse_location(dest_uri).scheme == "s3"
+    fmt = destination.choice("format", ("dir", "tar"), default="tar" if dest_is_s3 else "dir")
+    storage_class = destination.choice("storage_class", STORAGE_CLASSES, default=None)
+    object_lock = _object_lock(destination, now)
+    if dest_uri is not None and not dest_is_s3:
+        for key, value in (("storage_class", storage_class), ("object_lock", object_lock)):
+            if value is not None:
+                destination.problem(key, "applies only to s3:// destinations")
+    _check_apart(source_uri, dest_uri, destination)
+
+    retention = _retention(tables["retention"],
+                           present=isinstance(data.get("retention"), dict))
+    removal_days = tables["warnings"].integer(
+        "binary_removal_days", minimum=0, default=DEFAULT_BINARY_REMOVAL_DAYS)
+
+    # Every missing value has been reported as a problem; the None checks are for mypy.
+    if problems or name is None or source_uri is None or dest_uri is None:
+        raise InvalidJobSpec(str(path), problems)
+    return JobSpec(
+        path=path,
+        name=name,
+        source=source_uri,
+        source_display=redact(source_uri),
+        backups=backups,
+        with_incrementals=with_incrementals,
+        release=release,
+        force_version=force,
+        platforms=platforms,
+        mirror=mirror,
+        cache_dir=cache_dir,
+        destination=dest_uri,
+        destination_display=redact(dest_uri),
+        format="tar" if fmt == "tar" else "dir",
+        storage_class=storage_class,
+        object_lock=object_lock,
+        retention=retention,
+        binary_removal_days=removal_days if removal_days is not None else 0,
+    )
+
+
+# --- one table ----------------------------------------------------------------------------------
+
+
+class _Table:
+    """One section of the spec, read key by key; mistakes go to the shared problem list."""
+
+    def __init__(self, data: dict[str, Any], path: str, problems: list[str]) -> None:
+        head, _, rest = path.partition(".")
+        raw: Any = data.get(head, {})
+        if rest and isinstance(raw, dict):
+            raw = raw.get(rest, {})
+        self.path = path
+        self.present = isinstance(raw, dict) and bool(raw)
+        self.values: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        self.problems = problems
+        known = _SECTIONS[path]
+        for key in self.values:
+            if key not in known:
+                problems.append(_unknown(f"{path}.{key}", list(known), "key"))
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.path}.{key}: {message}")
+
+    def typed(self, key: str, kinds: tuple[type, ...], expected: str) -> Any:
+        if key not in self.values:
+            return None
+        value = self.values[key]
+        # TOML booleans are Python ints too; an integer key must not accept true.
+        if isinstance(value, bool) and bool not in kinds:
+            value_ok = False
+        else:
+            value_ok = isinstance(value, kinds)
+        if not value_ok:
+            self.problem(key, f"expected {expected}, got {_kind(value)}")
+            return None
+        return value
+
+    def string(
+        self, key: str, *, required: bool = False, default: str | None = None,
+        expand: bool = False,
+    ) -> str | None:
+        if required and key not in self.values:
+            self.problem(key, "missing (required)")
+            return None
+        value: str | None = self.typed(key, (str,), "a string")
+        if value is None:
+            return default if key not in self.values else None
+        if expand:
+            value = self._expand(key, value)
+            if value is None:
+                return None
+        if not value.strip():
+            self.problem(key, "must not be empty")
+            return None
+        return value
+
+    def boolean(self, key: str, *, default: bool) -> bool:
+        value: bool | None = self.typed(key, (bool,), "true or false")
+        return default if value is None else value
+
+    def integer(self, key: str, *, minimum: int, default: int | None = None) -> int | None:
+        value: int | None = self.typed(key, (int,), "an integer")
+        if value is None:
+            return default if key not in self.values else None
+        if value < minimum:
+            self.problem(key, "must be > 0" if minimum == 1 else f"must be >= {minimum}")
+            return None
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], *, default: str | None) -> str | None:
+        value = self.string(key)
+        if value is None:
+            return default if key not in self.values else None
+        if value not in choices:
+            self.problem(key, f"{value!r} is not one of {', '.join(choices)}")
+            return None
+        return value
+
+    def _expand(self, key: str, text: str) -> str | None:
+        missing: list[str] = []
+
+        def substitute(match: re.Match[str]) -> str:
+            value = os.environ.get(match.group(1))
+            if value is None or (value == "" and match.group(2) is not None):
+                if match.group(2) is None:
+                    missing.append(match.group(1))
+                    return ""
+                return match.group(2)
+            return value
+
+        expanded = _VARIABLE.sub(substitute, text)
+        if missing:
+            self.problem(key, f"environment variable {', '.join(missing)} is not set (write "
+                         "${NAME:-default} to give a default)")
+            return None
+        return expanded
+
+
+# --- keys that need more than a type check ----------------------------------------------------
+
+
+def _location(table: _Table, key: str, base: Path) -> str | None:
+    """A local directory (made absolute) or an s3:// URI; the text keeps its credentials."""
+    text = table.string(key, required=True, expand=True)
+    if text is None:
+        return None
+    location = parse_location(text)
+    if location.scheme == "file":
+        if location.params:
+            table.problem(key, "a local path takes no ?parameters")
+            return None
+        return os.path.normpath(base / location.path)
+    if location.scheme == "s3":
+        if not location.host:
+            table.problem(key, f"{location.redacted} names no bucket (s3://bucket/prefix)")
+            return None
+        return text.strip()
+    table.problem(key, f"unsupported scheme {location.scheme}://; expected a directory path, "
+                  "file:// or s3://")
+    return None
+
+
+def _release(table: _Table) -> str | None:
+    text = table.string("release", default="auto")
+    if text is None or text == "auto":
+        return None
+    try:
+        spec = release_index().parse(text)
+    except CrdbArchiveError as error:
+        table.problem("release", str(error))
+        return None
+    if spec.release_name is None:
+        table.problem("release", f"{text} is a major version; name the exact release that "
+                      f"took the backups, such as {spec.major}.0, or auto")
+        return None
+    return spec.release_name
+
+
+def _platforms(table: _Table, release: str | None) -> tuple[str, ...]:
+    value: list[Any] | None = table.typed("platforms", (list,), "a list of platform names")
+    if value is None:
+        return ("linux-amd64",)
+    if not value:
+        table.problem("platforms", "must name at least one platform")
+    known = release_index().parse(release).release if release else None
+    published = known.platforms if known is not None else None
+    chosen: list[str] = []
+    for i, item in enumerate(value):
+        where = f"platforms[{i}]"
+        if not isinstance(item, str):
+            table.problem(where, f"expected a platform name, got {_kind(item)}")
+        elif item not in PLATFORMS:
+            table.problem(where, f"unknown platform {item!r}; expected one of "
+                          f"{', '.join(PLATFORMS)}")
+        elif item in chosen:
+            table.problem(where, f"{item} is listed twice")
+        elif published is not None and item not in published:
+            table.problem(where, f"{release} was never published for {item}")
+        else:
+            chosen.append(item)
+    return tuple(chosen)
+
+
+def _mirror(table: _Table, base: Path) -> str | None:
+    text = table.string("mirror", expand=True)
+    if text is None:
+        return None
+    if "://" not in text:
+        text = str(base / text)
+    try:
+        resolve_mirror(text)
+    except CrdbArchiveError as error:
+        table.problem("mirror", str(error))
+        return None
+    return text
+
+
+def _object_lock(destination: _Table, now: dt.datetime) -> ObjectLock | None:
+    if "object_lock" not in destination.values:
+        return None
+    if not isinstance(destination.values["object_lock"], dict):
+        destination.problem("object_lock", "expected a table [destination.object_lock]")
+        return None
+    lock = _Table({"destination": destination.values}, "destination.object_lock",
+                  destination.problems)
+    mode = lock.choice("mode", LOCK_MODES, default=None)
+    if "mode" not in lock.values:
+        lock.problem("mode", f"missing (required: {' or '.join(LOCK_MODES)})")
+    days = lock.integer("days", minimum=1)
+    until = _retain_until(lock, now)
+    if "days" in lock.values and "retain_until" in lock.values:
+        lock.problem("retain_until", "give either days or retain_until, not both")
+    elif "days" not in lock.values and "retain_until" not in lock.values:
+        lock.problem("days", "missing: give days or retain_until")
+    if mode is None or (days is None and until is None):
+        return None
+    return ObjectLock("GOVERNANCE" if mode == "GOVERNANCE" else "COMPLIANCE", days, until)
+
+
+def _retain_until(lock: _Table, now: dt.datetime) -> dt.datetime | None:
+    value = lock.typed("retain_until", (dt.date,), "a date (2036-01-01) or a date-time with "
+                      "an offset")
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            lock.problem("retain_until", "a date-time needs an offset, like "
+                         "2036-01-01T00:00:00Z")
+            return None
+        until = value.astimezone(dt.UTC)
+    else:
+        until = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    if until <= now:
+        lock.problem("retain_until", f"{until.date()} is not in the future")
+        return None
+    return until
+
+
+def _retention(table: _Table, *, present: bool) -> Retention | None:
+    if not present:
+        return None
+    rules: dict[str, int | None] = {
+        key: table.integer(key, minimum=1) for key in _SECTIONS["retention"]
+    }
+    if not any(key in table.values for key in rules):
+        # An empty [retention] would keep nothing: refuse it rather than delete everything.
+        table.problems.append(
+            "retention: give at least one of keep_last, keep_days, keep_monthly, keep_yearly "
+            "(leave the section out to keep every bundle)")
+    return Retention(**rules)
+
+
+def _check_apart(source: str | None, dest: str | None, table: _Table) -> None:
+    """Bundles inside the backup collection (or the reverse) would be archived or pruned."""
+    if source is None or dest is None or "://" in source or "://" in dest:
+        return
+    a, b = Path(source), Path(dest)
+    if a == b or a in b.parents or b in a.parents:
+        table.problem("uri", f"{dest} overlaps the source {source}; keep bundles apart from "
+                      "the backups")
+
+
+def _unknown(path: str, known: list[str], what: str) -> str:
+    leaf = path.rpartition(".")[2]
+    close = difflib.get_close_matches(leaf, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else f" (expected one of {', '.join(known)})"
+    return f"{path}: unknown {what}{hint}"
+
+
+_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (dt.datetime, "a date-time"),
+    (dt.date, "a date"),
+    (dt.time, "a time"),
+    (list, "a list"),
+    (dict, "a table"),
+)
+
+
+def _kind(value: object) -> str:
+    return next((name for kind, name in _KINDS if isinstance(value, kind)), "a value")
+
