@@ -16,7 +16,11 @@ from crdb_archive.errors import BadInput, ExitCode, Interrupted, ObjectNotFound
 from crdb_archive.storage import Storage, open_storage
 from crdb_archive.storage.local import PARTIAL_PREFIX, LocalStorage
 from crdb_archive.storage.s3 import S3Storage
-from support.s3 import MotoS3, moto_s3, s3_env  # noqa: F401 - pytest fixtures
+from support import s3 as s3_support
+from support.s3 import MotoS3
+
+moto_s3 = s3_support.moto_s3
+s3_env = s3_support.s3_env
 
 MiB = 1 << 20
 

@@ -155,6 +155,22 @@ class S3Upload:
                 MultipartUpload={"Parts": self._parts},
             )
         self._upload_id = None
+        self._ensure_retention()
+
+    def _ensure_retention(self) -> None:
+        # AWS applies the lock given to CreateMultipartUpload; some S3-compatible stores
+        # (moto among them) drop it there, so check, and set it on the object if missing.
+        mode = self._arguments.get("ObjectLockMode")
+        if mode is None:
+            return
+        with s3_errors("set the Object Lock retention of", self._where, self._secrets):
+            head = self._client.head_object(Bucket=self._bucket, Key=self._key)
+            if head.get("ObjectLockMode") != mode:
+                self._client.put_object_retention(
+                    Bucket=self._bucket, Key=self._key, VersionId=head["VersionId"],
+                    Retention={"Mode": mode,
+                               "RetainUntilDate": self._arguments["ObjectLockRetainUntilDate"]},
+                )
 
     def abort(self) -> None:
         """Drop the parts sent so far, so that no billed, invisible upload lingers."""
