@@ -46,10 +46,10 @@ CASES: list[tuple[str, list[str], Retention | None, list[str]]] = [
     ("keep_yearly", ["2021-12-31", "2022-01-01", "2022-07-01", "2024-02-02", "2025-01-01",
                      "2025-06-01"],
      Retention(keep_yearly=3), ["2022-07-01", "2024-02-02", "2025-06-01"]),
-    ("rules add up", daily("2025-03-25", 14) + ["2024-12-31", "2023-05-05"],
+    ("rules add up", [*daily("2025-03-25", 14), "2024-12-31", "2023-05-05"],
      Retention(keep_last=2, keep_monthly=3, keep_yearly=3),
      ["2023-05-05", "2024-12-31", "2025-03-31", "2025-04-06", "2025-04-07"]),
-    ("all four rules", daily("2025-05-01", 46) + ["2024-12-24", "2022-07-07"],
+    ("all four rules", [*daily("2025-05-01", 46), "2024-12-24", "2022-07-07"],
      Retention(keep_last=1, keep_days=3, keep_monthly=2, keep_yearly=2),
      ["2024-12-24", "2025-05-31", "2025-06-13", "2025-06-14", "2025-06-15"]),
     # Months are UTC months: 23:30 at UTC-5 on January 31st is February 1st.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import tomllib
 from pathlib import Path
 
@@ -316,7 +317,7 @@ def test_cli_prints_each_problem_on_its_own_line(
     assert result.out == ""
     as_json = run_cli(capsys, "run", str(spec), "--json")
     assert as_json.code == 2
-    events = [__import__("json").loads(line) for line in as_json.out.splitlines()]
+    events = [json.loads(line) for line in as_json.out.splitlines()]
     assert [(e["event"], e["step"], e["message"]) for e in events] == [
         ("error", "spec", "destination.object_lock.days: must be > 0"),
         ("error", "spec", "retention.keep_last: must be > 0"),
