@@ -24,6 +24,7 @@ from crdb_archive.bundle.summary import looks_like_bundle, summarize_bundle
 from crdb_archive.bundle.verify import verify_bundle
 from crdb_archive.errors import BadInput, CrdbArchiveError, ExitCode, Interrupted, InvalidJobSpec
 from crdb_archive.jobs import JobEvent, load_spec, run_job
+from crdb_archive.storage.restore import request_bundle_restore
 from crdb_archive.versions import compatibility, release_index, restore_plan
 
 app = typer.Typer(
@@ -533,6 +534,48 @@ def _job_text(kind: str, e: dict[str, Any]) -> str | None:
                 f"{e['failures']} failure(s), {e['warnings']} warning(s), "
                 f"{e['seconds']:.1f} s")
     return None
+
+
+# --- cold storage --------------------------------------------------------------------------------
+
+
+@app.command("restore-request")
+def restore_request(
+    bundle: Annotated[str, typer.Argument(help="A bundle in S3: s3://bucket/prefix/name (a "
+                                               "bundle directory) or .../name.tar.")],
+    days: Annotated[int, typer.Option("--days", help="How long the restored copies stay "
+                                      "readable.")],
+    tier: Annotated[
+        str, typer.Option("--tier", help="Standard, Bulk (cheapest, slowest) or Expedited "
+                          "(GLACIER only).")
+    ] = "Standard",
+    endpoint_url: Annotated[
+        str | None, typer.Option("--endpoint-url", help="S3-compatible endpoint (default: "
+                                 "AWS_ENDPOINT in the URI, else $AWS_ENDPOINT_URL, else AWS).")
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Ask S3 to restore a bundle's GLACIER / DEEP_ARCHIVE objects, so it can be verified or
+    its binary retrieved; run it again to see what is still pending.
+
+    Exit 0 every object readable, 1 restores still pending, 2 bad input, 3 storage failure.
+    """
+    _json_mode(json_output)
+    with ui.progress_reporter() as progress:
+        report = request_bundle_restore(bundle, days, tier, endpoint_url, progress=progress)
+    lines = [
+        f"{report.bundle}: {len(report.requested)} restore(s) requested, "
+        f"{len(report.in_progress)} in progress, {report.available} restored, "
+        f"{report.not_needed} need no restore",
+    ]
+    if report.pending:
+        lines.append(f"still pending ({len(report.pending)}), not readable yet:")
+        lines += [f"  {key}" for key in report.pending]
+    else:
+        lines.append("every object is readable now")
+    _emit(report.to_json(), lines, json_output)
+    if report.pending:
+        raise typer.Exit(ExitCode.NO)
 
 
 # --- entry point ---------------------------------------------------------------------------------
