@@ -8,12 +8,13 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from crdb_archive.errors import BadInput, ExitCode, Interrupted, ObjectNotFound
-from crdb_archive.storage import Storage, open_storage
+from crdb_archive.storage import Storage, WriteOptions, open_storage
 from crdb_archive.storage.local import PARTIAL_PREFIX, LocalStorage
 from crdb_archive.storage.s3 import S3Storage
 from support import s3 as s3_support
@@ -293,3 +294,28 @@ def test_backend_types(backend: Backend) -> None:
     else:
         assert isinstance(storage, S3Storage)
         assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+
+
+def test_callers_own_errors_pass_through_unchanged(backend: Backend) -> None:
+    with pytest.raises(OSError, match="the source broke"):
+        write_then_fail(backend.storage, "copy", 100, OSError("the source broke"))
+    assert backend.storage.stat("copy") is None
+    assert backend.leftovers() == []
+
+
+def test_write_options(backend: Backend) -> None:
+    options = WriteOptions(storage_class="STANDARD_IA")
+    if backend.storage.is_local:
+        with pytest.raises(BadInput, match="no storage class"):
+            backend.storage.check_write_options(options)
+        with pytest.raises(BadInput, match="no Object Lock"):
+            backend.storage.put_bytes("x", b"x", options=WriteOptions(
+                lock_mode="GOVERNANCE", retain_until=datetime.now(UTC) + timedelta(days=1)))
+        assert backend.storage.stat("x") is None
+    else:
+        backend.storage.check_write_options(options)
+        backend.storage.put_bytes("x", b"x", options=options)
+        info = backend.storage.stat("x")
+        assert info is not None
+        assert info.storage_class == "STANDARD_IA"
+    backend.storage.check_write_options(WriteOptions())

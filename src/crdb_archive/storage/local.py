@@ -32,12 +32,16 @@ PARTIAL_PREFIX = ".crdb-archive-partial-"
 
 
 class _FileWriter:
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], path: Path) -> None:
         self._raw = raw
+        self._path = path
         self._written = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._raw.write(data)
+        try:
+            self._raw.write(data)
+        except OSError as error:
+            raise StorageError(f"cannot write {self._path}: {error.strerror or error}") from error
         self._written += len(data)
 
     @property
@@ -185,20 +189,19 @@ class LocalStorage(Storage):
             raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
         raw = os.fdopen(fd, "wb", buffering=1 << 20)
         try:
-            yield _FileWriter(raw)
+            yield _FileWriter(raw, path)
+        except BaseException:
+            _discard(raw, temp)
+            raise
+        try:
             raw.flush()
             os.fsync(raw.fileno())
             raw.close()
             temp.replace(path)
-            _fsync_directory(path.parent)
         except OSError as error:
-            raw.close()
-            temp.unlink(missing_ok=True)
+            _discard(raw, temp)
             raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
-        except BaseException:
-            raw.close()
-            temp.unlink(missing_ok=True)
-            raise
+        _fsync_directory(path.parent)
 
     def delete(self, key: str) -> None:
         path = self.path(key)
@@ -261,6 +264,14 @@ def _children(directory: Path) -> list[Path]:
         return []
     except OSError as error:
         raise StorageError(f"cannot list {directory}: {error.strerror or error}") from error
+
+
+def _discard(raw: IO[bytes], temp: Path) -> None:
+    # Closing flushes the buffer, which may fail again (a full disk): the file goes anyway.
+    with contextlib.suppress(OSError):
+        raw.close()
+    with contextlib.suppress(OSError):
+        temp.unlink(missing_ok=True)
 
 
 def _fsync_directory(directory: Path) -> None:
