@@ -135,6 +135,41 @@ def test_killed_run_is_finished_by_the_next(
     assert lock.read_text() == ""
 
 
+def test_sigterm_stops_the_run_cleanly(
+    tmp_path: Path, mirror: MirrorServer, job_env: dict[str, str]  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v24.3", platforms=("linux-amd64", "linux-arm64"))
+    with (era.path / "2024/12/15-000000.00" / "data" / "999999.sst").open("wb") as handle:
+        for _ in range(96):
+            handle.write(os.urandom(1 << 20))
+    metrics = tmp_path / "job.prom"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crdb_archive.cli", "run", str(EXAMPLES / "nightly-local.toml"),
+         "--json", "--metrics-file", str(metrics)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=job_env)
+    assert process.stderr is not None
+    assert process.stdout is not None
+    try:
+        for line in process.stderr:
+            if '"archive ' in line:
+                process.send_signal(signal.SIGTERM)
+                break
+        out = process.stdout.read()
+    finally:
+        process.wait(timeout=60)
+        process.stderr.close()
+        process.stdout.close()
+    assert process.returncode == 130
+    events = events_of(out)
+    assert events[-2]["event"] == "error"
+    assert events[-2]["message"] == "interrupted by SIGTERM"
+    assert (events[-1]["event"], events[-1]["exit_code"]) == ("done", 130)
+    assert "crdb_archive_job_exit_code{job=\"nightly-orders\"} 130" in metrics.read_text()
+    archive = tmp_path / "archive"
+    assert [p.name for p in archive.iterdir()] == [lock_file_name("nightly-orders")]
+    assert (archive / lock_file_name("nightly-orders")).read_text() == ""
+
+
 HOLD_LOCK = """
 import sys
 from pathlib import Path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -190,8 +191,7 @@ class ObjectLockedDirectory(LocalDestination):
 
     def bundles(self) -> list[StoredBundle]:
         found = super().bundles()
-        return [StoredBundle(b.name, b.location, b.form, b.time, b.source, b.version,
-                             retain_until=self.locked.get(b.name)) for b in found]
+        return [dataclasses.replace(b, retain_until=self.locked.get(b.name)) for b in found]
 
 
 def test_locked_bundles_are_never_deleted(

@@ -11,6 +11,8 @@ import pytest
 
 from crdb_archive.errors import BadInput, InvalidJobSpec
 from crdb_archive.jobs import load_spec, validate_spec
+from crdb_archive.jobs.metrics import METRICS, PREFIX
+from crdb_archive.jobs.spec import SECTIONS
 from support.bundles import run_cli
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -343,3 +345,14 @@ def test_examples_exist() -> None:
     assert weekly.storage_class == "DEEP_ARCHIVE"
     assert weekly.object_lock is not None
     assert weekly.object_lock.mode == "COMPLIANCE"
+
+
+def test_readme_documents_every_key_and_metric() -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    for section, keys in SECTIONS.items():
+        for key in keys:
+            if f"{section}.{key}" in SECTIONS:
+                continue
+            assert f"| `{section}.{key}` |" in readme, f"{section}.{key}"
+    for name, _ in METRICS:
+        assert f"| `{PREFIX}{name}` |" in readme, name

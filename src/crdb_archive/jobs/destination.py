@@ -44,6 +44,7 @@ class StoredBundle:
     time: dt.datetime | None
     source: str | None
     version: str | None
+    created: dt.datetime | None = None
     retain_until: dt.datetime | None = None
     problem: str | None = None
 
@@ -143,6 +144,7 @@ class LocalDestination:
             time=bundle_time(description),
             source=backup.get("source"),
             version=(description.get("cockroachdb") or {}).get("version"),
+            created=_parse_time(description.get("created")),
         )
 
     def check(self, location: str, *, full: bool,

@@ -121,7 +121,10 @@ def run_job(
     ``metrics_file`` is written unless this is a dry run or another run holds the lock.
     """
     started = time.monotonic()
-    run = _Run(spec, dry_run, now or dt.datetime.now(dt.UTC), on_event, progress)
+    now = now or dt.datetime.now(dt.UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
+    run = _Run(spec, dry_run, now, on_event, progress)
     locked_out = False
     try:
         target = destination or open_destination(spec.destination)

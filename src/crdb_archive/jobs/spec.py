@@ -1,7 +1,7 @@
 """Archive job specs: one TOML file per job, validated completely before anything runs.
 
 Every mistake is collected, each led by its key path (``destination.object_lock.days: must be
->= 1``), so a user fixes a spec in one pass instead of one error per run. The keys and their
+> 0``), so a user fixes a spec in one pass instead of one error per run. The keys and their
 meaning are documented in ``archive-specs/README.md``.
 
 Paths and URIs may name environment variables as ``${NAME}`` or ``${NAME:-default}``, so one
@@ -12,7 +12,6 @@ taken from the spec file's directory, never from the working directory cron happ
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import os
 import re
 import tomllib
@@ -24,6 +23,7 @@ from crdb_archive.backup.layout import normalize_subdir
 from crdb_archive.binaries import PLATFORMS, resolve_mirror
 from crdb_archive.bundle.writer import BundleFormat
 from crdb_archive.errors import BadInput, CrdbArchiveError, InvalidJobSpec
+from crdb_archive.jobs.spec_table import SpecTable, kind_of, unknown
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import release_index
 
@@ -41,13 +41,11 @@ STORAGE_CLASSES = (
     "DEEP_ARCHIVE",
 )
 LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
-SCHEMES = ("file", "s3")
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 # Every section and the keys it may hold; anything else is a mistake worth naming.
-_SECTIONS: dict[str, tuple[str, ...]] = {
+SECTIONS: dict[str, tuple[str, ...]] = {
     "job": ("name",),
     "source": ("uri", "backups", "with_incrementals"),
     "version": ("release", "force"),
@@ -57,7 +55,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "retention": ("keep_last", "keep_days", "keep_monthly", "keep_yearly"),
     "warnings": ("binary_removal_days",),
 }
-_REQUIRED_SECTIONS = ("job", "source", "destination")
+_REQUIREDSECTIONS = ("job", "source", "destination")
 
 
 @dataclass(frozen=True)
@@ -166,14 +164,15 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
     problems: list[str] = []
     base = path.parent.absolute()
     for key, value in data.items():
-        if key not in _SECTIONS or "." in key:
-            problems.append(_unknown(key, [s for s in _SECTIONS if "." not in s], "section"))
+        if key not in SECTIONS or "." in key:
+            problems.append(unknown(key, [s for s in SECTIONS if "." not in s], "section"))
         elif not isinstance(value, dict):
-            problems.append(f"{key}: expected a table [{key}], got {_kind(value)}")
-    for section in _REQUIRED_SECTIONS:
+            problems.append(f"{key}: expected a table [{key}], got {kind_of(value)}")
+    for section in _REQUIREDSECTIONS:
         if section not in data:
             problems.append(f"{section}: missing section [{section}]")
-    tables = {name: _Table(data, name, problems) for name in _SECTIONS if "." not in name}
+    tables = {name: SpecTable(data.get(name), name, SECTIONS[name], problems)
+              for name in SECTIONS if "." not in name}
 
     job = tables["job"]
     name = job.string("name", required=True)
@@ -246,108 +245,10 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
     )
 
 
-# --- one table ----------------------------------------------------------------------------------
-
-
-class _Table:
-    """One section of the spec, read key by key; mistakes go to the shared problem list."""
-
-    def __init__(self, data: dict[str, Any], path: str, problems: list[str]) -> None:
-        head, _, rest = path.partition(".")
-        raw: Any = data.get(head, {})
-        if rest and isinstance(raw, dict):
-            raw = raw.get(rest, {})
-        self.path = path
-        self.present = isinstance(raw, dict) and bool(raw)
-        self.values: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        self.problems = problems
-        known = _SECTIONS[path]
-        for key in self.values:
-            if key not in known:
-                problems.append(_unknown(f"{path}.{key}", list(known), "key"))
-
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{self.path}.{key}: {message}")
-
-    def typed(self, key: str, kinds: tuple[type, ...], expected: str) -> Any:
-        if key not in self.values:
-            return None
-        value = self.values[key]
-        # TOML booleans are Python ints too; an integer key must not accept true.
-        if isinstance(value, bool) and bool not in kinds:
-            value_ok = False
-        else:
-            value_ok = isinstance(value, kinds)
-        if not value_ok:
-            self.problem(key, f"expected {expected}, got {_kind(value)}")
-            return None
-        return value
-
-    def string(
-        self, key: str, *, required: bool = False, default: str | None = None,
-        expand: bool = False,
-    ) -> str | None:
-        if required and key not in self.values:
-            self.problem(key, "missing (required)")
-            return None
-        value: str | None = self.typed(key, (str,), "a string")
-        if value is None:
-            return default if key not in self.values else None
-        if expand:
-            value = self._expand(key, value)
-            if value is None:
-                return None
-        if not value.strip():
-            self.problem(key, "must not be empty")
-            return None
-        return value
-
-    def boolean(self, key: str, *, default: bool) -> bool:
-        value: bool | None = self.typed(key, (bool,), "true or false")
-        return default if value is None else value
-
-    def integer(self, key: str, *, minimum: int, default: int | None = None) -> int | None:
-        value: int | None = self.typed(key, (int,), "an integer")
-        if value is None:
-            return default if key not in self.values else None
-        if value < minimum:
-            self.problem(key, "must be > 0" if minimum == 1 else f"must be >= {minimum}")
-            return None
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...], *, default: str | None) -> str | None:
-        value = self.string(key)
-        if value is None:
-            return default if key not in self.values else None
-        if value not in choices:
-            self.problem(key, f"{value!r} is not one of {', '.join(choices)}")
-            return None
-        return value
-
-    def _expand(self, key: str, text: str) -> str | None:
-        missing: list[str] = []
-
-        def substitute(match: re.Match[str]) -> str:
-            value = os.environ.get(match.group(1))
-            if value is None or (value == "" and match.group(2) is not None):
-                if match.group(2) is None:
-                    missing.append(match.group(1))
-                    return ""
-                return match.group(2)
-            return value
-
-        expanded = _VARIABLE.sub(substitute, text)
-        if missing:
-            self.problem(key, f"environment variable {', '.join(missing)} is not set (write "
-                         "${NAME:-default} to give a default)")
-            return None
-        return expanded
-
-
 # --- keys that need more than a type check ----------------------------------------------------
 
 
-def _location(table: _Table, key: str, base: Path) -> str | None:
+def _location(table: SpecTable, key: str, base: Path) -> str | None:
     """A local directory (made absolute) or an s3:// URI; the text keeps its credentials."""
     text = table.string(key, required=True, expand=True)
     if text is None:
@@ -368,7 +269,7 @@ def _location(table: _Table, key: str, base: Path) -> str | None:
     return None
 
 
-def _release(table: _Table) -> str | None:
+def _release(table: SpecTable) -> str | None:
     text = table.string("release", default="auto")
     if text is None or text == "auto":
         return None
@@ -384,7 +285,7 @@ def _release(table: _Table) -> str | None:
     return spec.release_name
 
 
-def _platforms(table: _Table, release: str | None) -> tuple[str, ...]:
+def _platforms(table: SpecTable, release: str | None) -> tuple[str, ...]:
     value: list[Any] | None = table.typed("platforms", (list,), "a list of platform names")
     if value is None:
         return ("linux-amd64",)
@@ -396,7 +297,7 @@ def _platforms(table: _Table, release: str | None) -> tuple[str, ...]:
     for i, item in enumerate(value):
         where = f"platforms[{i}]"
         if not isinstance(item, str):
-            table.problem(where, f"expected a platform name, got {_kind(item)}")
+            table.problem(where, f"expected a platform name, got {kind_of(item)}")
         elif item not in PLATFORMS:
             table.problem(where, f"unknown platform {item!r}; expected one of "
                           f"{', '.join(PLATFORMS)}")
@@ -409,7 +310,7 @@ def _platforms(table: _Table, release: str | None) -> tuple[str, ...]:
     return tuple(chosen)
 
 
-def _mirror(table: _Table, base: Path) -> str | None:
+def _mirror(table: SpecTable, base: Path) -> str | None:
     text = table.string("mirror", expand=True)
     if text is None:
         return None
@@ -423,14 +324,14 @@ def _mirror(table: _Table, base: Path) -> str | None:
     return text
 
 
-def _object_lock(destination: _Table, now: dt.datetime) -> ObjectLock | None:
+def _object_lock(destination: SpecTable, now: dt.datetime) -> ObjectLock | None:
     if "object_lock" not in destination.values:
         return None
     if not isinstance(destination.values["object_lock"], dict):
         destination.problem("object_lock", "expected a table [destination.object_lock]")
         return None
-    lock = _Table({"destination": destination.values}, "destination.object_lock",
-                  destination.problems)
+    lock = SpecTable(destination.values["object_lock"], "destination.object_lock",
+                     SECTIONS["destination.object_lock"], destination.problems)
     mode = lock.choice("mode", LOCK_MODES, default=None)
     if "mode" not in lock.values:
         lock.problem("mode", f"missing (required: {' or '.join(LOCK_MODES)})")
@@ -445,7 +346,7 @@ def _object_lock(destination: _Table, now: dt.datetime) -> ObjectLock | None:
     return ObjectLock("GOVERNANCE" if mode == "GOVERNANCE" else "COMPLIANCE", days, until)
 
 
-def _retain_until(lock: _Table, now: dt.datetime) -> dt.datetime | None:
+def _retain_until(lock: SpecTable, now: dt.datetime) -> dt.datetime | None:
     value = lock.typed("retain_until", (dt.date,), "a date (2036-01-01) or a date-time with "
                       "an offset")
     if value is None:
@@ -464,11 +365,11 @@ def _retain_until(lock: _Table, now: dt.datetime) -> dt.datetime | None:
     return until
 
 
-def _retention(table: _Table, *, present: bool) -> Retention | None:
+def _retention(table: SpecTable, *, present: bool) -> Retention | None:
     if not present:
         return None
     rules: dict[str, int | None] = {
-        key: table.integer(key, minimum=1) for key in _SECTIONS["retention"]
+        key: table.integer(key, minimum=1) for key in SECTIONS["retention"]
     }
     if not any(key in table.values for key in rules):
         # An empty [retention] would keep nothing: refuse it rather than delete everything.
@@ -478,7 +379,7 @@ def _retention(table: _Table, *, present: bool) -> Retention | None:
     return Retention(**rules)
 
 
-def _check_apart(source: str | None, dest: str | None, table: _Table) -> None:
+def _check_apart(source: str | None, dest: str | None, table: SpecTable) -> None:
     """Bundles inside the backup collection (or the reverse) would be archived or pruned."""
     if source is None or dest is None or "://" in source or "://" in dest:
         return
@@ -486,28 +387,3 @@ def _check_apart(source: str | None, dest: str | None, table: _Table) -> None:
     if a == b or a in b.parents or b in a.parents:
         table.problem("uri", f"{dest} overlaps the source {source}; keep bundles apart from "
                       "the backups")
-
-
-def _unknown(path: str, known: list[str], what: str) -> str:
-    leaf = path.rpartition(".")[2]
-    close = difflib.get_close_matches(leaf, known, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else f" (expected one of {', '.join(known)})"
-    return f"{path}: unknown {what}{hint}"
-
-
-_KINDS: tuple[tuple[type, str], ...] = (
-    (bool, "a boolean"),
-    (int, "an integer"),
-    (float, "a number"),
-    (str, "a string"),
-    (dt.datetime, "a date-time"),
-    (dt.date, "a date"),
-    (dt.time, "a time"),
-    (list, "a list"),
-    (dict, "a table"),
-)
-
-
-def _kind(value: object) -> str:
-    return next((name for kind, name in _KINDS if isinstance(value, kind)), "a value")
-
