@@ -326,6 +326,15 @@ def test_cli_prints_each_problem_on_its_own_line(
     ]
 
 
+def test_cli_missing_spec(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    result = run_cli(capsys, "run", str(tmp_path / "absent.toml"), "--json")
+    assert result.code == 2
+    assert result.err == (f"crdb-archive: error: cannot read job spec {tmp_path / 'absent.toml'}"
+                          ": No such file or directory\n")
+    (event,) = [json.loads(line) for line in result.out.splitlines()]
+    assert (event["event"], event["step"], event["exit_code"]) == ("error", "spec", 2)
+
+
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
 def test_examples_are_valid(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for variable in ("CRDB_BACKUPS", "CRDB_BUNDLES", "ARCHIVE_BUCKET"):

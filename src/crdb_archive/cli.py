@@ -471,12 +471,16 @@ def run_command(
     _json_mode(json_output)
     try:
         job = load_spec(spec)
-    except InvalidJobSpec as error:
-        for problem in error.problems:
-            ui.error_line(f"{spec}: {problem}")
+    except CrdbArchiveError as error:
+        # One line per mistake, and with --json one event per line, as the run itself reports.
+        shown = ([(f"{spec}: {p}", p) for p in error.problems]
+                 if isinstance(error, InvalidJobSpec) else [(str(error), str(error))])
+        for line, message in shown:
+            ui.error_line(line)
             if json_output:
                 _job_event(JobEvent("error", "", {"step": "spec", "spec": str(spec),
-                                                  "message": problem, "exit_code": 2}), True)
+                                                  "message": message,
+                                                  "exit_code": int(error.exit_code)}), True)
         raise typer.Exit(error.exit_code) from None
     quiet = not json_output and not ui.stderr.is_terminal  # cron mail wants lines, not bars
     with ui.progress_reporter(quiet=quiet) as progress:
