@@ -361,3 +361,21 @@ def test_interrupted_delete_is_finished(tmp_path: Path, mirror: MirrorServer) ->
     assert events.of("delete") == [{"bundle": "crdb-old-bundle", "resumed": True,
                                      "dry_run": False}]
     assert not half.exists()
+
+
+def test_a_named_backup_outside_retention_is_skipped_with_a_warning(
+    tmp_path: Path, mirror: MirrorServer  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v24.3")
+    report, events = run(write_spec(tmp_path, era.path, backups="latest",
+                                    retention="keep_days = 7"))
+    assert report.exit_code == ExitCode.OK
+    assert report.written == []
+    assert events.one("skip")["bundle"] == V24_3_BUNDLES[2]
+    warning = events.one("warning")
+    assert warning["code"] == "skipped"
+    assert "2024/12/15-000000.00 is not archived" in str(warning["message"])
+    # Within the window, the same spec archives it.
+    report, _ = run(write_spec(tmp_path, era.path, backups="latest", retention="keep_days = 7"),
+                    now=dt.datetime(2024, 12, 20, tzinfo=dt.UTC))
+    assert report.written == [V24_3_BUNDLES[2]]

@@ -29,7 +29,6 @@ class Candidate:
     name: str | None
     time: dt.datetime | None
     release: str | None
-    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,6 @@ def _candidate(spec: JobSpec, info: BackupInfo) -> Candidate:
         name=name,
         time=time.astimezone(dt.UTC) if time else None,
         release=release,
-        warnings=tuple(info.warnings),
     )
 
 

@@ -223,8 +223,12 @@ class _Run:
             to_delete=[d.item.name for d in stored if not d.keep],
         )
         for i in sorted(skipped):
-            self.emit("skip", backup=pending[i].label, bundle=pending[i].name,
-                      reason="the retention rules would delete its bundle at once")
+            reason = "the retention rules would delete its bundle at once"
+            self.emit("skip", backup=pending[i].label, bundle=pending[i].name, reason=reason)
+            if self.spec.backups != "all":
+                # The spec names this very backup: that it is left out must not go unnoticed.
+                self.warn("skipped", f"backup {pending[i].label} is not archived: {reason} "
+                          "(its backup is older than the rules keep)", backup=pending[i].label)
         if self.dry_run:
             if self.spec.retention is None:
                 self.emit("retention", applied=False, reason=_NO_RULES)

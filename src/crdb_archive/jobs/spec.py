@@ -117,10 +117,6 @@ class JobSpec:
     binary_removal_days: int
 
     @property
-    def source_scheme(self) -> str:
-        return parse_location(self.source).scheme
-
-    @property
     def destination_scheme(self) -> str:
         return parse_location(self.destination).scheme
 
