@@ -131,7 +131,10 @@ class S3Upload:
         self._buffer += data
         self._written += len(data)
         while len(self._buffer) >= (size := part_size(self._base, len(self._parts) + 1)):
-            self._upload_part(bytes(self._buffer[:size]))
+            # One copy of the part (slicing the bytearray first would make two).
+            with memoryview(self._buffer) as view, view[:size] as head:
+                part = bytes(head)
+            self._upload_part(part)
             del self._buffer[:size]
 
     def finish(self) -> None:
