@@ -33,7 +33,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
             source=str(era.path), dest=base / "bundles", mirror=server.url,
             with_incrementals=True,
         ))
-    return result.bundle
+    return Path(result.bundle)
 
 
 def first_sst(bundle: Path) -> Path:

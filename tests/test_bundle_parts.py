@@ -18,7 +18,8 @@ import pytest
 
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.reader import open_bundle
-from crdb_archive.bundle.writer import BundleStaging, PayloadItem, write_bundle
+from crdb_archive.bundle.local import BundleStaging, write_bundle
+from crdb_archive.bundle.writer import PayloadItem
 from crdb_archive.errors import BadInput, NotABundle, StorageError
 from crdb_archive.hashing import blake3_of_file, copy_and_digest, parallel_in_batches
 from crdb_archive.storage.uri import parse_location, redact
@@ -150,9 +151,9 @@ def test_stale_staging_of_a_dead_run_is_cleared(tmp_path: Path) -> None:
     (stale / "b1" / "data" / "half-written").write_bytes(b"x" * 10)
     written = write_bundle(dest, "b1", payload_of(tmp_path), bag_info=[],
                            describe=describe_nothing)
-    assert written.path == dest / "b1"
+    assert written.location == str(dest / "b1")
     assert sorted(p.name for p in dest.iterdir()) == ["b1"]
-    assert not (written.path / "data" / "half-written").exists()
+    assert not (Path(written.location) / "data" / "half-written").exists()
 
 
 def test_concurrent_writer_of_same_bundle_is_refused(tmp_path: Path) -> None:
@@ -188,7 +189,7 @@ def test_payload_outside_data_refused(tmp_path: Path) -> None:
 def test_tar_form_members_and_order(tmp_path: Path) -> None:
     written = write_bundle(tmp_path / "dest", "b1", payload_of(tmp_path), bag_info=[],
                            describe=describe_nothing, fmt="tar")
-    listing = subprocess.run(["tar", "tf", str(written.path)], capture_output=True, text=True,
+    listing = subprocess.run(["tar", "tf", written.location], capture_output=True, text=True,
                              check=True).stdout.split()
     assert all(name.startswith("b1/") for name in listing)
     assert listing[-1] == "b1/tagmanifest-sha256.txt"

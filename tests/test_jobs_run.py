@@ -220,7 +220,7 @@ def test_only_this_jobs_bundles_are_subject_to_retention(
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     other = era_with_binaries(tmp_path / "other", mirror, "v23.1")
     dest = tmp_path / "bundles"
-    foreign = archive_backup(ArchiveRequest(source=str(other.path), dest=dest)).bundle
+    foreign = Path(archive_backup(ArchiveRequest(source=str(other.path), dest=dest)).bundle)
     (dest / "not-a-bundle.tar").write_bytes(b"garbage" * 100)
     (dest / "notes").mkdir()
     report, events = run(write_spec(tmp_path, era.path, retention="keep_last = 1"))

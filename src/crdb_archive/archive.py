@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -27,15 +28,23 @@ from crdb_archive.binaries import (
     resolve_mirror,
 )
 from crdb_archive.bundle import layout
+from crdb_archive.bundle.local import BundleStaging, bundle_path
 from crdb_archive.bundle.model import render, schema_problems
+from crdb_archive.bundle.reader import BundleReader, open_bundle, open_bundle_in
+from crdb_archive.bundle.remote import (
+    bundle_key,
+    clear_incomplete,
+    complete_bundle_exists,
+    write_bundle_to_storage,
+)
 from crdb_archive.bundle.restore_doc import render_restore_md
-from crdb_archive.bundle.verify import verify_bundle
+from crdb_archive.bundle.verify import verify_reader
 from crdb_archive.bundle.writer import (
     BundleFormat,
-    BundleStaging,
+    DescribeCallback,
     PayloadItem,
     PayloadResult,
-    bundle_path,
+    WrittenBundle,
 )
 from crdb_archive.errors import (
     BadInput,
@@ -46,6 +55,7 @@ from crdb_archive.errors import (
 )
 from crdb_archive.hashing import digest_file
 from crdb_archive.progress import ProgressCallback, no_progress
+from crdb_archive.storage.base import LockMode, Storage, WriteOptions, open_storage
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import VersionSpec, release_index
 
@@ -56,7 +66,7 @@ BINARY_REMOVAL_WARNING_DAYS = 180
 @dataclass(frozen=True)
 class ArchiveRequest:
     source: str
-    dest: Path
+    dest: str | Path
     subdir: str | None = None
     version: str | None = None  # None or "auto": read it from the backup
     force_version: bool = False
@@ -66,11 +76,39 @@ class ArchiveRequest:
     format: BundleFormat = "dir"
     with_incrementals: bool = False
     cache_dir: Path | None = None
+    endpoint_url: str | None = None
+    storage_class: str | None = None
+    object_lock_mode: LockMode | None = None
+    object_lock_days: int | None = None
+    retain_until: dt.datetime | None = None
+
+    def write_options(self, now: dt.datetime) -> WriteOptions | None:
+        """Storage class and Object Lock for the bundle's objects; raises BadInput."""
+        if self.object_lock_mode is None:
+            if self.object_lock_days is not None or self.retain_until is not None:
+                raise BadInput("--object-lock-days and --retain-until need "
+                               "--object-lock-mode GOVERNANCE or COMPLIANCE")
+            retain = None
+        elif (self.object_lock_days is None) == (self.retain_until is None):
+            raise BadInput("--object-lock-mode needs exactly one of --object-lock-days N or "
+                           "--retain-until DATE")
+        elif self.object_lock_days is not None:
+            if self.object_lock_days <= 0:
+                raise BadInput("--object-lock-days must be > 0")
+            retain = now + dt.timedelta(days=self.object_lock_days)
+        else:
+            retain = self.retain_until
+            if retain is not None and retain.tzinfo is None:
+                retain = retain.replace(tzinfo=dt.UTC)
+            if retain is not None and retain <= now:
+                raise BadInput(f"--retain-until {retain.date()} is not in the future")
+        options = WriteOptions(self.storage_class, self.object_lock_mode, retain)
+        return None if options.is_default else options
 
 
 @dataclass(frozen=True)
 class ArchiveResult:
-    bundle: Path
+    bundle: str  # a path, or a URI without secrets
     name: str
     version: str
     platforms: list[str]
@@ -82,7 +120,7 @@ class ArchiveResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "bundle": str(self.bundle),
+            "bundle": self.bundle,
             "name": self.name,
             "version": self.version,
             "platforms": self.platforms,
@@ -101,6 +139,12 @@ class _Version:
     source: str  # "manifest" or "user"
 
 
+# Writes the bundle from its payload, bag-info labels and description callback.
+WriteBundle = Callable[
+    [Sequence[PayloadItem], Sequence[tuple[str, str]], DescribeCallback], WrittenBundle
+]
+
+
 def archive_backup(
     request: ArchiveRequest, *, progress: ProgressCallback = no_progress
 ) -> ArchiveResult:
@@ -112,44 +156,87 @@ def archive_backup(
     """
     started = time.monotonic()
     location = parse_location(request.source)
+    options = request.write_options(dt.datetime.now(dt.UTC))
+    destination = parse_location(str(request.dest))
+    if destination.scheme == "file" and options is not None:
+        raise BadInput("a local --dest has no storage class or Object Lock; those are for "
+                       "s3:// destinations")
     backup = inspect_backup(location.local_path, subdir=request.subdir)
     version = _settle_version(backup, request)
-    platforms = _platforms(request.platforms)
     name = request.name or bundle_name(backup, version.release, request.with_incrementals)
     if not layout.is_valid_name(name):
         raise BadInput(f"bundle name {name!r} is not a portable file name "
                        "(letters, digits, '._+-', no leading dot)")
-    mirror = resolve_mirror(request.mirror)
-    warnings = _warnings(backup, version)
+    job = _Archiving(request, backup, version, name, redact(location.redacted), started,
+                     progress)
+    if destination.scheme == "file":
+        return job.to_directory(destination.local_path)
+    with open_storage(str(request.dest), endpoint_url=request.endpoint_url,
+                      for_write=True) as storage:
+        if options is not None:
+            storage.check_write_options(options)
+        return job.to_storage(storage, options)
 
-    final = bundle_path(request.dest, name, request.format)
-    if final.exists():
-        return _existing(final, name, version, platforms, started, warnings, progress)
 
-    files = list(backup.files)
-    if request.with_incrementals:
-        files += backup.incremental_files
-    with BundleStaging(request.dest, name, request.format) as staging:
+class _Archiving:
+    """One archive run, after the backup and its version are settled."""
+
+    def __init__(self, request: ArchiveRequest, backup: BackupInfo, version: _Version,
+                 name: str, source: str, started: float, progress: ProgressCallback) -> None:
+        self.request = request
+        self.backup = backup
+        self.version = version
+        self.name = name
+        self.source = source
+        self.started = started
+        self.progress = progress
+        self.platforms = list(dict.fromkeys(request.platforms or (DEFAULT_PLATFORM,)))
+        self.mirror = resolve_mirror(request.mirror)
+        self.warnings = _warnings(backup, version)
+        self.files = list(backup.files)
+        if request.with_incrementals:
+            self.files += backup.incremental_files
+
+    def to_directory(self, dest: Path) -> ArchiveResult:
+        final = bundle_path(dest, self.name, self.request.format)
+        if final.exists():
+            return self._existing(open_bundle(final))
+        with BundleStaging(dest, self.name, self.request.format) as staging:
+            return self._make(staging.scratch, lambda payload, info, describe: staging.write(
+                payload, bag_info=info, describe=describe, progress=self.progress))
+
+    def to_storage(self, storage: Storage, options: WriteOptions | None) -> ArchiveResult:
+        fmt = self.request.format
+        if complete_bundle_exists(storage, self.name, fmt):
+            return self._existing(open_bundle_in(storage, bundle_key(self.name, fmt)))
+        self.warnings += clear_incomplete(storage, self.name, fmt)
+        with tempfile.TemporaryDirectory(prefix="crdb-archive-") as scratch:
+            return self._make(Path(scratch), lambda payload, info, describe: (
+                write_bundle_to_storage(storage, self.name, payload, bag_info=info,
+                                        describe=describe, fmt=fmt, options=options,
+                                        progress=self.progress)))
+
+    def _make(self, scratch: Path, write: WriteBundle) -> ArchiveResult:
         fetched = [
-            fetch_release_archive(version.release, platform, staging.scratch, mirror=mirror,
-                                  cache_dir=request.cache_dir, progress=progress)
-            for platform in platforms
+            fetch_release_archive(self.version.release, platform, scratch, mirror=self.mirror,
+                                  cache_dir=self.request.cache_dir, progress=self.progress)
+            for platform in self.platforms
         ]
         for archive in fetched:
             if not archive.verified:
-                warnings.append(
+                self.warnings.append(
                     f"{archive.path.name} is not verified: Cockroach Labs published no "
-                    f"SHA-256 for {version.release}"
+                    f"SHA-256 for {self.version.release}"
                 )
-        others = _other_platforms(version, platforms, mirror, warnings)
-        payload = _payload(backup, files, fetched, staging.scratch)
-        source = redact(location.redacted)
+        others = _other_platforms(self.version, self.platforms, self.mirror, self.warnings)
+        payload = _payload(self.backup, self.files, fetched, scratch)
 
         def describe(result: PayloadResult) -> dict[str, bytes]:
             description = _description(
-                name, source, backup, version, fetched, others, warnings, result,
-                incrementals=backup.incrementals if request.with_incrementals else [],
-                files=len(files), size=sum(f.size for f in files),
+                self.name, self.source, self.backup, self.version, fetched, others,
+                self.warnings, result,
+                incrementals=self.backup.incrementals if self.request.with_incrementals else [],
+                files=len(self.files), size=sum(f.size for f in self.files),
             )
             problems = schema_problems(description)
             if problems:  # a defect in this module, never the user's input
@@ -157,60 +244,52 @@ def archive_backup(
             return {layout.DESCRIPTION: render(description),
                     layout.RESTORE_MD: render_restore_md(description)}
 
-        written = staging.write(
-            payload,
-            bag_info=_bag_info(name, source, backup, version),
-            describe=describe,
-            progress=progress,
-        )
-    return ArchiveResult(
-        bundle=written.path,
-        name=name,
-        version=version.release,
-        platforms=platforms,
-        files=written.payload.files,
-        bytes=written.payload.bytes,
-        seconds=time.monotonic() - started,
-        created=True,
-        warnings=warnings,
-    )
+        written = write(payload, _bag_info(self.name, self.source, self.backup, self.version),
+                        describe)
+        return self._result(written.location, written.payload.files, written.payload.bytes,
+                            created=True)
 
+    def _existing(self, reader: BundleReader) -> ArchiveResult:
+        """A bundle of this name exists: sound means done, damaged means stop and say so.
 
-def _existing(
-    final: Path,
-    name: str,
-    version: _Version,
-    platforms: list[str],
-    started: float,
-    warnings: list[str],
-    progress: ProgressCallback,
-) -> ArchiveResult:
-    """A bundle of this name exists: sound means done, damaged means stop and say so."""
-    report = verify_bundle(final, progress=progress)
-    if not report.ok:
-        first = report.problems[0]
-        raise DamagedBundle(
-            f"bundle {final} already exists and is damaged ({len(report.problems)} "
-            f"problem(s), first: {first}); move it aside and run again"
+        A bundle whose payload waits in an archive storage class gets the quick check (tag
+        files, presence, sizes): re-reading it would need a restore first.
+        """
+        quick = bool(reader.cold())
+        report = verify_reader(reader, fast=quick, progress=self.progress)
+        if not report.ok:
+            first = report.problems[0]
+            raise DamagedBundle(
+                f"bundle {reader.display} already exists and is damaged "
+                f"({len(report.problems)} problem(s), first: {first}); move it aside and run "
+                "again"
+            )
+        recorded = report.description or {}
+        recorded_version = recorded.get("cockroachdb", {}).get("version")
+        if recorded_version != self.version.release:
+            raise DamagedBundle(
+                f"bundle {reader.display} already exists for version {recorded_version}, not "
+                f"{self.version.release}; choose another --name"
+            )
+        if quick:
+            self.warnings.append(f"{reader.display} exists; its payload is in an archive "
+                                 "storage class, so only its tag files, presence and sizes "
+                                 "were checked")
+        self.platforms = [b["platform"] for b in recorded.get("binaries", [])] or self.platforms
+        return self._result(reader.display, report.files, report.bytes, created=False)
+
+    def _result(self, location: str, files: int, size: int, *, created: bool) -> ArchiveResult:
+        return ArchiveResult(
+            bundle=location,
+            name=self.name,
+            version=self.version.release,
+            platforms=self.platforms,
+            files=files,
+            bytes=size,
+            seconds=time.monotonic() - self.started,
+            created=created,
+            warnings=self.warnings,
         )
-    recorded = report.description or {}
-    recorded_version = recorded.get("cockroachdb", {}).get("version")
-    if recorded_version != version.release:
-        raise DamagedBundle(
-            f"bundle {final} already exists for version {recorded_version}, not "
-            f"{version.release}; choose another --name"
-        )
-    return ArchiveResult(
-        bundle=final,
-        name=name,
-        version=version.release,
-        platforms=[b["platform"] for b in recorded.get("binaries", [])] or platforms,
-        files=report.files,
-        bytes=report.bytes,
-        seconds=time.monotonic() - started,
-        created=False,
-        warnings=warnings,
-    )
 
 
 # --- version ------------------------------------------------------------------------------------
@@ -247,10 +326,6 @@ def _settle_version(backup: BackupInfo, request: ArchiveRequest) -> _Version:
     if spec.release_name is None:  # pragma: no cover - build tags always carry a patch
         raise BadInput(f"build tag {recorded} is not a release")
     return _Version(spec, spec.release_name, "manifest")
-
-
-def _platforms(requested: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(requested or (DEFAULT_PLATFORM,)))
 
 
 def _warnings(backup: BackupInfo, version: _Version) -> list[str]:

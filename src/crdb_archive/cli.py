@@ -52,6 +52,11 @@ MirrorOption = Annotated[
     typer.Option("--mirror", help="Mirror base URL (http, https, file://) or directory; "
                  "default $CRDB_ARCHIVE_MIRROR, else https://binaries.cockroachdb.com."),
 ]
+EndpointOption = Annotated[
+    str | None,
+    typer.Option("--endpoint-url", help="S3-compatible endpoint for s3:// locations; default "
+                 "$AWS_ENDPOINT_URL, else AWS."),
+]
 CacheDirOption = Annotated[
     Path | None,
     typer.Option("--cache-dir", help="Download cache; default $CRDB_ARCHIVE_CACHE, else "
@@ -312,7 +317,8 @@ def _fetch_summary(result: FetchResult) -> list[str]:
 def archive_command(
     source: Annotated[str, typer.Argument(help="The backup: a directory or collection path, "
                                                 "or a file:// URI.")],
-    dest: Annotated[Path, typer.Option("--dest", help="Directory that receives the bundle.")],
+    dest: Annotated[str, typer.Option("--dest", help="Directory, or s3://bucket/prefix, that "
+                                      "receives the bundle.")],
     subdir: Annotated[
         str | None,
         typer.Option("--subdir", help="In a collection, the full backup to archive "
@@ -340,6 +346,22 @@ def archive_command(
         bool, typer.Option("--with-incrementals", help="Include the full backup's incremental "
                            "backups."),
     ] = False,
+    endpoint_url: EndpointOption = None,
+    storage_class: Annotated[
+        str | None, typer.Option("--storage-class", help="S3 storage class of the payload: "
+                                 "STANDARD, STANDARD_IA, GLACIER_IR, GLACIER, DEEP_ARCHIVE, ..."),
+    ] = None,
+    object_lock_mode: Annotated[
+        str | None, typer.Option("--object-lock-mode", help="S3 Object Lock: GOVERNANCE or "
+                                 "COMPLIANCE (the bucket must have Object Lock enabled)."),
+    ] = None,
+    object_lock_days: Annotated[
+        int | None, typer.Option("--object-lock-days", help="Keep the bundle locked N days.")
+    ] = None,
+    retain_until: Annotated[
+        dt.datetime | None, typer.Option("--retain-until", help="Keep the bundle locked until "
+                                         "this date (UTC).", formats=["%Y-%m-%d"]),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Archive the backup at SOURCE into a verifiable bundle in --dest.
@@ -350,11 +372,19 @@ def archive_command(
     _json_mode(json_output)
     if fmt not in ("dir", "tar"):
         raise BadInput(f"--format {fmt!r}: expected dir or tar")
+    if object_lock_mode not in (None, "GOVERNANCE", "COMPLIANCE"):
+        raise BadInput(f"--object-lock-mode {object_lock_mode!r}: expected GOVERNANCE or "
+                       "COMPLIANCE")
     request = ArchiveRequest(
         source=source, dest=dest, subdir=subdir, version=version,
         force_version=force_version, platforms=tuple(platform or [DEFAULT_PLATFORM]),
         mirror=mirror, name=name, format="tar" if fmt == "tar" else "dir",
-        with_incrementals=with_incrementals, cache_dir=cache_dir,
+        with_incrementals=with_incrementals, cache_dir=cache_dir, endpoint_url=endpoint_url,
+        storage_class=storage_class,
+        object_lock_mode="COMPLIANCE" if object_lock_mode == "COMPLIANCE" else (
+            "GOVERNANCE" if object_lock_mode == "GOVERNANCE" else None),
+        object_lock_days=object_lock_days,
+        retain_until=retain_until.replace(tzinfo=dt.UTC) if retain_until else None,
     )
     with ui.progress_reporter() as progress:
         result = archive_backup(request, progress=progress)
@@ -369,13 +399,14 @@ def archive_command(
 
 @app.command()
 def verify(
-    bundle: Annotated[Path, typer.Argument(help="A bundle directory or .tar.")],
+    bundle: Annotated[str, typer.Argument(help="A bundle: directory or .tar, local or s3://.")],
     fast: Annotated[
         bool, typer.Option("--fast", help="Presence, sizes and Payload-Oxum only: no digests.")
     ] = False,
     all_digests: Annotated[
         bool, typer.Option("--all-digests", help="Check SHA-256 as well as BLAKE3.")
     ] = False,
+    endpoint_url: EndpointOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Check a bundle: complete, every digest right, binaries as published.
@@ -384,8 +415,9 @@ def verify(
     """
     _json_mode(json_output)
     with ui.progress_reporter() as progress:
-        report = verify_bundle(bundle, fast=fast, all_digests=all_digests, progress=progress)
-    lines = [f"{bundle}: {'OK' if report.ok else 'DAMAGED'} ({report.files} files, "
+        report = verify_bundle(bundle, fast=fast, all_digests=all_digests,
+                               endpoint_url=endpoint_url, progress=progress)
+    lines = [f"{report.bundle}: {'OK' if report.ok else 'DAMAGED'} ({report.files} files, "
              f"{report.bytes} bytes, {report.mode} check)"]
     lines += [f"  {problem}" for problem in report.problems]
     _emit(report.to_json(), lines, json_output)
@@ -395,12 +427,13 @@ def verify(
 
 @app.command()
 def binary(
-    bundle: Annotated[Path, typer.Argument(help="A bundle directory or .tar.")],
+    bundle: Annotated[str, typer.Argument(help="A bundle: directory or .tar, local or s3://.")],
     to: Annotated[Path, typer.Option("--to", help="Directory to unpack the binary into.")],
     platform: Annotated[
         str, typer.Option("--platform", help="auto (this host) or a platform such as "
                           "linux-amd64."),
     ] = "auto",
+    endpoint_url: EndpointOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Unpack the bundle's CockroachDB binary for restoring, checked against the bundle.
@@ -410,7 +443,8 @@ def binary(
     """
     _json_mode(json_output)
     with ui.progress_reporter() as progress:
-        result = retrieve_binary(bundle, to, platform=platform, progress=progress)
+        result = retrieve_binary(bundle, to, platform=platform, endpoint_url=endpoint_url,
+                                 progress=progress)
     check = result.version_check
     lines = [
         f"cockroach {result.version} ({result.platform}): {result.cockroach}",

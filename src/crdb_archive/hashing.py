@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Protocol, TypeVar
 
 import blake3
 
@@ -141,9 +141,15 @@ def blake3_of_file(path: Path) -> Digests:
         return Digests(size=size, sha256="", blake3=hasher.hexdigest())
 
 
+class Writable(Protocol):
+    """Anything bytes can be written to: a file, an upload."""
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> object: ...
+
+
 def copy_and_digest(
     source: IO[bytes],
-    sink: IO[bytes],
+    sink: Writable,
     *,
     size_hint: int | None = None,
     on_chunk: Callable[[int], None] | None = None,

@@ -1,31 +1,38 @@
-"""Read a bundle, as a directory or as a tar read once as a stream.
+"""Read a bundle wherever it is: a directory or a tar, on local disk or in object storage.
 
-Both forms present the same thing: the bundle's regular files as :class:`Member` values with a
+Every form presents the same thing: the bundle's regular files as :class:`Member` values with a
 bundle-relative path, a size, and a way to read the bytes. Anything that is not a regular
 file (a symlink, a device, a tar member outside the bundle's top folder) is reported as an
-:class:`Oddity` for the verifier to name, never followed.
+:class:`Oddity` for the verifier to name, never followed. A tar is read once, front to back.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import stat
 import tarfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
 from crdb_archive.bundle import layout
-from crdb_archive.errors import NotABundle, StorageError
+from crdb_archive.errors import NeedsRestoreFromColdStorage, NotABundle, StorageError
+from crdb_archive.storage.base import ObjectInfo, Storage, open_object
+from crdb_archive.storage.local import LocalStorage
+from crdb_archive.storage.uri import parse_location
+
+Opener = Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
+Form = Literal["dir", "tar"]
 
 
 @dataclass(frozen=True)
 class Member:
     path: str
     size: int
-    open: Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
+    open: Opener
     local_path: Path | None = None  # set for files on local disk: they can be mapped
 
 
@@ -35,32 +42,78 @@ class Oddity:
     detail: str
 
 
-@dataclass
-class BundleReader:
-    """A bundle on local disk; ``members()`` yields its regular files once, in any order."""
+class BundleReader(abc.ABC):
+    """A bundle to read: ``members()`` yields its regular files once, in any order."""
 
-    location: Path
-    form: Literal["dir", "tar"]
-    oddities: list[Oddity] = field(default_factory=list)
+    form: Form
+    display: str  # where it is, for messages: a path or a URI without secrets
+
+    def __init__(self) -> None:
+        self.oddities: list[Oddity] = []
+
+    @property
+    def name(self) -> str:
+        return self.display.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0].removesuffix(".tar")
 
     @property
     def random_access(self) -> bool:
         """Whether members may be opened in any order and in parallel."""
         return self.form == "dir"
 
+    @abc.abstractmethod
     def members(self) -> Iterator[Member]:
         """Every regular file of the bundle.
 
         A tar is read front to back, once; each member must be read (or not) before the next
-        one is produced, and a member that is not read is skipped over without reading it.
+        one is produced. Raises StorageError when the bundle cannot be read.
         """
-        self.oddities.clear()
-        if self.form == "dir":
-            yield from self._dir_members()
-        else:
-            yield from self._tar_members()
 
-    # --- directory ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def read_tags(self, names: Iterable[str], *, limit: int = 64 << 20) -> dict[str, bytes]:
+        """The content of these top-level files (tag files) that exist, in one pass.
+
+        Raises NotABundle for a file larger than ``limit``, StorageError.
+        """
+
+    @abc.abstractmethod
+    def open_member(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """Open one file by its bundle-relative path; raises NotABundle when it is absent."""
+
+    def read_small(self, path: str, limit: int = 64 << 20) -> bytes:
+        """The whole content of one tag file; raises NotABundle when it is absent."""
+        found = self.read_tags([path], limit=limit)
+        if path not in found:
+            raise NotABundle(f"{self.display} has no {path}")
+        return found[path]
+
+    def cold(self) -> list[ObjectInfo]:
+        """Objects that must be restored from an archive storage class before reading."""
+        return []
+
+
+def _check_path(path: str) -> None:
+    if not layout.is_safe_relative(path):
+        raise NotABundle(f"{path!r} is not a path inside a bundle")
+
+
+def _too_large(display: str, path: str) -> NotABundle:
+    return NotABundle(f"{path} in {display} is larger than a tag file can be")
+
+
+# --- local directory -----------------------------------------------------------------------------
+
+
+class LocalDirReader(BundleReader):
+    form: Form = "dir"
+
+    def __init__(self, location: Path) -> None:
+        super().__init__()
+        self.location = location
+        self.display = str(location)
+
+    def members(self) -> Iterator[Member]:
+        self.oddities.clear()
+        yield from self._dir_members()
 
     def _dir_members(self) -> Iterator[Member]:
         root = self.location
@@ -87,17 +140,53 @@ class BundleReader:
                     kind = "symbolic link" if stat.S_ISLNK(info.st_mode) else "special file"
                     self.oddities.append(Oddity(path, f"{kind}, not a regular file"))
 
-    # --- tar ------------------------------------------------------------------------------------
+    def read_tags(self, names: Iterable[str], *, limit: int = 64 << 20) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for name in names:
+            _check_path(name)
+            target = self.location / name
+            if target.is_symlink() or not target.is_file():
+                continue
+            try:
+                with target.open("rb") as stream:
+                    content = stream.read(limit + 1)
+            except OSError as error:
+                raise StorageError(f"cannot read {target}: {error.strerror}") from error
+            if len(content) > limit:
+                raise _too_large(self.display, name)
+            found[name] = content
+        return found
 
-    def _tar_members(self) -> Iterator[Member]:
+    @contextlib.contextmanager
+    def open_member(self, path: str) -> Iterator[IO[bytes]]:
+        _check_path(path)
+        target = self.location / path
+        if target.is_symlink() or not target.is_file():
+            raise NotABundle(f"{self.location} has no {path}")
         try:
-            # A local tar is opened seekable but read front to back, once: tarfile's stream
-            # mode copies its whole buffer on every small read, which 100k small members feel.
-            tar = tarfile.open(self.location, mode="r:")  # noqa: SIM115 - closed below
-        except (tarfile.TarError, OSError) as error:
-            raise NotABundle(f"{self.location} is not a readable tar: {error}") from error
+            stream = target.open("rb")
+        except OSError as error:
+            raise StorageError(f"cannot read {target}: {error.strerror}") from error
+        with stream:
+            yield stream
+
+
+# --- tars, local or remote -----------------------------------------------------------------------
+
+
+class _TarReader(BundleReader):
+    """A tar read front to back; subclasses say where its bytes come from."""
+
+    form: Form = "tar"
+
+    @abc.abstractmethod
+    def _open_tar(self) -> contextlib.AbstractContextManager[tarfile.TarFile]:
+        """The tar, opened for one pass from its start."""
+
+    def members(self) -> Iterator[Member]:
+        self.oddities.clear()
         top: str | None = None
-        with tar:
+        with self._open_tar() as tar:
             try:
                 for info in tar:
                     name = info.name.removeprefix("./").rstrip("/")
@@ -117,75 +206,146 @@ class BundleReader:
                         continue
                     yield Member(rest, info.size, _tar_opener(tar, info))
             except tarfile.TarError as error:
-                self.oddities.append(Oddity(self.location.name, f"tar is damaged: {error}"))
-            except OSError as error:
-                raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
+                self.oddities.append(Oddity(self.name + ".tar", f"tar is damaged: {error}"))
         if top is None:
-            raise NotABundle(f"{self.location} is an empty tar, not a bundle")
+            raise NotABundle(f"{self.display} is an empty tar, not a bundle")
 
-    @property
-    def name(self) -> str:
-        return self.location.name.removesuffix(".tar")
+    def read_tags(self, names: Iterable[str], *, limit: int = 64 << 20) -> dict[str, bytes]:
+        wanted = set(names)
+        found: dict[str, bytes] = {}
+        for member in self.members():
+            if member.path in wanted:
+                if member.size > limit:
+                    raise _too_large(self.display, member.path)
+                with member.open() as stream:
+                    found[member.path] = stream.read()
+        return found
 
     @contextlib.contextmanager
     def open_member(self, path: str) -> Iterator[IO[bytes]]:
-        """Open one file of the bundle by its bundle-relative path (a tar is seeked, not read).
+        _check_path(path)
+        for member in self.members():
+            if member.path == path:
+                with member.open() as stream:
+                    yield stream
+                return
+        raise NotABundle(f"{self.display} has no {path}")
 
-        Raises NotABundle when the file is absent, StorageError when it cannot be read.
-        """
-        if not layout.is_safe_relative(path):
-            raise NotABundle(f"{path!r} is not a path inside a bundle")
-        if self.form == "dir":
-            target = self.location / path
-            if target.is_symlink() or not target.is_file():
-                raise NotABundle(f"{self.location} has no {path}")
+
+class LocalTarReader(_TarReader):
+    def __init__(self, location: Path) -> None:
+        super().__init__()
+        self.location = location
+        self.display = str(location)
+
+    @contextlib.contextmanager
+    def _open_tar(self) -> Iterator[tarfile.TarFile]:
+        try:
+            # Opened seekable but read front to back, once: tarfile's stream mode copies its
+            # whole buffer on every small read, which 100k small members feel.
+            tar = tarfile.open(self.location, mode="r:")  # noqa: SIM115 - closed below
+        except (tarfile.TarError, OSError) as error:
+            raise NotABundle(f"{self.location} is not a readable tar: {error}") from error
+        with tar:
             try:
-                stream = target.open("rb")
-            except OSError as error:
-                raise StorageError(f"cannot read {target}: {error.strerror}") from error
-            with stream:
-                yield stream
-            return
-        with contextlib.ExitStack() as stack:
-            try:
-                tar = stack.enter_context(tarfile.open(self.location, mode="r:"))
-                first = tar.next()
-                if first is None:
-                    raise NotABundle(f"{self.location} is an empty tar, not a bundle")
-                top = first.name.removeprefix("./").split("/", 1)[0]
-                try:
-                    info = tar.getmember(f"{top}/{path}")
-                except KeyError:
-                    raise NotABundle(f"{self.location} has no {path}") from None
-                member = tar.extractfile(info) if info.isreg() else None
-                if member is None:
-                    raise NotABundle(f"{path} in {self.location} is not a regular file")
-                stack.enter_context(member)
-            except tarfile.TarError as error:
-                raise NotABundle(f"{self.location} is not a readable tar: {error}") from error
+                yield tar
             except OSError as error:
                 raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
-            yield member
 
-    def read_small(self, path: str, limit: int = 64 << 20) -> bytes:
-        """The whole content of a small file of the bundle (a tag file)."""
-        with self.open_member(path) as stream:
-            content = stream.read(limit + 1)
-        if len(content) > limit:
-            raise NotABundle(f"{path} in {self.location} is larger than a tag file can be")
-        return content
+    @contextlib.contextmanager
+    def open_member(self, path: str) -> Iterator[IO[bytes]]:
+        # Local tars are seekable: jump to the member instead of reading up to it.
+        _check_path(path)
+        with self._open_tar() as tar:
+            first = tar.next()
+            top = first.name.removeprefix("./").split("/", 1)[0] if first else ""
+            try:
+                info = tar.getmember(f"{top}/{path}")
+            except KeyError:
+                raise NotABundle(f"{self.location} has no {path}") from None
+            stream = tar.extractfile(info) if info.isreg() else None
+            if stream is None:
+                raise NotABundle(f"{path} in {self.location} is not a regular file")
+            with stream:
+                yield stream
 
 
-def _file_opener(path: Path) -> Callable[[], contextlib.AbstractContextManager[IO[bytes]]]:
+class RemoteTarReader(_TarReader):
+    """A tar object in object storage, streamed (the only way to read it once)."""
+
+    def __init__(self, storage: Storage, key: str, info: ObjectInfo) -> None:
+        super().__init__()
+        self.storage = storage
+        self.key = key
+        self.info = info
+        self.display = storage.display(key)
+
+    def cold(self) -> list[ObjectInfo]:
+        return [] if self.info.readable else [self.info]
+
+    @contextlib.contextmanager
+    def _open_tar(self) -> Iterator[tarfile.TarFile]:
+        with self.storage.open_read(self.key) as raw:
+            try:
+                tar = tarfile.open(fileobj=raw, mode="r|")  # noqa: SIM115 - closed below
+            except tarfile.TarError as error:
+                raise NotABundle(f"{self.display} is not a readable tar: {error}") from error
+            with tar:
+                yield tar
+
+
+# --- directory in object storage -----------------------------------------------------------------
+
+
+class RemoteDirReader(BundleReader):
+    """A bundle directory under a prefix of object storage: listed once, read in parallel."""
+
+    form: Form = "dir"
+
+    def __init__(self, storage: Storage, objects: list[ObjectInfo]) -> None:
+        super().__init__()
+        self.storage = storage
+        self.objects = objects
+        self.display = storage.display()
+
+    def cold(self) -> list[ObjectInfo]:
+        return [o for o in self.objects if not o.readable]
+
+    def members(self) -> Iterator[Member]:
+        self.oddities.clear()
+        for info in self.objects:
+            if not layout.is_safe_relative(info.key):
+                self.oddities.append(Oddity(info.key, "not a plain relative key"))
+                continue
+            yield Member(info.key, info.size, _object_opener(self.storage, info.key))
+
+    def read_tags(self, names: Iterable[str], *, limit: int = 64 << 20) -> dict[str, bytes]:
+        present = {o.key for o in self.objects}
+        return {name: self.storage.read_bytes(name, limit=limit) for name in names
+                if name in present}
+
+    def open_member(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+        _check_path(path)
+        if not any(o.key == path for o in self.objects):
+            raise NotABundle(f"{self.display} has no {path}")
+        return self.storage.open_read(path)
+
+
+def _object_opener(storage: Storage, key: str) -> Opener:
+    def opener() -> contextlib.AbstractContextManager[IO[bytes]]:
+        return storage.open_read(key)
+
+    return opener
+
+
+def _file_opener(path: Path) -> Opener:
     def opener() -> contextlib.AbstractContextManager[IO[bytes]]:
         return path.open("rb")
 
     return opener
 
 
-def _tar_opener(
-    tar: tarfile.TarFile, info: tarfile.TarInfo
-) -> Callable[[], contextlib.AbstractContextManager[IO[bytes]]]:
+def _tar_opener(tar: tarfile.TarFile, info: tarfile.TarInfo) -> Opener:
     @contextlib.contextmanager
     def opener() -> Iterator[IO[bytes]]:
         stream = tar.extractfile(info)
@@ -197,8 +357,17 @@ def _tar_opener(
     return opener
 
 
-def open_bundle(path: Path) -> BundleReader:
-    """Recognise a bundle directory or a bundle tar; raises NotABundle otherwise."""
+# --- opening -------------------------------------------------------------------------------------
+
+
+def open_bundle(where: str | Path, *, endpoint_url: str | None = None) -> BundleReader:
+    """Recognise a bundle: a directory or .tar on disk, or an s3:// prefix or .tar object.
+
+    Raises NotABundle when there is none, StorageError when the location cannot be read.
+    """
+    if isinstance(where, str) and parse_location(where).scheme != "file":
+        return _open_remote(where, endpoint_url)
+    path = Path(where) if isinstance(where, Path) else parse_location(where).local_path
     try:
         if path.is_dir():
             if not (path / layout.BAGIT_TXT).is_file():
@@ -206,11 +375,58 @@ def open_bundle(path: Path) -> BundleReader:
                     f"{path} is not a bundle: it has no {layout.BAGIT_TXT} (expected a "
                     "crdb-archive bundle directory or .tar)"
                 )
-            return BundleReader(path, "dir")
+            return LocalDirReader(path)
         if path.is_file():
             if not tarfile.is_tarfile(path):
                 raise NotABundle(f"{path} is not a bundle: neither a directory nor a tar")
-            return BundleReader(path, "tar")
+            return LocalTarReader(path)
     except OSError as error:
         raise StorageError(f"cannot read {path}: {error.strerror}") from error
     raise NotABundle(f"{path} does not exist")
+
+
+def _open_remote(uri: str, endpoint_url: str | None) -> BundleReader:
+    if parse_location(uri).path.rstrip("/").endswith(".tar"):
+        storage, key = open_object(uri, endpoint_url=endpoint_url)
+        return open_bundle_in(storage, key)
+    parent, name = open_object(uri, endpoint_url=endpoint_url)
+    return open_bundle_in(parent, name)
+
+
+def open_bundle_in(storage: Storage, key: str) -> BundleReader:
+    """The bundle at ``key`` below ``storage``: ``<name>.tar`` or the ``<name>`` directory.
+
+    Raises NotABundle when there is none, StorageError when it cannot be read.
+    """
+    if isinstance(storage, LocalStorage):
+        return open_bundle(storage.local_path / key)
+    if key.endswith(".tar"):
+        info = storage.stat(key)
+        if info is None:
+            raise NotABundle(f"{storage.display(key)} does not exist")
+        return RemoteTarReader(storage, key, info)
+    tree = storage.child(key)
+    objects = list(tree.list())
+    if not objects:
+        raise NotABundle(f"{tree.display()} holds nothing: expected a crdb-archive bundle "
+                         "(a prefix holding bagit.txt, or a .tar object)")
+    if not any(o.key in layout.ALL_TAG_FILES or o.key.startswith("data/") for o in objects):
+        raise NotABundle(f"{tree.display()} is not a bundle: it has no {layout.BAGIT_TXT}")
+    return RemoteDirReader(tree, objects)
+
+
+def require_readable(reader: BundleReader, *, payload: bool) -> None:
+    """Raise NeedsRestoreFromColdStorage (exit 3) naming what waits in an archive class.
+
+    ``payload`` False checks only the tag files (what a quick check reads).
+    """
+    cold = [o for o in reader.cold()
+            if payload or not o.key.startswith(layout.PAYLOAD_DIR + "/")]
+    if not cold:
+        return
+    classes = ", ".join(sorted({o.storage_class or "an archive class" for o in cold}))
+    raise NeedsRestoreFromColdStorage(
+        f"{len(cold)} object(s) of {reader.display} are in {classes} and not restored (first: "
+        f"{cold[0].key}); request a restore with `crdb-archive restore-request "
+        f"{reader.display} --days 7` and run again when it is done"
+    )

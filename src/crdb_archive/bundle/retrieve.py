@@ -20,7 +20,7 @@ from crdb_archive.binaries import (
 )
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.model import schema_problems
-from crdb_archive.bundle.reader import BundleReader, open_bundle
+from crdb_archive.bundle.reader import BundleReader, open_bundle, require_readable
 from crdb_archive.errors import (
     BadInput,
     ChecksumMismatch,
@@ -63,41 +63,53 @@ def read_description(reader: BundleReader) -> dict[str, Any]:
     Raises DamagedBundle when it or the tag manifest is damaged or invalid.
     """
     tags = trusted_tag_files(reader, (layout.DESCRIPTION,))
+    return parse_description(reader, tags[layout.DESCRIPTION])
+
+
+def parse_description(reader: BundleReader, content: bytes) -> dict[str, Any]:
+    """Parse and schema-check crdb-archive.json; raises DamagedBundle."""
     try:
-        description: dict[str, Any] = json.loads(tags[layout.DESCRIPTION])
+        description: dict[str, Any] = json.loads(content)
     except json.JSONDecodeError as error:
-        raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.location} is not JSON") from error
+        raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.display} is not JSON") from error
     problems = schema_problems(description)
     if problems:
-        raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.location}: {problems[0]}")
+        raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.display}: {problems[0]}")
     return description
 
 
 def trusted_tag_files(reader: BundleReader, names: tuple[str, ...]) -> dict[str, bytes]:
     """Tag files whose SHA-256 matches tagmanifest-sha256.txt; raises DamagedBundle otherwise."""
+    found = reader.read_tags([layout.TAGMANIFEST_SHA256, *names])
+    if layout.TAGMANIFEST_SHA256 not in found:
+        raise DamagedBundle(f"{reader.display} has no {layout.TAGMANIFEST_SHA256}: the bundle "
+                            "is incomplete")
     listed, errors = layout.parse_manifest(
-        reader.read_small(layout.TAGMANIFEST_SHA256).decode("utf-8", "replace"))
+        found[layout.TAGMANIFEST_SHA256].decode("utf-8", "replace"))
     if errors:
-        raise DamagedBundle(f"{layout.TAGMANIFEST_SHA256} in {reader.location}: "
+        raise DamagedBundle(f"{layout.TAGMANIFEST_SHA256} in {reader.display}: "
                             f"{errors[0].detail}")
     out: dict[str, bytes] = {}
     for name in names:
-        content = reader.read_small(name)
+        content = found.get(name)
+        if content is None:
+            raise DamagedBundle(f"{reader.display} has no {name}")
         writer = DigestWriter()
         writer.update(content)
         expected = listed.get(name)
         if expected is None or not same_digest(writer.digests().sha256, expected):
             raise DamagedBundle(
-                f"{name} in {reader.location} does not match {layout.TAGMANIFEST_SHA256}")
+                f"{name} in {reader.display} does not match {layout.TAGMANIFEST_SHA256}")
         out[name] = content
     return out
 
 
 def retrieve_binary(
-    bundle: Path,
+    bundle: str | Path,
     dest_dir: Path,
     *,
     platform: str | None = None,
+    endpoint_url: str | None = None,
     progress: ProgressCallback = no_progress,
 ) -> RetrievedBinary:
     """Check the bundle's archive for ``platform`` (default: this host's), unpack it into
@@ -107,16 +119,19 @@ def retrieve_binary(
     published checksum recorded for the missing one, ChecksumMismatch/DamagedBundle (1) when
     the archive does not match the bundle, UnsafeArchive (2), StorageError (3).
     """
-    reader = open_bundle(bundle)
-    description = read_description(reader)
+    reader = open_bundle(bundle, endpoint_url=endpoint_url)
+    require_readable(reader, payload=True)
+    # One pass for every tag file needed: a tar in object storage is read from its start.
+    tags = trusted_tag_files(
+        reader, (layout.DESCRIPTION, layout.MANIFEST_SHA256, layout.MANIFEST_BLAKE3))
+    description = parse_description(reader, tags[layout.DESCRIPTION])
     wanted = platform if platform not in (None, "auto") else host_platform()
     if wanted is None:
         raise BadInput("cannot tell this host's platform: choose one with --platform")
     binary = next((b for b in description["binaries"] if b["platform"] == wanted), None)
     if binary is None:
-        raise PlatformMissing(_missing_message(bundle, description, wanted))
+        raise PlatformMissing(_missing_message(reader.display, description, wanted))
 
-    tags = trusted_tag_files(reader, (layout.MANIFEST_SHA256, layout.MANIFEST_BLAKE3))
     sha256_manifest, _ = layout.parse_manifest(tags[layout.MANIFEST_SHA256].decode())
     blake3_manifest, _ = layout.parse_manifest(tags[layout.MANIFEST_BLAKE3].decode())
     path = binary["file"]
@@ -133,11 +148,11 @@ def retrieve_binary(
         ]
         for where, recorded, actual in expected:
             if recorded is None or not same_digest(recorded, actual):
-                raise DamagedBundle(f"{path} in {bundle} does not match {where}")
+                raise DamagedBundle(f"{path} in {reader.display} does not match {where}")
         published = binary["published_sha256"]
         if published is not None and not same_digest(published, digests.sha256):
             raise ChecksumMismatch(
-                f"{path} in {bundle} differs from the published SHA-256 {published}")
+                f"{path} in {reader.display} differs from the published SHA-256 {published}")
         extracted: ExtractedBinary = extract_archive(archive, dest_dir)
     release = description["cockroachdb"]["version"]
     check = check_binary_version(extracted.cockroach, release, platform=wanted)
@@ -151,7 +166,7 @@ def retrieve_binary(
     )
 
 
-def _missing_message(bundle: Path, description: dict[str, Any], wanted: str) -> str:
+def _missing_message(bundle: str, description: dict[str, Any], wanted: str) -> str:
     have = ", ".join(b["platform"] for b in description["binaries"])
     other = next((p for p in description["other_platforms"] if p["platform"] == wanted), None)
     message = f"{bundle} holds no {wanted} binary; it has: {have}."

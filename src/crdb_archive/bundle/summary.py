@@ -6,31 +6,40 @@ from pathlib import Path
 from typing import Any
 
 from crdb_archive.bundle import layout
-from crdb_archive.bundle.reader import open_bundle
-from crdb_archive.bundle.retrieve import read_description, trusted_tag_files
+from crdb_archive.bundle.reader import open_bundle, require_readable
+from crdb_archive.bundle.retrieve import parse_description, trusted_tag_files
+from crdb_archive.storage.base import open_storage
+from crdb_archive.storage.uri import parse_location
 
 
-def looks_like_bundle(path: str) -> bool:
-    """A directory holding bagit.txt, or a .tar file: what ``inspect`` treats as a bundle."""
-    candidate = Path(path)
-    if candidate.is_dir():
-        return (candidate / layout.BAGIT_TXT).is_file()
-    return candidate.suffix == ".tar" and candidate.is_file()
+def looks_like_bundle(where: str, *, endpoint_url: str | None = None) -> bool:
+    """A directory or prefix holding bagit.txt, or a .tar: what ``inspect`` treats as a bundle.
+
+    Raises StorageError when a remote location cannot be read.
+    """
+    location = parse_location(where)
+    if location.path.rstrip("/").endswith(".tar"):
+        return True
+    if location.scheme != "file":
+        with open_storage(where, endpoint_url=endpoint_url) as storage:
+            return storage.exists(layout.BAGIT_TXT)
+    candidate = Path(location.path)
+    return candidate.is_dir() and (candidate / layout.BAGIT_TXT).is_file()
 
 
-def summarize_bundle(path: Path) -> dict[str, Any]:
-    """What the bundle at ``path`` says about itself, its description checked against the tag
-    manifest. Raises NotABundle (2) or DamagedBundle (1)."""
-    reader = open_bundle(path)
-    description = read_description(reader)
-    bag_info = layout.parse_tag_file(
-        trusted_tag_files(reader, (layout.BAG_INFO,))[layout.BAG_INFO].decode("utf-8", "replace")
-    )
+def summarize_bundle(where: str | Path, *, endpoint_url: str | None = None) -> dict[str, Any]:
+    """What the bundle at ``where`` says about itself, its description checked against the tag
+    manifest. Raises NotABundle (2), DamagedBundle (1), StorageError (3)."""
+    reader = open_bundle(where, endpoint_url=endpoint_url)
+    require_readable(reader, payload=False)
+    tags = trusted_tag_files(reader, (layout.DESCRIPTION, layout.BAG_INFO))
+    description = parse_description(reader, tags[layout.DESCRIPTION])
+    bag_info = layout.parse_tag_file(tags[layout.BAG_INFO].decode("utf-8", "replace"))
     crdb = description["cockroachdb"]
     backup = description["backup"]
     return {
         "kind": "bundle",
-        "bundle": str(path),
+        "bundle": reader.display,
         "form": reader.form,
         "name": description["name"],
         "created": description["created"],

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.model import schema_problems
-from crdb_archive.bundle.reader import BundleReader, Member, open_bundle
+from crdb_archive.bundle.reader import BundleReader, Member, open_bundle, require_readable
 from crdb_archive.errors import CrdbArchiveError, NotABundle, StorageError
 from crdb_archive.hashing import (
     Digests,
@@ -63,7 +63,7 @@ class Problem:
 
 @dataclass
 class VerifyReport:
-    bundle: Path
+    bundle: str
     form: Literal["dir", "tar"]
     mode: Mode
     problems: list[Problem] = field(default_factory=list)
@@ -101,23 +101,38 @@ class _Seen:
 
 
 def verify_bundle(
-    path: Path,
+    path: str | Path,
+    *,
+    fast: bool = False,
+    all_digests: bool = False,
+    endpoint_url: str | None = None,
+    progress: ProgressCallback = no_progress,
+) -> VerifyReport:
+    """Verify the bundle at ``path`` (directory or .tar, local or s3://) and report every
+    problem found.
+
+    Raises NotABundle when ``path`` is not a bundle at all, NeedsRestoreFromColdStorage when
+    objects it must read wait in an archive storage class, StorageError when it cannot be read.
+    """
+    reader = open_bundle(path, endpoint_url=endpoint_url)
+    return verify_reader(reader, fast=fast, all_digests=all_digests, progress=progress)
+
+
+def verify_reader(
+    reader: BundleReader,
     *,
     fast: bool = False,
     all_digests: bool = False,
     progress: ProgressCallback = no_progress,
 ) -> VerifyReport:
-    """Verify the bundle at ``path`` (directory or .tar) and report every problem found.
-
-    Raises NotABundle when ``path`` is not a bundle at all, StorageError when it cannot be read.
-    """
-    reader = open_bundle(path)
+    """Verify an opened bundle; raises as :func:`verify_bundle`."""
     mode: Mode = "fast" if fast else ("all" if all_digests else "blake3")
-    report = VerifyReport(path, reader.form, mode)
+    require_readable(reader, payload=mode != "fast")
+    report = VerifyReport(reader.display, reader.form, mode)
     seen = _read(reader, report, mode, progress)
     if not seen.tags.keys() & set(layout.ALL_TAG_FILES) and not seen.sizes:
         # Nothing of a bag at all; a damaged bundle (a tar cut short) still shows some of it.
-        raise NotABundle(f"{path} is not a bundle: it has no {layout.BAGIT_TXT}")
+        raise NotABundle(f"{reader.display} is not a bundle: it has no {layout.BAGIT_TXT}")
     _check_bagit_txt(seen, report)
     _check_tag_manifest(seen, report)
     manifests = _check_manifests(seen, report, mode)
@@ -227,11 +242,11 @@ def _read_errors(reader: BundleReader, report: VerifyReport) -> Iterator[None]:
     try:
         yield
     except (tarfile.TarError, EOFError) as error:
-        report.add(reader.location.name, "size", f"the tar ends early or is damaged: {error}")
+        report.add(reader.display, "size", f"the tar ends early or is damaged: {error}")
     except CrdbArchiveError:
         raise
     except OSError as error:
-        raise StorageError(f"cannot read {reader.location}: {error.strerror}") from error
+        raise StorageError(f"cannot read {reader.display}: {error.strerror}") from error
 
 
 # --- checks -------------------------------------------------------------------------------------

@@ -1,27 +1,21 @@
-"""Write a bundle atomically, as a directory or as one uncompressed POSIX tar.
+"""Write the content of a bundle: payload with both digests from one read, then tag files.
 
-Every payload file is read once: the copy, its SHA-256 and its BLAKE3 come from the same pass.
-The bundle is assembled under a hidden staging name in the destination directory and renamed
-into place only when complete, so a reader never sees a half-written bundle under its final
-name. A staging area left by a killed run is removed by the next run for the same name.
+The writing is the same wherever a bundle goes; where the bytes land is the caller's: files in a
+staging directory (bundle/local.py) or objects in a bucket (bundle/remote.py). The payload comes
+first, the tag files after it and ``tagmanifest-sha256.txt`` last, so a bundle whose tag manifest
+exists was written completely.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import datetime as dt
-import errno
-import fcntl
 import os
-import shutil
 import tarfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, Protocol
 
 from crdb_archive import __version__
 from crdb_archive.bundle import layout
@@ -29,16 +23,17 @@ from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.hashing import (
     Digests,
     DigestWriter,
+    Writable,
     copy_and_digest,
     parallel_in_batches,
 )
-from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
+from crdb_archive.progress import ProgressCallback, ProgressEvent
 
 BundleFormat = Literal["dir", "tar"]
 
 # Small files are copied by several threads at once: per-file overhead, not bandwidth, is what
 # limits a backup of 100k small SSTs.
-_COPY_THREADS = max(2, min(8, os.cpu_count() or 2))
+COPY_THREADS = max(2, min(8, os.cpu_count() or 2))
 
 
 @dataclass(frozen=True)
@@ -47,7 +42,7 @@ class PayloadItem:
 
     path: str  # bundle-relative, under data/
     size: int
-    open: Callable[[], IO[bytes]]
+    open: Callable[[], AbstractContextManager[IO[bytes]]]
     mtime: float | None = None
 
 
@@ -77,185 +72,27 @@ DescribeCallback = Callable[[PayloadResult], Mapping[str, bytes]]
 
 @dataclass(frozen=True)
 class WrittenBundle:
-    path: Path
+    location: str  # a path, or a URI without secrets
     name: str
     format: BundleFormat
     payload: PayloadResult
 
 
-def bundle_path(dest_dir: Path, name: str, fmt: BundleFormat) -> Path:
-    return dest_dir / (f"{name}.tar" if fmt == "tar" else name)
+# Where one file's bytes go: a local file or an object upload.
+Sink = Writable
 
 
-class BundleStaging:
-    """A locked staging area in the destination directory for one bundle.
-
-    Use as a context manager: ``scratch`` is a directory for files the bundle is made from
-    (downloaded binaries), and :meth:`write` assembles the bundle and renames it into place.
-    Whatever happens, the staging area is gone on exit; one left by a killed run is cleared
-    when the next run for the same name takes the lock.
-    """
-
-    def __init__(self, dest_dir: Path, name: str, fmt: BundleFormat = "dir") -> None:
-        if not layout.is_valid_name(name):
-            raise BadInput(f"bundle name {name!r} is not a portable file name")
-        self.dest_dir = dest_dir
-        self.name = name
-        self.format: BundleFormat = fmt
-        self.final = bundle_path(dest_dir, name, fmt)
-        self._stack = contextlib.ExitStack()
-        self._root: Path | None = None
-
-    def __enter__(self) -> BundleStaging:
-        self._root = self._stack.enter_context(_staging(self.dest_dir, self.name))
-        with _storage_errors(self._root):
-            self.scratch.mkdir()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stack.close()
-
-    @property
-    def scratch(self) -> Path:
-        if self._root is None:
-            raise RuntimeError("BundleStaging used outside its with-block")
-        return self._root / "scratch"
-
-    def write(
-        self,
-        payload: Sequence[PayloadItem],
-        *,
-        bag_info: Sequence[tuple[str, str]],
-        describe: DescribeCallback,
-        progress: ProgressCallback = no_progress,
-    ) -> WrittenBundle:
-        """Write ``payload`` and its tag files, then rename the bundle into place.
-
-        ``bag_info`` adds labels to bag-info.txt after the standard ones. Raises BadInput for a
-        payload path outside data/, StorageError when the destination cannot be written.
-        """
-        if self._root is None:
-            raise RuntimeError("BundleStaging used outside its with-block")
-        for item in payload:
-            if not item.path.startswith(layout.PAYLOAD_DIR + "/") or not layout.is_safe_relative(
-                item.path
-            ):
-                raise BadInput(f"payload path {item.path!r} is not inside data/")
-        if self.format == "dir":
-            tree = self._root / self.name
-            result = _write_dir(tree, self.name, payload, bag_info, describe, progress)
-            _publish(tree, self.final)
-        else:
-            tar_path = self._root / f"{self.name}.tar"
-            result = _write_tar(tar_path, self.name, payload, bag_info, describe, progress)
-            _publish(tar_path, self.final)
-        return WrittenBundle(self.final, self.name, self.format, result)
+# Opens the sink for one bundle-relative path of a given size.
+OpenSink = Callable[[str, int], AbstractContextManager[Sink]]
 
 
-def write_bundle(
-    dest_dir: Path,
-    name: str,
-    payload: Sequence[PayloadItem],
-    *,
-    bag_info: Sequence[tuple[str, str]],
-    describe: DescribeCallback,
-    fmt: BundleFormat = "dir",
-    progress: ProgressCallback = no_progress,
-) -> WrittenBundle:
-    """Write bundle ``name`` in ``dest_dir`` from ``payload`` in one call (see BundleStaging)."""
-    with BundleStaging(dest_dir, name, fmt) as staging:
-        return staging.write(payload, bag_info=bag_info, describe=describe, progress=progress)
-
-
-# --- staging ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _staging(dest_dir: Path, name: str) -> Iterator[Path]:
-    """A locked, empty staging directory; removed on the way out whatever happens."""
-    staging = dest_dir / layout.staging_name(name)
-    with _storage_errors(dest_dir):
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        staging.mkdir(exist_ok=True)
-        fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StorageError(
-                f"another crdb-archive run is writing {name} in {dest_dir}"
-            ) from None
-        # Whatever is in it belongs to a run that died: its lock went with it.
-        with _storage_errors(staging):
-            for child in staging.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-        try:
-            yield staging
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    finally:
-        os.close(fd)
-
-
-def _publish(source: Path, final: Path) -> None:
-    """Rename a finished bundle into place; never replaces an existing one."""
-    with _storage_errors(final):
-        _fsync_dir(source if source.is_dir() else source.parent)
-        if final.exists() or final.is_symlink():
-            raise StorageError(f"{final} appeared while this bundle was being written")
-        source.rename(final)
-        _fsync_dir(final.parent)
-
-
-def _flush_file_system(path: Path) -> None:
-    """Make everything written under ``path`` durable before the bundle is renamed into place."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _syncfs is not None and _syncfs(fd) == 0:
-            return
-        os.sync()
-    finally:
-        os.close(fd)
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    """Linux's syncfs(2), which flushes one file system; None where it does not exist."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        function: Callable[[int], int] = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    return function
-
-
-_syncfs = _load_syncfs()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _storage_errors(where: Path) -> Iterator[None]:
-    """Turn OSError into StorageError with a one-line message naming the place."""
-    try:
-        yield
-    except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise StorageError(f"no space left on the device while writing {where}") from error
-        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise StorageError(f"cannot write {where}: {error.strerror}") from error
-        raise StorageError(f"{where}: {error.strerror or error}") from error
-
-
-# --- directory form -------------------------------------------------------------------------------
+def check_payload_paths(payload: Sequence[PayloadItem]) -> None:
+    """Raise BadInput for a payload path outside ``data/``."""
+    for item in payload:
+        if not item.path.startswith(layout.PAYLOAD_DIR + "/") or not layout.is_safe_relative(
+            item.path
+        ):
+            raise BadInput(f"payload path {item.path!r} is not inside data/")
 
 
 class _Totals:
@@ -278,12 +115,10 @@ class _Totals:
         self._progress(ProgressEvent(self._task, self._done, self._total, finished=True))
 
 
-def _copy_item(item: PayloadItem, target: Path, totals: _Totals) -> Digests:
-    with item.open() as source, target.open("xb") as sink:
+def _copy_item(item: PayloadItem, open_sink: OpenSink, totals: _Totals) -> Digests:
+    with item.open() as source, open_sink(item.path, item.size) as sink:
         digests = copy_and_digest(source, sink, size_hint=item.size, on_chunk=totals.add)
     _check_size(item, digests.size)
-    if item.mtime is not None:
-        os.utime(target, (item.mtime, item.mtime))
     return digests
 
 
@@ -295,37 +130,40 @@ def _check_size(item: PayloadItem, size: int) -> None:
         )
 
 
-def _write_dir(
-    staging: Path,
+def write_tree(
+    open_sink: OpenSink,
     name: str,
     payload: Sequence[PayloadItem],
     bag_info: Sequence[tuple[str, str]],
     describe: DescribeCallback,
     progress: ProgressCallback,
 ) -> PayloadResult:
+    """The directory form: each file through ``open_sink``, payload in parallel, tags last."""
     totals = _Totals(f"archive {name}", sum(i.size for i in payload), progress)
     digests: dict[str, Digests] = {}
-    with _storage_errors(staging):
-        staging.mkdir()
-        for directory in sorted({str(Path(item.path).parent) for item in payload}
-                                | {layout.PAYLOAD_DIR}):
-            (staging / directory).mkdir(parents=True, exist_ok=True)
-        for item, item_digests in parallel_in_batches(
-            lambda i: _copy_item(i, staging / i.path, totals), payload, lambda i: i.size,
-            threads=_COPY_THREADS,
-        ):
-            digests[item.path] = item_digests
-        totals.finish()
-        result = PayloadResult(digests, dt.datetime.now(dt.UTC).date())
-        for tag_name, content in _tag_files(result, bag_info, describe):
-            (staging / tag_name).write_bytes(content)
-        # One flush of the whole file system instead of an fsync per file: 100k small files
-        # would otherwise pay 100k synchronous writes.
-        _flush_file_system(staging)
+    for item, item_digests in parallel_in_batches(
+        lambda i: _copy_item(i, open_sink, totals), payload, lambda i: i.size,
+        threads=COPY_THREADS,
+    ):
+        digests[item.path] = item_digests
+    totals.finish()
+    result = PayloadResult(digests, dt.datetime.now(dt.UTC).date())
+    for tag_name, content in tag_files(result, bag_info, describe):
+        with open_sink(tag_name, len(content)) as sink:
+            sink.write(content)
     return result
 
 
 # --- tar form -----------------------------------------------------------------------------------
+
+
+class TarTarget(Protocol):
+    """What the tar is written to: a local file or one object upload (``tell`` is the count
+    of bytes written so far)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def tell(self) -> int: ...
 
 
 class _HashingReader:
@@ -355,20 +193,20 @@ def _tarinfo(name: str, size: int, mtime: float, mode: int = 0o644) -> tarfile.T
     return info
 
 
-def _write_tar(
-    tar_path: Path,
+def write_tar(
+    target: TarTarget,
     name: str,
     payload: Sequence[PayloadItem],
     bag_info: Sequence[tuple[str, str]],
     describe: DescribeCallback,
     progress: ProgressCallback,
 ) -> PayloadResult:
+    """The tar form, written front to back: members under ``<name>/``, tags last."""
     totals = _Totals(f"archive {name}.tar", sum(i.size for i in payload), progress)
     now = dt.datetime.now(dt.UTC)
     digests: dict[str, Digests] = {}
-    with _storage_errors(tar_path), tar_path.open("xb") as raw, tarfile.TarFile(
-        fileobj=raw, mode="w", format=tarfile.PAX_FORMAT, copybufsize=1 << 20
-    ) as tar:
+    with tarfile.TarFile(fileobj=target, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[arg-type]
+                         copybufsize=1 << 20) as tar:
         # Payload first, tag files after it, the tag manifest last: a reader streaming the
         # tar meets the files in the order they were made complete.
         for item in payload:
@@ -381,12 +219,9 @@ def _write_tar(
             digests[item.path] = writer.digests()
         totals.finish()
         result = PayloadResult(digests, now.date())
-        for tag_name, content in _tag_files(result, bag_info, describe):
+        for tag_name, content in tag_files(result, bag_info, describe):
             info = _tarinfo(f"{name}/{tag_name}", len(content), now.timestamp())
             tar.addfile(info, _BytesReader(content))
-        tar.close()
-        raw.flush()
-        os.fsync(raw.fileno())
     return result
 
 
@@ -405,7 +240,7 @@ class _BytesReader:
 # --- tag files ----------------------------------------------------------------------------------
 
 
-def _tag_files(
+def tag_files(
     result: PayloadResult,
     bag_info: Sequence[tuple[str, str]],
     describe: DescribeCallback,
