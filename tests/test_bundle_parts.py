@@ -17,8 +17,8 @@ import blake3
 import pytest
 
 from crdb_archive.bundle import layout
-from crdb_archive.bundle.reader import open_bundle
 from crdb_archive.bundle.local import BundleStaging, write_bundle
+from crdb_archive.bundle.reader import open_bundle
 from crdb_archive.bundle.writer import PayloadItem
 from crdb_archive.errors import BadInput, NotABundle, StorageError
 from crdb_archive.hashing import blake3_of_file, copy_and_digest, parallel_in_batches
