@@ -219,7 +219,7 @@ def inspect(
     """
     _json_mode(json_output)
     if looks_like_bundle(path):
-        summary = summarize_bundle(Path(path))
+        summary = summarize_bundle(path)
         _emit(summary, _bundle_summary(summary), json_output)
         return
     with ui.progress_reporter(quiet=json_output or not ui.stderr.is_terminal) as progress:

@@ -1,0 +1,253 @@
+"""The main job with S3 destinations, against moto's S3 server on 127.0.0.1.
+
+Real boto3 clients talk HTTP to the server; nothing in boto3 or botocore is patched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import bagit
+import botocore.exceptions
+import pytest
+
+from crdb_archive.bundle.verify import verify_bundle
+from support.bundles import era_with_binaries, run_cli
+from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
+from support.s3 import MotoS3, moto_s3, s3_env  # noqa: F401 - pytest fixtures
+
+pytestmark = pytest.mark.usefixtures("isolated")
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CRDB_ARCHIVE_MIRROR", raising=False)
+    monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
+
+
+def archive_to(capsys: pytest.CaptureFixture[str], source: str, dest: str, mirror_url: str,
+               *extra: str) -> dict[str, object]:
+    result = run_cli(capsys, "archive", source, "--dest", dest, "--mirror", mirror_url,
+                     "--json", *extra)
+    assert result.code == 0, result.err
+    return result.json()
+
+
+@pytest.mark.parametrize("fmt", ["dir", "tar"])
+def test_local_to_s3_verify_binary_and_rerun(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+    s3_env: MotoS3, fmt: str,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v24.3")
+    bucket = s3_env.bucket()
+    dest = f"s3://{bucket}/archive"
+    result = archive_to(capsys, str(era.path), dest, mirror.url, "--format", fmt,
+                        "--with-incrementals")
+    bundle = str(result["bundle"])
+    assert bundle.startswith(f"s3://{bucket}/archive/crdb-")
+    assert bundle.endswith(".tar") == (fmt == "tar")
+    keys = s3_env.all_keys(bucket)
+    if fmt == "tar":
+        assert keys == [f"archive/{result['name']}.tar"]
+    else:
+        assert f"archive/{result['name']}/tagmanifest-sha256.txt" in keys
+    assert s3_env.multipart_uploads(bucket) == []
+
+    verified = run_cli(capsys, "verify", bundle, "--all-digests", "--json")
+    assert verified.code == 0, verified.out
+    assert verified.json()["files"] == result["files"]
+
+    out = tmp_path / "restore"
+    retrieved = run_cli(capsys, "binary", bundle, "--to", str(out), "--platform",
+                        "linux-amd64", "--json")
+    assert retrieved.code == 0, retrieved.err
+    cockroach = Path(str(retrieved.json()["cockroach"]))
+    assert "v24.3.1" in subprocess.run([str(cockroach), "version"], capture_output=True,
+                                       text=True, check=True).stdout
+
+    summary = run_cli(capsys, "inspect", bundle, "--json")
+    assert summary.code == 0, summary.err
+    assert summary.json()["version"] == "v24.3.1"
+
+    again = archive_to(capsys, str(era.path), dest, mirror.url, "--format", fmt,
+                       "--with-incrementals")
+    assert again["created"] is False
+    assert s3_env.all_keys(bucket) == keys
+
+
+def test_directory_form_from_s3_passes_bagit_after_download(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+    s3_env: MotoS3,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v23.1")
+    bucket = s3_env.bucket()
+    result = archive_to(capsys, str(era.path), f"s3://{bucket}/a", mirror.url)
+    local = tmp_path / "copy" / str(result["name"])
+    for key, data in s3_env.object_bytes(bucket):
+        target = local / key.split("/", 2)[2]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    bagit.Bag(str(local)).validate()
+    subprocess.run(["sha256sum", "-c", "--quiet", "manifest-sha256.txt"], cwd=local, check=True)
+
+
+def test_storage_class_and_object_lock(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+    s3_env: MotoS3,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v23.1")
+    bucket = s3_env.bucket(object_lock=True)
+    result = archive_to(capsys, str(era.path), f"s3://{bucket}/locked", mirror.url,
+                        "--storage-class", "STANDARD_IA", "--object-lock-mode", "COMPLIANCE",
+                        "--object-lock-days", "30")
+    name = str(result["name"])
+    with closing(s3_env.client()) as client:
+        payload_key = next(k for k in s3_env.all_keys(bucket) if "/data/backup/" in k)
+        head = client.head_object(Bucket=bucket, Key=payload_key)
+        assert head["StorageClass"] == "STANDARD_IA"
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        retain = head["ObjectLockRetainUntilDate"]
+        assert dt.timedelta(days=29) < retain - dt.datetime.now(dt.UTC) < dt.timedelta(days=31)
+        tag = client.head_object(Bucket=bucket, Key=f"locked/{name}/tagmanifest-sha256.txt")
+        assert tag.get("StorageClass", "STANDARD") == "STANDARD"
+        assert tag["ObjectLockMode"] == "COMPLIANCE"
+        with pytest.raises(botocore.exceptions.ClientError):
+            client.delete_object(Bucket=bucket, Key=payload_key, VersionId=head["VersionId"])
+    assert verify_bundle(str(result["bundle"])).ok
+
+
+def test_object_lock_on_bucket_without_it_fails_before_upload(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+    s3_env: MotoS3,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v23.1")
+    bucket = s3_env.bucket()
+    mirror.clear_log()
+    result = run_cli(capsys, "archive", str(era.path), "--dest", f"s3://{bucket}/x",
+                     "--mirror", mirror.url, "--object-lock-mode", "GOVERNANCE",
+                     "--object-lock-days", "10")
+    assert result.code == 2
+    assert "Object Lock" in result.err
+    assert s3_env.all_keys(bucket) == []
+    assert mirror.requests() == []
+
+
+def test_local_dest_refuses_storage_options(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v23.1")
+    result = run_cli(capsys, "archive", str(era.path), "--dest", str(tmp_path / "b"),
+                     "--mirror", mirror.url, "--storage-class", "GLACIER")
+    assert result.code == 2
+    assert "storage class" in result.err
+
+
+@pytest.mark.parametrize("fmt", ["dir", "tar"])
+def test_corruption_on_s3_detected(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+    s3_env: MotoS3, fmt: str,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v23.1")
+    bucket = s3_env.bucket()
+    result = archive_to(capsys, str(era.path), f"s3://{bucket}/c", mirror.url, "--format", fmt)
+    with closing(s3_env.client()) as client:
+        if fmt == "tar":
+            key = f"c/{result['name']}.tar"
+            body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+            body[2048] ^= 0xFF  # inside the first payload member
+            client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+        else:
+            key = next(k for k in s3_env.all_keys(bucket) if k.endswith(".sst"))
+            client.put_object(Bucket=bucket, Key=key, Body=b"overwritten")
+    report = run_cli(capsys, "verify", str(result["bundle"]), "--json")
+    assert report.code == 1
+    problems = report.json()["problems"]
+    assert isinstance(problems, list)
+    assert problems
+
+
+def test_incomplete_directory_bundle_is_reported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+    s3_env: MotoS3,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v23.1")
+    bucket = s3_env.bucket()
+    result = archive_to(capsys, str(era.path), f"s3://{bucket}/i", mirror.url)
+    with closing(s3_env.client()) as client:
+        client.delete_object(Bucket=bucket, Key=f"i/{result['name']}/tagmanifest-sha256.txt")
+    report = run_cli(capsys, "verify", str(result["bundle"]), "--json")
+    assert report.code == 1
+    problems = report.json()["problems"]
+    assert isinstance(problems, list)
+    assert {"path": "tagmanifest-sha256.txt", "kind": "missing"} in [
+        {"path": p["path"], "kind": p["kind"]} for p in problems]
+    # A re-run finishes the work: the incomplete bundle is replaced by a complete one.
+    again = archive_to(capsys, str(era.path), f"s3://{bucket}/i", mirror.url)
+    assert again["created"] is True
+    assert verify_bundle(str(again["bundle"])).ok
+
+
+def test_secrets_in_s3_uri_never_stored_or_printed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+    moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v23.1")
+    bucket = moto_s3.bucket()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    secret = "sekrit-value-9d8c7b6a5f4e"
+    dest = (f"s3://{bucket}/s?AWS_ACCESS_KEY_ID=testing&AWS_SECRET_ACCESS_KEY={secret}"
+            f"&AWS_REGION=us-east-1&AWS_ENDPOINT={moto_s3.endpoint_url}")
+    result = run_cli(capsys, "archive", str(era.path), "--dest", dest, "--mirror", mirror.url,
+                     "--json")
+    assert result.code == 0, result.err
+    outputs = result.out + result.err
+    bundle_uri = dest.replace("/s?", f"/s/{result.json()['name']}?")
+    for command in (["verify", bundle_uri, "--json"], ["inspect", bundle_uri, "--json"]):
+        done = run_cli(capsys, *command)
+        assert done.code == 0, done.err
+        outputs += done.out + done.err
+    assert secret not in outputs
+    for key, data in moto_s3.object_bytes(bucket):
+        assert secret.encode() not in data, key
+
+
+def test_interrupted_tar_upload_leaves_nothing(
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v23.1")
+    with (era.path / "data" / "999999.sst").open("wb") as handle:
+        for _ in range(40):
+            handle.write(os.urandom(1 << 20))
+    bucket = s3_env.bucket()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crdb_archive.cli", "archive", str(era.path), "--dest",
+         f"s3://{bucket}/t", "--mirror", mirror.url, "--format", "tar"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    assert process.stderr is not None
+    try:
+        for line in process.stderr:
+            event = json.loads(line) if line.startswith("{") else {}
+            if str(event.get("task", "")).startswith("archive ") and event.get("done", 0) > (
+                    12 << 20):
+                process.send_signal(signal.SIGTERM)
+                break
+        err = process.stderr.read()
+    finally:
+        process.wait(timeout=60)
+        process.stderr.close()
+        if process.stdout is not None:
+            process.stdout.close()
+    assert process.returncode == 130, err
+    assert s3_env.all_keys(bucket) == []
+    assert s3_env.multipart_uploads(bucket) == []
