@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from crdb_archive.binaries import host_platform
-from crdb_archive.cli import main
+from support.cli import run_cli
 from support.mirror import MirrorServer, mirror, status  # noqa: F401 - mirror is a fixture
 from support.release_archives import build_archive, publish, write_checksum_file
 
@@ -27,11 +27,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    code = exit_info.value.code
-    return (code if isinstance(code, int) else 0), out, err
+    result = run_cli(capsys, *args)
+    return result.code, result.out, result.err
 
 
 def error_lines(err: str) -> list[str]:

@@ -8,15 +8,12 @@ import sys
 
 import pytest
 
-from crdb_archive.cli import main
+from support.cli import run_cli
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    code = exit_info.value.code
-    return (code if isinstance(code, int) else 0), out, err
+    result = run_cli(capsys, *args)
+    return result.code, result.out, result.err
 
 
 def test_compat_supported_json(capsys: pytest.CaptureFixture[str]) -> None:

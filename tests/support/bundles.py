@@ -3,50 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from crdb_archive.cli import main
 from support.backups import ERAS, Era
+from support.cli import CliResult, run_cli, run_subprocess
 from support.mirror import MirrorServer
 from support.release_archives import publish
 
-
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> dict[str, object]:
-        loaded: dict[str, object] = json.loads(self.out)
-        return loaded
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
-    """Run the CLI in-process; returns exit code, stdout and stderr."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    code = exit_info.value.code
-    return CliResult(code if isinstance(code, int) else 0, out, err)
-
-
-def run_subprocess(*args: str, env: dict[str, str] | None = None,
-                   timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as a separate process, as cron would."""
-    return subprocess.run(
-        [sys.executable, "-m", "crdb_archive.cli", *args],
-        capture_output=True, text=True, check=False, env=env, timeout=timeout,
-    )
+# The CLI runners are re-exported: bundle and job tests import them from here.
+__all__ = ["CliResult", "era_with_binaries", "run_cli", "run_subprocess", "small_filesystem",
+           "tree", "xor_byte"]
 
 
 def era_with_binaries(tmp_path: Path, mirror: MirrorServer, era: str,

@@ -1,0 +1,42 @@
+"""Running the CLI from tests: in-process (exit code, stdout, stderr) or as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from crdb_archive.cli import main
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> dict[str, object]:
+        loaded: dict[str, object] = json.loads(self.out)
+        return loaded
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
+    """Run the CLI in-process; returns exit code, stdout and stderr."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    code = exit_info.value.code
+    return CliResult(code if isinstance(code, int) else 0, out, err)
+
+
+def run_subprocess(*args: str, env: dict[str, str] | None = None,
+                   timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a separate process, as cron would."""
+    return subprocess.run(
+        [sys.executable, "-m", "crdb_archive.cli", *args],
+        capture_output=True, text=True, check=False, env=env, timeout=timeout,
+    )
