@@ -1,7 +1,7 @@
 """Read a CockroachDB backup: find it, decode its manifest, tell the version that took it.
 
-The public surface: :func:`inspect_backup` for a backup directory or collection on disk, and
-:func:`decode_manifest` for the bytes of one manifest.
+The public surface: :func:`inspect_backup` for a backup directory or collection on disk or in
+object storage (``s3://``), and :func:`decode_manifest` for the bytes of one manifest.
 """
 
 from crdb_archive.backup.info import (
@@ -16,8 +16,8 @@ from crdb_archive.backup.manifest import (
     MANIFEST_NAMES,
     ManifestInfo,
     decode_manifest,
-    read_manifest,
 )
+from crdb_archive.backup.manifest_file import read_manifest, read_manifest_in
 
 __all__ = [
     "ENCRYPTED_WARNING",
@@ -30,5 +30,6 @@ __all__ = [
     "decode_manifest",
     "inspect_backup",
     "read_manifest",
+    "read_manifest_in",
     "rfc3339",
 ]

@@ -15,15 +15,20 @@ Which version is reported (DESIGN 2.1, 2.3):
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Literal
 
 from crdb_archive.backup import layout
 from crdb_archive.backup.layout import BackupFile, FullBackup
-from crdb_archive.backup.manifest import ManifestInfo, read_manifest
+from crdb_archive.backup.manifest import ManifestInfo
+from crdb_archive.backup.manifest_file import read_manifest_in
+from crdb_archive.backup.source import collection_hint, open_source, root_path
+from crdb_archive.backup.tree import BackupTree, open_tree
 from crdb_archive.errors import InvalidVersion, NotABackup, UnknownVersion
 from crdb_archive.progress import ProgressCallback, no_progress
+from crdb_archive.storage.base import Storage
 from crdb_archive.versions import Major, release_index
 
 ENCRYPTED_WARNING = (
@@ -37,16 +42,23 @@ UNKNOWN_VERSION_WARNING = (
 
 @dataclass(frozen=True)
 class BackupInfo:
-    """One backup as found on disk: its files, its manifest, and what its version means.
+    """One backup as found in its storage: its files, its manifest, what its version means.
 
     ``files`` are the chosen full backup's files plus, in a collection, the LATEST files that
     name it, so that those files alone form a collection CockroachDB can restore from (with
     ``RESTORE FROM LATEST IN`` when a LATEST file names it, else by its subdirectory).
     ``incremental_files`` are the files of its incremental backups, ``incrementals`` their
-    directories relative to ``root``.
+    directories. Every path is a key of ``storage``, the storage rooted at the source: read a
+    file with ``info.storage.open_read(file.path)``. ``root`` is the source's local directory
+    (None in object storage); ``location`` names the source without any secret.
+
+    When :func:`inspect_backup` opened the storage itself (from a path or URI), this object
+    owns it: call :meth:`close` (or use it as a context manager) when done reading files.
     """
 
-    root: Path
+    root: Path | None
+    location: str
+    storage: Storage = field(repr=False, compare=False)
     kind: Literal["collection", "backup"]
     subdir: str | None
     manifest: ManifestInfo
@@ -58,6 +70,23 @@ class BackupInfo:
     major_version: str | None
     restorable_into: list[str]
     warnings: list[str]
+    owns_storage: bool = field(default=False, repr=False, compare=False)
+
+    def close(self) -> None:
+        """Release the storage's connections when this object owns it."""
+        if self.owns_storage:
+            self.storage.close()
+
+    def __enter__(self) -> BackupInfo:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def to_json(self) -> dict[str, object]:
         """The ``inspect --json`` contract."""
@@ -65,7 +94,7 @@ class BackupInfo:
         every = self.files + self.incremental_files
         return {
             "kind": self.kind,
-            "root": str(self.root),
+            "root": self.location,
             "subdir": self.subdir,
             "manifest": m.file,
             "manifest_checksum": "verified" if m.checksum_verified else "absent",
@@ -114,44 +143,62 @@ def rfc3339(value: dt.datetime | None) -> str | None:
 
 
 def inspect_backup(
-    path: Path | str,
+    source: str | Path | Storage,
     *,
     subdir: str | None = None,
+    endpoint_url: str | None = None,
     progress: ProgressCallback = no_progress,
 ) -> BackupInfo:
-    """Find the backup at ``path`` (a backup directory or a collection) and describe it.
+    """Find the backup at ``source`` (a backup directory or a collection) and describe it.
 
-    In a collection, ``subdir`` chooses the full backup (default, or ``LATEST``: the one LATEST
-    names). Raises NotABackup (2), DamagedManifest (1) for a manifest that fails its -CHECKSUM
-    or cannot be decoded without one, MalformedManifest (2) for an intact manifest in an
-    unknown form, UnsupportedBackupFile (2) for links or special files in the backup, and
-    StorageError (3) when files cannot be read.
+    ``source`` is a local directory (``Path`` or ``str``), a URI such as
+    ``s3://bucket/prefix?AWS_ACCESS_KEY_ID=...`` (``endpoint_url`` for S3-compatible stores),
+    or a Storage, used as it is and left open. In a collection, ``subdir`` chooses the full
+    backup (default, or ``LATEST``: the one LATEST names). Raises NotABackup (2),
+    DamagedManifest (1) for a manifest that fails its -CHECKSUM or cannot be decoded without
+    one, MalformedManifest (2) for an intact manifest in an unknown form,
+    UnsupportedBackupFile (2) for links or special files in the backup, BadInput (2) for a
+    malformed location, NeedsRestoreFromColdStorage (3) when the manifest or LATEST files wait
+    in an archive storage class, and StorageError (3) when the storage cannot be read.
     """
-    root = Path(path)
+    storage, owned = open_source(source, endpoint_url=endpoint_url)
+    try:
+        tree = open_tree(storage, progress=progress)
+        return _inspect(tree, subdir, owned, progress)
+    except BaseException:
+        if owned:
+            storage.close()
+        raise
+
+
+def _inspect(
+    tree: BackupTree, subdir: str | None, owned: bool, progress: ProgressCallback
+) -> BackupInfo:
+    where = tree.display()
     warnings: list[str] = []
-    if layout.classify(root) == "backup":
+    if layout.classify(tree) == "backup":
         if subdir is not None:
             raise NotABackup(
-                f"{root} is a single backup, not a collection: --subdir does not apply"
+                f"{where} is a single backup, not a collection: --subdir does not apply"
             )
         kind: Literal["collection", "backup"] = "backup"
         chosen = ""
         latest = None
         backups: list[FullBackup] = []
-        manifest = read_manifest(root, root=root, progress=progress)
-        incrementals = layout.find_incrementals(root, "", warnings)
+        manifest = read_manifest_in(tree, "", progress=progress)
+        incrementals = layout.find_incrementals(tree, "", warnings)
         pointers: list[BackupFile] = []
-        warnings += _inside_collection_hint(root)
+        warnings += collection_hint(tree.storage)
     else:
         kind = "collection"
-        collection = layout.read_collection(root)
+        collection = layout.read_collection(tree)
         warnings += collection.warnings
-        chosen = _choose(root, collection, subdir, warnings)
+        chosen = _choose(where, tree, collection, subdir, warnings)
         latest = collection.latest
         backups = collection.full_backups
-        manifest = read_manifest(root / chosen, root=root, progress=progress)
-        nested = layout.find_incrementals(root, chosen, warnings)
-        separate = layout.find_incrementals(root, f"{layout.INCREMENTALS}/{chosen}", warnings)
+        manifest = read_manifest_in(tree, chosen, progress=progress)
+        nested = layout.find_incrementals(tree, chosen, warnings)
+        separate = layout.find_incrementals(tree, f"{layout.INCREMENTALS}/{chosen}", warnings)
         if nested and separate:
             warnings.append(
                 f"incremental backups of {chosen} exist both nested in it and under "
@@ -160,22 +207,26 @@ def inspect_backup(
             )
         incrementals = nested + separate
         pointers = [
-            layout.file_of(root, p.path) for p in collection.pointers if p.subdir == chosen
+            layout.file_of(tree, p.path) for p in collection.pointers if p.subdir == chosen
         ]
         # A user-named subdirectory need not be dated; its end time is the manifest's.
-        this = collection.find(chosen) or layout.full_backup(root, chosen)
+        this = collection.find(chosen) or layout.full_backup(tree, chosen)
         if this is not None:
             dated = FullBackup(this.subdir, this.end_time or manifest.end_time, this.manifest)
             others = [b for b in backups if b.subdir != chosen]
             backups = sorted([*others, dated], key=lambda b: b.subdir)
-    files = layout.list_files(root, chosen, skip_incremental_days=True, progress=progress)
+    files = layout.list_files(tree, chosen, skip_incremental_days=True, progress=progress)
     files = sorted(files + pointers, key=lambda f: f.path)
     incremental_files = [
-        f for rel in incrementals for f in layout.list_files(root, rel, progress=progress)
+        f for rel in incrementals for f in layout.list_files(tree, rel, progress=progress)
     ]
+    warnings += _cold_files(tree, files + incremental_files)
     major, window, version_warnings = assess_versions(manifest)
+    root = root_path(tree.storage)
     return BackupInfo(
         root=root,
+        location=str(root) if root is not None else where,
+        storage=tree.storage,
         kind=kind,
         subdir=chosen or None,
         manifest=manifest,
@@ -187,31 +238,55 @@ def inspect_backup(
         major_version=major.name if major else None,
         restorable_into=[m.name for m in window],
         warnings=version_warnings + warnings,
+        owns_storage=owned,
     )
 
 
+def _cold_files(tree: BackupTree, files: list[BackupFile]) -> list[str]:
+    if tree.is_local:
+        return []
+    waiting: dict[str, int] = {}
+    size = 0
+    for f in files:
+        state = tree.waiting(f.path)
+        if state is not None:
+            waiting[state] = waiting.get(state, 0) + 1
+            size += f.size
+    if not waiting:
+        return []
+    classes = ", ".join(f"{count} in {state}" for state, count in sorted(waiting.items()))
+    return [
+        f"{sum(waiting.values())} file(s) of the backup ({size} bytes: {classes}) wait in an "
+        "archive storage class: they must be restored before the backup can be archived"
+    ]
+
+
 def _choose(
-    root: Path, collection: layout.Collection, subdir: str | None, warnings: list[str]
+    where: str,
+    tree: BackupTree,
+    collection: layout.Collection,
+    subdir: str | None,
+    warnings: list[str],
 ) -> str:
     available = ", ".join(b.subdir for b in collection.full_backups) or "none"
     if subdir is None or subdir.strip() == layout.LATEST:
         if collection.latest is not None:
             if collection.find(collection.latest) is None:
                 raise NotABackup(
-                    f"LATEST in {root} names {collection.latest}, which holds no backup "
+                    f"LATEST in {where} names {collection.latest}, which holds no backup "
                     f"manifest; choose a full backup with --subdir (found: {available})"
                 )
             return collection.latest
         if not collection.full_backups:
-            raise NotABackup(f"{root} is a collection without any full backup")
+            raise NotABackup(f"{where} is a collection without any full backup")
         newest = collection.full_backups[-1].subdir
         warnings.append(f"the collection has no LATEST file; inspecting the newest full "
                         f"backup, {newest}")
         return newest
     chosen = layout.normalize_subdir(subdir)
-    if collection.find(chosen) is None and layout.full_backup(root, chosen) is None:
+    if collection.find(chosen) is None and layout.full_backup(tree, chosen) is None:
         raise NotABackup(
-            f"{chosen} is not a full backup in {root} (found: {available})"
+            f"{chosen} is not a full backup in {where} (found: {available})"
         )
     return chosen
 
@@ -287,20 +362,3 @@ def _disagreement(binary: Major, cluster: Major, manifest: ManifestInfo) -> str:
         f"{manifest.cluster_version}: a binary cannot run a cluster newer than itself, so "
         "this manifest's origin is doubtful; the archived binary may not restore it"
     )
-
-
-def _inside_collection_hint(root: Path) -> list[str]:
-    absolute = root.resolve()
-    parents = absolute.parents
-    if len(parents) < 3:
-        return []
-    subdir = "/".join(absolute.parts[-3:])
-    collection = parents[2]
-    if layout.subdir_end_time(subdir) is None:
-        return []
-    if (collection / layout.LATEST).exists() or (collection / layout.LATEST_HISTORY).exists():
-        return [
-            f"this is the full backup {subdir} of the collection {collection}; inspect the "
-            "collection to include its incremental backups and LATEST files"
-        ]
-    return []

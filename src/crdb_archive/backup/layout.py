@@ -11,14 +11,14 @@ full backup's own directory as ``<full subdir>/<YYYYMMDD>/<HHMMSS.ss>``.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import stat
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from crdb_archive.backup.manifest import manifest_name
-from crdb_archive.errors import NotABackup, StorageError, UnsupportedBackupFile
+from crdb_archive.backup.manifest_file import manifest_name
+from crdb_archive.backup.tree import EXPECTED, BackupTree, Kind, join, local_tree
+from crdb_archive.errors import NotABackup, UnsupportedBackupFile
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
 
 LATEST = "LATEST"
@@ -33,17 +33,13 @@ _INCREMENTAL_DAY = re.compile(r"^\d{8}$")
 _INCREMENTAL_TIME = re.compile(r"^\d{6}\.\d{2}(?:-.+)?$")
 # A LATEST file holds one short path; anything longer is not one.
 _MAX_POINTER_BYTES = 4096
-
-EXPECTED = (
-    "expected a CockroachDB backup directory (holding BACKUP_MANIFEST, BACKUP_METADATA or "
-    "BACKUP) or a backup collection (holding LATEST, metadata/latest/ or dated "
-    "YYYY/MM/DD-HHMMSS.ss full backups)"
-)
+# LATEST files read at once from an object store (its default connection pool is as large).
+_POINTER_READERS = 8
 
 
 @dataclass(frozen=True)
 class BackupFile:
-    """One regular file of a backup: its POSIX path relative to the source root, its size."""
+    """One regular file of a backup: its key relative to the source's storage, its size."""
 
     path: str
     size: int
@@ -79,44 +75,45 @@ class Collection:
         return next((b for b in self.full_backups if b.subdir == subdir), None)
 
 
-def classify(root: Path) -> str:
+def classify(root: Path | BackupTree) -> str:
     """``backup`` for a backup directory, ``collection`` for anything else that may be one.
 
-    Raises NotABackup for a path that does not exist or is not a directory.
+    Raises NotABackup for a path that does not exist or is not a directory, or a prefix that
+    holds no object.
     """
-    try:
-        mode = root.stat().st_mode
-    except FileNotFoundError:
-        raise NotABackup(f"{root} does not exist: {EXPECTED}") from None
-    except OSError as error:
-        raise StorageError(f"cannot examine {root}: {error.strerror or error}") from None
-    if not stat.S_ISDIR(mode):
-        raise NotABackup(f"{root} is not a directory: {EXPECTED}")
-    return "backup" if manifest_name(root) is not None else "collection"
+    tree = as_tree(root)
+    tree.check_root()
+    return "backup" if manifest_name(tree, "") is not None else "collection"
 
 
-def read_collection(root: Path) -> Collection:
+def read_collection(root: Path | BackupTree) -> Collection:
     """The full backups and LATEST pointers of the collection at ``root``.
 
-    Raises NotABackup when ``root`` holds neither, StorageError when it cannot be listed.
+    Raises NotABackup when ``root`` holds neither, NeedsRestoreFromColdStorage when LATEST
+    files wait in an archive storage class, StorageError when it cannot be listed or read.
     """
+    tree = as_tree(root)
     warnings: list[str] = []
-    backups = _dated_full_backups(root, warnings)
+    backups = _dated_full_backups(tree, warnings)
+    history: list[str] = []
+    for name, kind in tree.entries(LATEST_HISTORY):
+        if not name.startswith(LATEST):
+            continue
+        if kind == "file":
+            history.append(f"{LATEST_HISTORY}/{name}")
+        else:
+            warnings.append(f"{LATEST_HISTORY}/{name} is not a regular file; ignored")
     # Names sort newest first: CockroachDB lists the directory and takes the first name.
-    history = sorted(
-        f"{LATEST_HISTORY}/{name}"
-        for name, is_file in _entries(root / LATEST_HISTORY)
-        if is_file and name.startswith(LATEST)
-    )
+    history.sort()
+    has_root = tree.kind(LATEST) == "file"
+    raw = _read_pointers(tree, [*history, *([LATEST] if has_root else [])])
     pointers: list[LatestPointer] = []
     for rel in history:
-        pointer = _read_pointer(root, rel, warnings)
+        pointer = _pointer(rel, raw[rel], warnings)
         if pointer is not None:
             pointers.append(pointer)
     newest = pointers[0] if pointers and pointers[0].path == history[0] else None
-    root_pointer = None
-    if _is_regular(root / LATEST):
-        root_pointer = _read_pointer(root, LATEST, warnings)
+    root_pointer = _pointer(LATEST, raw[LATEST], warnings) if has_root else None
     if root_pointer is not None:
         pointers.append(root_pointer)
     # CockroachDB reads metadata/latest first and the root LATEST only when that finds nothing.
@@ -133,13 +130,18 @@ def read_collection(root: Path) -> Collection:
             warnings.append(f"{history[0]} names no backup; falling back to the root LATEST")
         latest = root_pointer.subdir if root_pointer is not None else None
     if not backups and latest is None and not history:
-        raise NotABackup(f"{root} holds no CockroachDB backup: {EXPECTED}")
+        raise NotABackup(f"{tree.display()} holds no CockroachDB backup: {EXPECTED}")
     if latest is not None and not any(b.subdir == latest for b in backups):
-        extra = full_backup(root, latest)
+        extra = full_backup(tree, latest)
         if extra is not None:
             backups.append(extra)
             backups.sort(key=lambda b: b.subdir)
     return Collection(backups, pointers, latest, warnings)
+
+
+def as_tree(root: Path | BackupTree) -> BackupTree:
+    """``root`` itself, or the tree of the local directory it names."""
+    return local_tree(root) if isinstance(root, Path) else root
 
 
 def normalize_subdir(text: str) -> str:
@@ -157,20 +159,20 @@ def normalize_subdir(text: str) -> str:
     return "/".join(parts)
 
 
-def find_incrementals(root: Path, base: str, warnings: list[str]) -> list[str]:
+def find_incrementals(tree: BackupTree, base: str, warnings: list[str]) -> list[str]:
     """The complete incremental backups under ``base`` (``<YYYYMMDD>/<HHMMSS.ss>[-...]``).
 
     Directories of that shape without a manifest (unfinished) are left out, with a warning.
     Raises StorageError when a directory cannot be listed.
     """
     found: list[str] = []
-    for day, day_is_file in _entries(root / base if base else root):
-        if day_is_file or not _INCREMENTAL_DAY.match(day):
+    for day, day_kind in tree.entries(base):
+        if day_kind != "dir" or not _INCREMENTAL_DAY.match(day):
             continue
-        day_rel = _join(base, day)
-        for name, is_file in _entries(root / day_rel):
-            rel = _join(day_rel, name)
-            if not is_file and _INCREMENTAL_TIME.match(name) and manifest_name(root / rel):
+        day_rel = join(base, day)
+        for name, kind in tree.entries(day_rel):
+            rel = join(day_rel, name)
+            if kind == "dir" and _INCREMENTAL_TIME.match(name) and manifest_name(tree, rel):
                 found.append(rel)
             else:
                 warnings.append(
@@ -180,54 +182,36 @@ def find_incrementals(root: Path, base: str, warnings: list[str]) -> list[str]:
 
 
 def list_files(
-    root: Path,
+    tree: BackupTree,
     base: str,
     *,
     skip_incremental_days: bool = False,
     progress: ProgressCallback = no_progress,
 ) -> list[BackupFile]:
-    """Every regular file under ``root/base``, sorted, with paths relative to ``root``.
+    """Every regular file under ``base``, sorted, with keys relative to the tree's root.
 
     ``skip_incremental_days`` leaves out ``<YYYYMMDD>`` directories at the top of ``base``:
     there, they hold the nested incremental backups of the older layout. Raises
-    UnsupportedBackupFile for a symbolic link or special file (never followed), StorageError
-    when a directory cannot be listed.
+    UnsupportedBackupFile for a symbolic link or special file (never followed) or an object key
+    no file could have, StorageError when a directory cannot be listed.
     """
     files: list[BackupFile] = []
-    pending = [base]
     task = f"list {base or '.'}"
-    while pending:
-        current = pending.pop()
-        for entry in _scan(root / current if current else root):
-            rel = _join(current, entry.name)
-            if entry.is_symlink():
-                raise UnsupportedBackupFile(
-                    f"{rel} is a symbolic link: crdb-archive archives regular files only; copy "
-                    "the backup with links resolved (e.g. cp -rL) and archive the copy"
-                )
-            if entry.is_dir(follow_symlinks=False):
-                if not (skip_incremental_days and current == base
-                        and _INCREMENTAL_DAY.match(entry.name)):
-                    pending.append(rel)
-            elif entry.is_file(follow_symlinks=False):
-                files.append(BackupFile(rel, _size(entry, rel)))
-                if len(files) % 1000 == 0:
-                    progress(ProgressEvent(task, len(files)))
-            else:
-                raise UnsupportedBackupFile(
-                    f"{rel} is not a regular file (a socket, pipe or device): not part of a "
-                    "CockroachDB backup"
-                )
+    skip = _INCREMENTAL_DAY.match if skip_incremental_days else None
+    for key, kind, size in tree.walk(base, skip_top=skip):
+        if kind != "file":
+            raise _unsupported(tree, key, kind)
+        files.append(BackupFile(key, size))
+        if len(files) % 1000 == 0:
+            progress(ProgressEvent(task, len(files)))
     progress(ProgressEvent(task, len(files), len(files), finished=True))
-    return sorted(files, key=lambda f: f.path)
+    files.sort(key=lambda f: f.path)
+    return files
 
 
-def file_of(root: Path, rel: str) -> BackupFile:
+def file_of(tree: BackupTree, rel: str) -> BackupFile:
     """The one regular file ``rel``; raises StorageError when it cannot be examined."""
-    try:
-        return BackupFile(rel, os.lstat(root / rel).st_size)
-    except OSError as error:
-        raise StorageError(f"cannot examine {root / rel}: {error.strerror or error}") from None
+    return BackupFile(rel, tree.size(rel))
 
 
 def subdir_end_time(subdir: str) -> dt.datetime | None:
@@ -246,19 +230,20 @@ def subdir_end_time(subdir: str) -> dt.datetime | None:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _dated_full_backups(root: Path, warnings: list[str]) -> list[FullBackup]:
+def _dated_full_backups(tree: BackupTree, warnings: list[str]) -> list[FullBackup]:
     backups: list[FullBackup] = []
-    for year, year_is_file in _entries(root):
-        if year_is_file or not _YEAR.match(year):
+    for year, year_kind in tree.entries(""):
+        if year_kind != "dir" or not _YEAR.match(year):
             continue
-        for month, month_is_file in _entries(root / year):
-            if month_is_file or not _MONTH.match(month):
+        for month, month_kind in tree.entries(year):
+            if month_kind != "dir" or not _MONTH.match(month):
                 continue
-            for day, day_is_file in _entries(root / year / month):
+            for day, day_kind in tree.entries(f"{year}/{month}"):
                 subdir = f"{year}/{month}/{day}"
-                if day_is_file or not _DAY_TIME.match(day) or subdir_end_time(subdir) is None:
+                if (day_kind != "dir" or not _DAY_TIME.match(day)
+                        or subdir_end_time(subdir) is None):
                     continue
-                found = full_backup(root, subdir)
+                found = full_backup(tree, subdir)
                 if found is None:
                     warnings.append(
                         f"{subdir} holds no manifest (an unfinished or failed backup); "
@@ -269,39 +254,44 @@ def _dated_full_backups(root: Path, warnings: list[str]) -> list[FullBackup]:
     return sorted(backups, key=lambda b: b.subdir)
 
 
-def full_backup(root: Path, subdir: str) -> FullBackup | None:
-    """The full backup in ``root/subdir`` when that directory holds a manifest.
+def full_backup(tree: BackupTree, subdir: str) -> FullBackup | None:
+    """The full backup in ``subdir`` when that directory holds a manifest.
 
     Raises UnsupportedBackupFile when a component of the path is a symbolic link.
     """
-    current = root
+    current = ""
     for part in subdir.split("/"):
-        current = current / part
-        try:
-            mode = os.lstat(current).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as error:
-            raise StorageError(f"cannot examine {current}: {error.strerror or error}") from None
-        if stat.S_ISLNK(mode):
+        current = join(current, part)
+        kind = tree.kind(current)
+        if kind == "link":
             raise UnsupportedBackupFile(
-                f"{subdir} passes through the symbolic link {current.relative_to(root)}: "
+                f"{subdir} passes through the symbolic link {current}: "
                 "crdb-archive archives regular files only"
             )
-        if not stat.S_ISDIR(mode):
+        if kind != "dir":
             return None
-    name = manifest_name(current)
+    name = manifest_name(tree, subdir)
     if name is None:
         return None
     return FullBackup(subdir, subdir_end_time(subdir), f"{subdir}/{name}")
 
 
-def _read_pointer(root: Path, rel: str, warnings: list[str]) -> LatestPointer | None:
-    try:
-        with (root / rel).open("rb") as stream:
-            raw = stream.read(_MAX_POINTER_BYTES + 1)
-    except OSError as error:
-        raise StorageError(f"cannot read {root / rel}: {error.strerror or error}") from None
+def _read_pointers(tree: BackupTree, rels: list[str]) -> dict[str, bytes]:
+    """The first bytes of each LATEST file, read side by side from object storage."""
+    tree.require_readable(rels, "the collection's LATEST files can be read")
+
+    def head(rel: str) -> bytes:
+        return tree.read_head(rel, _MAX_POINTER_BYTES + 1)
+
+    # One LATEST file per full backup: a year of daily backups is hundreds of small reads,
+    # each a round trip to an object store.
+    if tree.is_local or len(rels) < 2:
+        return {rel: head(rel) for rel in rels}
+    with ThreadPoolExecutor(max_workers=min(len(rels), _POINTER_READERS)) as pool:
+        return dict(zip(rels, pool.map(head, rels), strict=True))
+
+
+def _pointer(rel: str, raw: bytes, warnings: list[str]) -> LatestPointer | None:
     try:
         if len(raw) <= _MAX_POINTER_BYTES:
             return LatestPointer(rel, normalize_subdir(raw.decode("utf-8")))
@@ -311,44 +301,18 @@ def _read_pointer(root: Path, rel: str, warnings: list[str]) -> LatestPointer | 
     return None
 
 
-def _scan(directory: Path) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(directory) as entries:
-            return sorted(entries, key=lambda e: e.name)
-    except OSError as error:
-        raise StorageError(f"cannot list {directory}: {error.strerror or error}") from None
-
-
-def _entries(directory: Path) -> list[tuple[str, bool]]:
-    """(name, is not a directory) of each entry; nothing when ``directory`` is absent.
-
-    Links count as files here: they are never descended into.
-    """
-    try:
-        if not stat.S_ISDIR(os.lstat(directory).st_mode):
-            return []
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    except OSError as error:
-        raise StorageError(f"cannot examine {directory}: {error.strerror or error}") from None
-    return [(e.name, not e.is_dir(follow_symlinks=False)) for e in _scan(directory)]
-
-
-def _is_regular(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    except OSError as error:
-        raise StorageError(f"cannot examine {path}: {error.strerror or error}") from None
-
-
-def _size(entry: os.DirEntry[str], rel: str) -> int:
-    try:
-        return entry.stat(follow_symlinks=False).st_size
-    except OSError as error:
-        raise StorageError(f"cannot examine {rel}: {error.strerror or error}") from None
-
-
-def _join(base: str, name: str) -> str:
-    return f"{base}/{name}" if base else name
+def _unsupported(tree: BackupTree, key: str, kind: Kind) -> UnsupportedBackupFile:
+    if kind == "link":
+        return UnsupportedBackupFile(
+            f"{key} is a symbolic link: crdb-archive archives regular files only; copy "
+            "the backup with links resolved (e.g. cp -rL) and archive the copy"
+        )
+    if kind == "invalid":
+        return UnsupportedBackupFile(
+            f"{tree.display()} holds the object {key!r}, whose key has an empty, '.' or '..' "
+            "segment: no file system path can hold it, so it cannot be archived"
+        )
+    return UnsupportedBackupFile(
+        f"{key} is not a regular file (a socket, pipe or device): not part of a "
+        "CockroachDB backup"
+    )

@@ -1,39 +1,27 @@
-"""Decode the version facts of a CockroachDB backup manifest.
+"""Decode the version facts of a CockroachDB backup manifest; pure, no I/O.
 
 A manifest is stored as protobuf -> gzip (v20.2+) -> encryption (encrypted backups), with a
 ``<name>-CHECKSUM`` file beside it (v20.2+) holding the first 4 bytes of the SHA-256 of the
-stored file. Of the ``BackupManifest`` message only a few small fields are read (DESIGN 2.3):
-1 start_time and 2 end_time (hlc.Timestamp: 1 wall_time ns, 2 logical), 9 cluster_id (UUID
-bytes), 10 node_id, 11 build_info (1 go_version, 2 tag, 3 time, 4 revision) and 25
-cluster_version (roachpb.Version: 1 major, 2 minor, 3 patch, 4 internal). Everything else,
-including the large repeated ``files`` and ``descriptors``, is skipped while streaming, so
-memory stays flat whatever the manifest's size.
+stored file (checked by :mod:`crdb_archive.backup.manifest_file`). Of the ``BackupManifest``
+message only a few small fields are read (DESIGN 2.3): 1 start_time and 2 end_time
+(hlc.Timestamp: 1 wall_time ns, 2 logical), 9 cluster_id (UUID bytes), 10 node_id, 11
+build_info (1 go_version, 2 tag, 3 time, 4 revision) and 25 cluster_version (roachpb.Version:
+1 major, 2 minor, 3 patch, 4 internal). Everything else, including the large repeated
+``files`` and ``descriptors``, is skipped while streaming, so memory stays flat whatever the
+manifest's size.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import itertools
-import os
-import stat
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import IO
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from crdb_archive.backup import wire
-from crdb_archive.errors import (
-    DamagedManifest,
-    MalformedManifest,
-    NotABackup,
-    StorageError,
-    UnsupportedBackupFile,
-)
-from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
+from crdb_archive.errors import MalformedManifest
 
 # In the order CockroachDB itself prefers them: BACKUP_MANIFEST (v20.2+), BACKUP_METADATA
 # (v23.1+, same version fields), BACKUP (v20.1 and older).
@@ -44,12 +32,11 @@ GZIP_MAGIC = b"\x1f\x8b\x08"
 ENCRYPTION_MAGIC = b"encrypt"
 # "encrypt", a version byte, a 12-byte nonce.
 _ENCRYPTION_HEADER = len(ENCRYPTION_MAGIC) + 1 + 12
-_CHECKSUM_BYTES = 4
+CHECKSUM_BYTES = 4
 
 # Large backups have manifests of tens of MB; a gzip stream that inflates past this is garbage
 # (or a bomb), and refusing it bounds the time spent on it.
 MAX_MANIFEST_BYTES = 1 << 30
-_READ_CHUNK = 1 << 16
 _INFLATE_CHUNK = 1 << 20
 
 # Development builds add this to the major of their cluster versions (clusterversion.DevOffset).
@@ -111,126 +98,16 @@ def decode_manifest(
     ``limit`` bounds what gzip may inflate to. Raises MalformedManifest for anything that is
     not a manifest this decoder can read.
     """
-    return _decode((data,), file, limit)
+    return decode_chunks((data,), file=file, limit=limit)
 
 
-def read_manifest(
-    directory: Path,
-    *,
-    root: Path,
-    progress: ProgressCallback = no_progress,
+def decode_chunks(
+    chunks: Iterable[bytes], *, file: str = "", limit: int = MAX_MANIFEST_BYTES
 ) -> ManifestInfo:
-    """Decode the manifest of the backup in ``directory``, checking its -CHECKSUM.
+    """Decode a stored manifest arriving in chunks, reading only as far as it must.
 
-    A -CHECKSUM mismatch, or content that cannot be decoded and has no -CHECKSUM to prove it
-    intact, raises DamagedManifest (exit 1). Content that matches its -CHECKSUM yet cannot be
-    decoded is as CockroachDB wrote it, in a form this decoder does not know: MalformedManifest
-    (exit 2). Raises NotABackup without a manifest, StorageError when it cannot be read.
+    Raises MalformedManifest as :func:`decode_manifest`.
     """
-    name = manifest_name(directory)
-    if name is None:
-        raise NotABackup(
-            f"{directory} holds no backup manifest (one of {', '.join(MANIFEST_NAMES)})"
-        )
-    path = directory / name
-    relative = path.relative_to(root).as_posix()
-    hasher = hashlib.sha256()
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as stream:
-            chunks = _hashed_chunks(stream, hasher.update, relative, size, progress)
-            outcome: ManifestInfo | MalformedManifest
-            try:
-                outcome = _decode(chunks, relative, MAX_MANIFEST_BYTES)
-            except MalformedManifest as error:
-                outcome = error
-            # The checksum covers the whole stored file, however far decoding got.
-            for _ in chunks:
-                pass
-        expected = _read_checksum(directory / (name + CHECKSUM_SUFFIX), relative)
-    except OSError as error:
-        failed = error.filename or path
-        raise StorageError(f"cannot read {failed}: {error.strerror or error}") from None
-    progress(ProgressEvent(f"read {relative}", size, size, finished=True))
-    if expected is not None and not hmac.compare_digest(hasher.digest()[:_CHECKSUM_BYTES],
-                                                        expected):
-        raise DamagedManifest(
-            f"{relative} does not match {relative}{CHECKSUM_SUFFIX}: the manifest is damaged "
-            f"(SHA-256 starts {hasher.hexdigest()[:8]}, the checksum file says {expected.hex()})"
-        )
-    if isinstance(outcome, ManifestInfo):
-        return replace(outcome, checksum_verified=expected is not None)
-    if expected is None:
-        raise DamagedManifest(
-            f"{relative} cannot be decoded ({outcome}); it has no {CHECKSUM_SUFFIX} file "
-            "to tell damage from an unknown format, so it is treated as damaged"
-        )
-    raise MalformedManifest(
-        f"{relative} matches its {CHECKSUM_SUFFIX} but cannot be decoded ({outcome}): "
-        "not a manifest format crdb-archive knows"
-    )
-
-
-def manifest_name(directory: Path) -> str | None:
-    """The name of the manifest file CockroachDB would read in ``directory``, if any.
-
-    Raises UnsupportedBackupFile for a manifest that is a symbolic link, StorageError when the
-    directory cannot be examined.
-    """
-    for name in MANIFEST_NAMES:
-        try:
-            mode = os.lstat(directory / name).st_mode
-        except FileNotFoundError:
-            continue
-        except NotADirectoryError:
-            return None
-        except OSError as error:
-            raise StorageError(
-                f"cannot examine {directory / name}: {error.strerror or error}"
-            ) from None
-        if stat.S_ISLNK(mode):
-            raise UnsupportedBackupFile(
-                f"{directory / name} is a symbolic link: crdb-archive reads and archives "
-                "regular files only"
-            )
-        if stat.S_ISREG(mode):
-            return name
-    return None
-
-
-def _hashed_chunks(
-    stream: IO[bytes],
-    update: Callable[[bytes], object],
-    name: str,
-    size: int,
-    progress: ProgressCallback,
-) -> Iterator[bytes]:
-    done = 0
-    while chunk := stream.read(_READ_CHUNK):
-        update(chunk)
-        done += len(chunk)
-        progress(ProgressEvent(f"read {name}", done, size))
-        yield chunk
-
-
-def _read_checksum(path: Path, name: str) -> bytes | None:
-    try:
-        with path.open("rb") as stream:
-            expected = stream.read(64)
-    except FileNotFoundError:
-        return None
-    if len(expected) != _CHECKSUM_BYTES:
-        raise DamagedManifest(
-            f"{name}{CHECKSUM_SUFFIX} holds {len(expected)} byte(s), expected "
-            f"{_CHECKSUM_BYTES}: the checksum file is damaged"
-        )
-    return expected
-
-
-# --- framing ---------------------------------------------------------------------------------
-
-
-def _decode(chunks: Iterable[bytes], file: str, limit: int) -> ManifestInfo:
     source = iter(chunks)
     head = b""
     # Enough bytes to recognise the framing, however the input is chunked.
@@ -252,6 +129,9 @@ def _decode(chunks: Iterable[bytes], file: str, limit: int) -> ManifestInfo:
     if head.startswith(GZIP_MAGIC):
         return _parse(_gunzip(payload, limit), file, gzip=True)
     return _parse(payload, file, gzip=False)
+
+
+# --- framing ---------------------------------------------------------------------------------
 
 
 def _gunzip(compressed: Iterable[bytes], limit: int) -> Iterator[bytes]:
