@@ -203,27 +203,31 @@ def _iso(value: dt.date | None) -> str | None:
 @app.command()
 def inspect(
     path: Annotated[str, typer.Argument(help="A backup directory, a backup collection, or a "
-                                              "bundle (directory or .tar).")],
+                                              "bundle (directory or .tar); or s3://bucket/"
+                                              "prefix, as given to BACKUP INTO.")],
     subdir: Annotated[
         str | None,
         typer.Option("--subdir", help="In a collection, the full backup to inspect "
                      "(default: the one LATEST names)."),
     ] = None,
+    endpoint_url: EndpointOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Which CockroachDB version took the backup at PATH, and where it can be restored.
 
     For a bundle: what it holds (without re-hashing it; use `verify` for that).
     Exit 0 read, 1 damaged manifest or bundle, 2 not a backup or unreadable manifest,
-    3 storage error.
+    3 storage error (also: objects waiting in GLACIER / DEEP_ARCHIVE).
     """
     _json_mode(json_output)
-    if looks_like_bundle(path):
-        summary = summarize_bundle(path)
+    if looks_like_bundle(path, endpoint_url=endpoint_url):
+        summary = summarize_bundle(path, endpoint_url=endpoint_url)
         _emit(summary, _bundle_summary(summary), json_output)
         return
     with ui.progress_reporter(quiet=json_output or not ui.stderr.is_terminal) as progress:
-        info = inspect_backup(path, subdir=subdir, progress=progress)
+        info = inspect_backup(path, subdir=subdir, endpoint_url=endpoint_url,
+                              progress=progress)
+    info.close()
     payload = info.to_json()
     _warn_all(info.warnings, json_output)
     _emit(payload, _backup_summary(payload), json_output)
