@@ -4,6 +4,8 @@ The protobuf encoder here is written from the field numbers alone and shares not
 decoder under test, so a mistake in one is not mirrored in the other. Builders lay out real
 directories: manifests (raw, gzip, encrypted), ``-CHECKSUM`` files, SSTs, LATEST pointers and
 incremental backups in both the nested (v21.1) and ``incrementals/`` (v22.1+) layouts.
+:func:`upload` copies a built backup into an S3 bucket, as ``BACKUP INTO 's3://...'`` would
+have written it, and :func:`assert_same_report` compares what inspecting each copy says.
 """
 
 from __future__ import annotations
@@ -13,8 +15,16 @@ import gzip
 import hashlib
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.literals import StorageClassType
+
+    from crdb_archive.backup import BackupInfo
+    from support.s3 import MotoS3
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MAX_UINT64 = (1 << 64) - 1
@@ -374,3 +384,44 @@ ERAS: dict[str, Callable[[Path], Era]] = {
     "dev": development_build,
     "mixed": mixed_version,
 }
+
+
+# --- in S3 ----------------------------------------------------------------------------------------
+
+
+def upload(
+    env: MotoS3,
+    root: Path,
+    prefix: str,
+    *,
+    storage_class: Callable[[str], StorageClassType | None] = lambda _path: None,
+) -> str:
+    """Copy the backup at ``root`` to ``prefix`` in a new bucket; returns its s3:// URI.
+
+    ``storage_class`` picks a class per relative path (None: the bucket's default).
+    """
+    bucket = env.bucket()
+    with closing(env.client()) as client:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            relative = path.relative_to(root).as_posix()
+            key = f"{prefix}/{relative}"
+            chosen = storage_class(relative)
+            if chosen is None:
+                client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+            else:
+                client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(),
+                                  StorageClass=chosen)
+    return f"s3://{bucket}/{prefix}"
+
+
+def assert_same_report(local: BackupInfo, remote: BackupInfo, uri: str) -> None:
+    """Everything but the location is the same, down to each file's key and size."""
+    mine, theirs = local.to_json(), remote.to_json()
+    assert mine.pop("root") == str(local.root)
+    assert theirs.pop("root") == uri
+    assert theirs == mine
+    assert remote.manifest == local.manifest
+    assert remote.files == local.files
+    assert remote.incremental_files == local.incremental_files
+    assert remote.backups == local.backups
+    assert (remote.root, remote.location) == (None, uri)
