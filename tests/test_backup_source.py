@@ -12,7 +12,7 @@ import pytest
 from crdb_archive.backup import inspect_backup
 from crdb_archive.errors import BadInput, NotABackup
 from crdb_archive.storage.local import LocalStorage
-from support.backups import ERAS, write
+from support.backups import ERAS, RecordingStorage, write
 
 
 @pytest.mark.parametrize("name", ["v21.1", "v22.2", "v23.1"])
@@ -45,3 +45,14 @@ def test_not_a_backup_given_as_text(tmp_path: Path) -> None:
         inspect_backup(str(tmp_path / "missing"))
     with pytest.raises(BadInput, match="gs://"):
         inspect_backup("gs://bucket/backups")
+
+
+@pytest.mark.parametrize("name", list(ERAS))
+def test_one_listing_reads_as_the_directory_walk(tmp_path: Path, name: str) -> None:
+    # Not a LocalStorage: read as object stores are, from one listing of keys.
+    era = ERAS[name](tmp_path)
+    storage = RecordingStorage(LocalStorage(era.path))
+    with inspect_backup(storage) as listed:
+        assert listed.to_json() == inspect_backup(era.path).to_json()
+        assert (listed.root, listed.location) == (None, str(era.path))
+    assert [call for call in storage.calls if call[0] != "read"] == [("list", "")]

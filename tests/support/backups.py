@@ -6,6 +6,7 @@ directories: manifests (raw, gzip, encrypted), ``-CHECKSUM`` files, SSTs, LATEST
 incremental backups in both the nested (v21.1) and ``incrementals/`` (v22.1+) layouts.
 :func:`upload` copies a built backup into an S3 bucket, as ``BACKUP INTO 's3://...'`` would
 have written it, and :func:`assert_same_report` compares what inspecting each copy says.
+:class:`RecordingStorage` shows what inspecting asks of a storage.
 """
 
 from __future__ import annotations
@@ -14,11 +15,19 @@ import datetime as dt
 import gzip
 import hashlib
 import uuid
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
+
+from crdb_archive.storage import (
+    ObjectInfo,
+    ObjectWriter,
+    RestoreRequestState,
+    Storage,
+    WriteOptions,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.literals import StorageClassType
@@ -425,3 +434,51 @@ def assert_same_report(local: BackupInfo, remote: BackupInfo, uri: str) -> None:
     assert remote.incremental_files == local.incremental_files
     assert remote.backups == local.backups
     assert (remote.root, remote.location) == (None, uri)
+
+
+class RecordingStorage(Storage):
+    """A storage that records what is asked of the one it wraps, and refuses every write."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.location = inner.location
+        self.calls: list[tuple[str, str]] = []
+
+    @property
+    def is_local(self) -> bool:
+        return self.inner.is_local
+
+    def display(self, key: str = "") -> str:
+        return self.inner.display(key)
+
+    def child(self, key: str) -> Storage:
+        return RecordingStorage(self.inner.child(key))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        self.calls.append(("list", prefix))
+        return self.inner.list(prefix)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        self.calls.append(("stat", key))
+        return self.inner.stat(key)
+
+    def open_read(self, key: str, *, start: int = 0, length: int | None = None
+                  ) -> AbstractContextManager[IO[bytes]]:
+        self.calls.append(("read", key))
+        return self.inner.open_read(key, start=start, length=length)
+
+    def open_write(self, key: str, *, size_hint: int | None = None,
+                   options: WriteOptions | None = None) -> AbstractContextManager[ObjectWriter]:
+        raise AssertionError(f"inspect wrote {key}")
+
+    def delete(self, key: str) -> None:
+        raise AssertionError(f"inspect deleted {key}")
+
+    def delete_tree(self, prefix: str) -> None:
+        raise AssertionError(f"inspect deleted {prefix}")
+
+    def check_write_options(self, options: WriteOptions) -> None:
+        raise AssertionError("inspect checked write options")
+
+    def request_restore(self, key: str, *, days: int, tier: str) -> RestoreRequestState:
+        raise AssertionError(f"inspect requested a restore of {key}")
