@@ -27,6 +27,7 @@ from support.bundles import (
 )
 from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
 from support.release_archives import publish
+from support.s3 import MotoS3, moto_s3  # noqa: F401 - pytest fixture
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -187,7 +188,7 @@ def test_encrypted_backup_needs_version(
 
 def test_secrets_never_reach_bundle_or_output(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, moto_s3: MotoS3,  # noqa: F811
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     secret_uri = "uri-secret-0f9e8d7c6b5a"
@@ -197,10 +198,8 @@ def test_secrets_never_reach_bundle_or_output(
     monkeypatch.setenv("AWS_SESSION_TOKEN", secret_env)
     host = mirror.url.split("://", 1)[1]
     mirror_with_credentials = f"http://archiver:{secret_mirror}@{host}"
-    source = (f"file://{era.path}?AWS_ACCESS_KEY_ID=AKIDEXAMPLE&AWS_SECRET_ACCESS_KEY="
-              f"{secret_uri}&AWS_SESSION_TOKEN={secret_uri}")
     dest = tmp_path / "bundles"
-    result = run_cli(capsys, "archive", source, "--dest", str(dest), "--mirror",
+    result = run_cli(capsys, "archive", f"file://{era.path}", "--dest", str(dest), "--mirror",
                      mirror_with_credentials, "--json", "--platform", "linux-amd64")
     assert result.code == 0, result.err
     outputs = result.out + result.err
@@ -208,17 +207,24 @@ def test_secrets_never_reach_bundle_or_output(
     outputs += verified.out + verified.err
     summary = run_cli(capsys, "inspect", str(result.json()["bundle"]), "--json")
     outputs += summary.out + summary.err
+    # A local path takes no parameters: refused, without repeating the secret.
+    refused = run_cli(capsys, "archive", f"file://{era.path}?AWS_SECRET_ACCESS_KEY={secret_uri}",
+                      "--dest", str(dest), "--mirror", mirror_with_credentials)
+    assert refused.code == 2
+    outputs += refused.out + refused.err
+    missing = run_cli(capsys, "archive", f"s3://no-such-bucket/x?AWS_SECRET_ACCESS_KEY="
+                      f"{secret_uri}&AWS_ACCESS_KEY_ID=AKID&AWS_ENDPOINT={moto_s3.endpoint_url}",
+                      "--dest", str(dest), "--mirror", mirror_with_credentials)
+    assert missing.code == 3
+    outputs += missing.out + missing.err
     for secret in (secret_uri, secret_env, secret_mirror):
         assert secret not in outputs
         for rel, content in tree(dest).items():
             assert secret.encode() not in content, rel
     description = json.loads(
         (Path(str(result.json()["bundle"])) / "crdb-archive.json").read_text())
-    assert "AWS_SECRET_ACCESS_KEY=redacted" in description["backup"]["source"]
-    bad = run_cli(capsys, "archive", f"file:///nonexistent?AWS_SECRET_ACCESS_KEY={secret_uri}",
-                  "--dest", str(dest), "--mirror", mirror_with_credentials)
-    assert bad.code == 2
-    assert secret_uri not in bad.out + bad.err
+    assert "token" not in json.dumps(description["binaries"])
+    assert description["binaries"][0]["url"].startswith("http://127.0.0.1")
 
 
 def test_killed_mid_copy_leaves_no_bundle_and_rerun_succeeds(

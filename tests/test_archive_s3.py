@@ -19,6 +19,7 @@ import botocore.exceptions
 import pytest
 
 from crdb_archive.bundle.verify import verify_bundle
+from support.backups import upload
 from support.bundles import era_with_binaries, run_cli
 from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
 from support.s3 import MotoS3, moto_s3, s3_env  # noqa: F401 - pytest fixtures
@@ -251,3 +252,28 @@ def test_interrupted_tar_upload_leaves_nothing(
     assert process.returncode == 130, err
     assert s3_env.all_keys(bucket) == []
     assert s3_env.multipart_uploads(bucket) == []
+
+
+@pytest.mark.parametrize(("dest_kind", "fmt"), [("s3", "dir"), ("s3", "tar"), ("local", "dir")])
+def test_backup_in_s3_archived_without_local_copy(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+    s3_env: MotoS3, dest_kind: str, fmt: str,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v24.3")
+    source = upload(s3_env, era.path, "backups/orders")
+    dest = f"s3://{s3_env.bucket()}/archive" if dest_kind == "s3" else str(tmp_path / "out")
+    result = archive_to(capsys, source, dest, mirror.url, "--format", fmt,
+                        "--with-incrementals")
+    assert result["version"] == "v24.3.1"
+    local = archive_to(capsys, str(era.path), str(tmp_path / "from-local"), mirror.url,
+                       "--format", fmt, "--with-incrementals")
+    # The same backup gets the same name and the same payload wherever it was read from.
+    assert result["name"] == local["name"]
+    assert result["files"] == local["files"]
+    assert result["bytes"] == local["bytes"]
+    report = run_cli(capsys, "verify", str(result["bundle"]), "--json")
+    assert report.code == 0, report.out
+    summary = run_cli(capsys, "inspect", str(result["bundle"]), "--json")
+    backup = summary.json()["backup"]
+    assert isinstance(backup, dict)
+    assert str(backup["source"]).startswith("s3://")

@@ -30,7 +30,13 @@ from crdb_archive.binaries import (
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.local import BundleStaging, bundle_path
 from crdb_archive.bundle.model import render, schema_problems
-from crdb_archive.bundle.reader import BundleReader, open_bundle, open_bundle_in
+from crdb_archive.bundle.reader import (
+    BundleReader,
+    LocalDirReader,
+    LocalTarReader,
+    open_bundle,
+    open_bundle_in,
+)
 from crdb_archive.bundle.remote import (
     bundle_key,
     clear_incomplete,
@@ -53,7 +59,7 @@ from crdb_archive.errors import (
     NetworkError,
     VersionConflict,
 )
-from crdb_archive.hashing import digest_file
+from crdb_archive.hashing import digest_stream
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import LockMode, Storage, WriteOptions, open_storage
 from crdb_archive.storage.uri import parse_location, redact
@@ -155,27 +161,27 @@ def archive_backup(
     NetworkError/StorageError (exit 3).
     """
     started = time.monotonic()
-    location = parse_location(request.source)
     options = request.write_options(dt.datetime.now(dt.UTC))
     destination = parse_location(str(request.dest))
     if destination.scheme == "file" and options is not None:
         raise BadInput("a local --dest has no storage class or Object Lock; those are for "
                        "s3:// destinations")
-    backup = inspect_backup(location.local_path, subdir=request.subdir)
-    version = _settle_version(backup, request)
-    name = request.name or bundle_name(backup, version.release, request.with_incrementals)
-    if not layout.is_valid_name(name):
-        raise BadInput(f"bundle name {name!r} is not a portable file name "
-                       "(letters, digits, '._+-', no leading dot)")
-    job = _Archiving(request, backup, version, name, redact(location.redacted), started,
-                     progress)
-    if destination.scheme == "file":
-        return job.to_directory(destination.local_path)
-    with open_storage(str(request.dest), endpoint_url=request.endpoint_url,
-                      for_write=True) as storage:
-        if options is not None:
-            storage.check_write_options(options)
-        return job.to_storage(storage, options)
+    with inspect_backup(request.source, subdir=request.subdir,
+                        endpoint_url=request.endpoint_url) as backup:
+        version = _settle_version(backup, request)
+        name = request.name or bundle_name(backup, version.release, request.with_incrementals)
+        if not layout.is_valid_name(name):
+            raise BadInput(f"bundle name {name!r} is not a portable file name "
+                           "(letters, digits, '._+-', no leading dot)")
+        job = _Archiving(request, backup, version, name, redact(backup.location), started,
+                         progress)
+        if destination.scheme == "file":
+            return job.to_directory(destination.local_path)
+        with open_storage(str(request.dest), endpoint_url=request.endpoint_url,
+                          for_write=True) as storage:
+            if options is not None:
+                storage.check_write_options(options)
+            return job.to_storage(storage, options)
 
 
 class _Archiving:
@@ -252,10 +258,11 @@ class _Archiving:
     def _existing(self, reader: BundleReader) -> ArchiveResult:
         """A bundle of this name exists: sound means done, damaged means stop and say so.
 
-        A bundle whose payload waits in an archive storage class gets the quick check (tag
-        files, presence, sizes): re-reading it would need a restore first.
+        A bundle in object storage gets the quick check (tag files, presence, sizes): reading
+        it back whole would download it (and, in an archive storage class, need a restore);
+        ``crdb-archive verify`` checks every digest in place.
         """
-        quick = bool(reader.cold())
+        quick = not isinstance(reader, LocalDirReader | LocalTarReader)
         report = verify_reader(reader, fast=quick, progress=self.progress)
         if not report.ok:
             first = report.problems[0]
@@ -272,9 +279,9 @@ class _Archiving:
                 f"{self.version.release}; choose another --name"
             )
         if quick:
-            self.warnings.append(f"{reader.display} exists; its payload is in an archive "
-                                 "storage class, so only its tag files, presence and sizes "
-                                 "were checked")
+            self.warnings.append(f"{reader.display} exists; its tag files, file presence and "
+                                 "sizes were checked (run `crdb-archive verify` for every "
+                                 "digest)")
         self.platforms = [b["platform"] for b in recorded.get("binaries", [])] or self.platforms
         return self._result(reader.display, report.files, report.bytes, created=False)
 
@@ -314,7 +321,7 @@ def _settle_version(backup: BackupInfo, request: ArchiveRequest) -> _Version:
         return _Version(spec, spec.release_name, "user")
     if backup.manifest.encrypted:
         raise EncryptedBackup(
-            f"the backup at {backup.root} is encrypted, so its version cannot be read: give "
+            f"the backup at {backup.location} is encrypted, so its version cannot be read: give "
             "the release that took it with --version (for example --version v23.1.11)"
         )
     if recorded is None:
@@ -382,12 +389,12 @@ def _other_platforms(
 def _payload(
     backup: BackupInfo, files: list[BackupFile], fetched: list[FetchedArchive], scratch: Path
 ) -> list[PayloadItem]:
-    root = backup.root
+    # Backup files stream straight from where they are (a local disk or a bucket).
     items = [
         PayloadItem(
             path=f"{layout.BACKUP_DIR}/{f.path}",
             size=f.size,
-            open=functools.partial(_open_read, root / f.path),
+            open=functools.partial(backup.storage.open_read, f.path),
         )
         for f in files
     ]
@@ -531,7 +538,8 @@ def bundle_name(backup: BackupInfo, release: str, with_incrementals: bool = Fals
     if manifest.cluster_id:
         who = manifest.cluster_id.replace("-", "")[:8]
     else:
-        who = f"enc{digest_file(backup.root / manifest.file, task='name').sha256[:8]}"
+        with backup.storage.open_read(manifest.file) as stream:
+            who = f"enc{digest_stream(stream, task='name').sha256[:8]}"
     if manifest.end_time is not None:
         when = manifest.end_time.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S") + (
             f"{manifest.end_time.microsecond // 10000:02d}Z")

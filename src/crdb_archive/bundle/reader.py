@@ -16,12 +16,13 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, cast
 
 from crdb_archive.bundle import layout
 from crdb_archive.errors import NeedsRestoreFromColdStorage, NotABundle, StorageError
 from crdb_archive.storage.base import ObjectInfo, Storage, open_object
 from crdb_archive.storage.local import LocalStorage
+from crdb_archive.storage.ranged import PART_SIZE, RangedReader
 from crdb_archive.storage.uri import parse_location
 
 Opener = Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
@@ -285,7 +286,8 @@ class RemoteTarReader(_TarReader):
 
     @contextlib.contextmanager
     def _open_tar(self) -> Iterator[tarfile.TarFile]:
-        with self.storage.open_read(self.key) as raw:
+        with RangedReader(self.storage, self.key, self.info.size) as ranged:
+            raw = cast(IO[bytes], ranged)
             try:
                 tar = tarfile.open(fileobj=raw, mode="r|")  # noqa: SIM115 - closed below
             except tarfile.TarError as error:
@@ -317,7 +319,7 @@ class RemoteDirReader(BundleReader):
             if not layout.is_safe_relative(info.key):
                 self.oddities.append(Oddity(info.key, "not a plain relative key"))
                 continue
-            yield Member(info.key, info.size, _object_opener(self.storage, info.key))
+            yield Member(info.key, info.size, _object_opener(self.storage, info))
 
     def read_tags(self, names: Iterable[str], *, limit: int = 64 << 20) -> dict[str, bytes]:
         present = {o.key for o in self.objects}
@@ -331,9 +333,13 @@ class RemoteDirReader(BundleReader):
         return self.storage.open_read(path)
 
 
-def _object_opener(storage: Storage, key: str) -> Opener:
+def _object_opener(storage: Storage, info: ObjectInfo) -> Opener:
     def opener() -> contextlib.AbstractContextManager[IO[bytes]]:
-        return storage.open_read(key)
+        if info.size >= 4 * PART_SIZE:
+            # Several ranges in flight: one connection alone is slow for a large object.
+            return cast(contextlib.AbstractContextManager[IO[bytes]],
+                        RangedReader(storage, info.key, info.size))
+        return storage.open_read(info.key)
 
     return opener
 

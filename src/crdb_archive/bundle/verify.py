@@ -46,6 +46,8 @@ _MAX_TAG_FILE = 512 << 20
 
 # One hashing thread per core: more only contend for the interpreter lock on small files.
 _HASH_THREADS = max(2, min(8, os.cpu_count() or 2))
+# Reads from object storage wait on the network, not the processor: more of them at once.
+_REMOTE_READS = 8
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,7 @@ def _read(
             counter.total = sum(m.size for m in to_hash)
             for member, digests in parallel_in_batches(
                 lambda m: _digest_member(m, mode, counter), to_hash, lambda m: m.size,
-                threads=_HASH_THREADS,
+                threads=_HASH_THREADS if to_hash[0].local_path else _REMOTE_READS,
             ):
                 seen.digests[member.path] = digests
     counter.finish()
