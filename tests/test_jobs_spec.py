@@ -52,11 +52,13 @@ def test_minimal_spec_defaults(tmp_path: Path) -> None:
     assert spec.format == "dir"
     assert spec.retention is None
     assert spec.object_lock is None
+    assert (spec.source_endpoint_url, spec.destination_endpoint_url) == (None, None)
     assert spec.binary_removal_days == 180
 
 
 def test_full_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BUCKET", "archive-bucket")
+    monkeypatch.delenv("CRDB_JOB_TEST_UNSET", raising=False)
     (tmp_path / "mirror").mkdir()
     spec = validate_spec(tomllib.loads("""
 [job]
@@ -74,6 +76,7 @@ mirror = "mirror"
 cache_dir = "/var/cache/crdb"
 [destination]
 uri = "s3://${BUCKET}/orders?AWS_REGION=us-east-1"
+endpoint_url = "${CRDB_JOB_TEST_UNSET:-}"
 storage_class = "DEEP_ARCHIVE"
 [destination.object_lock]
 mode = "GOVERNANCE"
@@ -93,6 +96,7 @@ binary_removal_days = 0
     assert spec.mirror == str(tmp_path / "mirror")
     assert spec.cache_dir == Path("/var/cache/crdb")
     assert spec.destination == "s3://archive-bucket/orders?AWS_REGION=us-east-1"
+    assert spec.destination_endpoint_url is None  # empty: the default chain's endpoint
     assert spec.format == "tar"  # the default for object storage
     assert spec.storage_class == "DEEP_ARCHIVE"
     assert spec.object_lock is not None
@@ -111,6 +115,10 @@ MISTAKES: list[tuple[str, str, str]] = [
     ("unknown section", "[sorce]\nuri = 'x'", "sorce: unknown section (did you mean source?)"),
     ("key outside a section", 'name = "x"', "name: unknown section"),
     ("backups", '[source]\nuri = "b"\nbackups = "../x"', "source.backups: '../x' is neither"),
+    ("endpoint on a local path", '[destination]\nuri = "b"\nendpoint_url = "http://s3.lan"',
+     "destination.endpoint_url: applies only to s3:// locations"),
+    ("endpoint scheme", '[source]\nuri = "s3://bkt/x"\nendpoint_url = "ftp://s3.lan"',
+     "source.endpoint_url: ftp://s3.lan is not an http(s) URL"),
     ("with_incrementals", '[source]\nuri = "b"\nwith_incrementals = "yes"',
      "source.with_incrementals: expected true or false, got a string"),
     ("source scheme", '[source]\nuri = "gs://bucket/x"',

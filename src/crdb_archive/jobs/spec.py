@@ -18,6 +18,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from crdb_archive.backup.layout import normalize_subdir
 from crdb_archive.binaries import PLATFORMS, resolve_mirror
@@ -47,10 +48,10 @@ _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Every section and the keys it may hold; anything else is a mistake worth naming.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "job": ("name",),
-    "source": ("uri", "backups", "with_incrementals"),
+    "source": ("uri", "endpoint_url", "backups", "with_incrementals"),
     "version": ("release", "force"),
     "binaries": ("platforms", "mirror", "cache_dir"),
-    "destination": ("uri", "format", "storage_class", "object_lock"),
+    "destination": ("uri", "endpoint_url", "format", "storage_class", "object_lock"),
     "destination.object_lock": ("mode", "days", "retain_until"),
     "retention": ("keep_last", "keep_days", "keep_monthly", "keep_yearly"),
     "warnings": ("binary_removal_days",),
@@ -101,6 +102,7 @@ class JobSpec:
     name: str
     source: str
     source_display: str
+    source_endpoint_url: str | None
     backups: str  # "latest", "all", or a full backup's subdirectory
     with_incrementals: bool
     release: str | None  # None: read it from each backup
@@ -110,6 +112,7 @@ class JobSpec:
     cache_dir: Path | None
     destination: str
     destination_display: str
+    destination_endpoint_url: str | None
     format: BundleFormat
     storage_class: str | None
     object_lock: ObjectLock | None
@@ -125,11 +128,13 @@ class JobSpec:
             "job": self.name,
             "spec": str(self.path),
             "source": self.source_display,
+            "source_endpoint_url": self.source_endpoint_url,
             "backups": self.backups,
             "with_incrementals": self.with_incrementals,
             "release": self.release or "auto",
             "platforms": list(self.platforms),
             "destination": self.destination_display,
+            "destination_endpoint_url": self.destination_endpoint_url,
             "format": self.format,
             "storage_class": self.storage_class,
             "object_lock": self.object_lock.to_json() if self.object_lock else None,
@@ -178,6 +183,7 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
 
     source = tables["source"]
     source_uri = _location(source, "uri", base)
+    source_endpoint = _endpoint_url(source, source_uri)
     backups = source.string("backups", default="latest") or "latest"
     if backups not in ("latest", "all"):
         try:
@@ -201,6 +207,7 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
 
     destination = tables["destination"]
     dest_uri = _location(destination, "uri", base)
+    dest_endpoint = _endpoint_url(destination, dest_uri)
     dest_is_s3 = dest_uri is not None and parse_location(dest_uri).scheme == "s3"
     fmt = destination.choice("format", ("dir", "tar"), default="tar" if dest_is_s3 else "dir")
     storage_class = destination.choice("storage_class", STORAGE_CLASSES, default=None)
@@ -224,6 +231,7 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
         name=name,
         source=source_uri,
         source_display=redact(source_uri),
+        source_endpoint_url=source_endpoint,
         backups=backups,
         with_incrementals=with_incrementals,
         release=release,
@@ -233,6 +241,7 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
         cache_dir=cache_dir,
         destination=dest_uri,
         destination_display=redact(dest_uri),
+        destination_endpoint_url=dest_endpoint,
         format="tar" if fmt == "tar" else "dir",
         storage_class=storage_class,
         object_lock=object_lock,
@@ -263,6 +272,25 @@ def _location(table: SpecTable, key: str, base: Path) -> str | None:
     table.problem(key, f"unsupported scheme {location.scheme}://; expected a directory path, "
                   "file:// or s3://")
     return None
+
+
+def _endpoint_url(table: SpecTable, uri: str | None) -> str | None:
+    """An S3-compatible store's endpoint (MinIO, Ceph...); empty means the default chain's."""
+    text = table.string("endpoint_url", expand=True, allow_empty=True)
+    if text is None:
+        return None
+    text = text.strip()
+    if uri is not None and parse_location(uri).scheme != "s3":
+        table.problem("endpoint_url", "applies only to s3:// locations")
+        return None
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unbalanced IPv6 bracket
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        table.problem("endpoint_url", f"{redact(text)} is not an http(s) URL")
+        return None
+    return text
 
 
 def _release(table: SpecTable) -> str | None:

@@ -47,8 +47,10 @@ class SpecTable:
 
     def string(
         self, key: str, *, required: bool = False, default: str | None = None,
-        expand: bool = False,
+        expand: bool = False, allow_empty: bool = False,
     ) -> str | None:
+        """The string at ``key``; with ``allow_empty``, an empty value is None, not a problem
+        (so ``${VARIABLE:-}`` can leave an optional key unset)."""
         if required and key not in self.values:
             self.problem(key, "missing (required)")
             return None
@@ -60,6 +62,8 @@ class SpecTable:
             if value is None:
                 return None
         if not value.strip():
+            if allow_empty:
+                return None
             self.problem(key, "must not be empty")
             return None
         return value
