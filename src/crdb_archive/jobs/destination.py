@@ -2,8 +2,8 @@
 
 A job lists the bundles in its destination (each with the time that orders it, the source it
 came from, and any Object Lock retention), checks and verifies them, deletes what retention
-lets go, and holds its lock there. :class:`LocalDestination` does this on a directory; an
-object store plugs in behind the same :class:`Destination` interface.
+lets go, and holds its lock there. :class:`LocalDestination` does this on a directory,
+:class:`~crdb_archive.jobs.s3_destination.S3Destination` below an ``s3://`` prefix.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from crdb_archive.bundle.verify import VerifyReport, verify_bundle
 from crdb_archive.errors import BadInput, CrdbArchiveError, StorageError
 from crdb_archive.jobs.lock import JobLock, LocalJobLock
 from crdb_archive.progress import ProgressCallback, no_progress
+from crdb_archive.storage.base import WriteOptions
 from crdb_archive.storage.uri import parse_location
 
 # A bundle being deleted is renamed to this hidden prefix first, so that an interrupted
@@ -53,6 +54,14 @@ class StoredBundle:
         return self.retain_until is not None and self.retain_until > now
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A check's report, and why it checked less than asked (``limited``), if it did."""
+
+    report: VerifyReport
+    limited: str | None = None
+
+
 class Destination(Protocol):
     """The verbs a job needs from where its bundles live."""
 
@@ -61,14 +70,24 @@ class Destination(Protocol):
         """The destination for messages, without credentials."""
 
     @property
-    def archive_dir(self) -> Path:
-        """The directory archive_backup writes new bundles into."""
+    def archive_target(self) -> str | Path:
+        """What archive_backup is given as ``dest`` to write new bundles here."""
+
+    def check_write_options(self, options: WriteOptions | None) -> None:
+        """Raise BadInput before anything is written when ``options`` cannot be honoured."""
 
     def bundles(self) -> list[StoredBundle]:
         """Every complete bundle, readable or not; raises StorageError."""
 
+    def incomplete(self) -> list[str]:
+        """Names of bundles that are partly there (an interrupted upload); never deleted here."""
+
+    def remember(self, bundle: StoredBundle) -> None:
+        """Record what a job knows of a bundle it wrote, where the bundle alone would not tell
+        it cheaply (a tar in object storage keeps its description at its end)."""
+
     def check(self, location: str, *, full: bool,
-              progress: ProgressCallback = no_progress) -> VerifyReport:
+              progress: ProgressCallback = no_progress) -> Checked:
         """Verify the bundle at ``location``: ``full`` reads every digest, otherwise presence
         and sizes only."""
 
@@ -81,12 +100,19 @@ class Destination(Protocol):
     def lock(self, job: str) -> JobLock:
         """The lock that keeps two runs of ``job`` apart."""
 
+    def close(self) -> None:
+        """Release connections."""
 
-def open_destination(uri: str) -> Destination:
-    """The destination a job spec names; raises BadInput for one this build cannot reach."""
+
+def open_destination(uri: str, *, endpoint_url: str | None = None) -> Destination:
+    """The destination a job spec names; raises BadInput for a malformed one."""
     location = parse_location(uri)
     if location.scheme == "s3":
-        raise BadInput("s3:// destinations are not supported by this build yet")
+        from crdb_archive.jobs.s3_destination import S3Destination  # noqa: PLC0415 - cycle
+
+        return S3Destination.open(uri, endpoint_url=endpoint_url)
+    if location.scheme != "file":
+        raise BadInput(f"{location.redacted}: a job destination is a directory or s3://")
     return LocalDestination(location.local_path)
 
 
@@ -101,8 +127,22 @@ class LocalDestination:
         return str(self.root)
 
     @property
-    def archive_dir(self) -> Path:
+    def archive_target(self) -> Path:
         return self.root
+
+    def check_write_options(self, options: WriteOptions | None) -> None:
+        if options is not None:
+            raise BadInput(f"{self.root} is a local directory: storage class and Object Lock "
+                           "apply only to s3:// destinations")
+
+    def incomplete(self) -> list[str]:
+        return []  # a local bundle is staged under a hidden name and renamed when complete
+
+    def remember(self, bundle: StoredBundle) -> None:
+        """Nothing to record: a local bundle's description is read from the bundle."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     def bundles(self) -> list[StoredBundle]:
         try:
@@ -136,20 +176,11 @@ class LocalDestination:
             description = read_description(open_bundle(path))
         except CrdbArchiveError as error:
             return StoredBundle(name, str(path), form, None, None, None, problem=str(error))
-        backup: dict[str, Any] = description.get("backup") or {}
-        return StoredBundle(
-            name=name,
-            location=str(path),
-            form=form,
-            time=bundle_time(description),
-            source=backup.get("source"),
-            version=(description.get("cockroachdb") or {}).get("version"),
-            created=_parse_time(description.get("created")),
-        )
+        return described(name, str(path), form, description)
 
     def check(self, location: str, *, full: bool,
-              progress: ProgressCallback = no_progress) -> VerifyReport:
-        return verify_bundle(Path(location), fast=not full, progress=progress)
+              progress: ProgressCallback = no_progress) -> Checked:
+        return Checked(verify_bundle(Path(location), fast=not full, progress=progress))
 
     def delete(self, bundle: StoredBundle) -> None:
         path = Path(bundle.location)
@@ -183,10 +214,27 @@ class LocalDestination:
         return LocalJobLock(self.root, job)
 
 
+def described(name: str, location: str, form: Literal["dir", "tar"],
+              description: dict[str, Any],
+              retain_until: dt.datetime | None = None) -> StoredBundle:
+    """The StoredBundle that a bundle's crdb-archive.json describes."""
+    backup: dict[str, Any] = description.get("backup") or {}
+    return StoredBundle(
+        name=name,
+        location=location,
+        form=form,
+        time=bundle_time(description),
+        source=backup.get("source"),
+        version=(description.get("cockroachdb") or {}).get("version"),
+        created=parse_time(description.get("created")),
+        retain_until=retain_until,
+    )
+
+
 def bundle_time(description: dict[str, Any]) -> dt.datetime | None:
     """The time that orders a bundle: backup end time, else its subdirectory's, else creation."""
     backup = description.get("backup") or {}
-    end = _parse_time(backup.get("end_time"))
+    end = parse_time(backup.get("end_time"))
     if end is not None:
         return end
     subdir = backup.get("subdir")
@@ -194,10 +242,10 @@ def bundle_time(description: dict[str, Any]) -> dt.datetime | None:
         from_subdir = subdir_end_time(subdir)
         if from_subdir is not None:
             return from_subdir
-    return _parse_time(description.get("created"))
+    return parse_time(description.get("created"))
 
 
-def _parse_time(text: object) -> dt.datetime | None:
+def parse_time(text: object) -> dt.datetime | None:
     if not isinstance(text, str):
         return None
     try:

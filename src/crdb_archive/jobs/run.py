@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from crdb_archive.archive import ArchiveRequest, archive_backup
 from crdb_archive.errors import (
@@ -31,6 +31,7 @@ from crdb_archive.jobs.plan import Candidate, advisories, select_backups
 from crdb_archive.jobs.retention import Decision, RetentionItem, decide
 from crdb_archive.jobs.spec import JobSpec
 from crdb_archive.progress import ProgressCallback, no_progress
+from crdb_archive.storage.base import WriteOptions
 
 # Retention items of backups not archived yet; stored bundles are keyed by their location.
 _PLANNED = "planned:"
@@ -126,8 +127,10 @@ def run_job(
         now = now.replace(tzinfo=dt.UTC)
     run = _Run(spec, dry_run, now, on_event, progress)
     locked_out = False
+    opened: Destination | None = None
     try:
-        target = destination or open_destination(spec.destination)
+        target = destination or (opened := open_destination(
+            spec.destination, endpoint_url=spec.destination_endpoint_url))
         if dry_run:
             run.execute(target)
         else:
@@ -141,6 +144,9 @@ def run_job(
         run.fail("lock", error)
     except CrdbArchiveError as error:  # Interrupted included: report it, then stop
         run.fail("run", error)
+    finally:
+        if opened is not None:
+            opened.close()
     report = run.report
     report.seconds = time.monotonic() - started
     if metrics_file is not None and not dry_run and not locked_out:
@@ -185,6 +191,9 @@ class _Run:
     # --- the run --------------------------------------------------------------------------
 
     def execute(self, destination: Destination) -> None:
+        # Before anything is written or deleted: a lock on a bucket without Object Lock is a
+        # mistake in the spec, and a dry run must say so too.
+        destination.check_write_options(self.write_options())
         if not self.dry_run:
             for name in destination.clear_leftovers():
                 self.emit("delete", bundle=name, resumed=True, dry_run=False)
@@ -203,6 +212,11 @@ class _Run:
             self.warn(advisory.code, advisory.message, release=advisory.release)
 
         names = {b.name: b for b in existing}
+        for name in destination.incomplete():
+            if name not in {c.name for c in candidates}:  # those are rewritten below
+                self.warn("incomplete_bundle", f"{name} in {destination.display} is "
+                          "incomplete (an interrupted upload, or one in progress): it is left "
+                          "alone; delete it once no upload is running", bundle=name)
         archived = [(c, names[c.name]) for c in candidates
                     if c.name is not None and c.name in names]
         pending = [c for c in candidates if c.name not in names]
@@ -253,19 +267,51 @@ class _Run:
                   for i, c in enumerate(pending)]
         return decide(items, self.spec.retention, self.now)
 
+    def write_options(self) -> WriteOptions | None:
+        """The storage class and Object Lock the spec asks for, as of this run."""
+        lock = self.spec.object_lock
+        retain = None
+        if lock is not None:
+            # Real time, not the retention clock: S3 counts the retention from the upload.
+            retain = lock.retain_until or (
+                dt.datetime.now(dt.UTC) + dt.timedelta(days=lock.days or 0))
+        options = WriteOptions(self.spec.storage_class, lock.mode if lock else None, retain)
+        return None if options.is_default else options
+
     def _check_existing(self, destination: Destination, bundle: StoredBundle,
                         candidate: Candidate) -> None:
         self.emit("archive", backup=candidate.label, bundle=bundle.name,
                   location=bundle.location, created=False)
-        self._verify(destination, bundle.name, bundle.location, full=False)
+        sound = self._verify(destination, bundle.name, bundle.location, full=False)
+        if sound and bundle.problem is not None:
+            # Its name is derived from this job's backup: a run that died before recording
+            # what it wrote left it so.
+            self._remember(destination, candidate, bundle.name, bundle.location,
+                           bundle.form, bundle.version or candidate.release)
+
+    def _remember(self, destination: Destination, candidate: Candidate, name: str,
+                  location: str, form: Literal["dir", "tar"], version: str | None) -> None:
+        try:
+            destination.remember(StoredBundle(
+                name=name, location=location, form=form, time=candidate.time,
+                source=self.spec.source_display, version=version, created=self.now))
+        except Interrupted:
+            raise
+        except CrdbArchiveError as error:
+            self.fail("record", error, bundle=name)
 
     def _archive(self, destination: Destination, candidate: Candidate) -> None:
         spec = self.spec
+        lock = spec.object_lock
         request = ArchiveRequest(
-            source=spec.source, dest=destination.archive_dir, subdir=candidate.subdir,
+            source=spec.source, dest=destination.archive_target, subdir=candidate.subdir,
             version=spec.release, force_version=spec.force_version, platforms=spec.platforms,
             mirror=spec.mirror, format=spec.format, with_incrementals=spec.with_incrementals,
-            cache_dir=spec.cache_dir,
+            cache_dir=spec.cache_dir, endpoint_url=spec.destination_endpoint_url,
+            storage_class=spec.storage_class,
+            object_lock_mode=lock.mode if lock else None,
+            object_lock_days=lock.days if lock else None,
+            retain_until=lock.retain_until if lock else None,
         )
         try:
             result = archive_backup(request, progress=self.progress)
@@ -282,27 +328,35 @@ class _Run:
         if result.created:
             self.report.written.append(result.name)
             self.report.bytes_written += result.bytes
+        self._remember(destination, candidate, result.name, location, spec.format,
+                       result.version)
         self._verify(destination, result.name, location, full=True)
 
     def _verify(self, destination: Destination, name: str, location: str, *,
-                full: bool) -> None:
-        """A full check of what this run wrote; presence and sizes of what it found."""
+                full: bool) -> bool:
+        """A full check of what this run wrote, presence and sizes of what it found; whether
+        the bundle is sound."""
         try:
-            report = destination.check(location, full=full, progress=self.progress)
+            checked = destination.check(location, full=full, progress=self.progress)
         except Interrupted:
             raise
         except CrdbArchiveError as error:
             self.damaged.add(name)
             self.fail("verify", error, bundle=name)
-            return
+            return False
+        report = checked.report
         problems = [str(p) for p in report.problems]
+        extra = {"limited": checked.limited} if checked.limited else {}
         self.emit("verify", bundle=name, location=location, ok=report.ok, mode=report.mode,
-                  problems=problems)
+                  problems=problems, **extra)
+        if full and checked.limited:
+            self.warn("cold_storage", checked.limited, bundle=name)
         if not report.ok:
             self.damaged.add(name)
             self.fail("verify", DamagedBundle(
                 f"bundle {location} failed verification ({len(problems)} problem(s), first: "
                 f"{problems[0]}); move it aside and run again"), bundle=name)
+        return report.ok
 
     def _retention(self, destination: Destination) -> None:
         rules = self.spec.retention
