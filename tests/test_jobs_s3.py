@@ -1,0 +1,369 @@
+"""Archive jobs with S3 destinations, against moto's S3 server on 127.0.0.1.
+
+Real boto3 clients talk HTTP to the server; nothing in boto3 or botocore is patched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from crdb_archive.archive import ArchiveRequest, archive_backup
+from crdb_archive.bundle.verify import verify_bundle
+from crdb_archive.errors import ExitCode, JobAlreadyRunning, StorageError
+from crdb_archive.jobs import JobEvent, JobReport, StoredBundle, load_spec, run_job
+from crdb_archive.jobs.lock import lock_file_name
+from crdb_archive.jobs.metrics import PREFIX
+from crdb_archive.jobs.s3_destination import S3Destination
+from crdb_archive.jobs.s3_lock import S3JobLock
+from crdb_archive.storage.uri import parse_location
+from support.bundles import era_with_binaries, run_cli
+from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
+from support.s3 import MotoS3, moto_s3, s3_env  # noqa: F401 - pytest fixtures
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "archive-specs" / "examples"
+V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T00000000Z-v24.3.1" for day in ("01", "08", "15")]
+FULLS = ["2024/12/01-000000.00", "2024/12/08-000000.00", "2024/12/15-000000.00"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                 mirror: MirrorServer) -> None:  # noqa: F811
+    monkeypatch.setenv("CRDB_ARCHIVE_MIRROR", mirror.url)
+    monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[JobEvent] = []
+
+    def __call__(self, event: JobEvent) -> None:
+        json.dumps(event.to_json())
+        self.events.append(event)
+
+    def of(self, kind: str) -> list[dict[str, object]]:
+        return [e.fields for e in self.events if e.event == kind]
+
+    def warnings(self, code: str) -> list[dict[str, object]]:
+        return [w for w in self.of("warning") if w["code"] == code]
+
+
+def write_spec(tmp_path: Path, source: Path, dest: str, *, backups: str = "all",
+               destination: str = "", retention: str = "", name: str = "job.toml") -> Path:
+    spec = tmp_path / name
+    spec.write_text(
+        f'[job]\nname = "orders"\n[source]\nuri = "{source}"\nbackups = "{backups}"\n'
+        f'[destination]\nuri = "{dest}"\n{destination}\n'
+        + (f"[retention]\n{retention}\n" if retention else ""))
+    return spec
+
+
+def run(spec: Path, *, dry_run: bool = False,
+        destination: S3Destination | None = None) -> tuple[JobReport, Recorder]:
+    recorder = Recorder()
+    report = run_job(load_spec(spec), dry_run=dry_run, on_event=recorder,
+                     destination=destination)
+    assert recorder.events[-1].event == "done"
+    return report, recorder
+
+
+def events_of(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+# --- the example as it is ----------------------------------------------------------------------
+
+
+def test_weekly_deep_archive_example_runs_as_it_is(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+    s3_env: MotoS3, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v24.3")
+    bucket = s3_env.bucket(object_lock=True)
+    monkeypatch.setenv("CRDB_BACKUPS", str(era.path))
+    monkeypatch.setenv("ARCHIVE_BUCKET", bucket)
+    metrics = tmp_path / "weekly.prom"
+    example = str(EXAMPLES / "weekly-s3-deep-archive.toml")
+
+    first = run_cli(capsys, "run", example, "--json", "--metrics-file", str(metrics))
+    assert first.code == 0, first.out + first.err
+    events = events_of(first.out)
+    plan = next(e for e in events if e["event"] == "plan")
+    # Three full backups, all in December 2024: keep_monthly and keep_yearly keep the newest.
+    to_archive = plan["to_archive"]
+    assert isinstance(to_archive, list)
+    assert len(to_archive) == 1
+    name = str(to_archive[0])
+    assert name.startswith(f"{V24_3_BUNDLES[2]}-inc")  # with_incrementals names the newest
+    skipped = plan["skipped"]
+    assert isinstance(skipped, list)
+    assert [s.split("-inc")[0] for s in skipped] == V24_3_BUNDLES[:2]
+    written = next(e for e in events if e["event"] == "archive")
+    assert (written["created"], written["location"]) == (True, f"s3://{bucket}/orders/{name}.tar")
+    # DEEP_ARCHIVE cannot be read back without a restore (moto refuses GetObject as S3 does):
+    # the check falls back to presence and size, and says so.
+    verify = next(e for e in events if e["event"] == "verify")
+    assert (verify["ok"], verify["mode"]) == (True, "fast")
+    cold = [e for e in events if e["event"] == "warning" and e["code"] == "cold_storage"]
+    assert len(cold) == 1
+    assert "DEEP_ARCHIVE" in str(cold[0]["message"])
+    assert "restore-request" in str(cold[0]["message"])
+
+    assert sorted(s3_env.all_keys(bucket)) == [
+        f"orders/.crdb-archive-index/{name}.tar.json", f"orders/{name}.tar"]
+    with closing(s3_env.client()) as client:
+        head = client.head_object(Bucket=bucket, Key=f"orders/{name}.tar")
+        assert head["StorageClass"] == "DEEP_ARCHIVE"
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        years = (head["ObjectLockRetainUntilDate"] - dt.datetime.now(dt.UTC)).days / 365
+        assert 9.9 < years < 10.1
+        record = client.head_object(Bucket=bucket,
+                                    Key=f"orders/.crdb-archive-index/{name}.tar.json")
+        assert record.get("StorageClass", "STANDARD") == "STANDARD"
+        assert record["ObjectLockRetainUntilDate"] == head["ObjectLockRetainUntilDate"]
+    text = metrics.read_text()
+    assert f'{PREFIX}success{{job="weekly-orders-deep-archive"}} 1' in text
+    assert f'{PREFIX}bundles_written{{job="weekly-orders-deep-archive"}} 1' in text
+
+    mirror.clear_log()
+    second = run_cli(capsys, "run", example, "--json", "--metrics-file", str(metrics))
+    assert second.code == 0, second.out + second.err
+    again = events_of(second.out)
+    assert again[-1]["bundles_written"] == 0
+    assert again[-1]["bundles_deleted"] == 0
+    found = next(e for e in again if e["event"] == "archive")
+    assert (found["bundle"], found["created"]) == (name, False)
+    check = next(e for e in again if e["event"] == "verify")
+    assert check["ok"] is True
+    assert "DEEP_ARCHIVE" in str(check["limited"])
+    codes = {str(e["code"]) for e in again if e["event"] == "warning"}
+    assert not codes & {"cold_storage", "unreadable_bundle", "lock", "incomplete_bundle"}
+    reasons = next(e for e in again if e["event"] == "keep")["reasons"]
+    assert isinstance(reasons, list)
+    assert any(str(r).startswith("object lock until") for r in reasons)
+    assert mirror.requests() == []
+    assert sorted(s3_env.all_keys(bucket)) == [
+        f"orders/.crdb-archive-index/{name}.tar.json", f"orders/{name}.tar"]
+
+
+# --- retention on S3 -----------------------------------------------------------------------
+
+
+class ForgetfulS3Destination(S3Destination):
+    """Reports no Object Lock on its bundles, so that only S3 itself stands in the way."""
+
+    def bundles(self) -> list[StoredBundle]:
+        return [dataclasses.replace(b, retain_until=None) for b in super().bundles()]
+
+
+@pytest.mark.parametrize("fmt", ["dir", "tar"])
+def test_retention_deletes_what_the_rules_say_and_never_a_locked_bundle(
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch, fmt: str,
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v24.3")
+    bucket = s3_env.bucket(object_lock=True)
+    dest = f"s3://{bucket}/jobs"
+    # The endpoint from the spec this time, not from the environment.
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    endpoint = f'endpoint_url = "{s3_env.endpoint_url}"\nformat = "{fmt}"\n'
+    locked = f'{endpoint}[destination.object_lock]\nmode = "GOVERNANCE"\ndays = 30\n'
+
+    report, events = run(write_spec(tmp_path, era.path, dest, backups=FULLS[0],
+                                    destination=locked))
+    assert report.exit_code == ExitCode.OK, report.failures
+    report, events = run(write_spec(tmp_path, era.path, dest, destination=endpoint))
+    assert report.exit_code == ExitCode.OK, report.failures
+    assert report.written == V24_3_BUNDLES[1:]
+    assert [v["mode"] for v in events.of("verify")] == ["fast", "blake3", "blake3"]
+
+    spec = write_spec(tmp_path, era.path, dest, destination=endpoint, retention="keep_last = 1")
+    report, events = run(spec, dry_run=True)
+    assert [d["bundle"] for d in events.of("delete")] == [V24_3_BUNDLES[1]]
+    report, events = run(spec)
+    assert report.exit_code == ExitCode.OK, report.failures
+    assert report.deleted == [V24_3_BUNDLES[1]]
+    kept = {k["bundle"]: k["reasons"] for k in events.of("keep")}
+    assert kept[V24_3_BUNDLES[2]] == ["keep_last"]
+    reasons = kept[V24_3_BUNDLES[0]]
+    assert isinstance(reasons, list)
+    assert len(reasons) == 1
+    assert reasons[0].startswith("object lock until")
+    keys = s3_env.all_keys(bucket)
+    assert not [k for k in keys if V24_3_BUNDLES[1] in k]
+    assert [k for k in keys if V24_3_BUNDLES[0] in k]
+    assert [k for k in keys if V24_3_BUNDLES[2] in k]
+    assert f"jobs/{lock_file_name('orders')}" not in keys
+
+    # Were the lock forgotten, S3 (and the storage layer before it) still refuses the delete;
+    # that is reported, and the rest of retention goes on.
+    spec = write_spec(tmp_path, era.path, dest, destination=endpoint, retention="keep_days = 1",
+                      name="none.toml")
+    forgetful = ForgetfulS3Destination.open(dest, endpoint_url=s3_env.endpoint_url)
+    try:
+        report, events = run(spec, destination=forgetful)
+    finally:
+        forgetful.close()
+    assert report.exit_code == ExitCode.WORLD
+    assert report.deleted == [V24_3_BUNDLES[2]]
+    failed = [e for e in events.of("error") if e["step"] == "delete"]
+    assert [e["bundle"] for e in failed] == [V24_3_BUNDLES[0]]
+    assert "Object Lock" in str(failed[0]["message"])
+    remaining = s3_env.all_keys(bucket)
+    assert [k for k in remaining if V24_3_BUNDLES[0] in k]
+    assert not [k for k in remaining if V24_3_BUNDLES[2] in k]
+    if fmt == "dir":  # whole: the tag manifest is still there
+        assert f"jobs/{V24_3_BUNDLES[0]}/tagmanifest-sha256.txt" in remaining
+
+
+def test_dry_run_reports_a_bucket_without_object_lock_and_writes_nothing(
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v24.3")
+    bucket = s3_env.bucket()
+    spec = write_spec(tmp_path, era.path, f"s3://{bucket}/x", destination=(
+        '[destination.object_lock]\nmode = "COMPLIANCE"\ndays = 10\n'))
+    mirror.clear_log()
+    for dry_run in (True, False):
+        report, events = run(spec, dry_run=dry_run)
+        assert report.exit_code == ExitCode.BAD_INPUT
+        [error] = events.of("error")
+        assert f"bucket {bucket} has no Object Lock" in str(error["message"])
+        assert events.of("plan") == []
+    assert s3_env.all_keys(bucket) == []
+    assert mirror.requests() == []
+
+
+# --- leftovers -----------------------------------------------------------------------------
+
+
+def test_interrupted_delete_is_finished_and_an_interrupted_upload_only_reported(
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v24.3")
+    bucket = s3_env.bucket()
+    dest = f"s3://{bucket}/d"
+    spec = write_spec(tmp_path, era.path, dest, destination='format = "dir"')
+    report, _ = run(spec)
+    assert report.written == V24_3_BUNDLES
+    with closing(s3_env.client()) as client:
+        # A delete that stopped after the tag manifest and some objects went.
+        doomed = V24_3_BUNDLES[0]
+        client.put_object(Bucket=bucket, Key=f"d/.deleting-{doomed}", Body=b"")
+        client.delete_object(Bucket=bucket, Key=f"d/{doomed}/tagmanifest-sha256.txt")
+        client.delete_object(Bucket=bucket, Key=f"d/{doomed}/bagit.txt")
+        # An upload that stopped (or is still going) for a bundle this job does not select.
+        client.put_object(Bucket=bucket, Key="d/crdb-elsewhere/data/backup/x.sst", Body=b"x")
+    report, events = run(spec)
+    assert report.exit_code == ExitCode.OK, report.failures
+    assert events.of("delete") == [{"bundle": doomed, "resumed": True, "dry_run": False}]
+    [incomplete] = events.warnings("incomplete_bundle")
+    assert incomplete["bundle"] == "crdb-elsewhere"
+    keys = s3_env.all_keys(bucket)
+    assert f"d/.deleting-{doomed}" not in keys
+    assert "d/crdb-elsewhere/data/backup/x.sst" in keys
+    # The backup of the finished delete is archived again, whole: it is selected and had no
+    # bundle left.
+    assert report.written == [doomed]
+    assert {f"d/{doomed}/bagit.txt", f"d/{doomed}/tagmanifest-sha256.txt"} <= set(keys)
+    assert verify_bundle(f"{dest}/{doomed}").ok
+
+
+def test_tar_without_job_record_is_recorded_by_the_next_run(
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v24.3")
+    bucket = s3_env.bucket()
+    dest = f"s3://{bucket}/t"
+    result = archive_backup(ArchiveRequest(source=str(era.path), dest=dest, format="tar"))
+    assert result.name == V24_3_BUNDLES[2]
+    spec = write_spec(tmp_path, era.path, dest, backups="latest", retention="keep_last = 5")
+    report, events = run(spec)
+    assert report.exit_code == ExitCode.OK, report.failures
+    assert report.written == []
+    [unreadable] = events.warnings("unreadable_bundle")
+    assert "no job record" in str(unreadable["message"])
+    assert [v["mode"] for v in events.of("verify")] == ["fast"]
+    assert f"t/.crdb-archive-index/{result.name}.tar.json" in s3_env.all_keys(bucket)
+    assert [k["bundle"] for k in events.of("keep")] == [result.name]
+
+    report, events = run(spec)
+    assert report.exit_code == ExitCode.OK
+    assert events.of("warning") == []
+
+
+# --- the lock ------------------------------------------------------------------------------
+
+
+def put_lock(s3: MotoS3, bucket: str, key: str, expires: dt.datetime) -> None:
+    record = {"job": "orders", "owner": "someone-else", "pid": 4194304, "host": "old-node",
+              "started": "2024-12-15T02:30:00+00:00", "expires": expires.isoformat()}
+    with closing(s3.client()) as client:
+        client.put_object(Bucket=bucket, Key=key, Body=json.dumps(record).encode())
+
+
+def test_a_held_lock_blocks_the_run_and_an_expired_one_is_taken_over(
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v24.3")
+    bucket = s3_env.bucket()
+    spec = write_spec(tmp_path, era.path, f"s3://{bucket}/l", backups="latest")
+    key = f"l/{lock_file_name('orders')}"
+    put_lock(s3_env, bucket, key, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30))
+    metrics = tmp_path / "m.prom"
+    recorder = Recorder()
+    report = run_job(load_spec(spec), on_event=recorder, metrics_file=metrics)
+    assert report.exit_code == ExitCode.WORLD
+    [error] = recorder.of("error")
+    assert error["step"] == "lock"
+    assert "job orders is already running (pid 4194304 on host old-node since " \
+           "2024-12-15T02:30:00+00:00; the lock expires" in str(error["message"])
+    assert s3_env.all_keys(bucket) == [key]
+    assert not metrics.exists()
+
+    put_lock(s3_env, bucket, key, dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+    report, events = run(spec)
+    assert report.exit_code == ExitCode.OK, report.failures
+    [taken] = events.warnings("lock")
+    assert "pid 4194304 on host old-node" in str(taken["message"])
+    assert key not in s3_env.all_keys(bucket)  # released at the end
+
+
+def test_lock_is_exclusive_refreshed_and_never_released_for_another_run(
+    s3_env: MotoS3,  # noqa: F811
+) -> None:
+    bucket = s3_env.bucket(versioned=True)
+    location = parse_location(f"s3://{bucket}/p")
+    key = f"p/{lock_file_name('orders')}"
+    ttl, refresh = dt.timedelta(seconds=30), dt.timedelta(seconds=0.2)
+    first = S3JobLock(location, "orders", ttl=ttl, refresh_every=refresh)
+    with first:
+        with pytest.raises(JobAlreadyRunning, match=r"job orders is already running"), \
+                S3JobLock(location, "orders"):
+            pass
+        with closing(s3_env.client()) as client:
+            before = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+            time.sleep(1.5)
+            after = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        assert before["owner"] == after["owner"] == first.owner
+        assert after["expires"] > before["expires"]
+    assert key not in s3_env.all_keys(bucket)
+    with S3JobLock(location, "orders") as second:  # free again
+        assert second.taken_over is None
+
+    lost = S3JobLock(location, "orders", ttl=ttl, refresh_every=refresh)
+    lost.__enter__()
+    # Another run takes the lock over (as after an expiry this run did not notice).
+    put_lock(s3_env, bucket, key, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    time.sleep(1)
+    with pytest.raises(StorageError, match="was lost during the run"):
+        lost.__exit__(None, None, None)
+    with closing(s3_env.client()) as client:
+        record = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert record["owner"] == "someone-else"  # not deleted by the run that lost it
