@@ -6,6 +6,8 @@ import io
 from collections.abc import Callable
 from typing import IO, Protocol
 
+from crdb_archive.errors import CrdbArchiveError
+
 READ_BUFFER = 1 << 20
 
 
@@ -73,6 +75,8 @@ class _BodyStream(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         try:
             data = self._body.read(len(view))
+        except CrdbArchiveError:
+            raise  # our own, such as Interrupted from a signal handler: not a transport failure
         # Every transport failure (urllib3, botocore, OSError) becomes one of our errors.
         except Exception as error:
             raise self._on_error(error) from error
