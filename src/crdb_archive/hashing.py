@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import mmap
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -183,11 +184,14 @@ def parallel_in_batches(
     threads: int,
     batch_bytes: int = 32 << 20,
     batch_items: int = 256,
+    stop: threading.Event | None = None,
 ) -> Iterator[tuple[T, R]]:
     """``work(item)`` for every item on a thread pool, yielding ``(item, result)`` in order.
 
     Small items travel in batches so that 100k small files do not pay a pool hand-off each;
-    a large item is a batch of its own. The first exception stops the rest and propagates.
+    a large item is a batch of its own. The first exception (in a worker, or in the consumer,
+    such as an interrupt) sets ``stop``, which long work may watch to give up early, and
+    propagates.
     """
     batches: list[list[T]] = []
     current: list[T] = []
@@ -203,14 +207,17 @@ def parallel_in_batches(
         batches.append(current)
 
     def run(batch: list[T]) -> list[tuple[T, R]]:
-        return [(item, work(item)) for item in batch]
+        return [(item, work(item)) for item in batch if not stopping.is_set()]
 
+    stopping = stop if stop is not None else threading.Event()
     with ThreadPoolExecutor(threads) as pool:
         futures = [pool.submit(run, batch) for batch in batches]
         try:
             for future in futures:
                 yield from future.result()
         finally:
+            # Tell running work to stop (it may check ``stop``) before the pool waits for it.
+            stopping.set()
             for future in futures:
                 future.cancel()
 

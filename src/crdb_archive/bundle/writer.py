@@ -115,9 +115,20 @@ class _Totals:
         self._progress(ProgressEvent(self._task, self._done, self._total, finished=True))
 
 
-def _copy_item(item: PayloadItem, open_sink: OpenSink, totals: _Totals) -> Digests:
+class _Stopped(Exception):
+    """Raised inside a copy when the write as a whole failed or was interrupted, so that the
+    sink of the file being copied is abandoned (an upload aborted), not completed."""
+
+
+def _copy_item(item: PayloadItem, open_sink: OpenSink, totals: _Totals,
+               stop: threading.Event) -> Digests:
+    def on_chunk(count: int) -> None:
+        if stop.is_set():
+            raise _Stopped(item.path)
+        totals.add(count)
+
     with item.open() as source, open_sink(item.path, item.size) as sink:
-        digests = copy_and_digest(source, sink, size_hint=item.size, on_chunk=totals.add)
+        digests = copy_and_digest(source, sink, size_hint=item.size, on_chunk=on_chunk)
     _check_size(item, digests.size)
     return digests
 
@@ -141,9 +152,10 @@ def write_tree(
     """The directory form: each file through ``open_sink``, payload in parallel, tags last."""
     totals = _Totals(f"archive {name}", sum(i.size for i in payload), progress)
     digests: dict[str, Digests] = {}
+    stop = threading.Event()
     for item, item_digests in parallel_in_batches(
-        lambda i: _copy_item(i, open_sink, totals), payload, lambda i: i.size,
-        threads=COPY_THREADS,
+        lambda i: _copy_item(i, open_sink, totals, stop), payload, lambda i: i.size,
+        threads=COPY_THREADS, stop=stop,
     ):
         digests[item.path] = item_digests
     totals.finish()
