@@ -331,9 +331,12 @@ def test_encrypted_backup_needs_a_pinned_release(
 
 @pytest.mark.parametrize(("where", "expected"), [
     ('[source]\nuri = "s3://bucket/backups?AWS_SECRET_ACCESS_KEY=hush"',
-     "s3:// sources are not supported by this build yet"),
+     "s3://bucket/backups?AWS_SECRET_ACCESS_KEY=redacted: AUTH=specified needs both "
+     "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
 ])
-def test_s3_sources_are_not_reached_yet(tmp_path: Path, where: str, expected: str) -> None:
+def test_s3_source_mistake_is_reported_without_its_secret(
+    tmp_path: Path, where: str, expected: str
+) -> None:
     section = where.split("\n", 1)[0]
     base = {"[job]": 'name = "orders"', "[source]": 'uri = "backups"',
             "[destination]": 'uri = "bundles"'}

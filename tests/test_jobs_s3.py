@@ -23,6 +23,7 @@ from crdb_archive.jobs.metrics import PREFIX
 from crdb_archive.jobs.s3_destination import S3Destination
 from crdb_archive.jobs.s3_lock import S3JobLock
 from crdb_archive.storage.uri import parse_location
+from support.backups import upload
 from support.bundles import era_with_binaries, run_cli
 from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
 from support.s3 import MotoS3, moto_s3, s3_env  # noqa: F401 - pytest fixtures
@@ -54,7 +55,7 @@ class Recorder:
         return [w for w in self.of("warning") if w["code"] == code]
 
 
-def write_spec(tmp_path: Path, source: Path, dest: str, *, backups: str = "all",
+def write_spec(tmp_path: Path, source: Path | str, dest: str, *, backups: str = "all",
                destination: str = "", retention: str = "", name: str = "job.toml") -> Path:
     spec = tmp_path / name
     spec.write_text(
@@ -150,6 +151,32 @@ def test_weekly_deep_archive_example_runs_as_it_is(
     assert mirror.requests() == []
     assert sorted(s3_env.all_keys(bucket)) == [
         f"orders/.crdb-archive-index/{name}.tar.json", f"orders/{name}.tar"]
+
+
+def test_backups_read_from_s3_into_s3(
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,  # noqa: F811
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v24.3")
+    source = upload(s3_env, era.path, "cluster/orders")
+    bucket = s3_env.bucket()
+    # The source as CockroachDB's BACKUP INTO takes it, with parameters; the job recognises
+    # its bundles by the source as archive records it, without them.
+    spec = write_spec(tmp_path, f"{source}?AWS_REGION=us-east-1",
+                      f"s3://{bucket}/bundles", destination='format = "dir"',
+                      retention="keep_last = 2")
+    report, events = run(spec)
+    assert report.exit_code == ExitCode.OK, report.failures
+    assert report.written == V24_3_BUNDLES[1:]
+    assert [v["mode"] for v in events.of("verify")] == ["blake3", "blake3"]
+    assert events.of("plan")[0]["skipped"] == V24_3_BUNDLES[:1]
+    assert verify_bundle(f"s3://{bucket}/bundles/{V24_3_BUNDLES[2]}").ok
+
+    mirror.clear_log()
+    report, events = run(spec)
+    assert report.exit_code == ExitCode.OK, report.failures
+    assert (report.written, report.deleted) == ([], [])
+    assert [k["bundle"] for k in events.of("keep")] == V24_3_BUNDLES[:0:-1]
+    assert mirror.requests() == []
 
 
 # --- retention on S3 -----------------------------------------------------------------------

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from crdb_archive.archive import bundle_name
 from crdb_archive.backup import BackupInfo, inspect_backup
 from crdb_archive.backup.layout import classify, read_collection, subdir_end_time
+from crdb_archive.backup.source import open_source
+from crdb_archive.backup.tree import open_tree
 from crdb_archive.errors import BadInput, CrdbArchiveError
 from crdb_archive.jobs.spec import JobSpec
-from crdb_archive.storage.uri import parse_location
+from crdb_archive.storage.base import Storage
+from crdb_archive.storage.uri import redact
 from crdb_archive.versions import release_index
 
 
@@ -43,6 +45,9 @@ class Unreadable:
 class Selection:
     candidates: list[Candidate] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
+    # The source as archive records it in each bundle (``backup.source``), once one backup
+    # could be inspected: how the job recognises its own bundles.
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,37 +59,44 @@ class Advisory:
     message: str
 
 
-def source_dir(spec: JobSpec) -> Path:
-    """The local directory of the job's source; raises BadInput for one not reachable yet."""
-    location = parse_location(spec.source)
-    if location.scheme != "file":
-        raise BadInput(f"{location.scheme}:// sources are not supported by this build yet")
-    return location.local_path
-
-
 def select_backups(spec: JobSpec) -> Selection:
     """The backups ``spec`` selects, in the collection's order (oldest first).
 
     Raises what inspect_backup raises when the source itself is unusable; a damaged full
     backup among ``all`` is returned as Unreadable so the others still get archived.
     """
-    root = source_dir(spec)
+    storage, owned = open_source(spec.source, endpoint_url=spec.source_endpoint_url)
+    try:
+        return _select(spec, storage)
+    finally:
+        if owned:
+            storage.close()
+
+
+def _select(spec: JobSpec, storage: Storage) -> Selection:
     selection = Selection()
-    if spec.backups == "all" and classify(root) == "collection":
-        subdirs: list[str | None] = [b.subdir for b in read_collection(root).full_backups]
-        if not subdirs:
-            raise BadInput(f"{root} is a collection without any full backup")
-    elif spec.backups in ("all", "latest"):
+    if spec.backups == "all":
+        # One listing of the source to find the full backups; each is then inspected alone,
+        # so that a damaged one does not hide the others.
+        tree = open_tree(storage)
+        if classify(tree) == "collection":
+            subdirs: list[str | None] = [b.subdir for b in read_collection(tree).full_backups]
+            if not subdirs:
+                raise BadInput(f"{spec.source_display} is a collection without any full "
+                               "backup")
+        else:
+            subdirs = [None]
+    elif spec.backups == "latest":
         subdirs = [None]
     else:
         subdirs = [spec.backups]
     for subdir in subdirs:
         try:
-            info = inspect_backup(root, subdir=subdir)
+            with inspect_backup(storage, subdir=subdir) as info:
+                selection.candidates.append(_candidate(spec, info))
+                selection.source = selection.source or redact(info.location)
         except CrdbArchiveError as error:
             selection.unreadable.append(Unreadable(subdir or spec.source_display, error))
-            continue
-        selection.candidates.append(_candidate(spec, info))
     return selection
 
 

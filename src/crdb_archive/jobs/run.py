@@ -173,6 +173,7 @@ class _Run:
         self.progress = progress
         self.report = JobReport(spec.name, dry_run)
         self.damaged: set[str] = set()
+        self.source = spec.source_display  # until a backup tells how archive names it
 
     # --- events ---------------------------------------------------------------------------
 
@@ -198,6 +199,7 @@ class _Run:
             for name in destination.clear_leftovers():
                 self.emit("delete", bundle=name, resumed=True, dry_run=False)
         selection = select_backups(self.spec)
+        self.source = selection.source or self.spec.source_display
         for unreadable in selection.unreadable:
             self.fail("inspect", unreadable.error, backup=unreadable.label)
         existing = destination.bundles()
@@ -257,7 +259,7 @@ class _Run:
 
     def _mine(self, bundles: list[StoredBundle]) -> list[StoredBundle]:
         """This job's bundles: those whose description names this job's source."""
-        return [b for b in bundles if b.problem is None and b.source == self.spec.source_display]
+        return [b for b in bundles if b.problem is None and b.source == self.source]
 
     def _planned_retention(
         self, mine: list[StoredBundle], pending: list[Candidate]
@@ -294,7 +296,7 @@ class _Run:
         try:
             destination.remember(StoredBundle(
                 name=name, location=location, form=form, time=candidate.time,
-                source=self.spec.source_display, version=version, created=self.now))
+                source=self.source, version=version, created=self.now))
         except Interrupted:
             raise
         except CrdbArchiveError as error:
@@ -307,7 +309,9 @@ class _Run:
             source=spec.source, dest=destination.archive_target, subdir=candidate.subdir,
             version=spec.release, force_version=spec.force_version, platforms=spec.platforms,
             mirror=spec.mirror, format=spec.format, with_incrementals=spec.with_incrementals,
-            cache_dir=spec.cache_dir, endpoint_url=spec.destination_endpoint_url,
+            cache_dir=spec.cache_dir,
+            # One endpoint for both ends: the spec refuses two different ones.
+            endpoint_url=spec.destination_endpoint_url or spec.source_endpoint_url,
             storage_class=spec.storage_class,
             object_lock_mode=lock.mode if lock else None,
             object_lock_days=lock.days if lock else None,

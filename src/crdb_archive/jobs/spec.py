@@ -217,6 +217,10 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
             if value is not None:
                 destination.problem(key, "applies only to s3:// destinations")
     _check_apart(source_uri, dest_uri, destination)
+    if source_endpoint and dest_endpoint and source_endpoint != dest_endpoint:
+        destination.problem("endpoint_url", "differs from source.endpoint_url, and a run "
+                            "talks to one endpoint; give the source's as AWS_ENDPOINT=... in "
+                            "source.uri instead")
 
     retention = _retention(tables["retention"],
                            present=isinstance(data.get("retention"), dict))
