@@ -119,6 +119,9 @@ MISTAKES: list[tuple[str, str, str]] = [
      "destination.endpoint_url: applies only to s3:// locations"),
     ("endpoint scheme", '[source]\nuri = "s3://bkt/x"\nendpoint_url = "ftp://s3.lan"',
      "source.endpoint_url: ftp://s3.lan is not an http(s) URL"),
+    ("two endpoints", '[source]\nuri = "s3://bkt/x"\nendpoint_url = "http://a.lan"\n'
+     '[destination]\nuri = "s3://bkt/y"\nendpoint_url = "http://b.lan"',
+     "destination.endpoint_url: differs from source.endpoint_url"),
     ("with_incrementals", '[source]\nuri = "b"\nwith_incrementals = "yes"',
      "source.with_incrementals: expected true or false, got a string"),
     ("source scheme", '[source]\nuri = "gs://bucket/x"',
