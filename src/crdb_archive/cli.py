@@ -39,6 +39,7 @@ app = typer.Typer(
 
 class _State:
     json = False
+    interrupted = False
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -626,13 +627,23 @@ def restore_request(
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     # Raised as our own error, not KeyboardInterrupt, so that the CLI framework does not turn it
     # into a generic abort, and every ``finally`` on the way out still removes staging files.
+    _State.interrupted = True
     raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+
+
+def _unraisable(event: sys.UnraisableHookArgs) -> None:
+    # An interrupt raised while a worker thread is being started can leave CPython's thread
+    # bookkeeping to complain from that thread as it exits; after an interrupt that is noise
+    # on top of the one-line message, not news.
+    if not _State.interrupted:
+        sys.__unraisablehook__(event)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the one place where errors become messages and exit codes."""
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    sys.unraisablehook = _unraisable
     try:
         app(args=argv, prog_name="crdb-archive")
     except CrdbArchiveError as error:
