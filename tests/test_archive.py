@@ -25,6 +25,7 @@ from support.bundles import (
     small_filesystem,
     tree,
 )
+from support.cli import run_subprocess, signal_while_archiving
 from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
 from support.release_archives import publish
 from support.s3 import MotoS3, moto_s3  # noqa: F401 - pytest fixture
@@ -238,29 +239,14 @@ def test_killed_mid_copy_leaves_no_bundle_and_rerun_succeeds(
             handle.write(os.urandom(1 << 20))
     dest = tmp_path / "bundles"
     env = {**os.environ, "CRDB_ARCHIVE_CACHE": str(tmp_path / "cache")}
-    args = [sys.executable, "-m", "crdb_archive.cli", "archive", str(era.path), "--dest",
-            str(dest), "--mirror", mirror.url, "--json"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env)
-    assert process.stderr is not None
-    try:
-        for line in process.stderr:
-            event = json.loads(line)
-            if event.get("task", "").startswith("archive ") and not event.get("finished"):
-                process.send_signal(signal.SIGKILL)
-                break
-    finally:
-        process.wait(timeout=60)
-        process.stderr.close()
-        if process.stdout is not None:
-            process.stdout.close()
-    assert process.returncode == -signal.SIGKILL
+    args = ["archive", str(era.path), "--dest", str(dest), "--mirror", mirror.url, "--json"]
+    killed = signal_while_archiving(args, signal.SIGKILL, env=env)
+    assert killed.returncode == -signal.SIGKILL
     complete = [p for p in dest.iterdir() if not p.name.startswith(".")]
     assert complete == []
     assert hidden_leftovers(dest) != []  # the staging area of the killed run
 
-    rerun = subprocess.run(args, capture_output=True, text=True, env=env, check=False,
-                           timeout=120)
+    rerun = run_subprocess(*args, env=env)
     assert rerun.returncode == 0, rerun.stderr
     bundle = Path(json.loads(rerun.stdout)["bundle"])
     assert verify_bundle(bundle).ok
@@ -274,23 +260,11 @@ def test_sigterm_cleans_up(tmp_path: Path, mirror: MirrorServer) -> None:  # noq
             handle.write(os.urandom(1 << 20))
     dest = tmp_path / "bundles"
     env = {**os.environ, "CRDB_ARCHIVE_CACHE": str(tmp_path / "cache")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "crdb_archive.cli", "archive", str(era.path), "--dest",
-         str(dest), "--mirror", mirror.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env)
-    assert process.stderr is not None
-    try:
-        for line in process.stderr:
-            if line.startswith("{") and '"archive ' in line:
-                process.send_signal(signal.SIGTERM)
-                break
-        err = process.stderr.read()
-    finally:
-        process.wait(timeout=60)
-        process.stderr.close()
-        if process.stdout is not None:
-            process.stdout.close()
-    assert process.returncode == 130
+    stopped = signal_while_archiving(
+        ["archive", str(era.path), "--dest", str(dest), "--mirror", mirror.url], signal.SIGTERM,
+        env=env)
+    assert stopped.returncode == 130
+    err = stopped.err
     assert "interrupted" in err
     assert "Traceback" not in err
     assert list(dest.iterdir()) == []

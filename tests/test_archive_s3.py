@@ -6,11 +6,9 @@ Real boto3 clients talk HTTP to the server; nothing in boto3 or botocore is patc
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pytest
 from crdb_archive.bundle.verify import verify_bundle
 from support.backups import upload
 from support.bundles import era_with_binaries, run_cli
+from support.cli import signal_while_archiving
 from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
 from support.s3 import MotoS3, moto_s3, s3_env  # noqa: F401 - pytest fixtures
 
@@ -232,24 +231,11 @@ def test_interrupted_upload_leaves_no_complete_looking_bundle(
         for _ in range(40):
             handle.write(os.urandom(1 << 20))
     bucket = s3_env.bucket()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "crdb_archive.cli", "archive", str(era.path), "--dest",
-         f"s3://{bucket}/t", "--mirror", mirror.url, "--format", fmt],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-    assert process.stderr is not None
-    try:
-        for line in process.stderr:
-            event = json.loads(line) if line.startswith("{") else {}
-            if str(event.get("task", "")).startswith("archive ") and not event.get("finished"):
-                process.send_signal(signal.SIGTERM)
-                break
-        err = process.stderr.read()
-    finally:
-        process.wait(timeout=60)
-        process.stderr.close()
-        if process.stdout is not None:
-            process.stdout.close()
-    assert process.returncode == 130, err
+    stopped = signal_while_archiving(
+        ["archive", str(era.path), "--dest", f"s3://{bucket}/t", "--mirror", mirror.url,
+         "--format", fmt], signal.SIGTERM, env=dict(os.environ))
+    err = stopped.err
+    assert stopped.returncode == 130, err
     assert "Traceback" not in err
     keys = s3_env.all_keys(bucket)
     if fmt == "tar":

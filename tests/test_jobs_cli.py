@@ -19,6 +19,7 @@ from crdb_archive.bundle.verify import verify_bundle
 from crdb_archive.jobs import load_spec
 from crdb_archive.jobs.lock import lock_file_name
 from support.bundles import era_with_binaries, run_cli, run_subprocess
+from support.cli import signal_while_archiving
 from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "archive-specs" / "examples"
@@ -100,34 +101,20 @@ def test_killed_run_is_finished_by_the_next(
     with (era.path / "2024/12/15-000000.00" / "data" / "999999.sst").open("wb") as handle:
         for _ in range(96):
             handle.write(os.urandom(1 << 20))
-    args = [sys.executable, "-m", "crdb_archive.cli", "run", str(EXAMPLES / "nightly-local.toml"),
-            "--json"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=job_env)
-    assert process.stderr is not None
-    try:
-        for line in process.stderr:
-            event = json.loads(line)
-            if str(event.get("task", "")).startswith("archive ") and not event["finished"]:
-                process.send_signal(signal.SIGKILL)
-                break
-    finally:
-        process.wait(timeout=60)
-        process.stderr.close()
-        if process.stdout is not None:
-            process.stdout.close()
-    assert process.returncode == -signal.SIGKILL
+    killed = signal_while_archiving(["run", str(EXAMPLES / "nightly-local.toml"), "--json"],
+                                    signal.SIGKILL, env=job_env)
+    assert killed.returncode == -signal.SIGKILL
     archive = tmp_path / "archive"
     assert [p.name for p in archive.iterdir() if not p.name.startswith(".")] == []
     lock = archive / lock_file_name("nightly-orders")
-    assert json.loads(lock.read_text())["pid"] == process.pid  # the dead run's record
+    assert json.loads(lock.read_text())["pid"] == killed.pid  # the dead run's record
 
     rerun = run_subprocess("run", str(EXAMPLES / "nightly-local.toml"), "--json", env=job_env)
     assert rerun.returncode == 0, rerun.stderr
     events = events_of(rerun.stdout)
     warning = next(e for e in events if e["event"] == "warning")
     assert warning["code"] == "lock"
-    assert f"pid {process.pid} on host" in str(warning["message"])
+    assert f"pid {killed.pid} on host" in str(warning["message"])
     bundle = next(Path(str(e["location"])) for e in events if e["event"] == "archive")
     assert verify_bundle(bundle).ok
     assert sorted(p.name for p in archive.iterdir() if p.name.startswith(".")) == [
@@ -143,23 +130,11 @@ def test_sigterm_stops_the_run_cleanly(
         for _ in range(96):
             handle.write(os.urandom(1 << 20))
     metrics = tmp_path / "job.prom"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "crdb_archive.cli", "run", str(EXAMPLES / "nightly-local.toml"),
-         "--json", "--metrics-file", str(metrics)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=job_env)
-    assert process.stderr is not None
-    assert process.stdout is not None
-    try:
-        for line in process.stderr:
-            if '"archive ' in line:
-                process.send_signal(signal.SIGTERM)
-                break
-        out = process.stdout.read()
-    finally:
-        process.wait(timeout=60)
-        process.stderr.close()
-        process.stdout.close()
-    assert process.returncode == 130
+    stopped = signal_while_archiving(
+        ["run", str(EXAMPLES / "nightly-local.toml"), "--json", "--metrics-file", str(metrics)],
+        signal.SIGTERM, env=job_env)
+    assert stopped.returncode == 130
+    out = stopped.out
     events = events_of(out)
     assert events[-2]["event"] == "error"
     assert events[-2]["message"] == "interrupted by SIGTERM"

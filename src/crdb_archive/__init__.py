@@ -1,10 +1,7 @@
 """crdb-archive: keep CockroachDB backups restorable for decades."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("crdb-archive")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+# The one place the version is written; pyproject.toml reads it from here. A literal, not
+# importlib.metadata: looking up installed metadata costs every command ~20 ms at start-up.
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

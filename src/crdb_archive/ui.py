@@ -12,23 +12,22 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 from crdb_archive.progress import ProgressCallback, ProgressEvent
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def line(text: str) -> None:
+    """Print one line of text output on stdout."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
 
 
 def print_json(payload: Any) -> None:
@@ -93,16 +92,27 @@ def progress_reporter(*, quiet: bool = False) -> Iterator[ProgressCallback]:
     if quiet:
         yield lambda event: None
         return
-    if not stderr.is_terminal:
+    if not stderr_is_terminal():
         yield _JsonLines(sys.stderr)
         return
+    # rich is loaded only where a bar is drawn: plain runs start faster without it.
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=stderr,
+        console=Console(stderr=True),
         transient=True,
     ) as progress:
         yield _Bar(progress)

@@ -40,3 +40,35 @@ def run_subprocess(*args: str, env: dict[str, str] | None = None,
         [sys.executable, "-m", "crdb_archive.cli", *args],
         capture_output=True, text=True, check=False, env=env, timeout=timeout,
     )
+
+
+@dataclass(frozen=True)
+class Signalled:
+    returncode: int
+    pid: int
+    out: str
+    err: str
+
+
+def signal_while_archiving(args: list[str], signum: int, *,
+                           env: dict[str, str] | None = None) -> Signalled:
+    """Run the CLI as a process and send ``signum`` when its first progress line of an archive
+    task arrives (the copy is under way); returns what it printed after that and its exit."""
+    process = subprocess.Popen([sys.executable, "-m", "crdb_archive.cli", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env)
+    assert process.stderr is not None
+    assert process.stdout is not None
+    try:
+        for line in process.stderr:
+            event = json.loads(line) if line.startswith("{") else {}
+            if str(event.get("task", "")).startswith("archive ") and not event.get("finished"):
+                process.send_signal(signum)
+                break
+        err = process.stderr.read()
+        out = process.stdout.read()
+    finally:
+        process.wait(timeout=60)
+        process.stderr.close()
+        process.stdout.close()
+    return Signalled(process.returncode, process.pid, out, err)

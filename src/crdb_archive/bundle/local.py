@@ -30,6 +30,7 @@ from crdb_archive.bundle.writer import (
 )
 from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.progress import ProgressCallback, no_progress
+from crdb_archive.storage.local import fsync_directory
 
 
 def bundle_path(dest_dir: Path, name: str, fmt: BundleFormat) -> Path:
@@ -167,11 +168,11 @@ def _staging(dest_dir: Path, name: str) -> Iterator[Path]:
 def _publish(source: Path, final: Path) -> None:
     """Rename a finished bundle into place; never replaces an existing one."""
     with storage_errors(final):
-        _fsync_dir(source if source.is_dir() else source.parent)
+        fsync_directory(source if source.is_dir() else source.parent)
         if final.exists() or final.is_symlink():
             raise StorageError(f"{final} appeared while this bundle was being written")
         source.rename(final)
-        _fsync_dir(final.parent)
+        fsync_directory(final.parent)
 
 
 def _flush_file_system(path: Path) -> None:
@@ -197,13 +198,6 @@ def _load_syncfs() -> Callable[[int], int] | None:
 
 _syncfs = _load_syncfs()
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

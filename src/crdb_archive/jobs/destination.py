@@ -23,6 +23,7 @@ from crdb_archive.errors import BadInput, CrdbArchiveError, StorageError
 from crdb_archive.jobs.lock import JobLock, LocalJobLock
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import WriteOptions
+from crdb_archive.storage.local import fsync_directory
 from crdb_archive.storage.uri import parse_location
 
 # A bundle being deleted is renamed to this hidden prefix first, so that an interrupted
@@ -188,7 +189,7 @@ class LocalDestination:
         try:
             _remove(doomed)
             path.rename(doomed)
-            _fsync_dir(self.root)
+            fsync_directory(self.root)
             _remove(doomed)
         except OSError as error:
             raise StorageError(f"cannot delete {path}: {error.strerror or error}") from None
@@ -262,11 +263,3 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

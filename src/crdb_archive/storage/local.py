@@ -201,7 +201,7 @@ class LocalStorage(Storage):
         except OSError as error:
             _discard(raw, temp)
             raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
 
     def delete(self, key: str) -> None:
         path = self.path(key)
@@ -274,9 +274,9 @@ def _discard(raw: IO[bytes], temp: Path) -> None:
         temp.unlink(missing_ok=True)
 
 
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; some filesystems refuse to open a directory, which
-    # only costs that guarantee.
+def fsync_directory(directory: Path) -> None:
+    """Make renames in ``directory`` durable (best effort where it cannot be opened)."""
+    # Some filesystems refuse to open a directory, which only costs that guarantee.
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
         try:
