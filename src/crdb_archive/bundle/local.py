@@ -110,9 +110,37 @@ class BundleStaging:
         return WrittenBundle(str(self.final), self.name, self.format, result)
 
 
+class _FileSink:
+    """A new file written with plain system calls.
+
+    Python's buffered file objects cost about 60 microseconds more per file to open and close
+    than ``os.open``; a backup of 100k small SSTs pays that 100k times.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        return len(data)
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
 def _file_sinks(tree: Path) -> Callable[[str, int], contextlib.AbstractContextManager[Sink]]:
-    def open_sink(path: str, size: int) -> contextlib.AbstractContextManager[Sink]:
-        return (tree / path).open("xb")
+    root = str(tree)
+
+    @contextlib.contextmanager
+    def open_sink(path: str, size: int) -> Iterator[Sink]:
+        fd = os.open(f"{root}/{path}", _CREATE, 0o644)
+        try:
+            yield _FileSink(fd)
+        finally:
+            os.close(fd)
 
     return open_sink
 
