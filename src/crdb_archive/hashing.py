@@ -105,7 +105,7 @@ def digest_file(
         )
 
 
-def blake3_of_file(path: Path) -> Digests:
+def blake3_of_file(path: str | Path) -> Digests:
     """BLAKE3 (no SHA-256) of a local file, the fastest way this machine allows.
 
     A large file is memory-mapped and hashed by BLAKE3 on all cores, as ``b3sum`` does, one
@@ -121,7 +121,7 @@ def blake3_of_file(path: Path) -> Digests:
             return Digests(size=len(data), sha256="", blake3=blake3.blake3(data).hexdigest())
     finally:
         os.close(fd)
-    with path.open("rb") as stream:
+    with open(path, "rb") as stream:  # noqa: PTH123 - str or Path
         size = os.fstat(stream.fileno()).st_size
         if size < _BLAKE3_THREADS_FROM:
             writer = DigestWriter(sha256=False, size_hint=size)

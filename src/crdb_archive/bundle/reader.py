@@ -34,7 +34,7 @@ class Member:
     path: str
     size: int
     open: Opener
-    local_path: Path | None = None  # set for files on local disk: they can be mapped
+    local_path: str | None = None  # set for files on local disk: they can be mapped
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,7 @@ class LocalDirReader(BundleReader):
                 if stat.S_ISDIR(info.st_mode):
                     stack.append(path)
                 elif stat.S_ISREG(info.st_mode):
-                    local = Path(entry.path)
-                    yield Member(path, info.st_size, _file_opener(local), local)
+                    yield Member(path, info.st_size, _file_opener(entry.path), entry.path)
                 else:
                     kind = "symbolic link" if stat.S_ISLNK(info.st_mode) else "special file"
                     self.oddities.append(Oddity(path, f"{kind}, not a regular file"))
@@ -344,9 +343,9 @@ def _object_opener(storage: Storage, info: ObjectInfo) -> Opener:
     return opener
 
 
-def _file_opener(path: Path) -> Opener:
+def _file_opener(path: str) -> Opener:
     def opener() -> contextlib.AbstractContextManager[IO[bytes]]:
-        return path.open("rb")
+        return open(path, "rb")  # noqa: PTH123 - a str path: no Path object per file
 
     return opener
 
