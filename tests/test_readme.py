@@ -28,14 +28,22 @@ def localize(command: str) -> str:
     return line.replace(".venv/bin/crdb-archive", f"{sys.executable} -m crdb_archive.cli")
 
 
+def inline_commands(section: str) -> list[str]:
+    """The `.venv/bin/crdb-archive ...` commands quoted inline under a README heading."""
+    body = README.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return [c.replace("\n", " ") for c in re.findall(r"`(\.venv/bin/crdb-archive [^`]+)`", body)]
+
+
 def test_quick_start_runs(tmp_path: Path) -> None:
-    commands = shell_blocks("Quick start")
-    assert commands[0].startswith("python3 -m venv .venv && .venv/bin/pip install")
-    assert "crdb-archive archive demo/backup" in commands[0]
-    for command in commands:
-        done = subprocess.run(["bash", "-c", localize(command)], cwd=tmp_path,
+    (command,) = shell_blocks("Quick start")
+    assert command.startswith("python3 -m venv .venv && .venv/bin/pip install")
+    assert "crdb-archive archive demo/backup" in command
+    follow_ups = inline_commands("Quick start")
+    assert [c.split()[1] for c in follow_ups] == ["verify", "binary"]
+    for step in [command, *follow_ups]:
+        done = subprocess.run(["bash", "-c", localize(step)], cwd=tmp_path,
                               capture_output=True, text=True, check=False, timeout=120)
-        assert done.returncode == 0, (command, done.stderr)
+        assert done.returncode == 0, (step, done.stderr)
     bundles = list((tmp_path / "demo" / "bundles").iterdir())
     assert len(bundles) == 1
     checked = subprocess.run(
