@@ -278,3 +278,10 @@ def test_verify_json_contract(capsys: pytest.CaptureFixture[str], bundle: Path) 
 def test_open_bundle_refuses_plain_directory(tmp_path: Path) -> None:
     with pytest.raises(NotABundle, match=r"no bagit\.txt"):
         open_bundle(tmp_path)
+
+
+def test_published_schema_is_the_one_the_package_uses() -> None:
+    root = Path(__file__).resolve().parent.parent
+    published = root / "archive-specs" / "bundle-manifest.schema.json"
+    shipped = root / "src" / "crdb_archive" / "schemas" / "bundle-manifest.schema.json"
+    assert published.read_bytes() == shipped.read_bytes()
