@@ -1,7 +1,8 @@
 """The metrics file: Prometheus text format, atomic, keeping the last success across failures.
 
 The file is read back with a strict parser of the text exposition format written here from the
-format's rules (prometheus_client is not a dependency).
+format's rules, and, as an independent check, with prometheus_client's own parser (the one
+Prometheus' Python tooling uses).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from crdb_archive.jobs import RunMetrics, render_metrics, write_metrics
 from crdb_archive.jobs.lock import LocalJobLock
@@ -147,6 +149,23 @@ def test_rendered_metrics_parse() -> None:
     assert value(families, "failures", "nightly") == 0
     assert value(families, "warnings", "nightly") == 1
     assert value(families, "exit_code", "nightly") == 0
+
+
+def test_prometheus_client_reads_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "job.prom"
+    write_metrics(path, run_metrics(finished=1000.0))
+    write_metrics(path, run_metrics(finished=2000.0, exit_code=3, failures=1))
+    samples = {
+        (sample.name, sample.labels.get("job")): sample.value
+        for family in text_string_to_metric_families(path.read_text())
+        for sample in family.samples
+    }
+    assert samples[("crdb_archive_job_last_success_timestamp_seconds", "nightly")] == 1000.0
+    assert samples[("crdb_archive_job_last_run_timestamp_seconds", "nightly")] == 2000.0
+    assert samples[("crdb_archive_job_failures", "nightly")] == 1
+    families = {f.name: f.type for f in text_string_to_metric_families(path.read_text())}
+    assert set(families.values()) == {"gauge"}
+    assert set(families) == set(parse_prometheus(path.read_text()))
 
 
 def test_failed_run_keeps_the_last_success(tmp_path: Path) -> None:
