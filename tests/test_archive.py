@@ -18,7 +18,7 @@ import bagit
 import pytest
 
 from crdb_archive.bundle.verify import verify_bundle
-from support.backups import ERAS
+from support.backups import ERAS, add_random_sst
 from support.bundles import (
     era_with_binaries,
     run_cli,
@@ -233,10 +233,7 @@ def test_killed_mid_copy_leaves_no_bundle_and_rerun_succeeds(
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     # Enough data that the copy is still running when the first progress line arrives.
-    big = era.path / "data" / "999999.sst"
-    with big.open("wb") as handle:
-        for _ in range(96):
-            handle.write(os.urandom(1 << 20))
+    add_random_sst(era.path, 96)
     dest = tmp_path / "bundles"
     env = {**os.environ, "CRDB_ARCHIVE_CACHE": str(tmp_path / "cache")}
     args = ["archive", str(era.path), "--dest", str(dest), "--mirror", mirror.url, "--json"]
@@ -255,9 +252,7 @@ def test_killed_mid_copy_leaves_no_bundle_and_rerun_succeeds(
 
 def test_sigterm_cleans_up(tmp_path: Path, mirror: MirrorServer) -> None:  # noqa: F811
     era = era_with_binaries(tmp_path, mirror, "v23.1")
-    with (era.path / "data" / "999999.sst").open("wb") as handle:
-        for _ in range(96):
-            handle.write(os.urandom(1 << 20))
+    add_random_sst(era.path, 96)
     dest = tmp_path / "bundles"
     env = {**os.environ, "CRDB_ARCHIVE_CACHE": str(tmp_path / "cache")}
     stopped = signal_while_archiving(

@@ -17,7 +17,7 @@ import botocore.exceptions
 import pytest
 
 from crdb_archive.bundle.verify import verify_bundle
-from support.backups import upload
+from support.backups import add_random_sst, upload
 from support.bundles import era_with_binaries, run_cli
 from support.cli import signal_while_archiving
 from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
@@ -227,9 +227,7 @@ def test_interrupted_upload_leaves_no_complete_looking_bundle(
     tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3, fmt: str,  # noqa: F811
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
-    with (era.path / "data" / "999999.sst").open("wb") as handle:
-        for _ in range(40):
-            handle.write(os.urandom(1 << 20))
+    add_random_sst(era.path, 40)
     bucket = s3_env.bucket()
     stopped = signal_while_archiving(
         ["archive", str(era.path), "--dest", f"s3://{bucket}/t", "--mirror", mirror.url,

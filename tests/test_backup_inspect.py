@@ -22,11 +22,11 @@ from support.backups import (
     T0,
     Era,
     Manifest,
-    full_subdir,
     incremental_name,
     latest_history_name,
     write,
     write_backup,
+    write_fulls,
     write_latest,
 )
 
@@ -151,17 +151,8 @@ def test_subdir_on_a_single_backup(tmp_path: Path) -> None:
 # --- LATEST resolution ---------------------------------------------------------------------------
 
 
-def collection(root: Path, *days: int) -> list[str]:
-    subdirs = []
-    for day in days:
-        when = dt.datetime(2023, 3, day, 1, 0, tzinfo=dt.UTC)
-        write_backup(root / full_subdir(when), Manifest(end_time=when))
-        subdirs.append(full_subdir(when))
-    return subdirs
-
-
 def test_newest_history_pointer_wins_over_root_latest(tmp_path: Path) -> None:
-    old, new = collection(tmp_path, 1, 2)
+    old, new = write_fulls(tmp_path, 1, 2)
     write_latest(tmp_path, old, at=T0, root_file=True, history=False)
     write_latest(tmp_path, old, at=T0, root_file=False, history=True)
     write_latest(tmp_path, new, at=T0 + dt.timedelta(days=1), root_file=False, history=True)
@@ -174,7 +165,7 @@ def test_newest_history_pointer_wins_over_root_latest(tmp_path: Path) -> None:
 
 
 def test_root_latest_when_metadata_latest_is_empty(tmp_path: Path) -> None:
-    old, _ = collection(tmp_path, 1, 2)
+    old, _ = write_fulls(tmp_path, 1, 2)
     (tmp_path / "metadata" / "latest").mkdir(parents=True)
     write_latest(tmp_path, old, at=T0, root_file=True, history=False)
     info = inspect_backup(tmp_path)
@@ -183,7 +174,7 @@ def test_root_latest_when_metadata_latest_is_empty(tmp_path: Path) -> None:
 
 
 def test_bad_newest_pointer_falls_back_to_root(tmp_path: Path) -> None:
-    old, _ = collection(tmp_path, 1, 2)
+    old, _ = write_fulls(tmp_path, 1, 2)
     write_latest(tmp_path, old, at=T0, root_file=True, history=False)
     write(tmp_path / "metadata" / "latest" / latest_history_name(T0), b"")
     info = inspect_backup(tmp_path)
@@ -192,7 +183,7 @@ def test_bad_newest_pointer_falls_back_to_root(tmp_path: Path) -> None:
 
 
 def test_no_latest_uses_the_newest_full_backup(tmp_path: Path) -> None:
-    _, new = collection(tmp_path, 1, 2)
+    _, new = write_fulls(tmp_path, 1, 2)
     info = inspect_backup(tmp_path)
     assert info.subdir == new
     assert info.latest is None
@@ -200,7 +191,7 @@ def test_no_latest_uses_the_newest_full_backup(tmp_path: Path) -> None:
 
 
 def test_latest_naming_a_missing_backup(tmp_path: Path) -> None:
-    collection(tmp_path, 1)
+    write_fulls(tmp_path, 1)
     write(tmp_path / "LATEST", b"/2023/03/09-010000.00")
     with pytest.raises(NotABackup, match="holds no backup manifest; choose a full backup"):
         inspect_backup(tmp_path)
@@ -216,7 +207,7 @@ def test_latest_naming_an_undated_subdirectory(tmp_path: Path) -> None:
 
 
 def test_unfinished_full_backup_is_not_listed(tmp_path: Path) -> None:
-    (done,) = collection(tmp_path, 1)
+    (done,) = write_fulls(tmp_path, 1)
     write(tmp_path / "2023/03/05-010000.00/BACKUP-CHECKPOINT-123", b"x")
     write_latest(tmp_path, done, at=T0, root_file=True, history=False)
     info = inspect_backup(tmp_path)
@@ -228,7 +219,7 @@ def test_unfinished_full_backup_is_not_listed(tmp_path: Path) -> None:
 
 
 def test_unfinished_incremental_left_out_with_a_warning(tmp_path: Path) -> None:
-    (full,) = collection(tmp_path, 1)
+    (full,) = write_fulls(tmp_path, 1)
     when = dt.datetime(2023, 3, 1, 5, 0, tzinfo=dt.UTC)
     done = f"incrementals/{full}/{incremental_name(when)}"
     write_backup(tmp_path / done, Manifest(end_time=when))
@@ -241,7 +232,7 @@ def test_unfinished_incremental_left_out_with_a_warning(tmp_path: Path) -> None:
 
 
 def test_incrementals_in_both_layouts_warn(tmp_path: Path) -> None:
-    (full,) = collection(tmp_path, 1)
+    (full,) = write_fulls(tmp_path, 1)
     when = dt.datetime(2023, 3, 1, 5, 0, tzinfo=dt.UTC)
     nested = f"{full}/{incremental_name(when)}"
     separate = f"incrementals/{full}/{incremental_name(when + dt.timedelta(hours=1))}"

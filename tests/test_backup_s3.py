@@ -23,12 +23,12 @@ from support.backups import (
     Manifest,
     RecordingStorage,
     assert_same_report,
-    full_subdir,
     incremental_name,
     latest_history_name,
     upload,
     write,
     write_backup,
+    write_fulls,
     write_latest,
 )
 from support.cli import run_cli
@@ -71,39 +71,30 @@ def test_choosing_an_older_full_backup(moto: MotoS3, tmp_path: Path) -> None:
 # --- collection layouts, as on disk --------------------------------------------------------------
 
 
-def _fulls(root: Path, *days: int) -> list[str]:
-    subdirs = []
-    for day in days:
-        when = dt.datetime(2023, 3, day, 1, 0, tzinfo=dt.UTC)
-        write_backup(root / full_subdir(when), Manifest(end_time=when))
-        subdirs.append(full_subdir(when))
-    return subdirs
-
-
 def newest_history_wins(root: Path) -> None:
-    old, new = _fulls(root, 1, 2)
+    old, new = write_fulls(root, 1, 2)
     write_latest(root, old, at=T0, root_file=True, history=True)
     write_latest(root, new, at=T0 + dt.timedelta(days=1), root_file=False, history=True)
 
 
 def bad_pointer_falls_back(root: Path) -> None:
-    old, _ = _fulls(root, 1, 2)
+    old, _ = write_fulls(root, 1, 2)
     write_latest(root, old, at=T0, root_file=True, history=False)
     write(root / "metadata" / "latest" / latest_history_name(T0), b"")
 
 
 def no_latest(root: Path) -> None:
-    _fulls(root, 1, 2)
+    write_fulls(root, 1, 2)
 
 
 def unfinished_full_backup(root: Path) -> None:
-    (done,) = _fulls(root, 1)
+    (done,) = write_fulls(root, 1)
     write(root / "2023/03/05-010000.00/BACKUP-CHECKPOINT-123", b"x")
     write_latest(root, done, at=T0, root_file=True, history=False)
 
 
 def incrementals_in_both_layouts(root: Path) -> None:
-    (full,) = _fulls(root, 1)
+    (full,) = write_fulls(root, 1)
     when = dt.datetime(2023, 3, 1, 5, 0, tzinfo=dt.UTC)
     write_backup(root / f"{full}/{incremental_name(when)}", Manifest(end_time=when))
     later = when + dt.timedelta(hours=1)
@@ -141,7 +132,7 @@ def test_layouts_read_from_s3_as_from_disk(moto: MotoS3, tmp_path: Path,
 
 
 def test_latest_naming_a_missing_backup(moto: MotoS3, tmp_path: Path) -> None:
-    _fulls(tmp_path, 1)
+    write_fulls(tmp_path, 1)
     write(tmp_path / "LATEST", b"/2023/03/09-010000.00")
     uri = upload(moto, tmp_path, "c")
     with pytest.raises(NotABackup, match=f"LATEST in {uri} names 2023/03/09-010000.00, which "

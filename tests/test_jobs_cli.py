@@ -18,6 +18,7 @@ import yaml
 from crdb_archive.bundle.verify import verify_bundle
 from crdb_archive.jobs import load_spec
 from crdb_archive.jobs.lock import lock_file_name
+from support.backups import add_random_sst
 from support.bundles import era_with_binaries, run_cli, run_subprocess
 from support.cli import signal_while_archiving
 from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
@@ -98,9 +99,7 @@ def test_killed_run_is_finished_by_the_next(
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3", platforms=("linux-amd64", "linux-arm64"))
     # Enough data that the copy is still running when its first progress line arrives.
-    with (era.path / "2024/12/15-000000.00" / "data" / "999999.sst").open("wb") as handle:
-        for _ in range(96):
-            handle.write(os.urandom(1 << 20))
+    add_random_sst(era.path / "2024/12/15-000000.00", 96)
     killed = signal_while_archiving(["run", str(EXAMPLES / "nightly-local.toml"), "--json"],
                                     signal.SIGKILL, env=job_env)
     assert killed.returncode == -signal.SIGKILL
@@ -126,9 +125,7 @@ def test_sigterm_stops_the_run_cleanly(
     tmp_path: Path, mirror: MirrorServer, job_env: dict[str, str]  # noqa: F811
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3", platforms=("linux-amd64", "linux-arm64"))
-    with (era.path / "2024/12/15-000000.00" / "data" / "999999.sst").open("wb") as handle:
-        for _ in range(96):
-            handle.write(os.urandom(1 << 20))
+    add_random_sst(era.path / "2024/12/15-000000.00", 96)
     metrics = tmp_path / "job.prom"
     stopped = signal_while_archiving(
         ["run", str(EXAMPLES / "nightly-local.toml"), "--json", "--metrics-file", str(metrics)],

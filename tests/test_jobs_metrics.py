@@ -204,16 +204,22 @@ def test_last_success_read_back_per_job(tmp_path: Path) -> None:
     assert previous_last_success(tmp_path / "absent.prom", "a") is None
 
 
-def test_unwritable_metrics_file_is_a_failure_of_the_run(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def spec(tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+         monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A minimal nightly job over a v23.1 backup, binaries from the loopback mirror."""
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     monkeypatch.setenv("CRDB_ARCHIVE_MIRROR", mirror.url)
     monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
-    spec = tmp_path / "job.toml"
-    spec.write_text(f'[job]\nname = "nightly"\n[source]\nuri = "{era.path}"\n'
+    path = tmp_path / "job.toml"
+    path.write_text(f'[job]\nname = "nightly"\n[source]\nuri = "{era.path}"\n'
                     '[destination]\nuri = "bundles"\n')
+    return path
+
+
+def test_unwritable_metrics_file_is_a_failure_of_the_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, spec: Path,
+) -> None:
     result = run_cli(capsys, "run", str(spec), "--metrics-file",
                      str(tmp_path / "missing-dir" / "job.prom"))
     assert result.code == 3
@@ -221,15 +227,8 @@ def test_unwritable_metrics_file_is_a_failure_of_the_run(
 
 
 def test_cli_metrics_file(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, spec: Path,
 ) -> None:
-    era = era_with_binaries(tmp_path, mirror, "v23.1")
-    monkeypatch.setenv("CRDB_ARCHIVE_MIRROR", mirror.url)
-    monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
-    spec = tmp_path / "job.toml"
-    spec.write_text(f'[job]\nname = "nightly"\n[source]\nuri = "{era.path}"\n'
-                    '[destination]\nuri = "bundles"\n')
     metrics = tmp_path / "textfile" / "crdb-archive-nightly.prom"
     metrics.parent.mkdir()
 
@@ -249,7 +248,7 @@ def test_cli_metrics_file(
         assert run_cli(capsys, "run", str(spec), "--metrics-file", str(metrics)).code == 3
     assert metrics.read_bytes() == before
 
-    shutil.rmtree(era.path)
+    shutil.rmtree(tmp_path / "backups")  # the job's source is gone
     failed = run_cli(capsys, "run", str(spec), "--metrics-file", str(metrics))
     assert failed.code == 2
     families = parse_prometheus(metrics.read_text())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import hashlib
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, closing
@@ -240,6 +241,25 @@ def write_latest(
         write(root / "LATEST", f"/{subdir}".encode())
     if history:
         write(root / "metadata" / "latest" / latest_history_name(at), f"/{subdir}".encode())
+
+
+def write_fulls(root: Path, *days: int) -> list[str]:
+    """Full backups of a collection, one on each day of March 2023; returns their subdirs."""
+    subdirs = []
+    for day in days:
+        when = dt.datetime(2023, 3, day, 1, 0, tzinfo=dt.UTC)
+        write_backup(root / full_subdir(when), Manifest(end_time=when))
+        subdirs.append(full_subdir(when))
+    return subdirs
+
+
+def add_random_sst(backup_dir: Path, mib: int) -> Path:
+    """A large SST of random bytes in a backup directory, so copying it takes a while."""
+    path = backup_dir / "data" / "999999.sst"
+    with path.open("wb") as handle:
+        for _ in range(mib):
+            handle.write(os.urandom(1 << 20))
+    return path
 
 
 # --- eras -----------------------------------------------------------------------------------------
