@@ -173,7 +173,7 @@ def archive_backup(
         if not layout.is_valid_name(name):
             raise BadInput(f"bundle name {name!r} is not a portable file name "
                            "(letters, digits, '._+-', no leading dot)")
-        job = _Archiving(request, backup, version, name, redact(backup.location), started,
+        job = _Archiving(request, backup, version, name, backup.location, started,
                          progress)
         if destination.scheme == "file":
             return job.to_directory(destination.local_path)

@@ -90,21 +90,6 @@ def digest_stream(
     return writer.digests()
 
 
-def digest_file(
-    path: Path,
-    *,
-    sha256: bool = True,
-    task: str = "",
-    progress: ProgressCallback = no_progress,
-) -> Digests:
-    """Digest a file; raises OSError as the file system does."""
-    with path.open("rb") as stream:
-        size = path.stat().st_size
-        return digest_stream(
-            stream, sha256=sha256, size_hint=size, task=task or path.name, progress=progress
-        )
-
-
 def blake3_of_file(path: str | Path) -> Digests:
     """BLAKE3 (no SHA-256) of a local file, the fastest way this machine allows.
 

@@ -80,13 +80,6 @@ class BundleReader(abc.ABC):
     def open_member(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
         """Open one file by its bundle-relative path; raises NotABundle when it is absent."""
 
-    def read_small(self, path: str, limit: int = 64 << 20) -> bytes:
-        """The whole content of one tag file; raises NotABundle when it is absent."""
-        found = self.read_tags([path], limit=limit)
-        if path not in found:
-            raise NotABundle(f"{self.display} has no {path}")
-        return found[path]
-
     def cold(self) -> list[ObjectInfo]:
         """Objects that must be restored from an archive storage class before reading."""
         return []
