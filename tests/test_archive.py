@@ -26,9 +26,9 @@ from support.bundles import (
     tree,
 )
 from support.cli import run_subprocess, signal_while_archiving
-from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
+from support.mirror import MirrorServer
 from support.release_archives import publish
-from support.s3 import MotoS3, moto_s3  # noqa: F401 - pytest fixture
+from support.s3 import MotoS3
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -53,7 +53,7 @@ def hidden_leftovers(dest: Path) -> list[str]:
 
 @pytest.mark.parametrize("fmt", ["dir", "tar"])
 def test_archive_verify_and_retrieve(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer, fmt: str  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer, fmt: str
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     dest = tmp_path / "bundles"
@@ -119,7 +119,7 @@ def test_archive_verify_and_retrieve(
 
 
 def test_rerun_is_a_no_op(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                          mirror: MirrorServer) -> None:  # noqa: F811
+                          mirror: MirrorServer) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     dest = tmp_path / "bundles"
     first = archive(capsys, era.path, dest, mirror)
@@ -136,7 +136,7 @@ def test_rerun_is_a_no_op(capsys: pytest.CaptureFixture[str], tmp_path: Path,
 
 
 def test_existing_damaged_bundle_is_reported_not_replaced(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     dest = tmp_path / "bundles"
@@ -153,7 +153,7 @@ def test_existing_damaged_bundle_is_reported_not_replaced(
 
 
 def test_version_from_user_must_match_the_backup(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     dest = tmp_path / "bundles"
@@ -173,7 +173,7 @@ def test_version_from_user_must_match_the_backup(
 
 
 def test_encrypted_backup_needs_version(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer
 ) -> None:
     era = ERAS["encrypted"](tmp_path / "backups")
     dest = tmp_path / "bundles"
@@ -188,8 +188,8 @@ def test_encrypted_backup_needs_version(
 
 
 def test_secrets_never_reach_bundle_or_output(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch, moto_s3: MotoS3,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
+    monkeypatch: pytest.MonkeyPatch, moto_s3: MotoS3,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     secret_uri = "uri-secret-0f9e8d7c6b5a"
@@ -229,7 +229,7 @@ def test_secrets_never_reach_bundle_or_output(
 
 
 def test_killed_mid_copy_leaves_no_bundle_and_rerun_succeeds(
-    tmp_path: Path, mirror: MirrorServer  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     # Enough data that the copy is still running when the first progress line arrives.
@@ -250,7 +250,7 @@ def test_killed_mid_copy_leaves_no_bundle_and_rerun_succeeds(
     assert hidden_leftovers(dest) == []
 
 
-def test_sigterm_cleans_up(tmp_path: Path, mirror: MirrorServer) -> None:  # noqa: F811
+def test_sigterm_cleans_up(tmp_path: Path, mirror: MirrorServer) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     add_random_sst(era.path, 96)
     dest = tmp_path / "bundles"
@@ -269,7 +269,7 @@ def test_sigterm_cleans_up(tmp_path: Path, mirror: MirrorServer) -> None:  # noq
 
 
 def test_source_not_a_backup(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                             mirror: MirrorServer) -> None:  # noqa: F811
+                             mirror: MirrorServer) -> None:
     (tmp_path / "empty").mkdir()
     dest = tmp_path / "bundles"
     result = run_cli(capsys, "archive", str(tmp_path / "empty"), "--dest", str(dest),
@@ -280,7 +280,7 @@ def test_source_not_a_backup(capsys: pytest.CaptureFixture[str], tmp_path: Path,
 
 
 def test_unknown_platform(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                          mirror: MirrorServer) -> None:  # noqa: F811
+                          mirror: MirrorServer) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     dest = tmp_path / "bundles"
     result = run_cli(capsys, "archive", str(era.path), "--dest", str(dest), "--mirror",
@@ -291,7 +291,7 @@ def test_unknown_platform(capsys: pytest.CaptureFixture[str], tmp_path: Path,
 
 
 def test_dest_not_writable(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                           mirror: MirrorServer) -> None:  # noqa: F811
+                           mirror: MirrorServer) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
@@ -303,7 +303,7 @@ def test_dest_not_writable(capsys: pytest.CaptureFixture[str], tmp_path: Path,
 
 
 def test_read_only_dest(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                        mirror: MirrorServer) -> None:  # noqa: F811
+                        mirror: MirrorServer) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     dest = tmp_path / "ro"
     with small_filesystem(dest, "4m") as mounted:
@@ -318,7 +318,7 @@ def test_read_only_dest(capsys: pytest.CaptureFixture[str], tmp_path: Path,
 
 
 def test_disk_full(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                   mirror: MirrorServer) -> None:  # noqa: F811
+                   mirror: MirrorServer) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     with (era.path / "data" / "999999.sst").open("wb") as handle:
         handle.write(os.urandom(3 << 20))

@@ -20,8 +20,8 @@ from crdb_archive.bundle.verify import verify_bundle
 from support.backups import add_random_sst, upload
 from support.bundles import era_with_binaries, run_cli
 from support.cli import signal_while_archiving
-from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
-from support.s3 import MotoS3, moto_s3, s3_env  # noqa: F401 - pytest fixtures
+from support.mirror import MirrorServer
+from support.s3 import MotoS3
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
@@ -42,8 +42,8 @@ def archive_to(capsys: pytest.CaptureFixture[str], source: str, dest: str, mirro
 
 @pytest.mark.parametrize("fmt", ["dir", "tar"])
 def test_local_to_s3_verify_binary_and_rerun(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    s3_env: MotoS3, fmt: str,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
+    s3_env: MotoS3, fmt: str,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     bucket = s3_env.bucket()
@@ -83,8 +83,8 @@ def test_local_to_s3_verify_binary_and_rerun(
 
 
 def test_directory_form_from_s3_passes_bagit_after_download(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    s3_env: MotoS3,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
+    s3_env: MotoS3,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     bucket = s3_env.bucket()
@@ -99,8 +99,8 @@ def test_directory_form_from_s3_passes_bagit_after_download(
 
 
 def test_storage_class_and_object_lock(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    s3_env: MotoS3,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
+    s3_env: MotoS3,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     bucket = s3_env.bucket(object_lock=True)
@@ -124,8 +124,8 @@ def test_storage_class_and_object_lock(
 
 
 def test_object_lock_on_bucket_without_it_fails_before_upload(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    s3_env: MotoS3,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
+    s3_env: MotoS3,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     bucket = s3_env.bucket()
@@ -140,7 +140,7 @@ def test_object_lock_on_bucket_without_it_fails_before_upload(
 
 
 def test_local_dest_refuses_storage_options(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     result = run_cli(capsys, "archive", str(era.path), "--dest", str(tmp_path / "b"),
@@ -151,8 +151,8 @@ def test_local_dest_refuses_storage_options(
 
 @pytest.mark.parametrize("fmt", ["dir", "tar"])
 def test_corruption_on_s3_detected(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    s3_env: MotoS3, fmt: str,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
+    s3_env: MotoS3, fmt: str,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     bucket = s3_env.bucket()
@@ -174,8 +174,8 @@ def test_corruption_on_s3_detected(
 
 
 def test_incomplete_directory_bundle_is_reported(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    s3_env: MotoS3,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
+    s3_env: MotoS3,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     bucket = s3_env.bucket()
@@ -195,8 +195,8 @@ def test_incomplete_directory_bundle_is_reported(
 
 
 def test_secrets_in_s3_uri_never_stored_or_printed(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
+    moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     bucket = moto_s3.bucket()
@@ -224,7 +224,7 @@ def test_secrets_in_s3_uri_never_stored_or_printed(
 
 @pytest.mark.parametrize("fmt", ["tar", "dir"])
 def test_interrupted_upload_leaves_no_complete_looking_bundle(
-    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3, fmt: str,  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3, fmt: str,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     add_random_sst(era.path, 40)
@@ -246,8 +246,8 @@ def test_interrupted_upload_leaves_no_complete_looking_bundle(
 
 @pytest.mark.parametrize(("dest_kind", "fmt"), [("s3", "dir"), ("s3", "tar"), ("local", "dir")])
 def test_backup_in_s3_archived_without_local_copy(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    s3_env: MotoS3, dest_kind: str, fmt: str,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
+    s3_env: MotoS3, dest_kind: str, fmt: str,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     source = upload(s3_env, era.path, "backups/orders")
@@ -270,8 +270,8 @@ def test_backup_in_s3_archived_without_local_copy(
 
 
 def test_bundle_in_deep_archive_needs_restore(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    s3_env: MotoS3,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
+    s3_env: MotoS3,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")
     bucket = s3_env.bucket()

@@ -32,11 +32,11 @@ from support.backups import (
     write_latest,
 )
 from support.cli import run_cli
-from support.s3 import MotoS3, moto_s3, s3_env  # noqa: F401 - pytest fixtures
+from support.s3 import MotoS3
 
 
 @pytest.fixture
-def moto(s3_env: MotoS3) -> MotoS3:  # noqa: F811 - the fixture imported above
+def moto(s3_env: MotoS3) -> MotoS3:
     """moto's S3 server, with boto3's default chain (environment) pointed at it."""
     return s3_env
 

@@ -24,14 +24,14 @@ from crdb_archive.errors import (
 )
 from support.backups import ERAS, assert_same_report, upload
 from support.cli import run_cli
-from support.s3 import MotoS3, moto_s3, s3_env  # noqa: F401 - pytest fixtures
+from support.s3 import MotoS3
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.literals import StorageClassType
 
 
 @pytest.fixture
-def moto(s3_env: MotoS3) -> MotoS3:  # noqa: F811 - the fixture imported above
+def moto(s3_env: MotoS3) -> MotoS3:
     """moto's S3 server, with boto3's default chain (environment) pointed at it."""
     return s3_env
 

@@ -13,7 +13,7 @@ import pytest
 
 from crdb_archive.binaries import host_platform
 from support.cli import run_cli
-from support.mirror import MirrorServer, mirror, status  # noqa: F401 - mirror is a fixture
+from support.mirror import MirrorServer, status
 from support.release_archives import build_archive, publish, write_checksum_file
 
 RELEASE = "v23.1.11"
@@ -62,7 +62,7 @@ def test_done_when_local_mirror_leaves_the_published_archive(tmp_path: Path) -> 
 
 
 def test_json_for_several_platforms(
-    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path  # noqa: F811
+    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path
 ) -> None:
     files = publish(mirror.root, RELEASE, ["linux-amd64", "windows-amd64"])
     code, out, _ = run(
@@ -86,7 +86,7 @@ def test_json_for_several_platforms(
 
 
 def test_mirror_from_the_environment_and_cache_hit(
-    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     build_archive(mirror.root, RELEASE, "linux-amd64")
@@ -102,7 +102,7 @@ def test_mirror_from_the_environment_and_cache_hit(
 
 
 def test_no_cache_and_cache_dir_options(
-    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path  # noqa: F811
+    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path
 ) -> None:
     build_archive(mirror.root, RELEASE, "linux-amd64")
     code, _, _ = run(capsys, "fetch-binary", RELEASE, "--mirror", mirror.url,
@@ -117,7 +117,7 @@ def test_no_cache_and_cache_dir_options(
 
 
 def test_release_without_checksum_warns_and_says_not_verified(
-    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path  # noqa: F811
+    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path
 ) -> None:
     build_archive(mirror.root, "v20.2.5", "linux-amd64", checksum=False)
     code, out, err = run(capsys, "fetch-binary", "v20.2.5", "--mirror", mirror.url,
@@ -135,7 +135,7 @@ def test_release_without_checksum_warns_and_says_not_verified(
 
 
 def test_withdrawn_release_is_flagged(
-    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path  # noqa: F811
+    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path
 ) -> None:
     build_archive(mirror.root, "v23.1.0", "linux-amd64")
     code, _, err = run(capsys, "fetch-binary", "v23.1.0", "--mirror", mirror.url,
@@ -146,7 +146,7 @@ def test_withdrawn_release_is_flagged(
 
 @pytest.mark.skipif(host_platform() != "linux-amd64", reason="runs the linux-amd64 stand-in")
 def test_extract_runs_the_version_check(
-    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path  # noqa: F811
+    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path
 ) -> None:
     publish(mirror.root, RELEASE, ["linux-amd64", "windows-amd64"])
     code, out, _ = run(capsys, "fetch-binary", RELEASE, "--platform", "linux-amd64",
@@ -167,7 +167,7 @@ def test_extract_runs_the_version_check(
 
 @pytest.mark.skipif(host_platform() != "linux-amd64", reason="runs the linux-amd64 stand-in")
 def test_extracted_binary_of_another_version_is_exit_1(
-    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path  # noqa: F811
+    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path
 ) -> None:
     build_archive(mirror.root, RELEASE, "linux-amd64", build_tag="v23.1.12")
     code, out, _ = run(capsys, "fetch-binary", RELEASE, "--mirror", mirror.url,
@@ -180,7 +180,7 @@ def test_extracted_binary_of_another_version_is_exit_1(
 
 
 def test_platform_the_release_never_shipped_is_exit_2(
-    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path  # noqa: F811
+    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path
 ) -> None:
     code, out, err = run(capsys, "fetch-binary", "v22.1.8", "--platform", "linux-amd64",
                          "--platform", "darwin-arm64", "--mirror", mirror.url,
@@ -216,7 +216,7 @@ def test_bad_input_is_exit_2_one_line(
 
 
 def test_checksum_mismatch_is_exit_1_and_leaves_nothing(
-    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path  # noqa: F811
+    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path
 ) -> None:
     files = build_archive(mirror.root, RELEASE, "linux-amd64")
     write_checksum_file(files.archive, "f" * 64)
@@ -229,7 +229,7 @@ def test_checksum_mismatch_is_exit_1_and_leaves_nothing(
 
 
 def test_missing_archive_is_exit_3_and_leaves_nothing(
-    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path  # noqa: F811
+    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path
 ) -> None:
     files = build_archive(mirror.root, RELEASE, "linux-amd64")
     files.archive.unlink()
@@ -241,7 +241,7 @@ def test_missing_archive_is_exit_3_and_leaves_nothing(
 
 
 def test_failure_on_a_later_platform_removes_the_earlier_ones(
-    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path  # noqa: F811
+    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path
 ) -> None:
     publish(mirror.root, RELEASE, ["linux-amd64", "darwin-amd64"])
     (mirror.root / "cockroach-v23.1.11.darwin-10.9-amd64.tgz").unlink()
@@ -255,7 +255,7 @@ def test_failure_on_a_later_platform_removes_the_earlier_ones(
 
 
 def test_mirror_refusing_the_checksum_file_is_exit_3(
-    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path  # noqa: F811
+    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path
 ) -> None:
     build_archive(mirror.root, RELEASE, "linux-amd64")
     mirror.fail(f"{NAME}.sha256sum", *[status(403)])

@@ -38,7 +38,6 @@ from support.mirror import (
     Fault,
     MirrorServer,
     ignore_range,
-    mirror,  # noqa: F401 - pytest fixture
     reset_after,
     short_body,
     stall_after,
@@ -61,7 +60,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def published(mirror: MirrorServer) -> ReleaseFiles:  # noqa: F811
+def published(mirror: MirrorServer) -> ReleaseFiles:
     return build_archive(mirror.root, RELEASE, PLATFORM)
 
 
@@ -99,7 +98,7 @@ def flip_byte(path: Path, offset: int) -> None:
 
 
 def test_fetch_is_byte_identical_and_verified(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     fetched = fetch(mirror, tmp_path / "out", None)
     content = fetched.path.read_bytes()
@@ -148,7 +147,7 @@ def test_local_mirror(published: ReleaseFiles, tmp_path: Path, form: str) -> Non
 
 
 def test_progress_reports_every_byte_once(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     events: list[ProgressEvent] = []
     fetch_release_archive(
@@ -164,7 +163,7 @@ def test_progress_reports_every_byte_once(
 
 
 def test_release_without_published_checksum_is_kept_unverified(
-    mirror: MirrorServer, tmp_path: Path, cache_dir: Path  # noqa: F811
+    mirror: MirrorServer, tmp_path: Path, cache_dir: Path
 ) -> None:
     files = build_archive(mirror.root, "v20.2.5", PLATFORM, checksum=False)
     fetched = fetch(mirror, tmp_path / "out", cache_dir, release="v20.2.5")
@@ -194,7 +193,7 @@ def test_release_without_published_checksum_is_kept_unverified(
     ],
 )
 def test_transient_failures_are_survived(
-    mirror: MirrorServer,  # noqa: F811
+    mirror: MirrorServer,
     published: ReleaseFiles,
     tmp_path: Path,
     faults: list[Fault],
@@ -217,7 +216,7 @@ def test_transient_failures_are_survived(
 
 
 def test_long_retry_after_is_capped_by_the_policy(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     mirror.fail(NAME, status(503, retry_after="3600"))
     started = time.monotonic()
@@ -228,7 +227,7 @@ def test_long_retry_after_is_capped_by_the_policy(
 
 
 def test_server_ignoring_range_restarts_from_zero(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     mirror.fail(NAME, reset_after(100_000), ignore_range())
     fetched = fetch(mirror, tmp_path / "out", None)
@@ -238,7 +237,7 @@ def test_server_ignoring_range_restarts_from_zero(
 
 
 def test_file_replaced_between_attempts_is_fetched_whole(
-    mirror: MirrorServer, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, tmp_path: Path
 ) -> None:
     # Without a published checksum, If-Range is what keeps a resume from splicing two files.
     old = build_archive(mirror.root, "v20.2.5", PLATFORM, checksum=False)
@@ -264,7 +263,7 @@ def test_file_replaced_between_attempts_is_fetched_whole(
 
 
 def test_persistent_5xx_is_a_network_error(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     mirror.fail(NAME, *[status(500)] * 10)
     with pytest.raises(NetworkError) as info:
@@ -278,7 +277,7 @@ def test_persistent_5xx_is_a_network_error(
 
 
 def test_body_that_keeps_breaking_off_is_a_network_error(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     mirror.fail(NAME, *[short_body(70_000)] * 10)
     with pytest.raises(NetworkError) as info:
@@ -290,7 +289,7 @@ def test_body_that_keeps_breaking_off_is_a_network_error(
 
 
 def test_wrong_published_checksum_is_a_mismatch(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     write_checksum_file(published.archive, "0" * 64)
     with pytest.raises(ChecksumMismatch) as info:
@@ -304,7 +303,7 @@ def test_wrong_published_checksum_is_a_mismatch(
 
 
 def test_corrupted_archive_on_the_mirror_is_a_mismatch(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     flip_byte(published.archive, 1000)
     with pytest.raises(ChecksumMismatch):
@@ -313,7 +312,7 @@ def test_corrupted_archive_on_the_mirror_is_a_mismatch(
 
 
 def test_missing_checksum_file_is_an_error_before_any_download(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     assert published.checksum_file is not None
     published.checksum_file.unlink()
@@ -326,7 +325,7 @@ def test_missing_checksum_file_is_an_error_before_any_download(
 
 
 def test_malformed_checksum_file_is_refused(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     write_checksum_file(published.archive, published.sha256, name="cockroach-v23.1.10.tgz")
     with pytest.raises(MalformedChecksumFile):
@@ -336,7 +335,7 @@ def test_malformed_checksum_file_is_refused(
 
 
 def test_oversized_checksum_file_is_refused(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     assert published.checksum_file is not None
     published.checksum_file.write_bytes(b"x" * 100_000)
@@ -346,7 +345,7 @@ def test_oversized_checksum_file_is_refused(
 
 
 def test_archive_missing_on_the_mirror(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     published.archive.unlink()
     with pytest.raises(NotFoundOnMirror) as info:
@@ -382,7 +381,7 @@ def test_connection_refused_is_a_network_error(tmp_path: Path) -> None:
 
 
 def test_interruption_mid_download_leaves_nothing(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     def interrupt(event: ProgressEvent) -> None:
         if event.done > 100_000:
@@ -398,7 +397,7 @@ def test_interruption_mid_download_leaves_nothing(
 
 
 def test_destination_that_is_a_file_is_a_storage_error(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     (tmp_path / "out").write_text("not a directory")
     with pytest.raises(StorageError) as info:
@@ -407,7 +406,7 @@ def test_destination_that_is_a_file_is_a_storage_error(
 
 
 def test_existing_file_at_destination_is_replaced_by_the_verified_archive(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / NAME).write_bytes(b"an old partial download")
@@ -420,7 +419,7 @@ def test_existing_file_at_destination_is_replaced_by_the_verified_archive(
     [("v22.1.8", "linux-arm64", UnknownPlatform), ("v23.1", PLATFORM, InvalidVersion)],
 )
 def test_bad_input_fails_before_any_request(
-    mirror: MirrorServer, tmp_path: Path, release: str, platform: str,  # noqa: F811
+    mirror: MirrorServer, tmp_path: Path, release: str, platform: str,
     error: type[CrdbArchiveError],
 ) -> None:
     with pytest.raises(error) as info:
@@ -434,7 +433,7 @@ def test_bad_input_fails_before_any_request(
 
 
 def test_cache_hit_does_not_touch_the_network(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path, cache_dir: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path, cache_dir: Path
 ) -> None:
     first = fetch(mirror, tmp_path / "one", cache_dir)
     assert not first.from_cache
@@ -454,7 +453,7 @@ def test_cache_hit_does_not_touch_the_network(
 
 @pytest.mark.parametrize("damage", ["flip-byte", "truncate", "delete-blob", "garbage-index"])
 def test_damaged_cache_entry_is_detected_and_fetched_again(
-    mirror: MirrorServer,  # noqa: F811
+    mirror: MirrorServer,
     published: ReleaseFiles,
     tmp_path: Path,
     cache_dir: Path,
@@ -483,7 +482,7 @@ def test_damaged_cache_entry_is_detected_and_fetched_again(
 
 
 def test_cache_entry_that_disagrees_with_the_published_checksum_is_not_used(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path, cache_dir: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path, cache_dir: Path
 ) -> None:
     fetch(mirror, tmp_path / "one", cache_dir)
     # The release is re-published (a new archive, a new checksum) behind the cache's back.
@@ -497,7 +496,7 @@ def test_cache_entry_that_disagrees_with_the_published_checksum_is_not_used(
 
 
 def test_cached_archive_with_uncached_checksum_fetches_only_the_checksum(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path, cache_dir: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path, cache_dir: Path
 ) -> None:
     fetch(mirror, tmp_path / "one", cache_dir)
     (cache_dir / "checksums" / f"{NAME}.sha256sum").unlink()
@@ -508,7 +507,7 @@ def test_cached_archive_with_uncached_checksum_fetches_only_the_checksum(
 
 
 def test_no_cache_always_downloads_and_writes_no_cache(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path, cache_dir: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path, cache_dir: Path
 ) -> None:
     fetch(mirror, tmp_path / "one", cache_dir)
     mirror.clear_log()
@@ -519,7 +518,7 @@ def test_no_cache_always_downloads_and_writes_no_cache(
 
 
 def test_default_cache_is_taken_from_the_environment(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     fetch_release_archive(
         RELEASE, PLATFORM, tmp_path / "out", mirror=resolve_mirror(mirror.url), policy=FAST
@@ -528,7 +527,7 @@ def test_default_cache_is_taken_from_the_environment(
 
 
 def test_unverified_release_is_served_from_cache(
-    mirror: MirrorServer, tmp_path: Path, cache_dir: Path  # noqa: F811
+    mirror: MirrorServer, tmp_path: Path, cache_dir: Path
 ) -> None:
     build_archive(mirror.root, "v20.2.5", PLATFORM, checksum=False)
     fetch(mirror, tmp_path / "one", cache_dir, release="v20.2.5")
@@ -540,7 +539,7 @@ def test_unverified_release_is_served_from_cache(
 
 
 def test_unwritable_cache_is_a_storage_error_naming_it(
-    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     blocker = tmp_path / "cache-is-a-file"
     blocker.write_text("")
@@ -553,7 +552,7 @@ def test_unwritable_cache_is_a_storage_error_naming_it(
 # --- published checksums of other platforms ----------------------------------------------------
 
 
-def test_fetch_published_checksum(mirror: MirrorServer, tmp_path: Path) -> None:  # noqa: F811
+def test_fetch_published_checksum(mirror: MirrorServer, tmp_path: Path) -> None:
     files = build_archive(mirror.root, RELEASE, "darwin-arm64")
     source = resolve_mirror(mirror.url)
     cache = tmp_path / "cache"
@@ -568,14 +567,14 @@ def test_fetch_published_checksum(mirror: MirrorServer, tmp_path: Path) -> None:
 
 
 def test_fetch_published_checksum_none_for_old_releases(
-    mirror: MirrorServer,  # noqa: F811
+    mirror: MirrorServer,
 ) -> None:
     assert fetch_published_checksum("v20.2.5", PLATFORM, mirror=resolve_mirror(mirror.url)) is None
     assert mirror.requests() == []
 
 
 def test_fetch_published_checksum_missing_is_not_found(
-    mirror: MirrorServer, tmp_path: Path  # noqa: F811
+    mirror: MirrorServer, tmp_path: Path
 ) -> None:
     with pytest.raises(NotFoundOnMirror):
         fetch_published_checksum(

@@ -15,7 +15,7 @@ import pytest
 
 from crdb_archive.archive import ArchiveRequest, archive_backup
 from support.bundles import era_with_binaries, run_cli, xor_byte
-from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
+from support.mirror import MirrorServer
 
 Damage = Callable[[Path], object]
 

@@ -24,7 +24,7 @@ from crdb_archive.errors import BadInput, NotABundle, StorageError
 from crdb_archive.hashing import blake3_of_file, copy_and_digest, parallel_in_batches
 from crdb_archive.storage.uri import parse_location, redact
 from support.bundles import era_with_binaries, run_cli
-from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
+from support.mirror import MirrorServer
 
 # --- hashing ------------------------------------------------------------------------------------
 
@@ -200,7 +200,7 @@ def test_tar_form_members_and_order(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def bundle(capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+def bundle(capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
            monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
     era = era_with_binaries(tmp_path, mirror, "v23.1")
@@ -236,7 +236,7 @@ def test_binary_for_missing_platform_names_published_checksum(
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
-def test_other_platform_checksums_recorded(bundle: Path, mirror: MirrorServer) -> None:  # noqa: F811
+def test_other_platform_checksums_recorded(bundle: Path, mirror: MirrorServer) -> None:
     description = json.loads((bundle / "crdb-archive.json").read_text())
     recorded = {p["platform"]: p for p in description["other_platforms"]}
     assert set(recorded) == {"linux-arm64", "linux-amd64-fips", "darwin-amd64", "darwin-arm64",

@@ -21,14 +21,14 @@ from crdb_archive.jobs.lock import lock_file_name
 from support.backups import add_random_sst
 from support.bundles import era_with_binaries, run_cli, run_subprocess
 from support.cli import signal_while_archiving
-from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
+from support.mirror import MirrorServer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "archive-specs" / "examples"
 
 
 @pytest.fixture
 def job_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-            mirror: MirrorServer) -> dict[str, str]:  # noqa: F811
+            mirror: MirrorServer) -> dict[str, str]:
     """The environment a scheduler would give the example job, pointed at this test's dirs."""
     values = {
         "CRDB_ARCHIVE_MIRROR": mirror.url,
@@ -46,7 +46,7 @@ def events_of(out: str) -> list[dict[str, object]]:
 
 
 def test_nightly_example_runs_as_it_is(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
     job_env: dict[str, str],
 ) -> None:
     era_with_binaries(tmp_path, mirror, "v24.3", platforms=("linux-amd64", "linux-arm64"))
@@ -74,7 +74,7 @@ def test_nightly_example_runs_as_it_is(
 
 
 def test_human_output(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                      mirror: MirrorServer, job_env: dict[str, str]) -> None:  # noqa: F811
+                      mirror: MirrorServer, job_env: dict[str, str]) -> None:
     era_with_binaries(tmp_path, mirror, "v24.3", platforms=("linux-amd64", "linux-arm64"))
     result = run_cli(capsys, "run", str(EXAMPLES / "nightly-local.toml"))
     assert result.code == 0, result.err
@@ -95,7 +95,7 @@ def test_human_output(capsys: pytest.CaptureFixture[str], tmp_path: Path,
 
 
 def test_killed_run_is_finished_by_the_next(
-    tmp_path: Path, mirror: MirrorServer, job_env: dict[str, str]  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer, job_env: dict[str, str]
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3", platforms=("linux-amd64", "linux-arm64"))
     # Enough data that the copy is still running when its first progress line arrives.
@@ -122,7 +122,7 @@ def test_killed_run_is_finished_by_the_next(
 
 
 def test_sigterm_stops_the_run_cleanly(
-    tmp_path: Path, mirror: MirrorServer, job_env: dict[str, str]  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer, job_env: dict[str, str]
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3", platforms=("linux-amd64", "linux-arm64"))
     add_random_sst(era.path / "2024/12/15-000000.00", 96)
@@ -153,7 +153,7 @@ with LocalJobLock(Path(sys.argv[1]), sys.argv[2]):
 
 
 def test_overlapping_run_is_refused(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
     job_env: dict[str, str],
 ) -> None:
     era_with_binaries(tmp_path, mirror, "v24.3", platforms=("linux-amd64", "linux-arm64"))
@@ -184,7 +184,7 @@ def test_overlapping_run_is_refused(
 
 
 def test_stale_lock_is_taken_over(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
     job_env: dict[str, str],
 ) -> None:
     era_with_binaries(tmp_path, mirror, "v24.3", platforms=("linux-amd64", "linux-arm64"))

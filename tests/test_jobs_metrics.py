@@ -20,7 +20,7 @@ from crdb_archive.jobs import RunMetrics, render_metrics, write_metrics
 from crdb_archive.jobs.lock import LocalJobLock
 from crdb_archive.jobs.metrics import previous_last_success
 from support.bundles import era_with_binaries, run_cli
-from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
+from support.mirror import MirrorServer
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _LABEL = r"[a-zA-Z_][a-zA-Z0-9_]*"
@@ -205,7 +205,7 @@ def test_last_success_read_back_per_job(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def spec(tmp_path: Path, mirror: MirrorServer,  # noqa: F811
+def spec(tmp_path: Path, mirror: MirrorServer,
          monkeypatch: pytest.MonkeyPatch) -> Path:
     """A minimal nightly job over a v23.1 backup, binaries from the loopback mirror."""
     era = era_with_binaries(tmp_path, mirror, "v23.1")

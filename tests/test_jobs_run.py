@@ -25,7 +25,7 @@ from crdb_archive.jobs.lock import lock_file_name
 from crdb_archive.jobs.plan import advisories
 from support.backups import ERAS
 from support.bundles import era_with_binaries, tree, xor_byte
-from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
+from support.mirror import MirrorServer
 
 # The clock retention and the warnings count from: after the v24.3 fixtures' backups.
 NOW = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
@@ -34,7 +34,7 @@ V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T00000000Z-v24.3.1" for day in ("01"
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                 mirror: MirrorServer) -> None:  # noqa: F811
+                 mirror: MirrorServer) -> None:
     monkeypatch.setenv("CRDB_ARCHIVE_MIRROR", mirror.url)
     monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
 
@@ -87,7 +87,7 @@ def hidden_in(dest: Path) -> list[str]:
     return sorted(p.name for p in dest.iterdir() if p.name.startswith("."))
 
 
-def test_second_run_is_a_no_op(tmp_path: Path, mirror: MirrorServer) -> None:  # noqa: F811
+def test_second_run_is_a_no_op(tmp_path: Path, mirror: MirrorServer) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     spec = write_spec(tmp_path, era.path)
     dest = tmp_path / "bundles"
@@ -120,7 +120,7 @@ def test_second_run_is_a_no_op(tmp_path: Path, mirror: MirrorServer) -> None:  #
     assert mirror.requests() == []
 
 
-def test_latest_and_a_named_subdir(tmp_path: Path, mirror: MirrorServer) -> None:  # noqa: F811
+def test_latest_and_a_named_subdir(tmp_path: Path, mirror: MirrorServer) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     report, _ = run(write_spec(tmp_path, era.path, backups="latest"))
     assert report.written == [V24_3_BUNDLES[2]]
@@ -131,7 +131,7 @@ def test_latest_and_a_named_subdir(tmp_path: Path, mirror: MirrorServer) -> None
     assert "not a full backup" in str(events.one("error")["message"])
 
 
-def test_dry_run_changes_nothing(tmp_path: Path, mirror: MirrorServer) -> None:  # noqa: F811
+def test_dry_run_changes_nothing(tmp_path: Path, mirror: MirrorServer) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     dest = tmp_path / "bundles"
     report, events = run(write_spec(tmp_path, era.path), dry_run=True)
@@ -153,7 +153,7 @@ def test_dry_run_changes_nothing(tmp_path: Path, mirror: MirrorServer) -> None: 
 
 
 def test_retention_deletes_and_does_not_rearchive(
-    tmp_path: Path, mirror: MirrorServer  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     dest = tmp_path / "bundles"
@@ -195,7 +195,7 @@ class ObjectLockedDirectory(LocalDestination):
 
 
 def test_locked_bundles_are_never_deleted(
-    tmp_path: Path, mirror: MirrorServer  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     dest = tmp_path / "bundles"
@@ -215,7 +215,7 @@ def test_locked_bundles_are_never_deleted(
 
 
 def test_only_this_jobs_bundles_are_subject_to_retention(
-    tmp_path: Path, mirror: MirrorServer  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     other = era_with_binaries(tmp_path / "other", mirror, "v23.1")
@@ -235,7 +235,7 @@ def test_only_this_jobs_bundles_are_subject_to_retention(
 
 
 def test_a_failing_backup_does_not_stop_the_others_and_nothing_is_deleted(
-    tmp_path: Path, mirror: MirrorServer  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     dest = tmp_path / "bundles"
@@ -253,7 +253,7 @@ def test_a_failing_backup_does_not_stop_the_others_and_nothing_is_deleted(
 
 
 def test_damaged_existing_bundle_is_reported_and_kept(
-    tmp_path: Path, mirror: MirrorServer  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     dest = tmp_path / "bundles"
@@ -283,7 +283,7 @@ def test_exit_code_is_the_most_severe() -> None:
     assert code(ExitCode.NO, ExitCode.INTERRUPTED) == ExitCode.INTERRUPTED
 
 
-def test_warnings_that_save_archives(tmp_path: Path, mirror: MirrorServer) -> None:  # noqa: F811
+def test_warnings_that_save_archives(tmp_path: Path, mirror: MirrorServer) -> None:
     era = era_with_binaries(tmp_path, mirror, "v23.1")  # v23.1.11
     spec = write_spec(tmp_path, era.path, backups="latest")
     # v23.1: support ended 2025-11-13, binaries leave the site on 2027-05-15.
@@ -318,7 +318,7 @@ def test_unusable_source_fails_the_run(tmp_path: Path) -> None:
 
 
 def test_encrypted_backup_needs_a_pinned_release(
-    tmp_path: Path, mirror: MirrorServer  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer
 ) -> None:
     era = ERAS["encrypted"](tmp_path / "backups")
     report, events = run(write_spec(tmp_path, era.path, backups="latest"))
@@ -349,7 +349,7 @@ def test_s3_source_mistake_is_reported_without_its_secret(
     assert "hush" not in json.dumps([e.to_json() for e in events.events])
 
 
-def test_interrupted_delete_is_finished(tmp_path: Path, mirror: MirrorServer) -> None:  # noqa: F811
+def test_interrupted_delete_is_finished(tmp_path: Path, mirror: MirrorServer) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     dest = tmp_path / "bundles"
     spec = write_spec(tmp_path, era.path, backups="latest")
@@ -365,7 +365,7 @@ def test_interrupted_delete_is_finished(tmp_path: Path, mirror: MirrorServer) ->
 
 
 def test_a_named_backup_outside_retention_is_skipped_with_a_warning(
-    tmp_path: Path, mirror: MirrorServer  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     report, events = run(write_spec(tmp_path, era.path, backups="latest",

@@ -25,8 +25,8 @@ from crdb_archive.jobs.s3_lock import S3JobLock
 from crdb_archive.storage.uri import parse_location
 from support.backups import upload
 from support.bundles import era_with_binaries, run_cli
-from support.mirror import MirrorServer, mirror  # noqa: F401 - pytest fixture
-from support.s3 import MotoS3, moto_s3, s3_env  # noqa: F401 - pytest fixtures
+from support.mirror import MirrorServer
+from support.s3 import MotoS3
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "archive-specs" / "examples"
 V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T00000000Z-v24.3.1" for day in ("01", "08", "15")]
@@ -35,7 +35,7 @@ FULLS = ["2024/12/01-000000.00", "2024/12/08-000000.00", "2024/12/15-000000.00"]
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                 mirror: MirrorServer) -> None:  # noqa: F811
+                 mirror: MirrorServer) -> None:
     monkeypatch.setenv("CRDB_ARCHIVE_MIRROR", mirror.url)
     monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
 
@@ -82,8 +82,8 @@ def events_of(out: str) -> list[dict[str, object]]:
 
 
 def test_weekly_deep_archive_example_runs_as_it_is(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,  # noqa: F811
-    s3_env: MotoS3, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer,
+    s3_env: MotoS3, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     bucket = s3_env.bucket(object_lock=True)
@@ -154,7 +154,7 @@ def test_weekly_deep_archive_example_runs_as_it_is(
 
 
 def test_backups_read_from_s3_into_s3(
-    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     source = upload(s3_env, era.path, "cluster/orders")
@@ -191,7 +191,7 @@ class ForgetfulS3Destination(S3Destination):
 
 @pytest.mark.parametrize("fmt", ["dir", "tar"])
 def test_retention_deletes_what_the_rules_say_and_never_a_locked_bundle(
-    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,
     monkeypatch: pytest.MonkeyPatch, fmt: str,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
@@ -250,7 +250,7 @@ def test_retention_deletes_what_the_rules_say_and_never_a_locked_bundle(
 
 
 def test_dry_run_reports_a_bucket_without_object_lock_and_writes_nothing(
-    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     bucket = s3_env.bucket()
@@ -271,7 +271,7 @@ def test_dry_run_reports_a_bucket_without_object_lock_and_writes_nothing(
 
 
 def test_interrupted_delete_is_finished_and_an_interrupted_upload_only_reported(
-    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     bucket = s3_env.bucket()
@@ -303,7 +303,7 @@ def test_interrupted_delete_is_finished_and_an_interrupted_upload_only_reported(
 
 
 def test_tar_without_job_record_is_recorded_by_the_next_run(
-    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     bucket = s3_env.bucket()
@@ -336,7 +336,7 @@ def put_lock(s3: MotoS3, bucket: str, key: str, expires: dt.datetime) -> None:
 
 
 def test_a_held_lock_blocks_the_run_and_an_expired_one_is_taken_over(
-    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,  # noqa: F811
+    tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,
 ) -> None:
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     bucket = s3_env.bucket()
@@ -363,7 +363,7 @@ def test_a_held_lock_blocks_the_run_and_an_expired_one_is_taken_over(
 
 
 def test_lock_is_exclusive_refreshed_and_never_released_for_another_run(
-    s3_env: MotoS3,  # noqa: F811
+    s3_env: MotoS3,
 ) -> None:
     bucket = s3_env.bucket(versioned=True)
     location = parse_location(f"s3://{bucket}/p")

@@ -10,7 +10,7 @@ import pytest
 
 from crdb_archive.storage.base import open_storage
 from crdb_archive.storage.ranged import RangedReader
-from support.s3 import MotoS3, moto_s3, s3_env  # noqa: F401 - pytest fixtures
+from support.s3 import MotoS3
 
 
 @pytest.mark.parametrize("size", [0, 1, 999, 1000, 1001, 10_500])
@@ -28,7 +28,7 @@ def test_local_object_read_in_order(tmp_path: Path, size: int, chunk: int) -> No
     assert bytes(out) == data
 
 
-def test_s3_object_read_with_several_ranges(s3_env: MotoS3) -> None:  # noqa: F811
+def test_s3_object_read_with_several_ranges(s3_env: MotoS3) -> None:
     bucket = s3_env.bucket()
     data = os.urandom(3 * 65536 + 17)
     with closing(s3_env.client()) as client:

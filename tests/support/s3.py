@@ -3,7 +3,7 @@
 One server per test session; each test makes its own uniquely named buckets, so tests stay
 independent without resetting the server. Use from a test module::
 
-    from support.s3 import MotoS3, moto_s3, s3_env  # noqa: F401 - pytest fixtures
+    def test_x(s3_env: MotoS3) -> None: ...  # fixtures come from tests/conftest.py
 """
 
 from __future__ import annotations

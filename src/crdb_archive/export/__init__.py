@@ -1,0 +1,1 @@
+"""Export bundles: changefeed and EXPORT output, its schema, a consolidated snapshot."""
