@@ -83,7 +83,7 @@ def test_extensions(suffix: str, fmt: str, compression: str) -> None:
     f"other/{TS}-0a1b2c3d4e5f6071-1-1-00000000-t-1.ndjson",
 ])
 def test_damaged_data_file_names(path: str) -> None:
-    with pytest.raises(ValueError, match="not|partition|never"):
+    with pytest.raises(ValueError, match=r"not|partition|never"):
         parse_data_file(path)
 
 
@@ -108,7 +108,8 @@ def test_export_names() -> None:
     assert (parsed.export_id, parsed.node, parsed.chunk, parsed.format, parsed.compression) == (
         "16c5b2a3f1e0d9a8", 871623847, 3, "csv", "gzip")
     parsed = parse_export_file("export16c5-n1.0.parquet")
-    assert parsed is not None and parsed.format == "parquet"
+    assert parsed is not None
+    assert parsed.format == "parquet"
     assert parse_export_file("export16c5-n1.0.json") is None
 
 
@@ -147,9 +148,11 @@ def test_scan_and_plan_choose_resolved_times(tmp_path: Path) -> None:
     assert (scan.kind, scan.format, scan.partitioning) == ("changefeed", "ndjson", "daily")
     assert [r.time for r in scan.resolved] == [hlc(20), hlc(40)]
     latest = plan_snapshot(scan)
-    assert latest.as_of == hlc(40) and len(latest.data_files) == 2
+    assert latest.as_of == hlc(40)
+    assert len(latest.data_files) == 2
     earlier = plan_snapshot(scan, hlc(20).decimal())
-    assert earlier.as_of == hlc(20) and len(earlier.data_files) == 1
+    assert earlier.as_of == hlc(20)
+    assert len(earlier.data_files) == 1
     assert earlier.excluded_files == 1
     assert plan_snapshot(scan, hlc(20).file_time()).as_of == hlc(20)
     with pytest.raises(InvalidAsOf, match="not one of the 2 RESOLVED"):
@@ -213,17 +216,17 @@ def test_refusals(tmp_path: Path) -> None:
     stray = tmp_path / "stray"
     _small_feed(stray)
     (stray / "2024-01-02" / "notes.txt").write_text("x")
-    with pytest.raises(MalformedExportData, match="notes.txt: neither"):
+    with pytest.raises(MalformedExportData, match=r"notes\.txt: neither"):
         _scan(stray)
     unknown = tmp_path / "unknown"
     _small_feed(unknown)
     other_schema = Schema(tables=(table("u", [Column("id", INT8)], ("id",)),))
-    with pytest.raises(UnsupportedExport, match="topic 't' names no table"):
+    with pytest.raises(UnsupportedExport, match=r"topic 't' names no table"):
         _scan(unknown, other_schema)
     bad_body = tmp_path / "body"
     feed = _small_feed(bad_body)
     feed.files[-1].write_text('{"resolved": "12.5"}')
-    with pytest.raises(MalformedExportData, match="RESOLVED.*the body says"):
+    with pytest.raises(MalformedExportData, match=r"RESOLVED.*the body says"):
         _scan(bad_body)
     bad_name = tmp_path / "name"
     feed = _small_feed(bad_name)

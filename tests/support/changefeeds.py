@@ -77,6 +77,12 @@ class Event:
     key: tuple[Any, ...]
     row: Row | None
     ts: Hlc
+    # A schema change's backfill re-emits a row at the change's time (``updated``) with the
+    # MVCC timestamp of the row's last write (``mvcc_timestamp``).
+    mvcc: Hlc | None = None
+
+    def stamp(self, option: str | None) -> Hlc:
+        return self.mvcc if option == "mvcc_timestamp" and self.mvcc is not None else self.ts
 
 
 @dataclass
@@ -86,9 +92,9 @@ class History:
     schema: Schema
     events: list[Event] = field(default_factory=list)
 
-    def put(self, table_name: str, row: Row, ts: Hlc) -> Event:
+    def put(self, table_name: str, row: Row, ts: Hlc, mvcc: Hlc | None = None) -> Event:
         t = self.schema.table(table_name)
-        event = Event(table_name, tuple(row[k] for k in t.primary_key), dict(row), ts)
+        event = Event(table_name, tuple(row[k] for k in t.primary_key), dict(row), ts, mvcc)
         self.events.append(event)
         return event
 
@@ -96,6 +102,10 @@ class History:
         event = Event(table_name, key, None, ts)
         self.events.append(event)
         return event
+
+    def last_write(self, table_name: str, key: tuple[Any, ...], before: Hlc) -> Hlc:
+        return max(e.ts for e in self.events
+                   if e.table == table_name and e.key == key and e.ts < before)
 
     def model_at(self, at: Hlc | None) -> dict[str, dict[tuple[Any, ...], Row]]:
         """Per table, key -> row as of ``at`` (None: after everything)."""
@@ -154,9 +164,9 @@ def _export_scalar(value: Any, t: SqlType) -> str:
     if kind == "bytes":
         return "\\x" + bytes(value).hex()
     if kind == "timestamp":
-        return value.isoformat(sep=" ")
+        return str(value.isoformat(sep=" "))
     if kind == "timestamptz":
-        return value.astimezone(UTC).isoformat(sep=" ")
+        return str(value.astimezone(UTC).isoformat(sep=" "))
     return str(value)
 
 
@@ -229,7 +239,7 @@ class Feed:
     def ndjson(self, t: Table, events: list[Event], columns: list[Column]) -> bytes:
         lines = []
         for e in events:
-            ts = f'"{e.ts.decimal()}"'
+            ts = f'"{e.stamp(self.timestamp).decimal()}"'
             key = "[" + ", ".join(json_value(v, t.column(k).type)
                                   for v, k in zip(e.key, t.primary_key, strict=True)) + "]"
             if self.envelope == "wrapped":
@@ -343,7 +353,7 @@ def write_parquet(path: Path, t: Table, events: list[Event], columns: list[Colum
         if not export:
             values.append("d" if e.row is None else "u")
             if timestamp:
-                values.append(e.ts.decimal())
+                values.append(e.stamp(timestamp).decimal())
         rows.append(values)
     if rows:
         con.executemany(f"INSERT INTO t VALUES ({', '.join('?' for _ in defs)})", rows)
@@ -401,7 +411,8 @@ def expected_parquet_value(value: Any, t: SqlType) -> Any:
 
 def parse_array_text(text: str) -> list[str | None]:
     """A PostgreSQL array literal of quoted or NULL elements (as the snapshot CSV writes)."""
-    assert text[0] == "{" and text[-1] == "}"
+    assert text[0] == "{"
+    assert text[-1] == "}"
     items: list[str | None] = []
     i, body = 0, text[1:-1]
     while i < len(body):

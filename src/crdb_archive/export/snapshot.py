@@ -73,6 +73,9 @@ from crdb_archive.export.staging import (
 )
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
 
+# A Parquet row group is built in memory: keep it well under any sensible memory limit.
+ROW_GROUP_ROWS = 16384
+
 
 @dataclass(frozen=True)
 class SnapshotColumn:
@@ -354,14 +357,21 @@ def _write(con: duckdb.DuckDBPyConnection, snap: str, layout: Layout, parquet: P
                           for j, i in enumerate(layout.key))
     else:
         order = "f, n"
+    # Sort into a table first (a sort spills; a sort feeding COPY does not), then copy it in
+    # that order.
+    con.execute(f"CREATE TABLE {snap}_sorted AS SELECT * FROM {snap} ORDER BY {order}")
     typed = ", ".join(f"{typed_expr(f'c{i}', c.type, plans.get(i))} AS {ident(c.name)}"
                       for i, c in visible)
-    con.execute(f"COPY (SELECT {typed} FROM {snap} ORDER BY {order}) TO "
-                f"{literal(str(parquet))} (FORMAT parquet, COMPRESSION zstd)")
     texts = ", ".join(f"{postgres_csv_expr(f'c{i}', c.type)} AS {ident(c.name)}"
                       for i, c in visible)
-    con.execute(f"COPY (SELECT {texts} FROM {snap} ORDER BY {order}) TO "
-                f"{literal(str(csv_path))} (FORMAT csv, HEADER true, NULL '', FORCE_QUOTE *, "
-                "COMPRESSION gzip)")
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        con.execute(f"COPY (SELECT {typed} FROM {snap}_sorted) TO {literal(str(parquet))} "
+                    f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+        con.execute(f"COPY (SELECT {texts} FROM {snap}_sorted) TO {literal(str(csv_path))} "
+                    "(FORMAT csv, HEADER true, NULL '', FORCE_QUOTE *, COMPRESSION gzip)")
+    finally:
+        con.execute("SET preserve_insertion_order = false")
+    con.execute(f"DROP TABLE {snap}_sorted")
     return tuple(SnapshotColumn(c.name, c.type.postgres, duck_type(c.type, plans.get(i)))
                  for i, c in visible)
