@@ -244,3 +244,12 @@ def test_export_without_resolved_is_taken_whole(tmp_path: Path) -> None:
     assert plan_snapshot(scan).as_of is None
     with pytest.raises(InvalidAsOf, match="no RESOLVED"):
         plan_snapshot(scan, hlc(1).decimal())
+
+
+def test_export_files_sit_at_the_top(tmp_path: Path) -> None:
+    listing = [ListedFile("export0a1b-n1.0.csv", 4), ListedFile("../export0a1b-n1.1.csv", 4)]
+    with pytest.raises(MalformedExportData, match=r"\.\./export0a1b-n1\.1\.csv: not an EXPORT"):
+        scan_export(listing, SCHEMA, lambda p: (tmp_path / p).open("rb"))
+    listing = [ListedFile("sub/export0a1b-n1.0.csv", 4)]
+    with pytest.raises(MalformedExportData, match="not an EXPORT file name"):
+        scan_export(listing, SCHEMA, lambda p: (tmp_path / p).open("rb"))

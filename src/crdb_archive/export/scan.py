@@ -158,7 +158,9 @@ def scan_export(
 def _scan_export_files(files: list[ListedFile], sizes: tuple[tuple[str, int], ...]) -> ExportScan:
     chunks: list[ExportFileName] = []
     for listed in files:
-        parsed = parse_export_file(listed.path)
+        # EXPORT writes its chunks flat into the destination: a folder is not its output
+        # (and "../" must never reach a path on disk).
+        parsed = None if "/" in listed.path else parse_export_file(listed.path)
         if parsed is None:
             raise MalformedExportData(
                 f"{listed.path}: not an EXPORT file name (export<hex>-n<node>.<chunk>.csv[.gz] "

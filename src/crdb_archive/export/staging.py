@@ -3,12 +3,12 @@
 Each line (or CSV record) is parsed, checked for its format and envelope, and written to a
 staging file as one JSON object of strings, which DuckDB reads without loss::
 
-    {"f": <file>, "n": <line>, "w": <wall>, "l": <logical>, "d": <delete>, "fam": <family>,
-     "k": [<key texts>], "c": {"c<i>": <text> | [<texts>]}}
+    {"a": [<absent columns>], "f": <file>, "n": <line>, "w": <wall>, "l": <logical>,
+     "d": <delete>, "fam": <family>, "k": [<key texts>], "c": {"c<i>": <text> | [<texts>]}}
 
 Python holds one line at a time; DuckDB does everything else. A column missing from a line
 (rows written under an older schema, before a column was added) is absent from ``c`` and
-becomes NULL; :class:`StageCounts` counts them for the snapshot's notes.
+becomes NULL and is listed in ``a`` for the snapshot's notes.
 
 Raises :class:`~crdb_archive.errors.MalformedExportData` (exit 1) naming the file and line of
 the first broken line or damaged compressed stream, and
