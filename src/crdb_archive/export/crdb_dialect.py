@@ -40,7 +40,19 @@ class CockroachDB(Postgres):
 
     class Tokenizer(Postgres.Tokenizer):
         # ``x:::T`` is CockroachDB's type annotation; for a translation it reads as a cast.
-        KEYWORDS: ClassVar = {**Postgres.Tokenizer.KEYWORDS, ":::": TokenType.DCOLON}
+        # CockroachDB's type names, for casts inside expressions (column types are read by
+        # the statement grammar from the tokens' text).
+        KEYWORDS: ClassVar = {
+            **Postgres.Tokenizer.KEYWORDS,
+            ":::": TokenType.DCOLON,
+            "BYTES": TokenType.VARBINARY,
+            "BOOL": TokenType.BOOLEAN,
+            "INT2": TokenType.SMALLINT,
+            "INT4": TokenType.INT,
+            "INT64": TokenType.BIGINT,
+            "FLOAT4": TokenType.FLOAT,
+            "FLOAT8": TokenType.DOUBLE,
+        }
 
     class Parser(Postgres.Parser):
         def _parse_statement(self) -> exp.Expr | None:
@@ -454,8 +466,7 @@ class CockroachDB(Postgres):
             elif self._crdb_word("DEFAULT"):
                 column.default, column.default_text = self._crdb_expression(bitwise=True)
             elif self._crdb_word("ON", "UPDATE"):
-                self._crdb_expression(bitwise=True)
-                column.on_update_text = self._crdb_text(start)
+                _, column.on_update_text = self._crdb_expression(bitwise=True)
             elif self._crdb_word("GENERATED", "ALWAYS", "AS", "IDENTITY") or \
                     self._crdb_word("GENERATED", "BY", "DEFAULT", "AS", "IDENTITY"):
                 if self._match(TokenType.L_PAREN, advance=False):
