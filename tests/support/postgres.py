@@ -10,7 +10,6 @@ wrong one.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
 import secrets
@@ -45,10 +44,10 @@ def find_bindir() -> Path | None:
         if result.returncode == 0 and (candidate / "initdb").exists() and \
                 (candidate / "postgres").exists():
             return candidate
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
-                      key=lambda p: int(Path(p).parent.parent.name)
-                      if Path(p).parent.parent.name.isdigit() else 0)
-    return Path(versions[-1]).parent if versions else None
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+                      key=lambda p: int(p.parent.parent.name)
+                      if p.parent.parent.name.isdigit() else 0)
+    return versions[-1].parent if versions else None
 
 
 def _free_port() -> int:
@@ -92,11 +91,27 @@ class PostgresDatabase:
             return connection.execute(statement, params or None).fetchall()
 
 
-def _as_nobody() -> dict[str, object]:
-    if os.geteuid() != 0:
-        return {}
-    nobody = pwd.getpwnam("nobody")
-    return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+@dataclass(frozen=True)
+class _Identity:
+    """Who runs initdb and postgres: nobody when the tests run as root, else ourselves."""
+
+    uid: int | None = None
+    gid: int | None = None
+
+    @classmethod
+    def for_server(cls) -> _Identity:
+        if os.geteuid() != 0:
+            return cls()
+        nobody = pwd.getpwnam("nobody")
+        return cls(nobody.pw_uid, nobody.pw_gid)
+
+    def own(self, path: Path) -> None:
+        if self.uid is not None and self.gid is not None:
+            os.chown(path, self.uid, self.gid)
+
+    @property
+    def extra_groups(self) -> list[int] | None:
+        return [] if self.uid is not None else None
 
 
 @contextlib.contextmanager
@@ -106,21 +121,20 @@ def running_server() -> Iterator[PostgresServer]:
     if bindir is None:
         pytest.fail("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
     root = Path(tempfile.mkdtemp(prefix="crdb-archive-pg-"))
-    identity = _as_nobody()
+    identity = _Identity.for_server()
     try:
-        if identity:
-            os.chown(root, int(identity["user"]), int(identity["group"]))  # type: ignore[call-overload]
+        identity.own(root)
         password = secrets.token_urlsafe(16)
         pwfile = root / "pwfile"
         pwfile.write_text(password + "\n")
-        if identity:
-            os.chown(pwfile, int(identity["user"]), int(identity["group"]))  # type: ignore[call-overload]
+        identity.own(pwfile)
         data = root / "data"
         subprocess.run(
             [str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, f"--pwfile={pwfile}",
              "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "--encoding=UTF8",
              "--locale=C", "--no-sync"],
-            check=True, capture_output=True, timeout=120, **identity,  # type: ignore[arg-type]
+            check=True, capture_output=True, timeout=120, user=identity.uid,
+            group=identity.gid, extra_groups=identity.extra_groups,
         )
         port = _free_port()
         log = (root / "server.log").open("wb")
@@ -129,7 +143,8 @@ def running_server() -> Iterator[PostgresServer]:
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={root}",
              "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
              "-c", "max_connections=40"],
-            stdout=log, stderr=subprocess.STDOUT, **identity,  # type: ignore[arg-type]
+            stdout=log, stderr=subprocess.STDOUT, user=identity.uid, group=identity.gid,
+            extra_groups=identity.extra_groups,
         )
         server = PostgresServer("127.0.0.1", port, password, process)
         try:

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - CockroachDB's output is quoted as it was printed, long lines included
 """Schema files as CockroachDB prints them, for the translator and loader tests.
 
 The first ones are ``SHOW CREATE`` outputs quoted from CockroachDB's documentation and its

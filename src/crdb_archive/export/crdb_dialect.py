@@ -13,11 +13,13 @@ PARENT``, ``AS (...) STORED | VIRTUAL``, ``ON UPDATE``, ``COMMENT ON INDEX t@i``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, NoReturn, TypeVar
+from typing import ClassVar, TypeVar
 
 from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
-from sqlglot.tokens import Token, TokenType
+from sqlglot.errors import ParseError
+from sqlglot.parsers.postgres import PostgresParser
+from sqlglot.tokenizer_core import Token, TokenType
 
 from crdb_archive.export import crdb_ast as ast
 
@@ -54,7 +56,7 @@ class CockroachDB(Postgres):
             "FLOAT8": TokenType.DOUBLE,
         }
 
-    class Parser(Postgres.Parser):
+    class Parser(PostgresParser):
         def _parse_statement(self) -> exp.Expr | None:
             if not self._curr:
                 return None
@@ -74,14 +76,18 @@ class CockroachDB(Postgres):
                 self._crdb_skip_rest()
                 statement = ast.Skipped(word, first.line, "a session or privilege statement")
             else:
-                self._crdb_fail(f"{first.text} is not a schema statement", first)
+                raise self._crdb_error(f"{first.text} is not a schema statement", first)
             return self.expression(Parsed(this=statement))
 
         # --- small pieces ---------------------------------------------------------------
 
-        def _crdb_fail(self, message: str, token: Token | None = None) -> NoReturn:
-            self.raise_error(message, token or self._curr)
-            raise AssertionError(message)  # raise_error raises at ErrorLevel.IMMEDIATE
+        def _crdb_error(self, message: str, token: Token | None = None) -> ParseError:
+            """sqlglot's error for ``message`` at ``token``, with its line and context."""
+            try:
+                self.raise_error(message, token or self._curr)
+            except ParseError as error:
+                return error
+            return ParseError(message)  # raise_error only collects below ErrorLevel.IMMEDIATE
 
         def _crdb_word(self, *words: str, advance: bool = True) -> bool:
             """Match a keyword sequence; the tokenizer may have merged some of its words into
@@ -107,7 +113,7 @@ class CockroachDB(Postgres):
         def _crdb_ident(self) -> str:
             token = self._curr
             if not token:
-                self._crdb_fail("expected a name")
+                raise self._crdb_error("expected a name")
             if token.token_type == TokenType.IDENTIFIER:
                 self._advance()
                 return token.text
@@ -116,7 +122,7 @@ class CockroachDB(Postgres):
                     c.isalnum() or c in "_$" for c in text):
                 self._advance()
                 return text.lower()  # unquoted names fold to lower case, as in CockroachDB
-            self._crdb_fail(f"expected a name, found {text!r}", token)
+            raise self._crdb_error(f"expected a name, found {text!r}", token)
 
         def _crdb_name(self) -> ast.Name:
             parts = [self._crdb_ident()]
@@ -126,14 +132,14 @@ class CockroachDB(Postgres):
 
         def _crdb_wrapped(self, item: Callable[[], T]) -> list[T]:
             if not self._match(TokenType.L_PAREN):
-                self._crdb_fail("expected (")
+                raise self._crdb_error("expected (")
             items: list[T] = []
             if not self._match(TokenType.R_PAREN):
                 items.append(item())
                 while self._match(TokenType.COMMA):
                     items.append(item())
                 if not self._match(TokenType.R_PAREN):
-                    self._crdb_fail("expected )")
+                    raise self._crdb_error("expected )")
             return items
 
         def _crdb_text(self, start: Token) -> str:
@@ -144,17 +150,17 @@ class CockroachDB(Postgres):
             start = self._curr
             expression = self._parse_bitwise() if bitwise else self._parse_disjunction()
             if expression is None:
-                self._crdb_fail("expected an expression", start)
+                raise self._crdb_error("expected an expression", start)
             return expression, self._crdb_text(start)
 
         def _crdb_balanced(self) -> None:
             """Skip one parenthesised group, nested ones included."""
             if not self._match(TokenType.L_PAREN):
-                self._crdb_fail("expected (")
+                raise self._crdb_error("expected (")
             depth = 1
             while depth:
                 if not self._curr:
-                    self._crdb_fail("unbalanced parentheses")
+                    raise self._crdb_error("unbalanced parentheses")
                 if self._curr.token_type == TokenType.L_PAREN:
                     depth += 1
                 elif self._curr.token_type == TokenType.R_PAREN:
@@ -180,7 +186,7 @@ class CockroachDB(Postgres):
 
         def _crdb_end(self) -> None:
             if self._curr:
-                self._crdb_fail(f"unexpected {self._curr.text!r}", self._curr)
+                raise self._crdb_error(f"unexpected {self._curr.text!r}", self._curr)
 
         # --- CREATE ---------------------------------------------------------------------
 
@@ -193,7 +199,7 @@ class CockroachDB(Postgres):
             if self._crdb_word("INDEX"):
                 return ast.CreateIndex(self._crdb_create_index(first, unique, inverted))
             if unique or inverted:
-                self._crdb_fail("expected INDEX")
+                raise self._crdb_error("expected INDEX")
             if self._crdb_word("TYPE"):
                 return self._crdb_create_type(first)
             for kind in (("MATERIALIZED", "VIEW"), ("VIEW",), ("SEQUENCE",), ("SCHEMA",),
@@ -206,13 +212,13 @@ class CockroachDB(Postgres):
                     self._crdb_skip_rest()
                     return ast.Skipped(f"{what} {name}".strip(), first.line,
                                        _SKIP_REASONS.get(what, "not part of a table's data"))
-            self._crdb_fail("expected TABLE, INDEX or TYPE after CREATE", self._curr)
+            raise self._crdb_error("expected TABLE, INDEX or TYPE after CREATE", self._curr)
 
         def _crdb_create_table(self, first: Token) -> ast.CreateTable:
             self._crdb_word("IF", "NOT", "EXISTS")
             name = self._crdb_name()
             if self._crdb_peek("AS"):
-                self._crdb_fail("CREATE TABLE ... AS is not a table definition", self._curr)
+                raise self._crdb_error("CREATE TABLE ... AS is not a table definition", self._curr)
             elements = self._crdb_wrapped(self._crdb_table_element)
             table = ast.CreateTable(name, first.line, elements)
             while self._curr:
@@ -229,7 +235,7 @@ class CockroachDB(Postgres):
                 elif self._crdb_word("WITH"):
                     self._crdb_balanced()
                 else:
-                    self._crdb_fail(f"unexpected {self._curr.text!r} after the table's "
+                    raise self._crdb_error(f"unexpected {self._curr.text!r} after the table's "
                                      "columns", self._curr)
                 if start.text.upper() != "LOCALITY":
                     table.dropped.append(self._crdb_text(start))
@@ -239,22 +245,21 @@ class CockroachDB(Postgres):
             if self._crdb_word("GLOBAL"):
                 return
             if not self._crdb_word("REGIONAL"):
-                self._crdb_fail("expected GLOBAL or REGIONAL after LOCALITY", self._curr)
+                raise self._crdb_error("expected GLOBAL or REGIONAL after LOCALITY", self._curr)
             if self._crdb_word("BY", "ROW"):
                 table.region_column = self._crdb_ident() if self._crdb_word("AS") \
                     else "crdb_region"
                 return
             self._crdb_word("BY", "TABLE")
-            if self._crdb_word("IN"):
-                if not self._crdb_word("PRIMARY", "REGION"):
-                    self._crdb_ident()
+            if self._crdb_word("IN") and not self._crdb_word("PRIMARY", "REGION"):
+                self._crdb_ident()
 
         def _crdb_partition(self) -> None:
             """After PARTITION [ALL] BY: LIST|RANGE (cols) (PARTITION ...), or NOTHING."""
             if self._crdb_word("NOTHING"):
                 return
             if not (self._crdb_word("LIST") or self._crdb_word("RANGE")):
-                self._crdb_fail("expected LIST, RANGE or NOTHING", self._curr)
+                raise self._crdb_error("expected LIST, RANGE or NOTHING", self._curr)
             self._crdb_balanced()
             if self._match(TokenType.L_PAREN, advance=False):
                 self._crdb_balanced()
@@ -264,7 +269,7 @@ class CockroachDB(Postgres):
         def _crdb_table_element(self) -> ast.Element:
             token = self._curr
             if not token:
-                self._crdb_fail("unexpected end of statement")
+                raise self._crdb_error("unexpected end of statement")
             line = token.line
             if token.token_type == TokenType.IDENTIFIER:
                 return self._crdb_column()
@@ -292,7 +297,7 @@ class CockroachDB(Postgres):
                     else self._crdb_ident()
                 return ast.FamilyDef(family, tuple(self._crdb_wrapped(self._crdb_ident)))
             if self._crdb_peek("LIKE"):
-                self._crdb_fail("CREATE TABLE ... (LIKE ...) is not supported", token)
+                raise self._crdb_error("CREATE TABLE ... (LIKE ...) is not supported", token)
             return self._crdb_column()
 
         def _crdb_constraint(self, name: str | None, line: int) -> ast.Element:
@@ -316,14 +321,14 @@ class CockroachDB(Postgres):
             if self._crdb_word("FOREIGN", "KEY"):
                 columns = self._crdb_wrapped(self._crdb_ident)
                 return self._crdb_references(name, columns, line)
-            self._crdb_fail("expected PRIMARY KEY, UNIQUE, CHECK or FOREIGN KEY", self._curr)
+            raise self._crdb_error("expected PRIMARY KEY, UNIQUE, CHECK or FOREIGN KEY", self._curr)
 
         def _crdb_check(self, name: str | None, line: int) -> ast.CheckDef:
             if not self._match(TokenType.L_PAREN):
-                self._crdb_fail("expected ( after CHECK")
+                raise self._crdb_error("expected ( after CHECK")
             expression, text = self._crdb_expression()
             if not self._match(TokenType.R_PAREN):
-                self._crdb_fail("expected ) after the CHECK expression", self._curr)
+                raise self._crdb_error("expected ) after the CHECK expression", self._curr)
             check = ast.CheckDef(name, expression, text, line)
             check.not_valid = self._crdb_word("NOT", "VALID")
             return check
@@ -331,7 +336,7 @@ class CockroachDB(Postgres):
         def _crdb_references(self, name: str | None, columns: list[str],
                              line: int) -> ast.ForeignKeyDef:
             if not self._crdb_word("REFERENCES"):
-                self._crdb_fail("expected REFERENCES", self._curr)
+                raise self._crdb_error("expected REFERENCES", self._curr)
             table = self._crdb_name()
             ref_columns = self._crdb_wrapped(self._crdb_ident) \
                 if self._match(TokenType.L_PAREN, advance=False) else []
@@ -352,7 +357,7 @@ class CockroachDB(Postgres):
             for action in _ACTIONS:
                 if self._crdb_word(*action.split()):
                     return action
-            self._crdb_fail("expected a referential action", self._curr)
+            raise self._crdb_error("expected a referential action", self._curr)
 
         def _crdb_index(self, line: int, *, unique: bool = False,
                         inverted: bool = False) -> ast.IndexDef:
@@ -384,7 +389,7 @@ class CockroachDB(Postgres):
                 nulls = "FIRST" if self._crdb_word("FIRST") else \
                     "LAST" if self._crdb_word("LAST") else None
                 if nulls is None:
-                    self._crdb_fail("expected FIRST or LAST after NULLS", self._curr)
+                    raise self._crdb_error("expected FIRST or LAST after NULLS", self._curr)
             return ast.IndexColumn(expression, text, descending, nulls, opclass)
 
         def _crdb_index_trailer(self, index: ast.IndexDef) -> None:
@@ -432,7 +437,7 @@ class CockroachDB(Postgres):
             self._crdb_word("IF", "NOT", "EXISTS")
             name = None if self._crdb_peek("ON") else self._crdb_ident()
             if not self._crdb_word("ON"):
-                self._crdb_fail("expected ON after the index name", self._curr)
+                raise self._crdb_error("expected ON after the index name", self._curr)
             table = self._crdb_name()
             method = self._crdb_ident().lower() if self._crdb_word("USING") else None
             index = self._crdb_index_body(name, first.line)
@@ -474,10 +479,10 @@ class CockroachDB(Postgres):
                 column.identity_text = self._crdb_text(start)
             elif self._crdb_word("GENERATED", "ALWAYS", "AS") or self._crdb_word("AS"):
                 if not self._match(TokenType.L_PAREN):
-                    self._crdb_fail("expected ( after AS", self._curr)
+                    raise self._crdb_error("expected ( after AS", self._curr)
                 column.computed, column.computed_text = self._crdb_expression()
                 if not self._match(TokenType.R_PAREN):
-                    self._crdb_fail("expected ) after the computed expression", self._curr)
+                    raise self._crdb_error("expected ) after the computed expression", self._curr)
                 column.virtual = self._crdb_word("VIRTUAL")
                 if not column.virtual:
                     self._crdb_word("STORED")
@@ -503,13 +508,13 @@ class CockroachDB(Postgres):
             elif self._crdb_word("FAMILY"):
                 column.family = self._crdb_ident()
             else:
-                self._crdb_fail(f"unexpected {self._curr.text!r} in the definition of "
+                raise self._crdb_error(f"unexpected {self._curr.text!r} in the definition of "
                                  f"column {column.name}", self._curr)
 
         def _crdb_type(self) -> ast.TypeSpec:
             token = self._curr
             if not token:
-                self._crdb_fail("expected a type")
+                raise self._crdb_error("expected a type")
             quoted = token.token_type == TokenType.IDENTIFIER
             words = token.text.upper().split()
             if not quoted and len(words) > 1:  # DOUBLE PRECISION, CHARACTER VARYING
@@ -544,7 +549,7 @@ class CockroachDB(Postgres):
             array = False
             while self._match(TokenType.L_BRACKET):
                 if not self._match(TokenType.R_BRACKET):
-                    self._crdb_fail("expected ] in an array type", self._curr)
+                    raise self._crdb_error("expected ] in an array type", self._curr)
                 array = True
             if self._crdb_word("ARRAY"):
                 array = True
@@ -555,7 +560,7 @@ class CockroachDB(Postgres):
             negative = self._match(TokenType.DASH)
             token = self._curr
             if not token or token.token_type in (TokenType.COMMA, TokenType.R_PAREN):
-                self._crdb_fail("expected a type argument")
+                raise self._crdb_error("expected a type argument")
             self._advance()
             return ("-" if negative else "") + token.text.upper()
 
@@ -576,7 +581,7 @@ class CockroachDB(Postgres):
             token = self._curr
             if not token or token.token_type not in (TokenType.STRING, TokenType.BYTE_STRING,
                                                      TokenType.NATIONAL_STRING):
-                self._crdb_fail("expected a string", token)
+                raise self._crdb_error("expected a string", token)
             self._advance()
             return token.text
 
@@ -595,7 +600,7 @@ class CockroachDB(Postgres):
                     name = self._crdb_ident() if self._crdb_word("CONSTRAINT") else None
                     element = self._crdb_constraint(name, first.line)
                     if isinstance(element, ast.FamilyDef | ast.ColumnDef):
-                        self._crdb_fail("expected a constraint", start)
+                        raise self._crdb_error("expected a constraint", start)
                     alter.actions.append(element)
                 elif self._crdb_word("VALIDATE", "CONSTRAINT"):
                     alter.actions.append(ast.ValidateConstraint(table, self._crdb_ident()))
@@ -606,7 +611,7 @@ class CockroachDB(Postgres):
                     return ast.Skipped(self._crdb_text(first), first.line,
                                        "CockroachDB placement, not part of the data")
                 else:
-                    self._crdb_fail("expected ADD CONSTRAINT or VALIDATE CONSTRAINT",
+                    raise self._crdb_error("expected ADD CONSTRAINT or VALIDATE CONSTRAINT",
                                      self._curr)
                 if not self._match(TokenType.COMMA):
                     break
@@ -615,7 +620,7 @@ class CockroachDB(Postgres):
 
         def _crdb_comment(self, first: Token) -> ast.Statement:
             if not self._crdb_word("ON"):
-                self._crdb_fail("expected ON after COMMENT", self._curr)
+                raise self._crdb_error("expected ON after COMMENT", self._curr)
             target = self._curr.text.upper() if self._curr else ""
             self._advance()
             detail: str | None = None
@@ -624,17 +629,18 @@ class CockroachDB(Postgres):
             elif target == "COLUMN":
                 parts = self._crdb_name()
                 if len(parts) < 2:
-                    self._crdb_fail("expected table.column after COMMENT ON COLUMN", first)
+                    raise self._crdb_error("expected table.column after COMMENT ON COLUMN", first)
                 table, detail = parts[:-1], parts[-1]
             elif target == "INDEX":
                 table = self._crdb_name()
                 if not self._match(TokenType.PARAMETER):
-                    self._crdb_fail("expected table@index after COMMENT ON INDEX", self._curr)
+                    raise self._crdb_error("expected table@index after COMMENT ON INDEX",
+                                           self._curr)
                 detail = self._crdb_ident()
             elif target == "CONSTRAINT":
                 detail = self._crdb_ident()
                 if not self._crdb_word("ON"):
-                    self._crdb_fail("expected ON after the constraint name", self._curr)
+                    raise self._crdb_error("expected ON after the constraint name", self._curr)
                 table = self._crdb_name()
             else:
                 self._crdb_skip_rest()
@@ -642,7 +648,7 @@ class CockroachDB(Postgres):
                                    "comments on tables, columns, indexes and constraints "
                                    "are translated")
             if not self._crdb_word("IS"):
-                self._crdb_fail("expected IS", self._curr)
+                raise self._crdb_error("expected IS", self._curr)
             text = None if self._crdb_word("NULL") else self._crdb_string()
             self._crdb_end()
             kind: ast.CommentTarget = target  # type: ignore[assignment]

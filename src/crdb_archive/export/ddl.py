@@ -10,7 +10,7 @@ left out.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError, TokenError
 
@@ -53,8 +53,8 @@ class _Reader:
         self.tables: dict[tuple[str, str], TableBuilder] = {}
         self.notes: list[str] = []
 
-    def fail(self, line: int, message: str) -> NoReturn:
-        raise InvalidSchema(f"{self.source}: line {self.text.file_line(line)}: {message}")
+    def fail(self, line: int, message: str) -> InvalidSchema:
+        return InvalidSchema(f"{self.source}: line {self.text.file_line(line)}: {message}")
 
     def read(self) -> Schema:
         statements = self._statements()
@@ -85,7 +85,8 @@ class _Reader:
             line = int(detail.get("line") or 1)
             near = str(detail.get("highlight") or "").strip()
             description = str(detail.get("description") or "cannot parse").splitlines()[0]
-            self.fail(line, f"{description}" + (f" (near {near!r})" if near else ""))
+            raise self.fail(line, f"{description}" + (f" (near {near!r})" if near else "")) \
+                from None
         except TokenError as error:
             raise InvalidSchema(f"{self.source}: not readable as SQL: "
                                 f"{str(error).splitlines()[0]}") from None
@@ -103,13 +104,13 @@ class _Reader:
             return QualifiedName(name[0], name[1])
         if len(name) == 3:
             return QualifiedName(name[1], name[2], name[0])
-        self.fail(line, f"{'.'.join(name)} is not a table name")
+        raise self.fail(line, f"{'.'.join(name)} is not a table name")
 
     def _table(self, name: ast.Name, line: int) -> TableBuilder:
         qualified = self._qualified(name, line)
         builder = self.tables.get((qualified.schema, qualified.name))
         if builder is None:
-            self.fail(line, f"table {qualified} is not created in this file")
+            raise self.fail(line, f"table {qualified} is not created in this file")
         return builder
 
     # --- statements -------------------------------------------------------------------
@@ -117,15 +118,15 @@ class _Reader:
     def _add_enum(self, statement: ast.CreateEnum) -> None:
         name = self._qualified(statement.name, statement.line)
         if (name.schema, name.name) in self.enums:
-            self.fail(statement.line, f"type {name} is created twice")
+            raise self.fail(statement.line, f"type {name} is created twice")
         if len(set(statement.values)) != len(statement.values):
-            self.fail(statement.line, f"type {name} repeats a value")
+            raise self.fail(statement.line, f"type {name} repeats a value")
         self.enums[(name.schema, name.name)] = EnumType(name, statement.values)
 
     def _add_table(self, statement: ast.CreateTable) -> None:
         name = self._qualified(statement.name, statement.line)
         if (name.schema, name.name) in self.tables:
-            self.fail(statement.line, f"table {name} is created twice")
+            raise self.fail(statement.line, f"table {name} is created twice")
         builder = TableBuilder(name, statement, self.fail)
         self.tables[(name.schema, name.name)] = builder
         builder.add_definition(self.enums)
@@ -133,8 +134,7 @@ class _Reader:
     def _apply(self, statement: ast.Statement) -> None:
         if isinstance(statement, ast.CreateIndex):
             index = statement.index
-            assert index.table is not None  # set by the CREATE INDEX grammar
-            self._table(index.table, index.line).add_index(index)
+            self._table(index.table or (), index.line).add_index(index)
         elif isinstance(statement, ast.AlterTable):
             builder = self._table(statement.table, statement.line)
             for action in statement.actions:
@@ -145,7 +145,8 @@ class _Reader:
                 elif isinstance(action, ast.CheckDef):
                     builder.add_check(action)
                 elif action.primary:
-                    self.fail(statement.line, "ALTER TABLE ... ADD PRIMARY KEY is not supported")
+                    raise self.fail(statement.line,
+                                    "ALTER TABLE ... ADD PRIMARY KEY is not supported")
                 else:
                     builder.add_index(action)
         elif isinstance(statement, ast.Comment):
@@ -163,7 +164,7 @@ class _Reader:
         detail = comment.detail or ""
         if comment.target == "COLUMN":
             if builder.column_type(detail) is None:
-                self.fail(comment.line, f"comment on column {detail}: {builder.name} has no "
+                raise self.fail(comment.line, f"comment on column {detail}: {builder.name} has no "
                                         "such column")
             if detail in builder.hidden:
                 builder.notes.append(f"comment on the hidden column {detail} dropped")
@@ -199,10 +200,10 @@ class _Reader:
             ref_columns = tuple(fk.ref_columns) or referenced.primary_key
             for column in fk.columns:
                 if builder.column_type(column) is None:
-                    self.fail(fk.line, f"{label} of {builder.name}: no column {column}")
+                    raise self.fail(fk.line, f"{label} of {builder.name}: no column {column}")
             for column in ref_columns:
                 if referenced.column_type(column) is None:
-                    self.fail(fk.line, f"{label} of {builder.name}: {target} has no column "
+                    raise self.fail(fk.line, f"{label} of {builder.name}: {target} has no column "
                                        f"{column}")
             hidden = [c for c in fk.columns if c in builder.hidden] + \
                      [c for c in ref_columns if c in referenced.hidden]
@@ -211,7 +212,7 @@ class _Reader:
                                      f"{hidden[0]}, which is not exported")
                 continue
             if len(ref_columns) != len(fk.columns):
-                self.fail(fk.line, f"{label} of {builder.name}: {len(fk.columns)} column(s) "
+                raise self.fail(fk.line, f"{label} of {builder.name}: {len(fk.columns)} column(s) "
                                    f"reference {len(ref_columns)}")
             key = ForeignKey(tuple(fk.columns), target, ref_columns,
                              "FULL" if fk.match == "FULL" else None, fk.on_delete,

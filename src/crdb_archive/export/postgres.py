@@ -36,6 +36,7 @@ class PostgresDDL:
     notes: tuple[str, ...]
     # Each table of the schema and the name it gets in PostgreSQL, in file order.
     targets: tuple[tuple[QualifiedName, QualifiedName], ...]
+    types: tuple[QualifiedName, ...] = ()  # the enum types it creates, as named there
 
     def target(self, name: QualifiedName) -> QualifiedName:
         """Where table ``name`` goes; raises KeyError."""
@@ -107,7 +108,8 @@ class _Renderer:
                 (checks if constraint.kind == "check" else constraints).append(statement)
             comments.extend(self._comments(table, target))
         return PostgresDDL(tuple(create), tuple(indexes + constraints + checks + comments),
-                           tuple(self.notes), targets)
+                           tuple(self.notes), targets,
+                           tuple(self.place(e.name) for e in self.schema.enums))
 
     # --- names ---------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import NoReturn
 
 from sqlglot import exp
 
@@ -26,8 +25,8 @@ from crdb_archive.export.model import (
 )
 from crdb_archive.export.types import UnknownType, translate_type
 
-# Fails the parse with a message for a line of the file.
-Fail = Callable[[int, str], NoReturn]
+# The error to raise for a message about a line of the file.
+Fail = Callable[[int, str], Exception]
 
 _HIDDEN_WHY = {
     "rowid": "CockroachDB's implicit row id",
@@ -81,7 +80,7 @@ class TableBuilder:
         self.hidden = {c.name for c in columns if c.hidden}
         names = [c.name for c in columns]
         for duplicate in {n for n in names if names.count(n) > 1}:
-            self.fail(statement.line, f"table {self.name} declares column {duplicate} twice")
+            raise self.fail(statement.line, f"table {self.name} declares column {duplicate} twice")
         for column in columns:
             self._add_column(column, enums)
         for element in statement.elements:
@@ -119,7 +118,8 @@ class TableBuilder:
         try:
             sql_type, type_notes = translate_type(column.type, enums)
         except UnknownType as error:
-            self.fail(column.line, f"column {column.name} of {self.name}: {error}")
+            raise self.fail(column.line,
+                            f"column {column.name} of {self.name}: {error}") from None
         if column.hidden:
             self.notes.append(_hidden_note(column.name))
         else:
@@ -158,7 +158,8 @@ class TableBuilder:
         keys = []
         for key in index.columns:
             if not isinstance(key.expression, exp.Column):
-                self.fail(index.line, f"primary key of {self.name}: {key.text} is not a column")
+                raise self.fail(index.line,
+                                f"primary key of {self.name}: {key.text} is not a column")
             keys.append(_column_name(key.expression))
         self.primary_key = tuple(keys)
         self.primary_key_name = index.name
@@ -178,7 +179,7 @@ class TableBuilder:
             if isinstance(key.expression, exp.Column) and not key.expression.table:
                 column = _column_name(key.expression)
                 if self.column_type(column) is None:
-                    self.fail(index.line, f"{label} of {self.name}: no column {column}")
+                    raise self.fail(index.line, f"{label} of {self.name}: no column {column}")
                 if column in self.hidden:
                     self.notes.append(f"{label} not created: it uses the hidden column "
                                       f"{column}, which is not exported")
