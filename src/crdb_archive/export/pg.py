@@ -36,8 +36,11 @@ class Server:
         except psycopg.ProgrammingError as error:
             # libpq quotes the offending piece of the string, which may be the password.
             detail = re.sub(r'"[^"]*"', '"…"', str(error).splitlines()[0])
-            raise BadInput(f"--into is not a valid PostgreSQL connection string: "
-                           f"{detail}") from None
+            raise BadInput(f"not a valid PostgreSQL connection string: {detail}") from None
+        port = str(self.params.get("port") or "")
+        if port and not all(part.strip().isdigit() for part in port.split(",")):
+            raise BadInput(f"not a valid PostgreSQL connection string: the port {port!r} is "
+                           "not a number")
         self._secrets = [str(self.params[k]) for k in _SECRET_KEYS if self.params.get(k)]
         user = self.params.get("user") or "(default user)"
         host = self.params.get("host") or self.params.get("hostaddr") or "(default host)"
