@@ -139,7 +139,7 @@ class _Reader:
             builder = self._table(statement.table, statement.line)
             for action in statement.actions:
                 if isinstance(action, ast.ValidateConstraint):
-                    builder.validate(action.name)
+                    builder.validate(action.name, statement.line)
                 elif isinstance(action, ast.ForeignKeyDef):
                     builder.add_foreign_key(action)
                 elif isinstance(action, ast.CheckDef):

@@ -70,7 +70,8 @@ class TableBuilder:
     comment: str | None = None
     column_comments: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    validated: set[str] = field(default_factory=set)
+    validated: dict[str, int] = field(default_factory=dict)  # VALIDATE CONSTRAINT -> line
+    declared: set[str] = field(default_factory=set)  # every constraint name, kept or not
 
     # --- CREATE TABLE -----------------------------------------------------------------------
 
@@ -173,6 +174,7 @@ class TableBuilder:
 
     def add_index(self, index: ast.IndexDef) -> None:
         name = index.name or _default_index_name(self.name.name, index)
+        self.declared.add(name)
         label = f"index {name}"
         keys: list[IndexKey] = []
         for key in index.columns:
@@ -234,6 +236,7 @@ class TableBuilder:
 
     def add_check(self, check: ast.CheckDef) -> None:
         name = check.name or f"check_{'_'.join(_columns_in(check.expression)) or 'expr'}"
+        self.declared.add(name)
         translated = to_postgres(check.expression, hidden=self.hidden)
         if translated.sql is None:
             self.notes.append(f"check {name} ({check.text}) not created: {translated.reason}")
@@ -243,12 +246,17 @@ class TableBuilder:
 
     def add_foreign_key(self, fk: ast.ForeignKeyDef) -> None:
         name = fk.name or f"{self.name.name}_{'_'.join(fk.columns)}_fkey"
+        self.declared.add(name)
         self.pending_keys.append((fk, name))
 
-    def validate(self, name: str) -> None:
-        self.validated.add(name)
+    def validate(self, name: str, line: int) -> None:
+        self.validated[name] = line
 
     def build(self) -> Table:
+        for name, line in self.validated.items():
+            if name not in self.declared:
+                raise self.fail(line, f"VALIDATE CONSTRAINT {name}: {self.name} has no such "
+                                      "constraint")
         constraints = tuple(
             c if c.name not in self.validated or not c.not_valid
             else Constraint(c.name, c.kind, c.definition, c.foreign_key, False, c.comment)
