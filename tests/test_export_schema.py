@@ -29,7 +29,8 @@ def test_movr_multi_region_from_the_docs() -> None:
     assert [c.name for c in users.visible_columns] == ["id", "city", "name", "address",
                                                        "credit_card"]
     region = users.column("crdb_region")
-    assert region.hidden and not region.nullable
+    assert region.hidden
+    assert not region.nullable
     assert users.primary_key == ("city", "id") == users.postgres_primary_key
     assert users.comment == "This table contains information about users."
     assert users.locality == "REGIONAL BY ROW"
@@ -89,7 +90,8 @@ def test_logic_test_output_names_comments_and_keys() -> None:
     assert keys["full_test_x_y_z_fkey"].match == "FULL"
     assert keys["full_test_x_y_z_fkey"].on_delete == "CASCADE"
     assert keys["full_test_x_y_z_fkey"].on_update == "CASCADE"
-    assert keys["test_fk"] is not None and keys["test_fk"].ref_columns == ("x",)
+    assert keys["test_fk"] is not None
+    assert keys["test_fk"].ref_columns == ("x",)
     odd = schema.table("public.t   t")
     assert odd.comment == "has ' quotes"
     assert odd.column_comments == (("x'", "i ' just ' love ' quotes"),)
@@ -97,7 +99,8 @@ def test_logic_test_output_names_comments_and_keys() -> None:
     assert odd.primary_key_comment == "new constraint comment"  # the index's came first
     assert schema.table(";").indexes[0].name == ";_;_idx"
     computed = schema.table("public.t").column("b")
-    assert computed.computed == "a + 1:::INT8" and not computed.hidden
+    assert computed.computed == "a + 1:::INT8"
+    assert not computed.hidden
     assert schema.table("sc1.t").name == QualifiedName("sc1", "t")
     typed = schema.table("typed").column("x").type
     assert (typed.kind, typed.enum) == ("enum", QualifiedName("public", "test", "type_test"))
@@ -153,7 +156,8 @@ def test_every_type_is_typed() -> None:
     assert table.column("tags").type.element is not None
     assert table.column("tags").type.element.postgres == "text"
     moods = table.column("moods").type.element
-    assert moods is not None and moods.enum == QualifiedName("public", "mood")
+    assert moods is not None
+    assert moods.enum == QualifiedName("public", "mood")
 
 
 def test_every_type_defaults_indexes_checks_and_notes() -> None:
@@ -239,12 +243,13 @@ def test_csv_and_tsv_output_reads_like_the_plain_statements(form: str) -> None:
 def test_a_tsv_file_as_cockroach_sql_writes_it() -> None:
     # Go's encoding/csv with a tab: fields with a newline or a quote are quoted.
     text = ('create_statement\n'
-            '"CREATE TABLE public.t (\n\tx INT8 NOT NULL,\n\ts STRING NULL DEFAULT \'say ""hi""\':::STRING,'
-            '\n\tCONSTRAINT t_pkey PRIMARY KEY (x ASC)\n);"\n'
+            '"CREATE TABLE public.t (\n\tx INT8 NOT NULL,\n'
+            '\ts STRING NULL DEFAULT \'say ""hi""\':::STRING,\n'
+            '\tCONSTRAINT t_pkey PRIMARY KEY (x ASC)\n);"\n'
             'ALTER TABLE public.t VALIDATE CONSTRAINT c;\n')
     with pytest.raises(InvalidSchema, match=r"^schema.tsv: line 7: VALIDATE CONSTRAINT c: "):
         parse_schema(text, source="schema.tsv")  # c does not exist: the error names its line
-    schema = parse_schema(text.split("ALTER")[0], source="schema.tsv")
+    schema = parse_schema(text.split("ALTER", maxsplit=1)[0], source="schema.tsv")
     assert schema.table("t").column("s").default == "CAST('say \"hi\"' AS TEXT)"
 
 
@@ -289,7 +294,8 @@ def test_hand_written_files_get_cockroachdb_semantics() -> None:
     assert [c.definition for c in users.constraints] == [
         'CHECK ("score" >= 0)', 'FOREIGN KEY ("parent") REFERENCES "public"."users" ("id")']
     nokey = schema.table("nokey")
-    assert nokey.primary_key == ("rowid",) and nokey.column("rowid").hidden
+    assert nokey.primary_key == ("rowid",)
+    assert nokey.column("rowid").hidden
 
 
 def test_restricting_to_some_tables_drops_keys_to_the_others() -> None:
