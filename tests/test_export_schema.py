@@ -153,8 +153,9 @@ def test_every_type_is_typed() -> None:
             (kind, cockroach, postgres), name
         for key, value in extra.items():
             assert getattr(sql_type, key) == value, (name, key)
-    assert table.column("tags").type.element is not None
-    assert table.column("tags").type.element.postgres == "text"
+    tags = table.column("tags").type.element
+    assert tags is not None
+    assert tags.postgres == "text"
     moods = table.column("moods").type.element
     assert moods is not None
     assert moods.enum == QualifiedName("public", "mood")

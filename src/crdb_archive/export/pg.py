@@ -42,10 +42,10 @@ class Server:
             raise BadInput(f"not a valid PostgreSQL connection string: the port {port!r} is "
                            "not a number")
         self._secrets = [str(self.params[k]) for k in _SECRET_KEYS if self.params.get(k)]
-        user = self.params.get("user") or "(default user)"
-        host = self.params.get("host") or self.params.get("hostaddr") or "(default host)"
+        user = str(self.params.get("user") or "(default user)")
+        host = str(self.params.get("host") or self.params.get("hostaddr") or "(default host)")
         port = self.params.get("port")
-        database = self.params.get("dbname") or "(default database)"
+        database = str(self.params.get("dbname") or "(default database)")
         self.display = f"{user}@{host}{':' + str(port) if port else ''}/{database}"
 
     def scrub(self, text: str) -> str:
