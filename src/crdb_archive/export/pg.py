@@ -44,9 +44,8 @@ class Server:
         self._secrets = [str(self.params[k]) for k in _SECRET_KEYS if self.params.get(k)]
         user = str(self.params.get("user") or "(default user)")
         host = str(self.params.get("host") or self.params.get("hostaddr") or "(default host)")
-        port = self.params.get("port")
         database = str(self.params.get("dbname") or "(default database)")
-        self.display = f"{user}@{host}{':' + str(port) if port else ''}/{database}"
+        self.display = f"{user}@{host}{':' + port if port else ''}/{database}"
 
     def scrub(self, text: str) -> str:
         """``text`` with the connection's secrets replaced."""
