@@ -96,7 +96,9 @@ def test_logic_test_output_names_comments_and_keys() -> None:
     assert odd.comment == "has ' quotes"
     assert odd.column_comments == (("x'", "i ' just ' love ' quotes"),)
     assert odd.primary_key_name == "t   t_pkey"
-    assert odd.primary_key_comment == "new constraint comment"  # the index's came first
+    assert odd.primary_key_comment == "new constraint comment"
+    assert "public.t   t: comment on the primary key's index t   t_pkey dropped" in \
+        _notes(schema)
     assert schema.table(";").indexes[0].name == ";_;_idx"
     computed = schema.table("public.t").column("b")
     assert computed.computed == "a + 1:::INT8"
@@ -327,3 +329,27 @@ def test_index_names_met_twice_in_a_schema_are_renamed_with_a_note() -> None:
     assert 'CREATE INDEX "b_idx" ON "public"."b" ("x")' in ddl.after_load
     assert "public.b: index idx created as b_idx: index names are unique per schema in " \
            "PostgreSQL" in ddl.notes
+
+
+def test_a_hostile_schema_file_gets_no_function_call_through() -> None:
+    schema = parse_schema(
+        "CREATE TABLE t (a STRING DEFAULT pg_read_file('/etc/passwd'), "
+        "b INT8 DEFAULT (SELECT 1), c INT8 CHECK (c > (SELECT count(*) FROM pg_user)), "
+        "d STRING, INDEX i ((pg_sleep(1)::STRING)), INDEX p (d) WHERE dblink_exec('x') = 'y');",
+        source="hostile.sql")
+    table = schema.table("t")
+    assert [c.default for c in table.columns] == [None, None, None, None, None]
+    assert table.constraints == ()
+    assert table.indexes == ()
+    notes = _notes(schema)
+    assert "DEFAULT pg_read_file('/etc/passwd') dropped: pg_read_file() is not known" in notes
+    assert "DEFAULT (SELECT 1) dropped: a subquery" in notes
+    assert "index i not created" in notes
+    assert "index p not created: its predicate dblink_exec('x') = 'y'" in notes
+
+
+def test_deep_nesting_is_one_line_not_a_crash() -> None:
+    deep = "(" * 5000 + "1" + ")" * 5000
+    with pytest.raises(InvalidSchema) as invalid:
+        parse_schema(f"CREATE TABLE t (a INT8 DEFAULT {deep});", source="deep.sql")
+    assert "\n" not in str(invalid.value)

@@ -25,8 +25,6 @@ from crdb_archive.export import crdb_ast as ast
 
 T = TypeVar("T")
 
-# Keywords that end a table element's trailing clauses or a table's options.
-_TABLE_OPTIONS = ("LOCALITY", "PARTITION", "INTERLEAVE", "WITH", "CONFIGURE")
 _ACTIONS = ("CASCADE", "RESTRICT", "SET NULL", "SET DEFAULT", "NO ACTION")
 _SKIPPED_COMMANDS = ("SET", "USE", "GRANT", "REVOKE", "BEGIN", "COMMIT", "SHOW")
 

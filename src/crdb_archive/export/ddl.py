@@ -93,6 +93,9 @@ class _Reader:
         except SqlglotError as error:
             raise InvalidSchema(f"{self.source}: cannot parse: "
                                 f"{str(error).splitlines()[0]}") from None
+        except RecursionError:
+            raise InvalidSchema(f"{self.source}: an expression is nested too deeply to "
+                                "read") from None
         return [p.this for p in parsed if isinstance(p, Parsed)]
 
     # --- names ------------------------------------------------------------------------
@@ -172,8 +175,11 @@ class _Reader:
                 builder.column_comments.pop(detail, None)
             else:
                 builder.column_comments[detail] = text
-        elif detail == builder.primary_key_name:
+        elif detail == builder.primary_key_name and comment.target == "CONSTRAINT":
             builder.primary_key_comment = text
+        elif detail == builder.primary_key_name:
+            builder.notes.append(f"comment on the primary key's index {detail} dropped: the "
+                                 "comment on its constraint is kept")
         elif comment.target == "INDEX" and any(i.name == detail for i in builder.indexes):
             builder.indexes = [i if i.name != detail else _with_comment(i, text)
                                for i in builder.indexes]

@@ -98,6 +98,8 @@ def load_export(
     with server.connect() as connection:
         try:
             with connection.transaction():
+                # The DDL's string literals are written for standard strings.
+                connection.execute("SET LOCAL standard_conforming_strings = on")
                 _prepare(connection, server, ddl, replace)
                 loaded = _copy_all(connection, server, reader, ddl, files, manifest, progress)
                 missing = sorted(set(files) - loaded)
