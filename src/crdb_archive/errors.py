@@ -88,6 +88,10 @@ class IncompleteExport(NegativeAnswer):
     """Changefeed output with a lost file: a gap in the file ids of one sink."""
 
 
+class RowCountMismatch(IntegrityError):
+    """A table loaded from an export bundle does not hold the rows the bundle records."""
+
+
 # --- exit code 2: bad input -----------------------------------------------------------------
 
 
@@ -164,6 +168,18 @@ class InvalidJobSpec(BadInput):
         self.problems = problems
 
 
+class InvalidSchema(BadInput):
+    """A schema file (SHOW CREATE ALL TABLES output) that cannot be parsed or translated."""
+
+
+class TableExists(BadInput):
+    """A table an export would create already exists, and replacing it was not asked for."""
+
+
+class RejectedByDatabase(BadInput):
+    """PostgreSQL refused a statement or the data of an export (its message says why)."""
+
+
 # --- exit code 3: the world failed ---------------------------------------------------------
 
 
@@ -191,6 +207,10 @@ class NeedsRestoreFromColdStorage(StorageError):
 
 class ObjectNotFound(StorageError):
     """A storage holds no object under the requested key."""
+
+
+class DatabaseUnavailable(WorldFailure):
+    """A PostgreSQL server cannot be reached, refuses the login, or fails while loading."""
 
 
 class JobAlreadyRunning(WorldFailure):
