@@ -127,10 +127,10 @@ def _bundle(tmp_path: Path, fmt: str = "dir", *, schema: str = SCHEMA,
 def _assert_truth(db: PostgresDatabase, schema: str = "public") -> None:
     # The test's own identifiers only: S608 does not apply.
     columns = ", ".join(ACCOUNT_COLUMNS)
-    assert db.query(f'SELECT {columns} FROM "{schema}".accounts ORDER BY id') == ACCOUNTS  # noqa: S608
-    assert db.query(f'SELECT id, src, dst, amount FROM "{schema}".transfers '  # noqa: S608
+    assert db.query(f'SELECT {columns} FROM "{schema}".accounts ORDER BY id') == ACCOUNTS
+    assert db.query(f'SELECT id, src, dst, amount FROM "{schema}".transfers '
                     "ORDER BY id") == TRANSFERS
-    assert db.query(f'SELECT ts, note FROM "{schema}".events '  # noqa: S608
+    assert db.query(f'SELECT ts, note FROM "{schema}".events '
                     "ORDER BY ts, note") == EVENTS
 
 
