@@ -79,6 +79,11 @@ class MalformedChecksumFile(IntegrityError):
     """A published .sha256sum file that does not vouch for its archive in the official form."""
 
 
+class NotAReleaseArchive(IntegrityError):
+    """A fetched file that cannot be an official release archive (corrupt, wrong layout,
+    hostile members), whatever checksum a mirror published for it."""
+
+
 # --- exit code 2: bad input -----------------------------------------------------------------
 
 
