@@ -231,6 +231,9 @@ HOSTILE_TARS: dict[str, Callable[[], list[tuple[tarfile.TarInfo, bytes | None]]]
     "fifo": lambda: [cockroach(), (entry(f"{TOP}/pipe", tarfile.FIFOTYPE), None)],
     "duplicate-member": lambda: [cockroach(), cockroach()],
     "backslash-name": lambda: [cockroach(), (entry(f"{TOP}\\..\\x"), b"windows style")],
+    "holds-the-extraction-marker": lambda: [
+        cockroach(), (entry(f"{TOP}/.crdb-archive-extracted.json"), b"{}")
+    ],
     "sixty-five-members": lambda: [
         cockroach(), *[(entry(f"{TOP}/f{i:02d}"), b"") for i in range(64)]
     ],

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
 
 from crdb_archive.binaries.members import (
+    EXTRACTION_MARKER,
     ArchiveRefusal,
     Member,
     MemberVisitor,
@@ -43,7 +44,7 @@ from crdb_archive.hashing import CHUNK_SIZE, same_digest
 
 # Left in every folder an extraction creates: what it was extracted from, so that only an
 # earlier extraction of the same archive is ever replaced.
-MARKER = ".crdb-archive-extracted.json"
+MARKER = EXTRACTION_MARKER
 _MARKER_FORMAT = 1
 _MAX_MARKER_SIZE = 4096
 # An earlier extraction holds the archive's members and the marker; a folder with many more
@@ -261,8 +262,11 @@ def _write_file(target: Path, member: Member, data: IO[bytes]) -> None:
 
 def _write_marker(top: Path, name: str, layout: ReleaseLayout) -> None:
     record = {"format": _MARKER_FORMAT, "archive": name, "sha256": layout.sha256}
+    content = (json.dumps(record, indent=2) + "\n").encode("utf-8")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        (top / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        with os.fdopen(os.open(top / MARKER, flags, 0o644), "wb") as out:
+            out.write(content)
     except OSError as error:
         raise StorageError(f"cannot write {top / MARKER}: {describe_os_error(error)}") from None
 

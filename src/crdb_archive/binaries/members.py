@@ -48,6 +48,9 @@ _MAX_ZIP_DIRECTORY = 1 << 20
 
 MemberKind = Literal["dir", "file", "symlink", "hardlink"]
 EXECUTABLES = ("cockroach", "cockroach.exe")
+# Written by every extraction into the folder it creates (extract.py); an archive that holds
+# one could pass itself off as an earlier extraction of something else.
+EXTRACTION_MARKER = ".crdb-archive-extracted.json"
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ZIP_END = struct.Struct("<4s4H2LH")
@@ -405,6 +408,9 @@ class _Rules:
             raise ArchiveRefusal("does not have the official layout: expected one top folder",
                                  unsafe=False)
         (top,) = tops
+        if PurePosixPath(top, EXTRACTION_MARKER) in self.kinds:
+            raise ArchiveRefusal(f"holds {top}/{EXTRACTION_MARKER}, the file extraction "
+                                 "writes itself", unsafe=True)
         if self.kinds.get(PurePosixPath(top), "dir") != "dir":
             raise ArchiveRefusal("does not have the official layout: expected one top folder",
                                  unsafe=False)
