@@ -2,7 +2,8 @@
 
 Old releases' downloads are being removed (versions.csv ``binary_removal_date``), so fetching
 the exact official archive, byte for byte and checked against its published SHA-256, is the
-part of archiving that cannot be redone later (DESIGN 2.2).
+part of archiving that cannot be redone later (DESIGN 2.2). What is fetched records where it
+came from, and only the official site over HTTPS makes it official (DESIGN 3, Provenance).
 """
 
 from crdb_archive.binaries.cache import CACHE_ENV, ArchiveCache, default_cache_dir

@@ -61,6 +61,8 @@ def check_binary_version(
 ) -> VersionCheck:
     """Run ``cockroach version`` where ``platform`` is this host's, and compare its Build Tag.
 
+    This runs the binary's code: call it only when its archive's source is established (a
+    checksum from the official site over HTTPS); otherwise report :func:`version_not_run`.
     A mismatch is reported in the result, not raised; the caller decides what it means.
     """
     host = host_platform()
