@@ -273,7 +273,8 @@ def _write_marker(top: Path, name: str, layout: ReleaseLayout) -> None:
 
 def _put_in_place(top: Path, target: Path, set_aside: Path | None) -> None:
     """Move the extracted ``top`` to ``target``; with ``set_aside``, first move the earlier
-    extraction there (it goes with the staging directory), and back if the move fails."""
+    extraction there (it goes with the staging directory), and back if anything stops the
+    move, an interrupt included."""
     earlier = set_aside / ".earlier" if set_aside is not None else None
     try:
         if earlier is not None:
@@ -282,15 +283,20 @@ def _put_in_place(top: Path, target: Path, set_aside: Path | None) -> None:
         # process put there meanwhile (rename replaces only an empty folder, and mkdir fails
         # on anything at all).
         target.mkdir()
+        placed = False
         try:
             top.rename(target)
-        except OSError:
-            with contextlib.suppress(OSError):
-                target.rmdir()
-            raise
-    except OSError as error:
+            placed = True
+        finally:
+            if not placed:
+                with contextlib.suppress(OSError):
+                    target.rmdir()
+    except BaseException as error:
         if earlier is not None and earlier.exists() and not target.exists():
-            earlier.rename(target)
+            with contextlib.suppress(OSError):
+                earlier.rename(target)
         if isinstance(error, FileExistsError):
             raise BadInput(f"{target} appeared while extracting; it was left as it is") from None
-        raise StorageError(f"cannot write {target}: {describe_os_error(error)}") from None
+        if isinstance(error, OSError):
+            raise StorageError(f"cannot write {target}: {describe_os_error(error)}") from None
+        raise
