@@ -22,7 +22,7 @@ from crdb_archive.binaries.fetch import (
     fetch_release_archive,
 )
 from crdb_archive.binaries.fetch_binary import FetchedBinary, FetchResult, fetch_binaries
-from crdb_archive.binaries.members import MAX_MEMBERS, MAX_TOTAL_BYTES
+from crdb_archive.binaries.member_rules import MAX_MEMBERS, MAX_TOTAL_BYTES
 from crdb_archive.binaries.mirror import (
     DEFAULT_MIRROR_URL,
     MIRROR_ENV,

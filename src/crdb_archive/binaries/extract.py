@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
 
-from crdb_archive.binaries.members import (
+from crdb_archive.binaries.member_rules import (
     EXTRACTION_MARKER,
     ArchiveRefusal,
     Member,
-    MemberVisitor,
     ReleaseLayout,
-    read_release_archive,
 )
+from crdb_archive.binaries.members import MemberVisitor, read_release_archive
 from crdb_archive.binaries.staging import describe_os_error
 from crdb_archive.errors import (
     BadInput,

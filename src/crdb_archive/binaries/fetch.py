@@ -23,11 +23,8 @@ from crdb_archive.binaries.checksums import (
     parse_checksum_file,
 )
 from crdb_archive.binaries.extract import require_directory
-from crdb_archive.binaries.members import (
-    MAX_ARCHIVE_BYTES,
-    ArchiveRefusal,
-    read_release_archive,
-)
+from crdb_archive.binaries.member_rules import ArchiveRefusal
+from crdb_archive.binaries.members import MAX_ARCHIVE_BYTES, read_release_archive
 from crdb_archive.binaries.mirror import Mirror, resolve_mirror
 from crdb_archive.binaries.platforms import archive_name, check_platform, resolve_release
 from crdb_archive.binaries.staging import StagedFile, describe_os_error
