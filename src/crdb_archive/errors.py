@@ -84,6 +84,15 @@ class NotAReleaseArchive(IntegrityError):
     hostile members), whatever checksum a mirror published for it."""
 
 
+class MalformedExportData(NegativeAnswer):
+    """Changefeed or EXPORT output that is damaged: a name that does not parse, a broken line,
+    a value that is not of its column's type, a duplicate key in an EXPORT."""
+
+
+class IncompleteExport(NegativeAnswer):
+    """Changefeed output with a lost file: a gap in the file ids of one sink."""
+
+
 # --- exit code 2: bad input -----------------------------------------------------------------
 
 
@@ -135,6 +144,20 @@ class BadReleaseArchive(BadInput):
 
 class UnsupportedBackupFile(BadInput):
     """A backup holds something other than regular files and directories (a link, a device)."""
+
+
+class UnrecognisedExportSource(BadInput):
+    """A tree that is neither changefeed nor EXPORT output, or holds both, or more than one
+    format; the message names what was found."""
+
+
+class UnsupportedExport(BadInput):
+    """Export output that cannot give what was asked: an ndjson feed without timestamps asked
+    for a point in time, a topic the schema does not know, a delete that cannot be keyed."""
+
+
+class InvalidAsOf(BadInput):
+    """An --as-of that is not an HLC timestamp, or not one of the feed's resolved timestamps."""
 
 
 class InvalidJobSpec(BadInput):

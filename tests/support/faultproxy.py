@@ -388,27 +388,29 @@ class _Handler(BaseRequestHandler):
         if fault is not None and fault.kind == "stall":
             self.proxy.stalled.set()
             self.proxy._released.wait(fault.seconds)
+        # Each request is logged before its answer goes out, so that a client that has its
+        # answer finds the request in the log.
         if fault is not None and fault.kind == "refuse":
-            client.sendall(_error_response(fault.status))
             log(fault.status, 0)
+            client.sendall(_error_response(fault.status))
             return True
         response = self._forward(request, method)
         if fault is None or fault.kind == "stall":
-            client.sendall(response.head + response.body)
             log(int(response.start.split(" ", 2)[1]), len(response.body))
+            client.sendall(response.head + response.body)
             return (request.header("Connection") or "").lower() != "close"
         if fault.kind == "fail_after":
-            client.sendall(_error_response(fault.status))
             log(fault.status, 0)
+            client.sendall(_error_response(fault.status))
             return True
         status = int(response.start.split(" ", 2)[1])
         sent = response.body[:fault.after]
         if fault.kind == "short":
-            client.sendall(_with_header(response.head, "Content-Length", str(len(sent))) + sent)
             log(status, len(sent))
+            client.sendall(_with_header(response.head, "Content-Length", str(len(sent))) + sent)
             return True
-        client.sendall(response.head + sent)
         log(status, len(sent))
+        client.sendall(response.head + sent)
         if fault.kind == "reset":
             _reset(client)
         else:
