@@ -100,7 +100,14 @@ def test_archive_verify_and_retrieve(
     assert description["cockroachdb"]["restorable_into"] == ["v24.3", "v25.1", "v25.2"]
     assert description["backup"]["incrementals"] == era.incrementals
     assert description["binaries"][0]["verified"] is True
-    assert "RESTORE FROM" in (directory / "RESTORE.md").read_text()
+    # A loopback mirror is not the official site: the bundle says where the bytes came from.
+    assert description["binaries"][0]["official"] is False
+    assert description["binaries"][0]["url"] == f"{mirror.url}/cockroach-v24.3.1.linux-amd64.tgz"
+    assert description["binaries"][0]["published_checksum_url"] == (
+        f"{mirror.url}/cockroach-v24.3.1.linux-amd64.tgz.sha256sum")
+    restore_md = (directory / "RESTORE.md").read_text()
+    assert "RESTORE FROM" in restore_md
+    assert f"Fetched from {mirror.url}/cockroach-v24.3.1.linux-amd64.tgz" in restore_md
 
     out = tmp_path / "restore"
     retrieved = run_cli(capsys, "binary", str(bundle), "--to", str(out), "--platform",
@@ -110,6 +117,11 @@ def test_archive_verify_and_retrieve(
     assert info["version"] == "v24.3.1"
     assert info["platform"] == "linux-amd64"
     assert info["verified"] is True
+    assert info["version_check"] == {
+        "checked": False, "build_tag": None, "matches": None,
+        "detail": info["version_check"]["detail"],  # type: ignore[index]
+        "command": f"{info['cockroach']} version",
+    }
     cockroach = Path(str(info["cockroach"]))
     assert os.access(cockroach, os.X_OK)
     printed = subprocess.run([str(cockroach), "version"], capture_output=True, text=True,

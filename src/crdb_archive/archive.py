@@ -22,6 +22,7 @@ from crdb_archive.binaries import (
     DEFAULT_PLATFORM,
     FetchedArchive,
     Mirror,
+    PublishedChecksum,
     archive_name,
     fetch_published_checksum,
     fetch_release_archive,
@@ -82,6 +83,7 @@ class ArchiveRequest:
     format: BundleFormat = "dir"
     with_incrementals: bool = False
     cache_dir: Path | None = None
+    use_cache: bool = True
     endpoint_url: str | None = None
     storage_class: str | None = None
     object_lock_mode: LockMode | None = None
@@ -225,7 +227,8 @@ class _Archiving:
     def _make(self, scratch: Path, write: WriteBundle) -> ArchiveResult:
         fetched = [
             fetch_release_archive(self.version.release, platform, scratch, mirror=self.mirror,
-                                  cache_dir=self.request.cache_dir, progress=self.progress)
+                                  cache_dir=self.request.cache_dir,
+                                  use_cache=self.request.use_cache, progress=self.progress)
             for platform in self.platforms
         ]
         for archive in fetched:
@@ -234,7 +237,9 @@ class _Archiving:
                     f"{archive.path.name} is not verified: Cockroach Labs published no "
                     f"SHA-256 for {self.version.release}"
                 )
-        others = _other_platforms(self.version, self.platforms, self.mirror, self.warnings)
+        others = _other_platforms(self.version, self.platforms, self.mirror, self.warnings,
+                                  cache_dir=self.request.cache_dir,
+                                  use_cache=self.request.use_cache)
         payload = _payload(self.backup, self.files, fetched, scratch)
 
         def describe(result: PayloadResult) -> dict[str, bytes]:
@@ -357,9 +362,11 @@ def _warnings(backup: BackupInfo, version: _Version) -> list[str]:
 
 
 def _other_platforms(
-    version: _Version, platforms: list[str], mirror: Mirror, warnings: list[str]
+    version: _Version, platforms: list[str], mirror: Mirror, warnings: list[str], *,
+    cache_dir: Path | None, use_cache: bool,
 ) -> list[dict[str, Any]]:
-    """The published checksums of the platforms not archived, for a later download."""
+    """The published checksums of the platforms not archived, for a later download, each with
+    where it came from (the same cache and mirror as the archived ones)."""
     release = version.spec.release
     if release is None:
         return []
@@ -368,17 +375,21 @@ def _other_platforms(
         if platform in platforms:
             continue
         file_name = archive_name(version.release, platform)
+        published: PublishedChecksum | None = None
         try:
-            published = (fetch_published_checksum(version.release, platform, mirror=mirror)
-                         if release.has_sha256sum else None)
+            if release.has_sha256sum:
+                published = fetch_published_checksum(
+                    version.release, platform, mirror=mirror, cache_dir=cache_dir,
+                    use_cache=use_cache)
         except NetworkError as error:
             warnings.append(f"published checksum of {file_name} not recorded: {error}")
-            published = None
         out.append({
             "platform": platform,
             "file_name": file_name,
             "url": redact(mirror.display_url(file_name)),
-            "published_sha256": published,
+            "published_sha256": published.sha256 if published else None,
+            "published_checksum_url": redact(published.url) if published else None,
+            "published_checksum_from_cache": published.from_cache if published else None,
         })
     return out
 
@@ -448,6 +459,7 @@ def _description(
         digests = result.digests[in_bundle]
         checksum_file = (f"{in_bundle}.sha256sum"
                          if archive.published_checksum_file is not None else None)
+        published = archive.published
         binaries.append({
             "platform": archive.platform,
             "file": in_bundle,
@@ -458,6 +470,11 @@ def _description(
             "published_sha256": archive.published_sha256,
             "published_checksum_file": checksum_file,
             "verified": archive.verified,
+            # Provenance: where the bytes really came from, not where they should have.
+            "published_checksum_url": redact(published.url) if published else None,
+            "from_cache": archive.from_cache,
+            "published_checksum_from_cache": published.from_cache if published else None,
+            "official": archive.official,
         })
     return {
         "format": "crdb-archive-bundle",

@@ -79,6 +79,11 @@ class MalformedChecksumFile(IntegrityError):
     """A published .sha256sum file that does not vouch for its archive in the official form."""
 
 
+class NotAReleaseArchive(IntegrityError):
+    """A fetched file that cannot be an official release archive (corrupt, wrong layout,
+    hostile members), whatever checksum a mirror published for it."""
+
+
 class MalformedExportData(NegativeAnswer):
     """Changefeed or EXPORT output that is damaged: a name that does not parse, a broken line,
     a value that is not of its column's type, a duplicate key in an EXPORT."""

@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from crdb_archive.binaries import (
+    PLATFORMS,
     ExtractedBinary,
     VersionCheck,
-    check_binary_version,
+    archive_name,
     extract_archive,
     host_platform,
+    require_directory,
+    require_free_target,
+    version_not_run,
 )
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.model import schema_problems
@@ -27,6 +31,7 @@ from crdb_archive.errors import (
     DamagedBundle,
     PlatformMissing,
     StorageError,
+    UnknownPlatform,
 )
 from crdb_archive.hashing import Digests, DigestWriter, iter_chunks, same_digest
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
@@ -48,12 +53,7 @@ class RetrievedBinary:
             "version": self.version,
             "platform": self.platform,
             "verified": self.verified,
-            "version_check": {
-                "checked": self.version_check.checked,
-                "build_tag": self.version_check.build_tag,
-                "matches": self.version_check.matches,
-                "detail": self.version_check.detail,
-            },
+            "version_check": self.version_check.to_json(),
         }
 
 
@@ -109,16 +109,28 @@ def retrieve_binary(
     dest_dir: Path,
     *,
     platform: str | None = None,
+    replace: bool = False,
     endpoint_url: str | None = None,
     progress: ProgressCallback = no_progress,
 ) -> RetrievedBinary:
-    """Check the bundle's archive for ``platform`` (default: this host's), unpack it into
-    ``dest_dir`` and check the binary's version where it can run.
+    """Check the bundle's archive for ``platform`` (default: this host's) and unpack it into
+    ``dest_dir/<its top folder>`` (``replace``: an earlier extraction of it may be replaced).
 
-    Raises NotABundle (2), PlatformMissing (1) naming the platforms the bundle has and the
-    published checksum recorded for the missing one, ChecksumMismatch/DamagedBundle (1) when
-    the archive does not match the bundle, UnsafeArchive (2), StorageError (3).
+    The binary is never run here: a bundle's digests are its own records, which a forged
+    bundle would carry too, so nothing established vouches for its code; the result says how
+    to run ``cockroach version`` by hand.
+
+    Raises UnknownPlatform (2) or BadInput (2) for a bad ``platform`` or a ``dest_dir`` that
+    is not a directory, both before anything is read or created; NotABundle (2);
+    PlatformMissing (1) naming the platforms the bundle has and the published checksum
+    recorded for the missing one; ChecksumMismatch/DamagedBundle (1) when the archive does not
+    match the bundle; UnsafeArchive/BadReleaseArchive (2); BadInput (2) when the target folder
+    exists and may not be replaced; StorageError (3).
     """
+    if platform not in (None, "auto") and platform not in PLATFORMS:
+        raise UnknownPlatform(
+            f"unknown platform {platform!r}; expected auto or one of {', '.join(PLATFORMS)}")
+    require_directory(dest_dir)
     reader = open_bundle(bundle, endpoint_url=endpoint_url)
     require_readable(reader, payload=True)
     # One pass for every tag file needed: a tar in object storage is read from its start.
@@ -134,8 +146,16 @@ def retrieve_binary(
 
     sha256_manifest, _ = layout.parse_manifest(tags[layout.MANIFEST_SHA256].decode())
     blake3_manifest, _ = layout.parse_manifest(tags[layout.MANIFEST_BLAKE3].decode())
+    release = description["cockroachdb"]["version"]
     path = binary["file"]
     file_name = path.rsplit("/", 1)[-1]
+    if file_name != archive_name(release, wanted):
+        # The name decides the folder the archive unpacks into: only the official one.
+        raise DamagedBundle(f"{reader.display} holds {path} for {wanted}, not the official "
+                            f"{archive_name(release, wanted)} of {release}")
+    if not replace:
+        require_free_target(dest_dir / file_name.removesuffix(".tgz").removesuffix(".zip"),
+                            file_name)
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -153,9 +173,12 @@ def retrieve_binary(
         if published is not None and not same_digest(published, digests.sha256):
             raise ChecksumMismatch(
                 f"{path} in {reader.display} differs from the published SHA-256 {published}")
-        extracted: ExtractedBinary = extract_archive(archive, dest_dir)
-    release = description["cockroachdb"]["version"]
-    check = check_binary_version(extracted.cockroach, release, platform=wanted)
+        extracted: ExtractedBinary = extract_archive(archive, dest_dir, replace=replace,
+                                                     sha256=digests.sha256)
+    check = version_not_run(
+        extracted.cockroach,
+        "a bundle's digests are its own records, which a forged bundle would carry too, so "
+        "nothing established vouches for this binary's code")
     return RetrievedBinary(
         cockroach=extracted.cockroach,
         lib_dir=extracted.lib_dir,

@@ -309,7 +309,7 @@ class _Run:
             source=spec.source, dest=destination.archive_target, subdir=candidate.subdir,
             version=spec.release, force_version=spec.force_version, platforms=spec.platforms,
             mirror=spec.mirror, format=spec.format, with_incrementals=spec.with_incrementals,
-            cache_dir=spec.cache_dir,
+            cache_dir=spec.cache_dir, use_cache=spec.use_cache,
             # One endpoint for both ends: the spec refuses two different ones.
             endpoint_url=spec.destination_endpoint_url or spec.source_endpoint_url,
             storage_class=spec.storage_class,

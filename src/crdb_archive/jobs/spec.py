@@ -118,6 +118,7 @@ class JobSpec:
     object_lock: ObjectLock | None
     retention: Retention | None
     binary_removal_days: int
+    use_cache: bool = True  # not a spec key: `run --no-cache` turns it off for one run
 
     @property
     def destination_scheme(self) -> str:
