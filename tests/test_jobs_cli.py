@@ -131,12 +131,15 @@ def test_sigterm_stops_the_run_cleanly(
         ["run", str(EXAMPLES / "nightly-local.toml"), "--json", "--metrics-file", str(metrics)],
         signal.SIGTERM, env=job_env)
     assert stopped.returncode == 130
-    out = stopped.out
-    events = events_of(out)
-    assert events[-2]["event"] == "error"
-    assert events[-2]["message"] == "interrupted by SIGTERM"
-    assert (events[-1]["event"], events[-1]["exit_code"]) == ("done", 130)
-    assert "crdb_archive_job_exit_code{job=\"nightly-orders\"} 130" in metrics.read_text()
+    events = events_of(stopped.out)
+    # The stop is not a step that failed: no error event, no done, just the CLI's last word.
+    assert [e.get("event") for e in events] == ["plan", None]
+    assert events[-1] == {"error": "interrupted by SIGTERM", "exit_code": 130}
+    messages = [line for line in stopped.err.splitlines() if not line.startswith("{")]
+    assert messages == ["crdb-archive: error: interrupted by SIGTERM"]
+    text = metrics.read_text()
+    assert "crdb_archive_job_exit_code{job=\"nightly-orders\"} 130" in text
+    assert "crdb_archive_job_failures{job=\"nightly-orders\"} 0" in text
     archive = tmp_path / "archive"
     assert [p.name for p in archive.iterdir()] == [lock_file_name("nightly-orders")]
     assert (archive / lock_file_name("nightly-orders")).read_text() == ""

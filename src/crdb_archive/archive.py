@@ -48,9 +48,11 @@ from crdb_archive.bundle.verify import verify_reader
 from crdb_archive.bundle.writer import (
     BundleFormat,
     DescribeCallback,
+    Guard,
     PayloadItem,
     PayloadResult,
     WrittenBundle,
+    unguarded,
 )
 from crdb_archive.errors import (
     BadInput,
@@ -152,9 +154,16 @@ WriteBundle = Callable[
 
 
 def archive_backup(
-    request: ArchiveRequest, *, progress: ProgressCallback = no_progress
+    request: ArchiveRequest,
+    *,
+    progress: ProgressCallback = no_progress,
+    guard: Guard | None = None,
 ) -> ArchiveResult:
     """Archive the backup at ``request.source`` into a bundle in ``request.dest``.
+
+    ``guard``, when given, is called with what is about to change (clearing an
+    interrupted upload, publishing the bundle) and stops it by raising (a job whose lock is
+    lost).
 
     Raises NotABackup/BadInput/VersionConflict/EncryptedBackup (exit 2), DamagedBundle when a
     bundle of that name exists and fails verification, ChecksumMismatch (exit 1), and
@@ -174,7 +183,7 @@ def archive_backup(
             raise BadInput(f"bundle name {name!r} is not a portable file name "
                            "(letters, digits, '._+-', no leading dot)")
         job = _Archiving(request, backup, version, name, backup.location, started,
-                         progress)
+                         progress, guard or unguarded)
         if destination.scheme == "file":
             return job.to_directory(destination.local_path)
         with open_storage(str(request.dest), endpoint_url=request.endpoint_url,
@@ -188,8 +197,10 @@ class _Archiving:
     """One archive run, after the backup and its version are settled."""
 
     def __init__(self, request: ArchiveRequest, backup: BackupInfo, version: _Version,
-                 name: str, source: str, started: float, progress: ProgressCallback) -> None:
+                 name: str, source: str, started: float, progress: ProgressCallback,
+                 guard: Guard) -> None:
         self.request = request
+        self.guard = guard
         self.backup = backup
         self.version = version
         self.name = name
@@ -209,18 +220,19 @@ class _Archiving:
             return self._existing(open_bundle(final))
         with BundleStaging(dest, self.name, self.request.format) as staging:
             return self._make(staging.scratch, lambda payload, info, describe: staging.write(
-                payload, bag_info=info, describe=describe, progress=self.progress))
+                payload, bag_info=info, describe=describe, progress=self.progress,
+                guard=self.guard))
 
     def to_storage(self, storage: Storage, options: WriteOptions | None) -> ArchiveResult:
         fmt = self.request.format
         if complete_bundle_exists(storage, self.name, fmt):
             return self._existing(open_bundle_in(storage, bundle_key(self.name, fmt)))
-        self.warnings += clear_incomplete(storage, self.name, fmt)
+        self.warnings += clear_incomplete(storage, self.name, fmt, guard=self.guard)
         with tempfile.TemporaryDirectory(prefix="crdb-archive-") as scratch:
             return self._make(Path(scratch), lambda payload, info, describe: (
                 write_bundle_to_storage(storage, self.name, payload, bag_info=info,
                                         describe=describe, fmt=fmt, options=options,
-                                        progress=self.progress)))
+                                        progress=self.progress, guard=self.guard)))
 
     def _make(self, scratch: Path, write: WriteBundle) -> ArchiveResult:
         fetched = [

@@ -21,10 +21,12 @@ from crdb_archive.bundle import layout
 from crdb_archive.bundle.writer import (
     BundleFormat,
     DescribeCallback,
+    Guard,
     PayloadItem,
     Sink,
     WrittenBundle,
     check_payload_paths,
+    unguarded,
     write_tar,
     write_tree,
 )
@@ -78,11 +80,14 @@ class BundleStaging:
         bag_info: Sequence[tuple[str, str]],
         describe: DescribeCallback,
         progress: ProgressCallback = no_progress,
+        guard: Guard = unguarded,
     ) -> WrittenBundle:
         """Write ``payload`` and its tag files, then rename the bundle into place.
 
-        ``bag_info`` adds labels to bag-info.txt after the standard ones. Raises BadInput for a
-        payload path outside data/, StorageError when the destination cannot be written.
+        ``bag_info`` adds labels to bag-info.txt after the standard ones; ``guard`` is called
+        just before the rename, and what it raises leaves the bundle unpublished. Raises
+        BadInput for a payload path outside data/, StorageError when the destination cannot be
+        written.
         """
         if self._root is None:
             raise RuntimeError("BundleStaging used outside its with-block")
@@ -99,6 +104,7 @@ class BundleStaging:
                 # One flush of the whole file system instead of an fsync per file: 100k small
                 # files would otherwise pay 100k synchronous writes.
                 _flush_file_system(tree)
+            guard(f"publishing {self.final.name}")
             _publish(tree, self.final)
         else:
             tar_path = self._root / f"{self.name}.tar"
@@ -106,6 +112,7 @@ class BundleStaging:
                 result = write_tar(raw, self.name, payload, bag_info, describe, progress)
                 raw.flush()
                 os.fsync(raw.fileno())
+            guard(f"publishing {self.final.name}")
             _publish(tar_path, self.final)
         return WrittenBundle(str(self.final), self.name, self.format, result)
 

@@ -19,6 +19,7 @@ from crdb_archive.backup.layout import subdir_end_time
 from crdb_archive.bundle.reader import open_bundle
 from crdb_archive.bundle.retrieve import read_description
 from crdb_archive.bundle.verify import VerifyReport, verify_bundle
+from crdb_archive.bundle.writer import Guard, unguarded
 from crdb_archive.errors import BadInput, CrdbArchiveError, StorageError
 from crdb_archive.jobs.lock import JobLock, LocalJobLock
 from crdb_archive.progress import ProgressCallback, no_progress
@@ -95,8 +96,9 @@ class Destination(Protocol):
     def delete(self, bundle: StoredBundle) -> None:
         """Delete a bundle so that it never stays half-present under its name."""
 
-    def clear_leftovers(self) -> list[str]:
-        """Finish deletes an earlier run started; returns the names removed."""
+    def clear_leftovers(self, *, guard: Guard = unguarded) -> list[str]:
+        """Finish deletes an earlier run started, each after ``guard``; returns the names
+        removed."""
 
     def lock(self, job: str) -> JobLock:
         """The lock that keeps two runs of ``job`` apart."""
@@ -194,7 +196,7 @@ class LocalDestination:
         except OSError as error:
             raise StorageError(f"cannot delete {path}: {error.strerror or error}") from None
 
-    def clear_leftovers(self) -> list[str]:
+    def clear_leftovers(self, *, guard: Guard = unguarded) -> list[str]:
         try:
             doomed = [p for p in self.root.iterdir() if p.name.startswith(DELETING_PREFIX)]
         except FileNotFoundError:
@@ -203,12 +205,14 @@ class LocalDestination:
             raise StorageError(f"cannot list {self.root}: {error.strerror}") from None
         removed = []
         for path in sorted(doomed):
+            name = path.name.removeprefix(DELETING_PREFIX).removesuffix(".tar")
+            guard(f"finishing the delete of {name}")
             try:
                 _remove(path)
             except OSError as error:
                 raise StorageError(
                     f"cannot finish deleting {path}: {error.strerror or error}") from None
-            removed.append(path.name.removeprefix(DELETING_PREFIX).removesuffix(".tar"))
+            removed.append(name)
         return removed
 
     def lock(self, job: str) -> JobLock:
