@@ -27,6 +27,7 @@ from crdb_archive.binaries import (
     fetch_release_archive,
     resolve_mirror,
 )
+from crdb_archive.binaries.platforms import check_platform, resolve_release
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.local import BundleStaging, bundle_path
 from crdb_archive.bundle.model import render, schema_problems
@@ -64,6 +65,7 @@ from crdb_archive.errors import (
 from crdb_archive.hashing import digest_stream
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import LockMode, Storage, WriteOptions, open_storage
+from crdb_archive.storage.places import overlap_problem, require_directory
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import VersionSpec, release_index
 
@@ -161,11 +163,13 @@ def archive_backup(
 ) -> ArchiveResult:
     """Archive the backup at ``request.source`` into a bundle in ``request.dest``.
 
-    ``guard``, when given, is called with what is about to change (clearing an
+    Every request value is checked before anything is written, so a refused request leaves
+    nothing behind. ``guard``, when given, is called with what is about to change (clearing an
     interrupted upload, publishing the bundle) and stops it by raising (a job whose lock is
     lost).
 
-    Raises NotABackup/BadInput/VersionConflict/EncryptedBackup (exit 2), DamagedBundle when a
+    Raises NotABackup/BadInput/VersionConflict/EncryptedBackup/UnknownPlatform (exit 2; also
+    for a destination inside the source, or one that is not a directory), DamagedBundle when a
     bundle of that name exists and fails verification, ChecksumMismatch (exit 1), and
     NetworkError/StorageError (exit 3).
     """
@@ -175,6 +179,13 @@ def archive_backup(
     if destination.scheme == "file" and options is not None:
         raise BadInput("a local --dest has no storage class or Object Lock; those are for "
                        "s3:// destinations")
+    problem = overlap_problem(request.source, str(request.dest),
+                              source_endpoint_url=request.endpoint_url,
+                              dest_endpoint_url=request.endpoint_url)
+    if problem is not None:
+        raise BadInput(problem)
+    if destination.scheme == "file":
+        require_directory(destination.local_path)
     with inspect_backup(request.source, subdir=request.subdir,
                         endpoint_url=request.endpoint_url) as backup:
         version = _settle_version(backup, request)
@@ -182,6 +193,9 @@ def archive_backup(
         if not layout.is_valid_name(name):
             raise BadInput(f"bundle name {name!r} is not a portable file name "
                            "(letters, digits, '._+-', no leading dot)")
+        release = resolve_release(version.release)
+        for platform in request.platforms:
+            check_platform(release, platform)
         job = _Archiving(request, backup, version, name, backup.location, started,
                          progress, guard or unguarded)
         if destination.scheme == "file":

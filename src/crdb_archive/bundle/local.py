@@ -172,12 +172,19 @@ def write_bundle(
 
 @contextlib.contextmanager
 def _staging(dest_dir: Path, name: str) -> Iterator[Path]:
-    """A locked, empty staging directory; removed on the way out whatever happens."""
+    """A locked, empty staging directory; removed on the way out whatever happens, and so are
+    the directories made for it when no bundle went into them (a failed first archive leaves
+    no empty destination behind)."""
     staging = dest_dir / layout.staging_name(name)
-    with storage_errors(dest_dir):
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        staging.mkdir(exist_ok=True)
-        fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    made = [d for d in (dest_dir, *dest_dir.parents) if not d.exists()]  # deepest first
+    try:
+        with storage_errors(dest_dir):
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            staging.mkdir(exist_ok=True)
+            fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    except BaseException:
+        _remove_empty(made)
+        raise
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -198,6 +205,16 @@ def _staging(dest_dir: Path, name: str) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
     finally:
         os.close(fd)
+        _remove_empty(made)
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    """Remove these directories, deepest first, while they are empty; never anything else."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:  # not empty (a bundle, another run's staging), or not ours to remove
+            return
 
 
 def _publish(source: Path, final: Path) -> None:

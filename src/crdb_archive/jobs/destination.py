@@ -25,6 +25,7 @@ from crdb_archive.jobs.lock import JobLock, LocalJobLock
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import WriteOptions
 from crdb_archive.storage.local import fsync_directory
+from crdb_archive.storage.places import require_directory
 from crdb_archive.storage.uri import parse_location
 
 # A bundle being deleted is renamed to this hidden prefix first, so that an interrupted
@@ -108,7 +109,8 @@ class Destination(Protocol):
 
 
 def open_destination(uri: str, *, endpoint_url: str | None = None) -> Destination:
-    """The destination a job spec names; raises BadInput for a malformed one."""
+    """The destination a job spec names, nothing written yet; raises BadInput for a malformed
+    one, or a local one that is not a directory."""
     location = parse_location(uri)
     if location.scheme == "s3":
         from crdb_archive.jobs.s3_destination import S3Destination  # noqa: PLC0415 - cycle
@@ -116,6 +118,7 @@ def open_destination(uri: str, *, endpoint_url: str | None = None) -> Destinatio
         return S3Destination.open(uri, endpoint_url=endpoint_url)
     if location.scheme != "file":
         raise BadInput(f"{location.redacted}: a job destination is a directory or s3://")
+    require_directory(location.local_path)
     return LocalDestination(location.local_path)
 
 
