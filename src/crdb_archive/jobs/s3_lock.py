@@ -18,6 +18,7 @@ moment can both believe they hold the lock, so use one that honours them (AWS S3
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -191,12 +192,11 @@ class S3JobLock:
 
     def _discard_own(self) -> None:
         """Delete the lock object if it carries this run's owner; best effort, never raises."""
-        try:
+        # Should this fail too, the lock expires by itself; the error that got us here says more.
+        with contextlib.suppress(CrdbArchiveError):
             current = self._read()
             if current is not None and _owner(current[0]) == self.owner:
                 self._delete_if_match(current[1])
-        except CrdbArchiveError:
-            pass  # it expires by itself; the error that got us here says more
 
     def _delete_if_match(self, etag: str) -> None:
         if self._client is None:  # pragma: no cover - only called while entered
