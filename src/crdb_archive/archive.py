@@ -28,6 +28,7 @@ from crdb_archive.binaries import (
     fetch_release_archive,
     resolve_mirror,
 )
+from crdb_archive.binaries.platforms import check_platform, resolve_release
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.local import BundleStaging, bundle_path
 from crdb_archive.bundle.model import render, schema_problems
@@ -49,9 +50,11 @@ from crdb_archive.bundle.verify import verify_reader
 from crdb_archive.bundle.writer import (
     BundleFormat,
     DescribeCallback,
+    Guard,
     PayloadItem,
     PayloadResult,
     WrittenBundle,
+    unguarded,
 )
 from crdb_archive.errors import (
     BadInput,
@@ -63,6 +66,7 @@ from crdb_archive.errors import (
 from crdb_archive.hashing import digest_stream
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import LockMode, Storage, WriteOptions, open_storage
+from crdb_archive.storage.places import overlap_problem, require_directory
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import VersionSpec, release_index
 
@@ -154,11 +158,20 @@ WriteBundle = Callable[
 
 
 def archive_backup(
-    request: ArchiveRequest, *, progress: ProgressCallback = no_progress
+    request: ArchiveRequest,
+    *,
+    progress: ProgressCallback = no_progress,
+    guard: Guard | None = None,
 ) -> ArchiveResult:
     """Archive the backup at ``request.source`` into a bundle in ``request.dest``.
 
-    Raises NotABackup/BadInput/VersionConflict/EncryptedBackup (exit 2), DamagedBundle when a
+    Every request value is checked before anything is written, so a refused request leaves
+    nothing behind. ``guard``, when given, is called with what is about to change (clearing an
+    interrupted upload, publishing the bundle) and stops it by raising (a job whose lock is
+    lost).
+
+    Raises NotABackup/BadInput/VersionConflict/EncryptedBackup/UnknownPlatform (exit 2; also
+    for a destination inside the source, or one that is not a directory), DamagedBundle when a
     bundle of that name exists and fails verification, ChecksumMismatch (exit 1), and
     NetworkError/StorageError (exit 3).
     """
@@ -168,6 +181,13 @@ def archive_backup(
     if destination.scheme == "file" and options is not None:
         raise BadInput("a local --dest has no storage class or Object Lock; those are for "
                        "s3:// destinations")
+    problem = overlap_problem(request.source, str(request.dest),
+                              source_endpoint_url=request.endpoint_url,
+                              dest_endpoint_url=request.endpoint_url)
+    if problem is not None:
+        raise BadInput(problem)
+    if destination.scheme == "file":
+        require_directory(destination.local_path)
     with inspect_backup(request.source, subdir=request.subdir,
                         endpoint_url=request.endpoint_url) as backup:
         version = _settle_version(backup, request)
@@ -175,8 +195,11 @@ def archive_backup(
         if not layout.is_valid_name(name):
             raise BadInput(f"bundle name {name!r} is not a portable file name "
                            "(letters, digits, '._+-', no leading dot)")
+        release = resolve_release(version.release)
+        for platform in request.platforms:
+            check_platform(release, platform)
         job = _Archiving(request, backup, version, name, backup.location, started,
-                         progress)
+                         progress, guard or unguarded)
         if destination.scheme == "file":
             return job.to_directory(destination.local_path)
         with open_storage(str(request.dest), endpoint_url=request.endpoint_url,
@@ -190,8 +213,10 @@ class _Archiving:
     """One archive run, after the backup and its version are settled."""
 
     def __init__(self, request: ArchiveRequest, backup: BackupInfo, version: _Version,
-                 name: str, source: str, started: float, progress: ProgressCallback) -> None:
+                 name: str, source: str, started: float, progress: ProgressCallback,
+                 guard: Guard) -> None:
         self.request = request
+        self.guard = guard
         self.backup = backup
         self.version = version
         self.name = name
@@ -211,18 +236,19 @@ class _Archiving:
             return self._existing(open_bundle(final))
         with BundleStaging(dest, self.name, self.request.format) as staging:
             return self._make(staging.scratch, lambda payload, info, describe: staging.write(
-                payload, bag_info=info, describe=describe, progress=self.progress))
+                payload, bag_info=info, describe=describe, progress=self.progress,
+                guard=self.guard))
 
     def to_storage(self, storage: Storage, options: WriteOptions | None) -> ArchiveResult:
         fmt = self.request.format
         if complete_bundle_exists(storage, self.name, fmt):
             return self._existing(open_bundle_in(storage, bundle_key(self.name, fmt)))
-        self.warnings += clear_incomplete(storage, self.name, fmt)
+        self.warnings += clear_incomplete(storage, self.name, fmt, guard=self.guard)
         with tempfile.TemporaryDirectory(prefix="crdb-archive-") as scratch:
             return self._make(Path(scratch), lambda payload, info, describe: (
                 write_bundle_to_storage(storage, self.name, payload, bag_info=info,
                                         describe=describe, fmt=fmt, options=options,
-                                        progress=self.progress)))
+                                        progress=self.progress, guard=self.guard)))
 
     def _make(self, scratch: Path, write: WriteBundle) -> ArchiveResult:
         fetched = [

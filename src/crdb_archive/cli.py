@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -39,7 +40,9 @@ app = typer.Typer(
 
 class _State:
     json = False
+    json_lines = False  # `run --json` prints JSON Lines: one compact object per line
     interrupted = False
+    reporting = False  # the outcome is being printed: a signal now changes nothing
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -541,6 +544,7 @@ def run_command(
     from crdb_archive.jobs import JobEvent, load_spec, run_job  # noqa: PLC0415
 
     _json_mode(json_output)
+    _State.json_lines = json_output
     try:
         job = load_spec(spec)
     except CrdbArchiveError as error:
@@ -662,8 +666,12 @@ def restore_request(
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    # Raised as our own error, not KeyboardInterrupt, so that the CLI framework does not turn it
-    # into a generic abort, and every ``finally`` on the way out still removes staging files.
+    # Raised as our own exception, not KeyboardInterrupt, so that the CLI framework does not
+    # turn it into a generic abort, and every ``finally`` on the way out still removes staging
+    # files. Only the first signal stops: a second one (an impatient Ctrl-C, a supervisor that
+    # repeats SIGTERM) must not cut that cleanup short; SIGKILL remains for that.
+    if _State.interrupted or _State.reporting:
+        return
     _State.interrupted = True
     raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
 
@@ -678,16 +686,33 @@ def _unraisable(event: sys.UnraisableHookArgs) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the one place where errors become messages and exit codes."""
+    # main may run more than once in a process (tests do)
+    _State.json = _State.json_lines = _State.interrupted = _State.reporting = False
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     sys.unraisablehook = _unraisable
     try:
         app(args=argv, prog_name="crdb-archive")
     except CrdbArchiveError as error:
-        ui.error_line(str(error))
-        if _State.json:
-            ui.print_json({"error": str(error), "exit_code": int(error.exit_code)})
-        sys.exit(int(error.exit_code))
+        _fail(str(error), error.exit_code)
+    except Interrupted as stop:  # not a CrdbArchiveError: nothing below may treat it as data
+        _fail(str(stop), stop.exit_code)
+    except SystemExit:  # the command's own outcome (typer exits even on success)
+        _State.reporting = True
+        raise
+
+
+def _fail(message: str, code: ExitCode) -> NoReturn:
+    _State.reporting = True
+    ui.error_line(message)
+    if _State.json:
+        payload = {"error": message, "exit_code": int(code)}
+        if _State.json_lines:
+            sys.stdout.write(json.dumps(payload, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+        else:
+            ui.print_json(payload)
+    sys.exit(int(code))
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ class MirrorServer:
         self._log: list[LoggedRequest] = []
         self._lock = threading.Lock()
         self.stopping = threading.Event()
+        self.stalled = threading.Event()  # set when a stall fault starts holding a response
         self._server = _Server(self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -233,6 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.close_connection = True
         if fault.kind == "stall":
+            self.mirror.stalled.set()
             self.mirror.stopping.wait(fault.seconds)
         elif fault.kind == "reset":
             # Linger 0: closing sends RST instead of FIN.

@@ -76,7 +76,7 @@ class _BodyStream(io.RawIOBase):
         try:
             data = self._body.read(len(view))
         except CrdbArchiveError:
-            raise  # our own, such as Interrupted from a signal handler: not a transport failure
+            raise  # already ours: not a transport failure (an interrupt is no Exception at all)
         # Every transport failure (urllib3, botocore, OSError) becomes one of our errors.
         except Exception as error:
             raise self._on_error(error) from error
