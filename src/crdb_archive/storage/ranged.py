@@ -11,6 +11,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 
+from crdb_archive.errors import StorageError
 from crdb_archive.storage.base import Storage
 
 PART_SIZE = 8 << 20
@@ -35,10 +36,14 @@ class RangedReader:
         self._fill()
 
     def _fetch(self, start: int, length: int) -> bytes:
-        # A short answer (the object shrank while it was read) ends the stream early, and the
-        # reader's caller sees a short read: a size or digest mismatch, never made-up bytes.
         with self._storage.open_read(self._key, start=start, length=length) as stream:
             data: bytes = stream.read()
+        if len(data) != length:
+            # The storage delivers whole ranges or fails; fewer bytes mean the object is
+            # shorter than it was listed: it changed while it was read, which is not damage.
+            raise StorageError(f"cannot read {self._storage.display(self._key)}: {len(data)} "
+                               f"bytes at offset {start} where {length} were expected (it "
+                               "changed while it was read)")
         return data
 
     def _fill(self) -> None:
@@ -57,8 +62,6 @@ class RangedReader:
                     break
                 part = self._pending.popleft().result()
                 self._fill()
-                if not part:
-                    break
                 self._buffer = memoryview(part)
             piece = self._buffer[:wanted]
             chunks.append(bytes(piece))
