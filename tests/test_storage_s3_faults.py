@@ -117,3 +117,102 @@ def test_empty_object_and_range_past_the_end(stored: str, s3_env: MotoS3) -> Non
             assert reader.read() == b""
         with storage.open_read("object", start=len(DATA) + 5) as reader:
             assert reader.read() == b""
+
+
+# --- writes ------------------------------------------------------------------------------------
+
+MiB = 1 << 20
+BIG = os.urandom(17 * MiB + 5)  # three parts of 8 MiB at most
+
+
+def upload(bucket: str, key: str, data: bytes) -> None:
+    with open_storage(f"s3://{bucket}") as storage, storage.open_write(
+            key, size_hint=len(data)) as writer:
+        for offset in range(0, len(data), MiB):
+            writer.write(data[offset:offset + MiB])
+
+
+def stored_bytes(env: MotoS3, bucket: str, key: str) -> bytes:
+    with closing(env.client()) as client:
+        body: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+CREATE = r"(^|&)uploads(=|&|$)"
+COMPLETE = r"uploadId="
+
+
+@pytest.mark.parametrize("fault", [fail_after(500), reset_after(0), short_body(20),
+                                   truncate_after(30)], ids=lambda f: f.kind)
+def test_lost_answer_to_complete_is_a_success(s3_env: MotoS3, s3_proxy: FaultProxy,
+                                             fault: Fault) -> None:
+    bucket = s3_env.bucket()
+    s3_proxy.fail("POST", r"/big$", fault, query=COMPLETE)
+    upload(bucket, "big", BIG)
+    assert s3_proxy.pending() == 0
+    assert stored_bytes(s3_env, bucket, "big") == BIG
+    assert s3_env.multipart_uploads(bucket) == []
+
+
+@pytest.mark.parametrize("fault", [fail_after(500), reset_after(0), short_body(20),
+                                   truncate_after(30)], ids=lambda f: f.kind)
+def test_lost_answer_to_create_leaves_no_upload(s3_env: MotoS3, s3_proxy: FaultProxy,
+                                               fault: Fault) -> None:
+    bucket = s3_env.bucket()
+    s3_proxy.fail("POST", r"/big$", fault, query=CREATE, times=2)
+    upload(bucket, "big", BIG)
+    assert s3_proxy.pending() == 0
+    assert stored_bytes(s3_env, bucket, "big") == BIG
+    assert s3_env.multipart_uploads(bucket) == []
+
+
+def test_other_writers_uploads_are_left_alone(s3_env: MotoS3, s3_proxy: FaultProxy) -> None:
+    bucket = s3_env.bucket()
+    with closing(s3_env.client()) as client:
+        other = client.create_multipart_upload(Bucket=bucket, Key="other")["UploadId"]
+    s3_proxy.fail("POST", r"/big$", fail_after(500), query=CREATE)
+    upload(bucket, "big", BIG)
+    assert s3_env.multipart_uploads(bucket) == ["other"]
+    with closing(s3_env.client()) as client:
+        client.abort_multipart_upload(Bucket=bucket, Key="other", UploadId=other)
+
+
+def test_lost_answers_to_a_small_put_are_a_success(s3_env: MotoS3, s3_proxy: FaultProxy,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    bucket = s3_env.bucket()
+    s3_proxy.fail("PUT", r"/small$", fail_after(500), times=3)
+    upload(bucket, "small", b"payload" * 100)
+    assert s3_proxy.pending() == 0
+    assert stored_bytes(s3_env, bucket, "small") == b"payload" * 100
+
+
+def test_complete_refused_to_the_end_fails_and_aborts(s3_env: MotoS3, s3_proxy: FaultProxy,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    bucket = s3_env.bucket()
+    s3_proxy.fail("POST", r"/big$", refuse(500), query=COMPLETE, times=5)
+    s3_proxy.fail("POST", r"/big$", fail_after(500), query=CREATE)
+    with pytest.raises(StorageError, match=f"s3://{bucket}/big"):
+        upload(bucket, "big", BIG)
+    assert s3_env.all_keys(bucket) == []
+    assert s3_env.multipart_uploads(bucket) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(12))
+def test_uploads_under_chaos_leave_nothing_open(s3_env: MotoS3, s3_proxy: FaultProxy,
+                                                seed: int) -> None:
+    bucket = s3_env.bucket()
+    data = BIG[:9 * MiB + seed]
+    s3_proxy.chaos(0.3, refuse(500), fail_after(500), reset_after(0), truncate_after(10),
+                   short_body(10), seed=seed)
+    try:
+        upload(bucket, "big", data)
+        written = True
+    except StorageError:
+        written = False
+    s3_proxy.calm()
+    assert s3_env.multipart_uploads(bucket) == []
+    if written:
+        assert stored_bytes(s3_env, bucket, "big") == data
