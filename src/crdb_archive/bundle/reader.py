@@ -2,27 +2,35 @@
 
 Every form presents the same thing: the bundle's regular files as :class:`Member` values with a
 bundle-relative path, a size, and a way to read the bytes. Anything that is not a regular
-file (a symlink, a device, a tar member outside the bundle's top folder) is reported as an
-:class:`Oddity` for the verifier to name, never followed. A tar is read once, front to back.
+file (a symlink, a device, a tar member outside the bundle's top folder, a second copy of a
+tar member) is reported as an :class:`Oddity` for the verifier to name, never followed. A tar
+is read once, front to back, by the strict reader of bundle tars (tarstream), which raises
+TarDamaged (exit 1) for a tar cut short, malformed, or with data after its end.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import io
 import os
 import stat
-import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal, cast
 
 from crdb_archive.bundle import layout
-from crdb_archive.errors import NeedsRestoreFromColdStorage, NotABundle, StorageError
+from crdb_archive.bundle.tarstream import BLOCK, StrictTar, TarDamaged, TarEntry, looks_like_tar
+from crdb_archive.errors import (
+    NeedsRestoreFromColdStorage,
+    NotABundle,
+    StorageError,
+)
 from crdb_archive.storage.base import ObjectInfo, Storage, open_object
 from crdb_archive.storage.local import LocalStorage
 from crdb_archive.storage.ranged import PART_SIZE, RangedReader
+from crdb_archive.storage.streams import file_window
 from crdb_archive.storage.uri import parse_location
 
 Opener = Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
@@ -70,10 +78,11 @@ class BundleReader(abc.ABC):
         """
 
     @abc.abstractmethod
-    def read_tags(self, names: Iterable[str], *, limit: int = 64 << 20) -> dict[str, bytes]:
-        """The content of these top-level files (tag files) that exist, in one pass.
+    def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
+        """``(name, size, stream)`` for each of these top-level files that exists, in one pass.
 
-        Raises NotABundle for a file larger than ``limit``, StorageError.
+        Each stream is valid until the next is produced. Raises DamagedBundle when the bundle
+        is damaged (a tar cut short, or holding a member twice), StorageError.
         """
 
     @abc.abstractmethod
@@ -88,10 +97,6 @@ class BundleReader(abc.ABC):
 def _check_path(path: str) -> None:
     if not layout.is_safe_relative(path):
         raise NotABundle(f"{path!r} is not a path inside a bundle")
-
-
-def _too_large(display: str, path: str) -> NotABundle:
-    return NotABundle(f"{path} in {display} is larger than a tag file can be")
 
 
 # --- local directory -----------------------------------------------------------------------------
@@ -133,22 +138,19 @@ class LocalDirReader(BundleReader):
                     kind = "symbolic link" if stat.S_ISLNK(info.st_mode) else "special file"
                     self.oddities.append(Oddity(path, f"{kind}, not a regular file"))
 
-    def read_tags(self, names: Iterable[str], *, limit: int = 64 << 20) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+    def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
         for name in names:
             _check_path(name)
             target = self.location / name
-            if target.is_symlink() or not target.is_file():
-                continue
             try:
-                with target.open("rb") as stream:
-                    content = stream.read(limit + 1)
+                if target.is_symlink() or not target.is_file():
+                    continue
+                stream = target.open("rb")
+                size = os.fstat(stream.fileno()).st_size
             except OSError as error:
                 raise StorageError(f"cannot read {target}: {error.strerror}") from error
-            if len(content) > limit:
-                raise _too_large(self.display, name)
-            found[name] = content
-        return found
+            with stream:
+                yield name, size, stream
 
     @contextlib.contextmanager
     def open_member(self, path: str) -> Iterator[IO[bytes]]:
@@ -168,51 +170,76 @@ class LocalDirReader(BundleReader):
 
 
 class _TarReader(BundleReader):
-    """A tar read front to back; subclasses say where its bytes come from."""
+    """A tar read front to back by the strict reader; subclasses say where its bytes come from.
+
+    ``duplicates`` names the members found more than once in the last pass.
+    """
 
     form: Form = "tar"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.duplicates: list[str] = []
+
     @abc.abstractmethod
-    def _open_tar(self) -> contextlib.AbstractContextManager[tarfile.TarFile]:
+    def _open_tar(self) -> contextlib.AbstractContextManager[StrictTar]:
         """The tar, opened for one pass from its start."""
 
     def members(self) -> Iterator[Member]:
-        self.oddities.clear()
-        top: str | None = None
         with self._open_tar() as tar:
-            try:
-                for info in tar:
-                    name = info.name.removeprefix("./").rstrip("/")
-                    head, _, rest = name.partition("/")
-                    if top is None:
-                        top = head
-                    if head != top or (not rest and not info.isdir()):
-                        self.oddities.append(Oddity(name, f"outside the bundle folder {top}/"))
-                        continue
-                    if info.isdir():
-                        continue
-                    if not info.isreg():
-                        self.oddities.append(Oddity(rest, "not a regular file in the tar"))
-                        continue
-                    if not layout.is_safe_relative(rest):
-                        self.oddities.append(Oddity(rest, "unsafe path in the tar"))
-                        continue
-                    yield Member(rest, info.size, _tar_opener(tar, info))
-            except tarfile.TarError as error:
-                self.oddities.append(Oddity(self.name + ".tar", f"tar is damaged: {error}"))
-        if top is None:
-            raise NotABundle(f"{self.display} is an empty tar, not a bundle")
+            for member, _ in self._members_of(tar):
+                yield member
 
-    def read_tags(self, names: Iterable[str], *, limit: int = 64 << 20) -> dict[str, bytes]:
+    def _members_of(self, tar: StrictTar) -> Iterator[tuple[Member, TarEntry]]:
+        self.oddities.clear()
+        self.duplicates = []
+        top: str | None = None
+        names: set[str] = set()
+        for entry in tar.entries():
+            head, _, rest = entry.name.partition("/")
+            if top is None:
+                top = head
+            inside = head == top and (rest or entry.kind == "dir")
+            if entry.name in names:
+                # A second copy: which one a tool extracts depends on the tool (the last wins
+                # for tar xf), so neither is trusted; the verifier reports it.
+                self.duplicates.append(rest if inside and rest else entry.name)
+                self.oddities.append(Oddity(self.duplicates[-1],
+                                            "appears more than once in the tar"))
+                continue
+            names.add(entry.name)
+            if not inside:
+                self.oddities.append(Oddity(entry.name, f"outside the bundle folder {top}/"))
+                continue
+            if entry.kind == "dir":
+                continue
+            if entry.kind == "other":
+                self.oddities.append(Oddity(rest, f"{entry.type_name}, not a regular file in "
+                                                  "the tar"))
+                continue
+            if not layout.is_safe_relative(rest):
+                self.oddities.append(Oddity(rest, "unsafe path in the tar"))
+                continue
+            yield Member(rest, entry.size, _tar_opener(tar, entry)), entry
+        if top is None:
+            raise TarDamaged(self.display, "size", "it holds no member: an empty tar is not a "
+                             "bundle", complete=True)
+
+    def _refuse_duplicates(self) -> None:
+        if self.duplicates:
+            raise TarDamaged(self.display, "unexpected",
+                             f"{self.duplicates[0]} appears more than once in the tar",
+                             complete=True)
+
+    def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
         wanted = set(names)
-        found: dict[str, bytes] = {}
+        for name in wanted:
+            _check_path(name)
         for member in self.members():
             if member.path in wanted:
-                if member.size > limit:
-                    raise _too_large(self.display, member.path)
                 with member.open() as stream:
-                    found[member.path] = stream.read()
-        return found
+                    yield member.path, member.size, stream
+        self._refuse_duplicates()
 
     @contextlib.contextmanager
     def open_member(self, path: str) -> Iterator[IO[bytes]]:
@@ -232,35 +259,38 @@ class LocalTarReader(_TarReader):
         self.display = str(location)
 
     @contextlib.contextmanager
-    def _open_tar(self) -> Iterator[tarfile.TarFile]:
+    def _open_tar(self) -> Iterator[StrictTar]:
         try:
-            # Opened seekable but read front to back, once: tarfile's stream mode copies its
-            # whole buffer on every small read, which 100k small members feel.
-            tar = tarfile.open(self.location, mode="r:")  # noqa: SIM115 - closed below
-        except (tarfile.TarError, OSError) as error:
-            raise NotABundle(f"{self.location} is not a readable tar: {error}") from error
-        with tar:
+            source = self.location.open("rb")
+        except OSError as error:
+            raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
+        with source:
             try:
-                yield tar
+                yield StrictTar(source, self.display, seekable=True)
             except OSError as error:
                 raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
 
     @contextlib.contextmanager
     def open_member(self, path: str) -> Iterator[IO[bytes]]:
-        # Local tars are seekable: jump to the member instead of reading up to it.
+        # Local tars are seekable: read every header (skipping the data) to know the tar is
+        # whole and holds the member once, then jump to it.
         _check_path(path)
+        found: TarEntry | None = None
         with self._open_tar() as tar:
-            first = tar.next()
-            top = first.name.removeprefix("./").split("/", 1)[0] if first else ""
-            try:
-                info = tar.getmember(f"{top}/{path}")
-            except KeyError:
-                raise NotABundle(f"{self.location} has no {path}") from None
-            stream = tar.extractfile(info) if info.isreg() else None
-            if stream is None:
-                raise NotABundle(f"{path} in {self.location} is not a regular file")
-            with stream:
-                yield stream
+            for member, entry in self._members_of(tar):
+                if member.path == path and found is None:
+                    found = entry
+        self._refuse_duplicates()
+        if found is None:
+            raise NotABundle(f"{self.location} has no {path}")
+        try:
+            raw = io.FileIO(self.location, "r")
+            raw.seek(found.offset)
+        except OSError as error:
+            raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
+        with file_window(raw, found.size, lambda error: StorageError(
+                f"cannot read {self.location}: {error.strerror}")) as stream:
+            yield stream
 
 
 class RemoteTarReader(_TarReader):
@@ -277,15 +307,9 @@ class RemoteTarReader(_TarReader):
         return [] if self.info.readable else [self.info]
 
     @contextlib.contextmanager
-    def _open_tar(self) -> Iterator[tarfile.TarFile]:
+    def _open_tar(self) -> Iterator[StrictTar]:
         with RangedReader(self.storage, self.key, self.info.size) as ranged:
-            raw = cast(IO[bytes], ranged)
-            try:
-                tar = tarfile.open(fileobj=raw, mode="r|")  # noqa: SIM115 - closed below
-            except tarfile.TarError as error:
-                raise NotABundle(f"{self.display} is not a readable tar: {error}") from error
-            with tar:
-                yield tar
+            yield StrictTar(cast(IO[bytes], ranged), self.display)
 
 
 # --- directory in object storage -----------------------------------------------------------------
@@ -313,10 +337,13 @@ class RemoteDirReader(BundleReader):
                 continue
             yield Member(info.key, info.size, _object_opener(self.storage, info))
 
-    def read_tags(self, names: Iterable[str], *, limit: int = 64 << 20) -> dict[str, bytes]:
-        present = {o.key for o in self.objects}
-        return {name: self.storage.read_bytes(name, limit=limit) for name in names
-                if name in present}
+    def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
+        sizes = {o.key: o.size for o in self.objects}
+        for name in names:
+            _check_path(name)
+            if name in sizes:
+                with self.storage.open_read(name) as stream:
+                    yield name, sizes[name], stream
 
     def open_member(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
         _check_path(path)
@@ -343,13 +370,10 @@ def _file_opener(path: str) -> Opener:
     return opener
 
 
-def _tar_opener(tar: tarfile.TarFile, info: tarfile.TarInfo) -> Opener:
+def _tar_opener(tar: StrictTar, entry: TarEntry) -> Opener:
     @contextlib.contextmanager
     def opener() -> Iterator[IO[bytes]]:
-        stream = tar.extractfile(info)
-        if stream is None:  # pragma: no cover - regular members always have a stream
-            raise StorageError(f"cannot read {info.name} from the tar")
-        with stream:
+        with tar.open(entry) as stream:
             yield stream
 
     return opener
@@ -375,8 +399,13 @@ def open_bundle(where: str | Path, *, endpoint_url: str | None = None) -> Bundle
                 )
             return LocalDirReader(path)
         if path.is_file():
-            if not tarfile.is_tarfile(path):
-                raise NotABundle(f"{path} is not a bundle: neither a directory nor a tar")
+            # A .tar is read as a bundle tar whatever it holds (an empty or cut one is a
+            # damaged bundle); another file only when it starts with a tar header.
+            if path.suffix != ".tar":
+                with path.open("rb") as head:
+                    if not looks_like_tar(head.read(BLOCK)):
+                        raise NotABundle(f"{path} is not a bundle: neither a directory nor a "
+                                         "tar")
             return LocalTarReader(path)
     except OSError as error:
         raise StorageError(f"cannot read {path}: {error.strerror}") from error
