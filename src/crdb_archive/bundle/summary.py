@@ -37,6 +37,8 @@ def summarize_bundle(where: str | Path, *, endpoint_url: str | None = None) -> d
     description = parse_description(reader, tags[layout.DESCRIPTION])
     try:
         bag_info = tagfiles.parse_bag_info(tags[layout.BAG_INFO])
+        for oxum in bag_info.get("Payload-Oxum", []):
+            tagfiles.parse_oxum(oxum)
     except tagfiles.TagFileError as error:
         raise DamagedBundle(f"{layout.BAG_INFO} in {reader.display}: {error}") from None
     crdb = description["cockroachdb"]

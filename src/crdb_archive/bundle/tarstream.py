@@ -172,7 +172,7 @@ class StrictTar:
             start = self._position
             block = self._read(BLOCK)
             if not block:
-                detail = ("it is empty" if start == 0 else
+                detail = ("the tar is empty (0 bytes)" if start == 0 else
                           f"it ends at byte {start} without its two end-of-archive blocks: "
                           "it is cut short")
                 raise self._damage("size", detail)
