@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import io
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import IO, Literal, cast
 
 from crdb_archive.bundle import layout
-from crdb_archive.bundle.tarstream import BLOCK, StrictTar, TarDamaged, TarEntry, looks_like_tar
+from crdb_archive.bundle.tarstream import BLOCK, looks_like_tar
 from crdb_archive.errors import (
     NeedsRestoreFromColdStorage,
     NotABundle,
@@ -30,7 +29,6 @@ from crdb_archive.errors import (
 from crdb_archive.storage.base import ObjectInfo, Storage, open_object
 from crdb_archive.storage.local import LocalStorage
 from crdb_archive.storage.ranged import PART_SIZE, RangedReader
-from crdb_archive.storage.streams import file_window
 from crdb_archive.storage.uri import parse_location
 
 Opener = Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
@@ -94,7 +92,7 @@ class BundleReader(abc.ABC):
         return []
 
 
-def _check_path(path: str) -> None:
+def check_path(path: str) -> None:
     if not layout.is_safe_relative(path):
         raise NotABundle(f"{path!r} is not a path inside a bundle")
 
@@ -140,7 +138,7 @@ class LocalDirReader(BundleReader):
 
     def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
         for name in names:
-            _check_path(name)
+            check_path(name)
             target = self.location / name
             try:
                 if target.is_symlink() or not target.is_file():
@@ -154,7 +152,7 @@ class LocalDirReader(BundleReader):
 
     @contextlib.contextmanager
     def open_member(self, path: str) -> Iterator[IO[bytes]]:
-        _check_path(path)
+        check_path(path)
         target = self.location / path
         if target.is_symlink() or not target.is_file():
             raise NotABundle(f"{self.location} has no {path}")
@@ -164,152 +162,6 @@ class LocalDirReader(BundleReader):
             raise StorageError(f"cannot read {target}: {error.strerror}") from error
         with stream:
             yield stream
-
-
-# --- tars, local or remote -----------------------------------------------------------------------
-
-
-class _TarReader(BundleReader):
-    """A tar read front to back by the strict reader; subclasses say where its bytes come from.
-
-    ``duplicates`` names the members found more than once in the last pass.
-    """
-
-    form: Form = "tar"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.duplicates: list[str] = []
-
-    @abc.abstractmethod
-    def _open_tar(self) -> contextlib.AbstractContextManager[StrictTar]:
-        """The tar, opened for one pass from its start."""
-
-    def members(self) -> Iterator[Member]:
-        with self._open_tar() as tar:
-            for member, _ in self._members_of(tar):
-                yield member
-
-    def _members_of(self, tar: StrictTar) -> Iterator[tuple[Member, TarEntry]]:
-        self.oddities.clear()
-        self.duplicates = []
-        top: str | None = None
-        names: set[str] = set()
-        for entry in tar.entries():
-            head, _, rest = entry.name.partition("/")
-            if top is None:
-                top = head
-            inside = head == top and (rest or entry.kind == "dir")
-            if entry.name in names:
-                # A second copy: which one a tool extracts depends on the tool (the last wins
-                # for tar xf), so neither is trusted; the verifier reports it.
-                self.duplicates.append(rest if inside and rest else entry.name)
-                self.oddities.append(Oddity(self.duplicates[-1],
-                                            "appears more than once in the tar"))
-                continue
-            names.add(entry.name)
-            if not inside:
-                self.oddities.append(Oddity(entry.name, f"outside the bundle folder {top}/"))
-                continue
-            if entry.kind == "dir":
-                continue
-            if entry.kind == "other":
-                self.oddities.append(Oddity(rest, f"{entry.type_name}, not a regular file in "
-                                                  "the tar"))
-                continue
-            if not layout.is_safe_relative(rest):
-                self.oddities.append(Oddity(rest, "unsafe path in the tar"))
-                continue
-            yield Member(rest, entry.size, _tar_opener(tar, entry)), entry
-        if top is None:
-            raise TarDamaged(self.display, "size", "it holds no member: an empty tar is not a "
-                             "bundle", complete=True)
-
-    def _refuse_duplicates(self) -> None:
-        if self.duplicates:
-            raise TarDamaged(self.display, "unexpected",
-                             f"{self.duplicates[0]} appears more than once in the tar",
-                             complete=True)
-
-    def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
-        wanted = set(names)
-        for name in wanted:
-            _check_path(name)
-        for member in self.members():
-            if member.path in wanted:
-                with member.open() as stream:
-                    yield member.path, member.size, stream
-        self._refuse_duplicates()
-
-    @contextlib.contextmanager
-    def open_member(self, path: str) -> Iterator[IO[bytes]]:
-        _check_path(path)
-        for member in self.members():
-            if member.path == path:
-                with member.open() as stream:
-                    yield stream
-                return
-        raise NotABundle(f"{self.display} has no {path}")
-
-
-class LocalTarReader(_TarReader):
-    def __init__(self, location: Path) -> None:
-        super().__init__()
-        self.location = location
-        self.display = str(location)
-
-    @contextlib.contextmanager
-    def _open_tar(self) -> Iterator[StrictTar]:
-        try:
-            source = self.location.open("rb")
-        except OSError as error:
-            raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
-        with source:
-            try:
-                yield StrictTar(source, self.display, seekable=True)
-            except OSError as error:
-                raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
-
-    @contextlib.contextmanager
-    def open_member(self, path: str) -> Iterator[IO[bytes]]:
-        # Local tars are seekable: read every header (skipping the data) to know the tar is
-        # whole and holds the member once, then jump to it.
-        _check_path(path)
-        found: TarEntry | None = None
-        with self._open_tar() as tar:
-            for member, entry in self._members_of(tar):
-                if member.path == path and found is None:
-                    found = entry
-        self._refuse_duplicates()
-        if found is None:
-            raise NotABundle(f"{self.location} has no {path}")
-        try:
-            raw = io.FileIO(self.location, "r")
-            raw.seek(found.offset)
-        except OSError as error:
-            raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
-        with file_window(raw, found.size, lambda error: StorageError(
-                f"cannot read {self.location}: {error.strerror}")) as stream:
-            yield stream
-
-
-class RemoteTarReader(_TarReader):
-    """A tar object in object storage, streamed (the only way to read it once)."""
-
-    def __init__(self, storage: Storage, key: str, info: ObjectInfo) -> None:
-        super().__init__()
-        self.storage = storage
-        self.key = key
-        self.info = info
-        self.display = storage.display(key)
-
-    def cold(self) -> list[ObjectInfo]:
-        return [] if self.info.readable else [self.info]
-
-    @contextlib.contextmanager
-    def _open_tar(self) -> Iterator[StrictTar]:
-        with RangedReader(self.storage, self.key, self.info.size) as ranged:
-            yield StrictTar(cast(IO[bytes], ranged), self.display)
 
 
 # --- directory in object storage -----------------------------------------------------------------
@@ -340,13 +192,13 @@ class RemoteDirReader(BundleReader):
     def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
         sizes = {o.key: o.size for o in self.objects}
         for name in names:
-            _check_path(name)
+            check_path(name)
             if name in sizes:
                 with self.storage.open_read(name) as stream:
                     yield name, sizes[name], stream
 
     def open_member(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
-        _check_path(path)
+        check_path(path)
         if not any(o.key == path for o in self.objects):
             raise NotABundle(f"{self.display} has no {path}")
         return self.storage.open_read(path)
@@ -366,15 +218,6 @@ def _object_opener(storage: Storage, info: ObjectInfo) -> Opener:
 def _file_opener(path: str) -> Opener:
     def opener() -> contextlib.AbstractContextManager[IO[bytes]]:
         return open(path, "rb")  # noqa: PTH123 - a str path: no Path object per file
-
-    return opener
-
-
-def _tar_opener(tar: StrictTar, entry: TarEntry) -> Opener:
-    @contextlib.contextmanager
-    def opener() -> Iterator[IO[bytes]]:
-        with tar.open(entry) as stream:
-            yield stream
 
     return opener
 
@@ -406,6 +249,8 @@ def open_bundle(where: str | Path, *, endpoint_url: str | None = None) -> Bundle
                     if not looks_like_tar(head.read(BLOCK)):
                         raise NotABundle(f"{path} is not a bundle: neither a directory nor a "
                                          "tar")
+            from crdb_archive.bundle.tar_reader import LocalTarReader  # noqa: PLC0415
+
             return LocalTarReader(path)
     except OSError as error:
         raise StorageError(f"cannot read {path}: {error.strerror}") from error
@@ -428,6 +273,8 @@ def open_bundle_in(storage: Storage, key: str) -> BundleReader:
     if isinstance(storage, LocalStorage):
         return open_bundle(storage.local_path / key)
     if key.endswith(".tar"):
+        from crdb_archive.bundle.tar_reader import RemoteTarReader  # noqa: PLC0415
+
         info = storage.stat(key)
         if info is None:
             raise NotABundle(f"{storage.display(key)} does not exist")
