@@ -35,7 +35,6 @@ from crdb_archive.bundle.model import render, schema_problems
 from crdb_archive.bundle.reader import (
     BundleReader,
     LocalDirReader,
-    LocalTarReader,
     open_bundle,
     open_bundle_in,
 )
@@ -46,6 +45,7 @@ from crdb_archive.bundle.remote import (
     write_bundle_to_storage,
 )
 from crdb_archive.bundle.restore_doc import render_restore_md
+from crdb_archive.bundle.tar_reader import LocalTarReader
 from crdb_archive.bundle.verify import verify_reader
 from crdb_archive.bundle.writer import (
     BundleFormat,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from crdb_archive.binaries import (
     PLATFORMS,
@@ -22,7 +23,7 @@ from crdb_archive.binaries import (
     require_free_target,
     version_not_run,
 )
-from crdb_archive.bundle import layout
+from crdb_archive.bundle import layout, tagfiles
 from crdb_archive.bundle.model import schema_problems
 from crdb_archive.bundle.reader import BundleReader, open_bundle, require_readable
 from crdb_archive.errors import (
@@ -63,45 +64,83 @@ def read_description(reader: BundleReader) -> dict[str, Any]:
     Raises DamagedBundle when it or the tag manifest is damaged or invalid.
     """
     tags = trusted_tag_files(reader, (layout.DESCRIPTION,))
-    return parse_description(reader, tags[layout.DESCRIPTION])
+    return parse_description(reader, tags.files[layout.DESCRIPTION])
 
 
 def parse_description(reader: BundleReader, content: bytes) -> dict[str, Any]:
-    """Parse and schema-check crdb-archive.json; raises DamagedBundle."""
+    """Parse and schema-check crdb-archive.json within the format's bounds; raises
+    DamagedBundle."""
     try:
-        description: dict[str, Any] = json.loads(content)
+        description = tagfiles.load_json(content)
+    except tagfiles.TagFileError as error:
+        raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.display}: {error}") from None
     except json.JSONDecodeError as error:
-        raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.display} is not JSON") from error
+        raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.display} is not JSON: "
+                            f"{error.msg} at line {error.lineno}") from None
     problems = schema_problems(description)
     if problems:
         raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.display}: {problems[0]}")
-    return description
+    return dict(description)
 
 
-def trusted_tag_files(reader: BundleReader, names: tuple[str, ...]) -> dict[str, bytes]:
-    """Tag files whose SHA-256 matches tagmanifest-sha256.txt; raises DamagedBundle otherwise."""
-    found = reader.read_tags([layout.TAGMANIFEST_SHA256, *names])
-    if layout.TAGMANIFEST_SHA256 not in found:
+@dataclass(frozen=True)
+class TrustedTags:
+    """Tag files that match the tag manifest, and manifest lines looked up on the way."""
+
+    files: dict[str, bytes]
+    # (manifest name, payload path) -> hex digest, for the paths asked for
+    digests: dict[tuple[str, str], str]
+
+
+def trusted_tag_files(reader: BundleReader, names: tuple[str, ...], *,
+                      lookup: Callable[[str], bool] | None = None) -> TrustedTags:
+    """Tag files whose SHA-256 matches tagmanifest-sha256.txt, in one pass over the bundle.
+
+    ``names`` are read whole, within their size limits. With ``lookup``, both manifests are
+    read line by line too (never whole), checked against the tag manifest, and the digests of
+    the payload paths ``lookup`` accepts are kept. Raises DamagedBundle for a missing,
+    oversized, malformed or mismatching tag file.
+    """
+    manifests = (layout.MANIFEST_SHA256, layout.MANIFEST_BLAKE3) if lookup else ()
+    files: dict[str, bytes] = {}
+    actual: dict[str, str] = {}
+    digests: dict[tuple[str, str], str] = {}
+    for name, size, stream in reader.tag_streams(
+            [layout.TAGMANIFEST_SHA256, *names, *manifests]):
+        if name in manifests and lookup is not None:
+            lines = tagfiles.LineReader(name)
+            for entry in tagfiles.parse_entries(name, lines.lines(stream), lines.errors):
+                if lookup(entry.path):
+                    digests[(name, entry.path)] = cast(bytes, entry.value).hex()
+            if lines.errors:
+                raise DamagedBundle(f"{name} in {reader.display}: {lines.errors[0]}")
+            actual[name] = lines.sha256
+            continue
+        limit = tagfiles.limit_of(name)
+        content = stream.read(limit + 1) if size <= limit else b""
+        if size > limit or len(content) > limit:
+            raise DamagedBundle(f"{name} in {reader.display}: "
+                                f"{tagfiles.too_large(name, max(size, len(content)))}")
+        files[name] = content
+        actual[name] = hashlib.sha256(content).hexdigest()
+    if layout.TAGMANIFEST_SHA256 not in files:
         raise DamagedBundle(f"{reader.display} has no {layout.TAGMANIFEST_SHA256}: the bundle "
                             "is incomplete")
-    listed, errors = layout.parse_manifest(
-        found[layout.TAGMANIFEST_SHA256].decode("utf-8", "replace"))
+    listed, errors = tagfiles.parse_tag_manifest(files[layout.TAGMANIFEST_SHA256])
     if errors:
-        raise DamagedBundle(f"{layout.TAGMANIFEST_SHA256} in {reader.display}: "
-                            f"{errors[0].detail}")
-    out: dict[str, bytes] = {}
-    for name in names:
-        content = found.get(name)
-        if content is None:
+        raise DamagedBundle(f"{layout.TAGMANIFEST_SHA256} in {reader.display}: {errors[0]}")
+    for name in (*names, *manifests):
+        if name not in actual:
             raise DamagedBundle(f"{reader.display} has no {name}")
-        writer = DigestWriter()
-        writer.update(content)
         expected = listed.get(name)
-        if expected is None or not same_digest(writer.digests().sha256, expected):
+        if expected is None or not same_digest(actual[name], expected):
             raise DamagedBundle(
                 f"{name} in {reader.display} does not match {layout.TAGMANIFEST_SHA256}")
-        out[name] = content
-    return out
+    return TrustedTags(files, digests)
+
+
+def _is_binary_path(path: str) -> bool:
+    return path.startswith(layout.BINARY_DIR + "/")
 
 
 def retrieve_binary(
@@ -134,9 +173,10 @@ def retrieve_binary(
     reader = open_bundle(bundle, endpoint_url=endpoint_url)
     require_readable(reader, payload=True)
     # One pass for every tag file needed: a tar in object storage is read from its start.
-    tags = trusted_tag_files(
-        reader, (layout.DESCRIPTION, layout.MANIFEST_SHA256, layout.MANIFEST_BLAKE3))
-    description = parse_description(reader, tags[layout.DESCRIPTION])
+    # The binaries' manifest lines are kept on the way: their paths are in the description,
+    # which a tar holds after the manifests.
+    tags = trusted_tag_files(reader, (layout.DESCRIPTION,), lookup=_is_binary_path)
+    description = parse_description(reader, tags.files[layout.DESCRIPTION])
     wanted = platform if platform not in (None, "auto") else host_platform()
     if wanted is None:
         raise BadInput("cannot tell this host's platform: choose one with --platform")
@@ -144,8 +184,6 @@ def retrieve_binary(
     if binary is None:
         raise PlatformMissing(_missing_message(reader.display, description, wanted))
 
-    sha256_manifest, _ = layout.parse_manifest(tags[layout.MANIFEST_SHA256].decode())
-    blake3_manifest, _ = layout.parse_manifest(tags[layout.MANIFEST_BLAKE3].decode())
     release = description["cockroachdb"]["version"]
     path = binary["file"]
     file_name = path.rsplit("/", 1)[-1]
@@ -162,8 +200,10 @@ def retrieve_binary(
         raise StorageError(f"cannot create {dest_dir}: {error.strerror}") from error
     with _scratch_copy(reader, path, dest_dir, file_name, progress) as (archive, digests):
         expected = [
-            ("the bundle's manifest-sha256.txt", sha256_manifest.get(path), digests.sha256),
-            ("the bundle's manifest-blake3.txt", blake3_manifest.get(path), digests.blake3),
+            ("the bundle's manifest-sha256.txt",
+             tags.digests.get((layout.MANIFEST_SHA256, path)), digests.sha256),
+            ("the bundle's manifest-blake3.txt",
+             tags.digests.get((layout.MANIFEST_BLAKE3, path)), digests.blake3),
             ("crdb-archive.json", binary["sha256"], digests.sha256),
         ]
         for where, recorded, actual in expected:
