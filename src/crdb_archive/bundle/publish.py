@@ -47,14 +47,17 @@ def bundle_exists(storage: Storage, name: str, fmt: BundleFormat) -> bool:
     """Whether a bundle of that name is there to be checked rather than written.
 
     A tar is there once its object is (one upload). A directory is there once its tag
-    manifest, written last, is; where trees are published by a rename, anything under the
-    name is (a bundle damaged by hand is then found, not cleared).
+    manifest, written last, is; where trees are published by a rename, once anything is there
+    under its name.
     """
     if fmt == "tar":
         return storage.exists(bundle_key(name, fmt))
     if storage.exists(f"{name}/{layout.TAGMANIFEST_SHA256}"):
         return True
-    return storage.publishes_atomically and any(True for _ in storage.list_level(name))
+    if not storage.publishes_atomically:
+        return False
+    # Anything under the name is in the way: a damaged bundle is found and named, not cleared.
+    return storage.exists(name) or any(True for _ in storage.list_level(name))
 
 
 def clear_incomplete(storage: Storage, name: str, fmt: BundleFormat, *,
