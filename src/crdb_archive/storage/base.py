@@ -317,7 +317,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def staging(self, name: str) -> AbstractContextManager[Staging]:
-        """A staging area for the tree or object ``name`` (or ``name.tar``) below the root.
+        """A staging area for what one writer publishes under the name ``name`` below the root:
+        a tree ``name/...``, or a single object (such as ``name.tar``).
 
         On disk it is the hidden directory :func:`staging_name` of ``name``, locked for one
         writer: a second writer of the same name is refused with StorageError, and what a
