@@ -1,3 +1,3 @@
 """Fixtures shared by every test module: the loopback servers of tests/support."""
 
-pytest_plugins = ["support.mirror", "support.s3", "support.faultproxy"]
+pytest_plugins = ["support.mirror", "support.s3", "support.faultproxy", "support.postgres"]

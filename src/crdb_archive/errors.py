@@ -109,6 +109,10 @@ class DamagedEncryptionInfo(IntegrityError):
     holds a data key that is not a 256-bit key."""
 
 
+class RowCountMismatch(IntegrityError):
+    """A table loaded from an export bundle does not hold the rows the bundle records."""
+
+
 # --- exit code 2: bad input -----------------------------------------------------------------
 
 
@@ -190,6 +194,18 @@ class InvalidJobSpec(BadInput):
         self.problems = problems
 
 
+class InvalidSchema(BadInput):
+    """A schema file (SHOW CREATE ALL TABLES output) that cannot be parsed or translated."""
+
+
+class TableExists(BadInput):
+    """A table an export would create already exists, and replacing it was not asked for."""
+
+
+class RejectedByDatabase(BadInput):
+    """PostgreSQL refused a statement or the data of an export (its message says why)."""
+
+
 # --- exit code 3: the world failed ---------------------------------------------------------
 
 
@@ -221,6 +237,10 @@ class ObjectNotFound(StorageError):
 
 class KeyServiceError(WorldFailure):
     """A key management service (AWS KMS) cannot be reached, or refuses the credentials."""
+
+
+class DatabaseUnavailable(WorldFailure):
+    """A PostgreSQL server cannot be reached, refuses the login, or fails while loading."""
 
 
 class JobAlreadyRunning(WorldFailure):

@@ -9,8 +9,21 @@ write it out. Nothing here parses or prints SQL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Literal
+
+# Where an export bundle keeps its schema and snapshots (DESIGN 3). ``schema.sql`` is the
+# schema file verbatim: the loader parses it again rather than trusting a translation.
+SCHEMA_SQL_PATH = "data/schema/schema.sql"
+POSTGRESQL_SQL_PATH = "data/schema/postgresql.sql"
+SNAPSHOT_DIR = "data/snapshot"
+
+
+def snapshot_csv_path(name: QualifiedName) -> str:
+    """The bundle path of a table's snapshot for PostgreSQL: gzip of ``COPY (FORMAT csv,
+    HEADER true)`` input holding the visible columns in declaration order."""
+    return f"{SNAPSHOT_DIR}/{name.schema}.{name.name}.csv.gz"
 
 # The families of CockroachDB types an export can hold (DESIGN 2.4: values in tree.AsJSON
 # encoding). ``enum`` and ``array`` carry more in :class:`SqlType`.
@@ -78,6 +91,16 @@ class Column:
 
 
 @dataclass(frozen=True)
+class IndexKey:
+    """One key of an index: a column, or an expression in PostgreSQL."""
+
+    column: str | None = None
+    expression: str | None = None  # PostgreSQL text, when the key is not a plain column
+    descending: bool = False
+    nulls: Literal["FIRST", "LAST"] | None = None
+
+
+@dataclass(frozen=True)
 class Index:
     """An index or unique constraint created after the data is loaded."""
 
@@ -85,6 +108,23 @@ class Index:
     columns: tuple[str, ...]  # with " DESC" where the index is descending
     unique: bool = False
     where: str | None = None  # a partial index's predicate, in PostgreSQL
+    # The keys, structured (``columns`` is their display form); empty means ``columns``.
+    keys: tuple[IndexKey, ...] = ()
+    method: str | None = None  # "gin" for an inverted index; None is PostgreSQL's default
+    include: tuple[str, ...] = ()  # CockroachDB's STORING columns
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """What a foreign key references, structured so that its target can be renamed."""
+
+    columns: tuple[str, ...]
+    table: QualifiedName
+    ref_columns: tuple[str, ...]
+    match: Literal["FULL", "SIMPLE"] | None = None
+    on_delete: str | None = None  # "CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT"...
+    on_update: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +134,9 @@ class Constraint:
     name: str
     kind: Literal["foreign_key", "check", "unique"]
     definition: str  # PostgreSQL text after "ADD CONSTRAINT <name> "
+    foreign_key: ForeignKey | None = None  # set for kind "foreign_key"
+    not_valid: bool = False  # CockroachDB never validated it: created NOT VALID
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +152,12 @@ class Table:
     # names its topics ``table+family``.
     families: tuple[tuple[str, tuple[str, ...]], ...] = ()
     notes: tuple[str, ...] = ()  # what was dropped or changed on the way to PostgreSQL
+    primary_key_name: str | None = None  # the constraint's name, when the file gives one
+    primary_key_comment: str | None = None
+    # ``LOCALITY`` as declared ("REGIONAL BY ROW", "GLOBAL", ...); for REGIONAL BY ROW the
+    # region column, which CockroachDB puts in front of every index key, primary key included.
+    locality: str | None = None
+    region_column: str | None = None
 
     def column(self, name: str) -> Column:
         """The column called ``name``; raises KeyError."""
@@ -121,6 +170,13 @@ class Table:
     def visible_columns(self) -> tuple[Column, ...]:
         """The columns ``SELECT *`` and ``EXPORT`` return, in declaration order."""
         return tuple(c for c in self.columns if not c.hidden)
+
+    @property
+    def postgres_primary_key(self) -> tuple[str, ...]:
+        """The primary key PostgreSQL gets: CockroachDB's, unless it holds a hidden column
+        (``rowid``), whose values an export does not carry; then none."""
+        visible = {c.name for c in self.visible_columns}
+        return self.primary_key if all(c in visible for c in self.primary_key) else ()
 
 
 @dataclass(frozen=True)
@@ -136,6 +192,29 @@ class Schema:
     tables: tuple[Table, ...]
     enums: tuple[EnumType, ...] = ()
     notes: tuple[str, ...] = field(default=())  # notes about the file as a whole
+
+    def all_notes(self) -> tuple[str, ...]:
+        """Every note, the file's first, then each table's led by its name."""
+        return self.notes + tuple(f"{t.name}: {note}" for t in self.tables for note in t.notes)
+
+    def restricted_to(self, names: Iterable[QualifiedName]) -> Schema:
+        """Only the tables named, in file order; a foreign key to a table left out is
+        dropped with a note. Raises KeyError naming a table the schema does not define."""
+        wanted = set(names)
+        missing = wanted - {t.name for t in self.tables}
+        if missing:
+            raise KeyError(str(min(missing)))
+        tables = []
+        for table in self.tables:
+            if table.name not in wanted:
+                continue
+            kept = tuple(c for c in table.constraints
+                         if c.foreign_key is None or c.foreign_key.table in wanted)
+            notes = tuple(f"foreign key {c.name} not created: {c.foreign_key.table} is not "
+                          "in this export" for c in table.constraints
+                          if c.foreign_key is not None and c.foreign_key.table not in wanted)
+            tables.append(replace(table, constraints=kept, notes=table.notes + notes))
+        return replace(self, tables=tuple(tables))
 
     def table(self, name: str) -> Table:
         """The table ``name`` (``t``, ``schema.t`` or ``db.schema.t``); raises KeyError when
