@@ -110,15 +110,25 @@ def _emit(payload: dict[str, Any] | list[Any], text: list[str], json_output: boo
             ui.line(line)
 
 
+# The passphrase variable's name, repeated here so that commands that never read it can drop
+# it without importing the backup machinery (crdb_archive.backup.keys.PASSPHRASE_ENV).
+_PASSPHRASE_ENV = "CRDB_ARCHIVE_ENCRYPTION_PASSPHRASE"  # noqa: S105 - a variable name
+
+
+def _forget_passphrase() -> None:
+    """Drop the passphrase from the environment, so that no process this one starts (such as
+    ``cockroach version``) inherits it."""
+    os.environ.pop(_PASSPHRASE_ENV, None)
+
+
 def _keys(passphrase_file: Path | None, kms: list[str] | None) -> EncryptionKeys:
-    """The keys given, read once; the passphrase then leaves the environment, so that no
-    process this one starts (``cockroach version``) inherits it."""
-    from crdb_archive.backup.keys import PASSPHRASE_ENV, load_keys  # noqa: PLC0415
+    """The keys given, read once; the passphrase then leaves the environment."""
+    from crdb_archive.backup.keys import load_keys  # noqa: PLC0415
 
     try:
         return load_keys(passphrase_file=passphrase_file, kms=kms or ())
     finally:
-        os.environ.pop(PASSPHRASE_ENV, None)
+        _forget_passphrase()
 
 
 def _warn_all(warnings: list[str], json_output: bool) -> None:
@@ -336,6 +346,7 @@ def fetch_binary(
     from crdb_archive.binaries import DEFAULT_PLATFORM, fetch_binaries  # noqa: PLC0415
 
     _json_mode(json_output)
+    _forget_passphrase()
     with ui.progress_reporter() as progress:
         result = fetch_binaries(
             version, platform or [DEFAULT_PLATFORM], to, mirror=mirror, cache_dir=cache_dir,
@@ -523,6 +534,7 @@ def binary(
     from crdb_archive.bundle.retrieve import retrieve_binary  # noqa: PLC0415
 
     _json_mode(json_output)
+    _forget_passphrase()
     with ui.progress_reporter() as progress:
         result = retrieve_binary(bundle, to, platform=platform, endpoint_url=endpoint_url,
                                  progress=progress)
@@ -583,7 +595,6 @@ def run_command(
     network or another run holding the lock, 130 interrupted; the most severe when several
     steps failed (1, then 3, then 2).
     """
-    from crdb_archive.backup.keys import PASSPHRASE_ENV  # noqa: PLC0415
     from crdb_archive.jobs import JobEvent, load_spec, run_job  # noqa: PLC0415
 
     _json_mode(json_output)
@@ -601,8 +612,7 @@ def run_command(
                                                   "exit_code": int(error.exit_code)}), True)
         raise typer.Exit(error.exit_code) from None
     finally:
-        # Read by the spec; no process the run starts inherits it.
-        os.environ.pop(PASSPHRASE_ENV, None)
+        _forget_passphrase()  # the spec has read it
     quiet = not json_output and not ui.stderr_is_terminal()  # cron mail wants lines, not bars
     with ui.progress_reporter(quiet=quiet) as progress:
         report = run_job(job, dry_run=dry_run, metrics_file=metrics_file, progress=progress,

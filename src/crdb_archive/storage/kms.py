@@ -42,7 +42,6 @@ SECRET_PARAMS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _HIDDEN = ("AWS_ACCESS_KEY_ID", *SECRET_PARAMS)
 _ARN_REGION = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):")
 DEFAULT_REGION = "us-east-1"
-_ATTEMPTS = 5
 # KMS answers meaning the credentials or the key's state, not the data: the world failed.
 _WORLD_CODES = {
     "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
@@ -223,6 +222,8 @@ class AwsKmsKey:
         from botocore.config import Config  # noqa: PLC0415
         from botocore.exceptions import BotoCoreError  # noqa: PLC0415
 
+        from crdb_archive.storage.s3_config import max_attempts  # noqa: PLC0415
+
         uri = self.uri
         endpoint = (uri.endpoint or os.environ.get("AWS_ENDPOINT_URL_KMS")
                     or os.environ.get("AWS_ENDPOINT_URL") or None)
@@ -241,7 +242,7 @@ class AwsKmsKey:
                 region = DEFAULT_REGION
             config = Config(
                 region_name=region,
-                retries={"mode": "standard", "max_attempts": _ATTEMPTS},
+                retries={"mode": "standard", "max_attempts": max_attempts()},
                 connect_timeout=10,
                 read_timeout=60,
                 user_agent_extra=f"crdb-archive/{__version__}",
