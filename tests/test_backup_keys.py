@@ -121,7 +121,8 @@ def test_kms_arn_and_alias() -> None:
     ("gs:///projects/p/locations/l/keyRings/r/cryptoKeys/k?AUTH=implicit",
      "Google Cloud KMS keys (gs://) are recognised but not supported yet"),
     ("azure-kms:///key/version?AZURE_TENANT_ID=t", "Azure Key Vault keys (azure-kms://)"),
-    ("s3://bucket/key", "is not a KMS URI"),
+    ("s3://bucket/key", "was given a s3:// URI, not a KMS key"),
+    ("hunter2 my passphrase", "was given text that is not a URI, not a KMS key"),
     ("aws://key-id?AUTH=implicit", "after three slashes"),
     ("aws:///?AUTH=implicit", "names no key"),
     ("aws:///k?AUTH=implicit&COLOUR=blue", "unknown KMS parameter COLOUR"),
@@ -137,3 +138,15 @@ def test_kms_uri_mistakes(uri: str, words: str) -> None:
     with pytest.raises(BadInput, match=words.replace("(", r"\(").replace(")", r"\)")) as error:
         parse_kms_uri(uri)
     assert SECRET not in str(error.value)
+
+
+def test_text_that_is_not_a_kms_uri_is_never_echoed(tmp_path: Path) -> None:
+    # A passphrase put in the KMS URI file by mistake must not end up in an error message.
+    listed = tmp_path / "kms-uris"
+    listed.write_text("hunter2 is my passphrase\n", encoding="utf-8")
+    with pytest.raises(BadInput) as error:
+        load_keys(kms=[f"@{listed}"], environ={})
+    assert "hunter2" not in str(error.value)
+    with pytest.raises(BadInput) as error:
+        parse_kms_uri("user:hunter2@host")
+    assert "hunter2" not in str(error.value)

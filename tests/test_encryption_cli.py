@@ -17,7 +17,8 @@ import pytest
 
 from crdb_archive import cli
 from crdb_archive.backup.keys import PASSPHRASE_ENV
-from support.backups import T0, Manifest, checksum, write, write_backup
+from crdb_archive.bundle.model import schema_problems
+from support.backups import T0, Manifest, checksum, upload, write, write_backup
 from support.bundles import run_cli, tree, xor_byte
 from support.encryption import PASSPHRASE, SEALED, Encrypting, cut_after_chunks, with_passphrase
 from support.kms import KmsKey, create_key, with_kms
@@ -231,6 +232,12 @@ def test_archive_and_verify_with_kms(capsys: pytest.CaptureFixture[str], tmp_pat
     assert f"WITH kms = '{recorded}';" in restore
     assert "replace each `redacted`" in restore
     assert_no_secret([], tree(bundle), KMS_SECRET.encode())
+    # The schema itself refuses a KMS URI with a credential, and still admits older bundles.
+    leaked = json.loads(json.dumps(description))
+    leaked["backup"]["encryption"]["kms"] = [key.uri(secret=KMS_SECRET)]
+    assert any("kms/0" in problem for problem in schema_problems(leaked))
+    del leaked["backup"]["encryption"]
+    assert schema_problems(leaked) == []
     checked = run_cli(capsys, "verify", str(bundle), "--decrypt-check", "--kms", f"@{uri_file}",
                       "--json")
     assert checked.code == 0, checked.out
@@ -258,6 +265,27 @@ def test_kms_unreachable_is_exit_3(capsys: pytest.CaptureFixture[str], tmp_path:
                      + f"&AWS_ENDPOINT={closed.endpoint_url}")
     assert result.code == 3
     assert "cannot be reached" in result.err
+
+
+@pytest.mark.parametrize("fmt", ["dir", "tar"])
+def test_s3_source_and_bundle_with_kms(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                       mirror: MirrorServer, s3_env: MotoS3, fmt: str) -> None:
+    publish(mirror.root, RELEASE, ["linux-amd64"])
+    key = create_key(s3_env)
+    source = upload(s3_env, encrypted_backup(tmp_path, with_kms(s3_env, key)), "backups/enc")
+    bucket = s3_env.bucket()
+    uri_file = tmp_path / "secrets" / "kms"
+    write(uri_file, key.uri(secret=KMS_SECRET).encode())
+    result = run_cli(capsys, "archive", source, "--dest", f"s3://{bucket}/archive", "--mirror",
+                     mirror.url, "--format", fmt, "--kms", f"@{uri_file}", "--json")
+    assert result.code == 0, result.err
+    assert result.json()["version"] == RELEASE
+    checked = run_cli(capsys, "verify", str(result.json()["bundle"]), "--decrypt-check",
+                      "--kms", key.implicit_uri(), "--json")
+    assert checked.code == 0, checked.out
+    assert checked.json()["decrypt_checked"] == 4
+    for name, content in s3_env.object_bytes(bucket):
+        assert KMS_SECRET.encode() not in content, name
 
 
 # --- verify --decrypt-check ---------------------------------------------------------------------
@@ -348,19 +376,13 @@ def test_decrypt_check_of_a_collection_with_incrementals(
 # --- the process list -----------------------------------------------------------------------------
 
 
-def test_no_secret_in_the_process_list(tmp_path: Path, mirror: MirrorServer,
-                                       s3_env: MotoS3) -> None:
-    publish(mirror.root, RELEASE, ["linux-amd64"])
-    key = create_key(s3_env)
-    path = encrypted_backup(tmp_path, with_kms(s3_env, key))
-    uri_file = tmp_path / "secrets" / "kms"
-    write(uri_file, key.uri(secret=KMS_SECRET).encode())
+def watch_process_list(args: list[str], env: dict[str, str], tmp_path: Path
+                       ) -> tuple[int, bytes, list[str]]:
+    """Run the CLI as a process and take the machine's process list until it exits."""
     out_path, err_path = tmp_path / "out", tmp_path / "err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "crdb_archive.cli", "archive", str(path), "--dest",
-             str(tmp_path / "bundles"), "--mirror", mirror.url, "--kms", f"@{uri_file}",
-             "--json"], stdout=out, stderr=err)
+        process = subprocess.Popen([sys.executable, "-m", "crdb_archive.cli", *args],
+                                   stdout=out, stderr=err, env=env)
         seen = []
         try:
             while process.poll() is None:
@@ -371,9 +393,30 @@ def test_no_secret_in_the_process_list(tmp_path: Path, mirror: MirrorServer,
             if process.poll() is None:
                 process.kill()
             process.wait(timeout=120)
-    output = out_path.read_bytes() + err_path.read_bytes()
-    assert process.returncode == 0, output
-    assert any(str(uri_file) in listing for listing in seen)  # the process was seen
-    for listing in seen:
-        assert KMS_SECRET not in listing
-    assert KMS_SECRET.encode() not in output
+    return process.returncode, out_path.read_bytes() + err_path.read_bytes(), seen
+
+
+@pytest.mark.parametrize("how", ["kms", "passphrase-file", "passphrase-environment"])
+def test_no_secret_in_the_process_list(tmp_path: Path, mirror: MirrorServer, s3_env: MotoS3,
+                                       passphrase_file: Path, how: str) -> None:
+    publish(mirror.root, RELEASE, ["linux-amd64"])
+    env = dict(os.environ)
+    args = ["archive", "--dest", str(tmp_path / "bundles"), "--mirror", mirror.url, "--json"]
+    if how == "kms":
+        key = create_key(s3_env)
+        path = encrypted_backup(tmp_path, with_kms(s3_env, key))
+        uri_file = tmp_path / "secrets" / "kms"
+        write(uri_file, key.uri(secret=KMS_SECRET).encode())
+        args += ["--kms", f"@{uri_file}"]
+    else:
+        path = encrypted_backup(tmp_path)
+        if how == "passphrase-file":
+            args += ["--encryption-passphrase-file", str(passphrase_file)]
+        else:
+            env[PASSPHRASE_ENV] = PASSPHRASE.decode()
+    code, output, seen = watch_process_list([*args, str(path)], env, tmp_path)
+    assert code == 0, output
+    assert any(str(path) in listing for listing in seen)  # the process was seen
+    for secret in (KMS_SECRET, PASSPHRASE.decode()):
+        assert all(secret not in listing for listing in seen)
+        assert secret.encode() not in output

@@ -105,19 +105,21 @@ def literal_secrets(text: str) -> list[str]:
 
 def parse_kms_uri(text: str) -> KmsUri:
     """Parse a KMS URI in CockroachDB's form; raises BadInput naming what is wrong (never a
-    parameter's value)."""
-    shown = redact(text.strip())
+    parameter's value, nor text that is not a KMS URI: it may be a secret put in the wrong
+    place)."""
+    expected = "expected aws:///<key id or ARN>?REGION=... as given to BACKUP ... WITH kms"
     try:
         location = parse_location(text.strip())
     except ValueError:
-        raise BadInput(f"KMS URI {shown} cannot be parsed") from None
+        raise BadInput(f"a KMS URI cannot be parsed: {expected}") from None
     scheme = location.scheme
+    shown = redact(text.strip())
     if scheme in _REFUSED:
         raise BadInput(f"{shown}: {_REFUSED[scheme]} keys ({scheme}://) are recognised but not "
                        "supported yet; crdb-archive unwraps AWS KMS keys (aws:///...)")
     if scheme not in AWS_SCHEMES:
-        raise BadInput(f"{shown} is not a KMS URI: expected aws:///<key id or ARN>?REGION=... "
-                       "as given to BACKUP ... WITH kms")
+        what = "text that is not a URI" if scheme == "file" else f"a {scheme}:// URI"
+        raise BadInput(f"--kms was given {what}, not a KMS key: {expected}")
     if location.host:
         raise BadInput(f"{shown}: write the key after three slashes, aws:///<key id or ARN>; "
                        f"{location.host!r} would be read as a host")
