@@ -68,10 +68,11 @@ PassphraseFileOption = Annotated[
 ]
 KmsOption = Annotated[
     list[str] | None,
-    typer.Option("--kms", metavar="URI|@FILE", help="KMS key the backup was encrypted with, "
-                 "as given to BACKUP ... WITH kms: aws:///<key id or ARN>?AUTH=implicit&REGION=... (repeatable). A URI "
-                 "with AWS_SECRET_ACCESS_KEY would show in the process list: put it in a file "
-                 "and give --kms @FILE (one URI a line)."),
+    typer.Option("--kms", metavar="URI|@FILE",
+                 help="KMS key the backup was encrypted with, as given to BACKUP ... WITH kms: "
+                 "aws:///<key id or ARN>?AUTH=implicit&REGION=... (repeatable). A URI with "
+                 "AWS_SECRET_ACCESS_KEY would show in the process list: put it in a file and "
+                 "give --kms @FILE (one URI a line)."),
 ]
 CacheDirOption = Annotated[
     Path | None,
