@@ -14,6 +14,7 @@ from crdb_archive.backup.keys import EncryptionKeys
 from crdb_archive.errors import (
     DamagedEncryptionInfo,
     DamagedManifest,
+    NeedsRestoreFromColdStorage,
     WrongEncryptionKey,
 )
 from crdb_archive.storage.kms import parse_kms_uri
@@ -274,3 +275,14 @@ def test_kms_backup_in_s3(tmp_path: Path, s3_env: MotoS3, kms_key: KmsKey) -> No
         assert info.manifest.end_time == T0
         # ENCRYPTION-INFO is a file of the backup like any other: it is archived with it.
         assert "ENCRYPTION-INFO" in {f.path for f in info.files}
+
+
+def test_encryption_info_in_cold_storage(tmp_path: Path, s3_env: MotoS3) -> None:
+    path = backup(tmp_path)
+    uri = upload(s3_env, path, "cold/backup",
+                 storage_class=lambda rel: "GLACIER" if rel == "ENCRYPTION-INFO" else None)
+    with inspect_backup(uri) as info:  # without a key, only how it is encrypted is unknown
+        assert info.encryption.mode == "unknown"
+        assert any("archive storage class" in w for w in info.warnings)
+    with pytest.raises(NeedsRestoreFromColdStorage, match="ENCRYPTION-INFO"):
+        inspect_backup(uri, keys=KEYS)

@@ -43,6 +43,7 @@ from crdb_archive.backup.unlock import (
 from crdb_archive.errors import (
     DamagedEncryptionInfo,
     InvalidVersion,
+    NeedsRestoreFromColdStorage,
     NotABackup,
     UnknownVersion,
 )
@@ -289,6 +290,10 @@ def _unlock(
             raise
         warnings.append(f"{error}; how the backup was encrypted is unknown")
         return Encryption("unknown", tuple(files)), None
+    except NeedsRestoreFromColdStorage:
+        if keys.given:
+            raise
+        return Encryption("unknown", tuple(files)), None  # the cold files are warned about
     mode: Mode = "kms" if any(info.wrapped_keys for info in infos) else "passphrase"
     if not keys.given:
         return Encryption(mode, tuple(files)), None
