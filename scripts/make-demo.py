@@ -2,13 +2,16 @@
 """Make a demo backup and an offline binaries mirror, to try crdb-archive without a cluster.
 
     python scripts/make-demo.py demo
-    crdb-archive archive demo/backup --dest demo/bundles --mirror demo/mirror
+    crdb-archive archive demo/backup --dest demo/bundles --mirror demo/mirror --cache-dir demo/cache
 
 ``demo/backup`` is a synthetic CockroachDB v24.3.1 backup collection (three full backups with
 incremental backups; manifests encoded as CockroachDB writes them, SST contents filler).
 ``demo/mirror`` holds stand-in release archives of v24.3.1 for every platform, each with its
 ``.sha256sum``, in the official layout: their ``cockroach`` is a small shell script that prints
-version output, not CockroachDB. Never archive a real backup against this mirror.
+version output, not CockroachDB. Never archive a real backup against this mirror, and keep the
+demo's download cache in the demo folder (``--cache-dir demo/cache``): a cache entry answers
+only for the mirror it came from, and a bundle records that source, but a separate cache keeps
+the stand-ins out of every other run's way.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     publish(target / "mirror", RELEASE, list(release_index().release(RELEASE).platforms))
     print(f"demo backup: {target / 'backup'} (CockroachDB {era.build_tag})")
     print(f"demo mirror: {target / 'mirror'} (stand-in release archive, not CockroachDB)")
+    print(f"archive it:  crdb-archive archive {target / 'backup'} --dest {target / 'bundles'} "
+          f"--mirror {target / 'mirror'} --cache-dir {target / 'cache'}")
     return 0
 
 

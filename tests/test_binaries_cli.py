@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -9,15 +10,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import blake3
 import pytest
 
-from crdb_archive.binaries import host_platform
+from crdb_archive.binaries import ArchiveCache, host_platform
+from crdb_archive.hashing import Digests
 from support.cli import run_cli
 from support.mirror import MirrorServer, status
-from support.release_archives import build_archive, publish, write_checksum_file
+from support.release_archives import ReleaseFiles, build_archive, publish, write_checksum_file
 
 RELEASE = "v23.1.11"
 NAME = "cockroach-v23.1.11.linux-amd64.tgz"
+OFFICIAL = "https://binaries.cockroachdb.com"
 
 
 @pytest.fixture(autouse=True)
@@ -112,7 +116,9 @@ def test_no_cache_and_cache_dir_options(
     code, _, _ = run(capsys, "fetch-binary", RELEASE, "--mirror", mirror.url,
                      "--to", str(tmp_path / "two"), "--cache-dir", str(tmp_path / "mine"))
     assert code == 0
-    assert (tmp_path / "mine" / "archives" / f"{NAME}.json").is_file()
+    origin_dir = tmp_path / "mine" / "sources" / hashlib.sha256(
+        mirror.url.encode()).hexdigest()[:32]
+    assert (origin_dir / "archives" / f"{NAME}.json").is_file()
     assert not (tmp_path / "cache").exists()
 
 
@@ -144,34 +150,88 @@ def test_withdrawn_release_is_flagged(
     assert "withdrawn release" in err
 
 
-@pytest.mark.skipif(host_platform() != "linux-amd64", reason="runs the linux-amd64 stand-in")
-def test_extract_runs_the_version_check(
+def test_extract_from_a_mirror_never_runs_the_binary(
     capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path
 ) -> None:
-    publish(mirror.root, RELEASE, ["linux-amd64", "windows-amd64"])
+    marker = tmp_path / "cockroach-ran"
+    build_archive(mirror.root, RELEASE, "linux-amd64", marker=marker)
+    publish(mirror.root, RELEASE, ["windows-amd64"])
     code, out, _ = run(capsys, "fetch-binary", RELEASE, "--platform", "linux-amd64",
                        "--platform", "windows-amd64", "--mirror", mirror.url,
                        "--to", str(tmp_path / "out"), "--extract", "--json")
     assert code == 0
+    assert not marker.exists()
     linux, windows = json.loads(out)["files"]
     root = tmp_path / "out" / "cockroach-v23.1.11.linux-amd64"
+    assert linux["official"] is False
     assert linux["extracted"]["root"] == str(root)
     assert linux["extracted"]["cockroach"] == str(root / "cockroach")
     assert linux["extracted"]["lib_dir"] == str(root / "lib")
-    assert linux["extracted"]["version_check"]["checked"] is True
-    assert linux["extracted"]["version_check"]["matches"] is True
-    assert linux["extracted"]["version_check"]["build_tag"] == RELEASE
+    check = linux["extracted"]["version_check"]
+    assert check["checked"] is False
+    assert check["matches"] is None
+    assert check["command"] == f"{root / 'cockroach'} version"
+    assert check["detail"].startswith("not run: ")
+    assert f"{mirror.url}/{NAME}.sha256sum" in check["detail"]
     assert windows["extracted"]["cockroach"].endswith("cockroach.exe")
     assert windows["extracted"]["version_check"]["checked"] is False
+    # The command given is the right one: run by hand, the stand-in answers for its release.
+    if host_platform() == "linux-amd64":
+        printed = subprocess.run(check["command"], shell=True, capture_output=True,  # noqa: S602
+                                 text=True, check=True).stdout
+        assert "Build Tag:        v23.1.11" in printed
+        assert marker.exists()
+    code, out, _ = run(capsys, "fetch-binary", RELEASE, "--mirror", str(mirror.root),
+                       "--to", str(tmp_path / "local"), "--extract")
+    assert code == 0
+    assert "not run: its checksum came from file://" in out
+    assert f"to check it yourself: {tmp_path / 'local'}" in out
+
+
+def seed_official_cache(cache: Path, files: ReleaseFiles) -> None:
+    """Put ``files`` in the cache as if fetched from https://binaries.cockroachdb.com (the
+    only way to have the official site's answer on a machine without its network)."""
+    assert files.checksum_file is not None
+    content = files.archive.read_bytes()
+    store = ArchiveCache(cache)
+    store.store_checksum_file(OFFICIAL, files.name, files.checksum_file.read_bytes())
+    store.add(OFFICIAL, files.name, f"{OFFICIAL}/{files.name}", files.archive,
+              Digests(len(content), hashlib.sha256(content).hexdigest(),
+                      blake3.blake3(content).hexdigest()))
 
 
 @pytest.mark.skipif(host_platform() != "linux-amd64", reason="runs the linux-amd64 stand-in")
-def test_extracted_binary_of_another_version_is_exit_1(
-    capsys: pytest.CaptureFixture[str], mirror: MirrorServer, tmp_path: Path
+@pytest.mark.usefixtures("offline")
+def test_extract_of_an_official_archive_runs_the_version_check(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    build_archive(mirror.root, RELEASE, "linux-amd64", build_tag="v23.1.12")
-    code, out, _ = run(capsys, "fetch-binary", RELEASE, "--mirror", mirror.url,
-                       "--to", str(tmp_path / "out"), "--extract")
+    (tmp_path / "site").mkdir()
+    seed_official_cache(tmp_path / "cache", build_archive(tmp_path / "site", RELEASE,
+                                                          "linux-amd64"))
+    code, out, _ = run(capsys, "fetch-binary", RELEASE, "--to", str(tmp_path / "out"),
+                       "--extract", "--json")
+    assert code == 0
+    (linux,) = json.loads(out)["files"]
+    assert linux["official"] is True
+    assert linux["from_cache"] is True
+    assert linux["url"] == f"{OFFICIAL}/{NAME}"
+    assert linux["published_checksum_url"] == f"{OFFICIAL}/{NAME}.sha256sum"
+    check = linux["extracted"]["version_check"]
+    assert check["checked"] is True
+    assert check["matches"] is True
+    assert check["build_tag"] == RELEASE
+
+
+@pytest.mark.skipif(host_platform() != "linux-amd64", reason="runs the linux-amd64 stand-in")
+@pytest.mark.usefixtures("offline")
+def test_extracted_official_binary_of_another_version_is_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "site").mkdir()
+    seed_official_cache(tmp_path / "cache", build_archive(
+        tmp_path / "site", RELEASE, "linux-amd64", build_tag="v23.1.12"))
+    code, out, _ = run(capsys, "fetch-binary", RELEASE, "--to", str(tmp_path / "out"),
+                       "--extract")
     assert code == 1
     assert "cockroach version reports v23.1.12, expected v23.1.11" in out
 

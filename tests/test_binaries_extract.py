@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import gzip
 import io
+import json
 import os
 import stat
 import tarfile
@@ -13,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from crdb_archive.binaries import check_binary_version, extract_archive, host_platform
-from crdb_archive.errors import BadReleaseArchive, ExitCode, StorageError, UnsafeArchive
+from crdb_archive.errors import (
+    BadInput,
+    BadReleaseArchive,
+    ChecksumMismatch,
+    ExitCode,
+    StorageError,
+    UnsafeArchive,
+)
 from support.release_archives import build_archive, top_folder
 
 RELEASE = "v23.1.11"
@@ -66,14 +76,99 @@ def test_executable_bit_and_mtime_survive(tmp_path: Path) -> None:
     assert int(extracted.cockroach.stat().st_mtime) == 1_696_204_800
 
 
-def test_extracting_again_replaces_the_earlier_folder(tmp_path: Path) -> None:
+def test_extraction_leaves_a_marker_naming_the_archive(tmp_path: Path) -> None:
+    files = build_archive(tmp_path, RELEASE, "linux-amd64")
+    extracted = extract_archive(files.archive, tmp_path / "out")
+    marker = json.loads((extracted.root / ".crdb-archive-extracted.json").read_text())
+    assert marker["archive"] == files.name
+    assert marker["sha256"] == files.sha256
+
+
+def test_extracting_again_is_refused_without_replace(tmp_path: Path) -> None:
     files = build_archive(tmp_path, RELEASE, "linux-amd64")
     first = extract_archive(files.archive, tmp_path / "out")
-    (first.root / "stray-file").write_text("left from before")
-    second = extract_archive(files.archive, tmp_path / "out")
-    assert not (second.root / "stray-file").exists()
-    assert second.cockroach.is_file()
+    before = everything_under(tmp_path / "out")
+    with pytest.raises(BadInput) as info:
+        extract_archive(files.archive, tmp_path / "out")
+    assert info.value.exit_code == ExitCode.BAD_INPUT
+    assert str(first.root) in str(info.value)
+    assert "--replace" in str(info.value)
+    assert everything_under(tmp_path / "out") == before
+
+
+def test_replace_replaces_an_earlier_extraction_of_the_same_archive(tmp_path: Path) -> None:
+    files = build_archive(tmp_path, RELEASE, "linux-amd64")
+    first = extract_archive(files.archive, tmp_path / "out")
+    first.cockroach.write_text("changed by hand")
+    second = extract_archive(files.archive, tmp_path / "out", replace=True)
+    assert second.cockroach.read_bytes().startswith(b"#!/bin/sh\n")
     assert [p.name for p in (tmp_path / "out").iterdir()] == [TOP]
+
+
+def test_replace_keeps_an_extraction_holding_anything_else(tmp_path: Path) -> None:
+    files = build_archive(tmp_path, RELEASE, "linux-amd64")
+    first = extract_archive(files.archive, tmp_path / "out")
+    (first.root / "store").mkdir()
+    (first.root / "store" / "data.sst").write_text("a cluster's data")
+    before = everything_under(tmp_path / "out")
+    with pytest.raises(BadInput) as info:
+        extract_archive(files.archive, tmp_path / "out", replace=True)
+    assert "store" in str(info.value)
+    assert everything_under(tmp_path / "out") == before
+    assert (first.root / "store" / "data.sst").read_text() == "a cluster's data"
+
+
+@pytest.mark.parametrize("case", ["no-marker", "other-archive", "symlink", "file"])
+def test_replace_never_touches_what_no_extraction_of_this_archive_made(
+    tmp_path: Path, case: str
+) -> None:
+    files = build_archive(tmp_path, RELEASE, "linux-amd64")
+    out = tmp_path / "out"
+    target = out / TOP
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "important.txt").write_text("keep me")
+    if case == "no-marker":
+        target.mkdir(parents=True)
+        (target / "important.txt").write_text("keep me")
+    elif case == "other-archive":
+        (tmp_path / "other").mkdir()
+        other = build_archive(tmp_path / "other", RELEASE, "linux-amd64", padding_size=10)
+        extract_archive(other.archive, out)
+    elif case == "symlink":
+        out.mkdir()
+        target.symlink_to(elsewhere)
+    else:
+        out.mkdir()
+        target.write_text("keep me")
+    before = everything_under(out)
+    for replace in (False, True):
+        with pytest.raises(BadInput) as info:
+            extract_archive(files.archive, out, replace=replace)
+        assert info.value.exit_code == ExitCode.BAD_INPUT
+        assert str(target) in str(info.value)
+        if replace and case == "other-archive":
+            assert "another archive" in str(info.value)
+    assert everything_under(out) == before
+    assert (elsewhere / "important.txt").read_text() == "keep me"
+    if case == "no-marker":
+        assert (target / "important.txt").read_text() == "keep me"
+
+
+def test_destination_that_is_a_file_is_bad_input(tmp_path: Path) -> None:
+    files = build_archive(tmp_path, RELEASE, "linux-amd64")
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(BadInput) as info:
+        extract_archive(files.archive, tmp_path / "out")
+    assert "not a directory" in str(info.value)
+    assert (tmp_path / "out").read_text() == "a file"
+
+
+def test_archive_other_than_the_checked_one_is_not_extracted(tmp_path: Path) -> None:
+    files = build_archive(tmp_path, RELEASE, "linux-amd64")
+    with pytest.raises(ChecksumMismatch):
+        extract_archive(files.archive, tmp_path / "out", sha256="0" * 64)
+    assert everything_under(tmp_path / "out") == []
 
 
 # --- hostile archives --------------------------------------------------------------------------
@@ -136,6 +231,12 @@ HOSTILE_TARS: dict[str, Callable[[], list[tuple[tarfile.TarInfo, bytes | None]]]
     "fifo": lambda: [cockroach(), (entry(f"{TOP}/pipe", tarfile.FIFOTYPE), None)],
     "duplicate-member": lambda: [cockroach(), cockroach()],
     "backslash-name": lambda: [cockroach(), (entry(f"{TOP}\\..\\x"), b"windows style")],
+    "holds-the-extraction-marker": lambda: [
+        cockroach(), (entry(f"{TOP}/.crdb-archive-extracted.json"), b"{}")
+    ],
+    "sixty-five-members": lambda: [
+        cockroach(), *[(entry(f"{TOP}/f{i:02d}"), b"") for i in range(64)]
+    ],
 }
 
 
@@ -154,7 +255,7 @@ def test_hostile_tar_is_refused_and_leaves_nothing(tmp_path: Path, case: str) ->
 
 def test_symlink_inside_the_archive_is_allowed(tmp_path: Path) -> None:
     archive = tar_with(
-        tmp_path / "links.tgz",
+        tmp_path / f"{TOP}.tgz",
         cockroach(),
         (entry(f"{TOP}/lib/libgeos.so.3.11.2"), b"geos"),
         (entry(f"{TOP}/lib/libgeos.so", tarfile.SYMTYPE, "libgeos.so.3.11.2"), None),
@@ -231,6 +332,107 @@ def test_corrupt_or_unofficial_archive_is_bad_input(
     assert everything_under(tmp_path / "out") == []
 
 
+def test_top_folder_must_be_named_like_the_archive(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    files = build_archive(tmp_path / "src", RELEASE, "linux-amd64", top="victim")
+    (tmp_path / "out" / "victim").mkdir(parents=True)
+    (tmp_path / "out" / "victim" / "important.txt").write_text("keep me")
+    for replace in (False, True):
+        with pytest.raises(BadReleaseArchive) as info:
+            extract_archive(files.archive, tmp_path / "out", replace=replace)
+        assert "'victim'" in str(info.value)
+        assert TOP in str(info.value)
+    assert everything_under(tmp_path / "out") == ["victim", "victim/important.txt"]
+
+
+@functools.cache
+def zeros_member() -> bytes:
+    """64 MiB of zeros as one gzip member (about 64 KB)."""
+    return gzip.compress(bytes(64 << 20), compresslevel=1, mtime=0)
+
+
+def promising_tgz(path: Path, *members: tuple[tarfile.TarInfo, int]) -> Path:
+    """A .tgz whose headers promise sizes, each followed by that many zero bytes of data but
+    only ``carried`` of them (the rest never comes): the rules must refuse from the headers.
+
+    Zeros come as repeated 64 MiB gzip members, so a gigabyte costs milliseconds to write.
+    """
+    parts: list[bytes] = []
+    for info, carried in members:
+        parts.append(gzip.compress(info.tobuf(tarfile.GNU_FORMAT), mtime=0))
+        whole, rest = divmod(carried, 64 << 20)
+        parts += [zeros_member()] * whole
+        padded = rest + (-carried % 512)
+        parts.append(gzip.compress(bytes(padded), mtime=0))
+    parts.append(gzip.compress(bytes(1024), mtime=0))
+    path.write_bytes(b"".join(parts))
+    return path
+
+
+def _sized(name: str, size: int) -> tarfile.TarInfo:
+    info = entry(name)
+    info.size = size
+    return info
+
+
+def test_promising_tgz_makes_a_valid_archive(tmp_path: Path) -> None:
+    archive = promising_tgz(tmp_path / f"{TOP}.tgz", (_sized(f"{TOP}/cockroach", 1000), 1000),
+                            (entry(f"{TOP}/copy", tarfile.LNKTYPE, f"{TOP}/cockroach"), 0))
+    extracted = extract_archive(archive, tmp_path / "out")
+    assert extracted.cockroach.read_bytes() == bytes(1000)
+    assert (extracted.root / "copy").read_bytes() == bytes(1000)
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        lambda: [(_sized(f"{TOP}/cockroach", 3 << 30), 0)],
+        lambda: [(_sized(f"{TOP}/cockroach", 1 << 20), 1 << 20),
+                 (_sized(f"{TOP}/lib/libgeos.so", 2 << 30), 0)],
+        lambda: [(_sized(f"{TOP}/cockroach", 1152 << 20), 1152 << 20),
+                 (entry(f"{TOP}/copy", tarfile.LNKTYPE, f"{TOP}/cockroach"), 0)],
+    ],
+    ids=["one-huge-member", "huge-in-total", "hard-link-copies-add-up"],
+)
+def test_sizes_from_the_headers_are_refused_before_writing(
+    tmp_path: Path, members: Callable[[], list[tuple[tarfile.TarInfo, int]]]
+) -> None:
+    archive = promising_tgz(tmp_path / f"{TOP}.tgz", *members())
+    with pytest.raises(UnsafeArchive) as info:
+        extract_archive(archive, tmp_path / "out")
+    assert "more than 2048 MiB" in str(info.value)
+    assert everything_under(tmp_path / "out") == []
+
+
+def test_long_extended_header_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        gz.write(entry(f"{TOP}/" + "x" * 70_000).tobuf(tarfile.PAX_FORMAT))
+    (tmp_path / f"{TOP}.tgz").write_bytes(raw.getvalue())
+    with pytest.raises(UnsafeArchive) as info:
+        extract_archive(tmp_path / f"{TOP}.tgz", tmp_path / "out")
+    assert "extended header" in str(info.value)
+
+
+def test_zip_with_too_many_entries_is_refused_from_its_end_record(tmp_path: Path) -> None:
+    archive = zip_with(
+        tmp_path / f"{WIN_TOP}.zip", (f"{WIN_TOP}/cockroach.exe", b"MZ", stat.S_IFREG | 0o755),
+        *[(f"{WIN_TOP}/f{i:03d}", b"", stat.S_IFREG | 0o644) for i in range(300)],
+    )
+    with pytest.raises(UnsafeArchive) as info:
+        extract_archive(archive, tmp_path / "out")
+    assert "301 or more members" in str(info.value)
+    assert everything_under(tmp_path / "out") == []
+
+
+def test_official_zip_layout_passes_the_same_rules(tmp_path: Path) -> None:
+    archive = zip_with(
+        tmp_path / f"{WIN_TOP}.zip", (f"{WIN_TOP}/cockroach.exe", b"MZ", stat.S_IFREG | 0o755),
+    )
+    extracted = extract_archive(archive, tmp_path / "out")
+    assert extracted.cockroach.read_bytes() == b"MZ"
+
+
 @pytest.mark.parametrize("platform", ["linux-amd64", "windows-amd64"])
 def test_flipped_byte_in_compressed_data_is_bad_input(tmp_path: Path, platform: str) -> None:
     files = build_archive(tmp_path, RELEASE, platform)
@@ -259,7 +461,8 @@ def test_version_check_matches(tmp_path: Path) -> None:
     assert check.matches is True
     assert check.build_tag == RELEASE
     assert check.to_json() == {
-        "checked": True, "build_tag": RELEASE, "matches": True, "detail": check.detail
+        "checked": True, "build_tag": RELEASE, "matches": True, "detail": check.detail,
+        "command": f"{extracted.cockroach} version",
     }
 
 

@@ -7,6 +7,7 @@ archives in the official layout; nothing in requests or urllib3 is patched.
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from crdb_archive.binaries import (
     resolve_mirror,
 )
 from crdb_archive.errors import (
+    BadInput,
     ChecksumMismatch,
     CrdbArchiveError,
     ExitCode,
@@ -79,6 +81,11 @@ def fetch(
     )
 
 
+def source_dir(cache: Path, origin: str) -> Path:
+    """Where the cache keeps what it fetched from ``origin`` (its documented layout)."""
+    return cache / "sources" / hashlib.sha256(origin.encode()).hexdigest()[:32]
+
+
 def leftovers(*directories: Path) -> list[str]:
     """Every file under ``directories`` except complete cache entries."""
     found: list[str] = []
@@ -113,6 +120,8 @@ def test_fetch_is_byte_identical_and_verified(
     assert fetched.verified is True
     assert fetched.from_cache is False
     assert fetched.url == f"{mirror.url}/{NAME}"
+    # A loopback mirror is not Cockroach Labs' site, whatever it serves.
+    assert fetched.official is False
     assert fetched.to_json() == {
         "platform": PLATFORM,
         "path": str(fetched.path),
@@ -121,9 +130,12 @@ def test_fetch_is_byte_identical_and_verified(
         "sha256": published.sha256,
         "blake3": fetched.blake3,
         "published_sha256": published.sha256,
+        "published_checksum_url": f"{mirror.url}/{NAME}.sha256sum",
         "verified": True,
+        "official": False,
         "release": RELEASE,
         "from_cache": False,
+        "published_checksum_from_cache": False,
     }
     requests = mirror.requests()
     # The tiny checksum file first: a mirror without it costs no archive download.
@@ -396,22 +408,63 @@ def test_interruption_mid_download_leaves_nothing(
     assert leftovers(tmp_path / "cache") == []
 
 
-def test_destination_that_is_a_file_is_a_storage_error(
+def test_destination_that_is_a_file_is_bad_input_before_any_request(
     mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     (tmp_path / "out").write_text("not a directory")
-    with pytest.raises(StorageError) as info:
+    with pytest.raises(BadInput) as info:
         fetch(mirror, tmp_path / "out", None)
-    assert info.value.exit_code == ExitCode.WORLD
+    assert info.value.exit_code == ExitCode.BAD_INPUT
+    assert "not a directory" in str(info.value)
+    assert (tmp_path / "out").read_text() == "not a directory"
+    assert mirror.requests() == []
 
 
-def test_existing_file_at_destination_is_replaced_by_the_verified_archive(
+def test_existing_different_file_is_kept_unless_replace(
     mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
 ) -> None:
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / NAME).write_bytes(b"an old partial download")
+    with pytest.raises(BadInput) as info:
+        fetch(mirror, tmp_path / "out", None)
+    assert "--replace" in str(info.value)
+    assert (tmp_path / "out" / NAME).read_bytes() == b"an old partial download"
+    # Known different from the published checksum before the archive is downloaded.
+    assert mirror.requests(NAME) == []
+    assert leftovers(tmp_path / "out") == [NAME]
+    fetched = fetch_release_archive(
+        RELEASE, PLATFORM, tmp_path / "out", mirror=resolve_mirror(mirror.url),
+        use_cache=False, replace=True, policy=FAST,
+    )
+    assert fetched.path.read_bytes() == published.archive.read_bytes()
+
+
+def test_existing_identical_file_is_fine(
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
+) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / NAME).write_bytes(published.archive.read_bytes())
+    before = (tmp_path / "out" / NAME).stat()
     fetched = fetch(mirror, tmp_path / "out", None)
     assert fetched.path.read_bytes() == published.archive.read_bytes()
+    after = (tmp_path / "out" / NAME).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert leftovers(tmp_path / "out") == [NAME]
+
+
+def test_existing_folder_of_the_archive_name_is_never_replaced(
+    mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path
+) -> None:
+    (tmp_path / "out" / NAME).mkdir(parents=True)
+    (tmp_path / "out" / NAME / "mine.txt").write_text("mine")
+    for replace in (False, True):
+        with pytest.raises(BadInput):
+            fetch_release_archive(
+                RELEASE, PLATFORM, tmp_path / "out", mirror=resolve_mirror(mirror.url),
+                use_cache=False, replace=replace, policy=FAST,
+            )
+    assert (tmp_path / "out" / NAME / "mine.txt").read_text() == "mine"
+    assert mirror.requests() == []
 
 
 @pytest.mark.parametrize(
@@ -461,7 +514,8 @@ def test_damaged_cache_entry_is_detected_and_fetched_again(
 ) -> None:
     fetch(mirror, tmp_path / "one", cache_dir)
     blob = cache_dir / "blobs" / "sha256" / published.sha256
-    index = cache_dir / "archives" / f"{NAME}.json"
+    index = source_dir(cache_dir, mirror.url) / "archives" / f"{NAME}.json"
+    assert json.loads(index.read_text())["origin"] == mirror.url
     if damage == "flip-byte":
         flip_byte(blob, blob.stat().st_size // 2)
     elif damage == "truncate":
@@ -487,7 +541,7 @@ def test_cache_entry_that_disagrees_with_the_published_checksum_is_not_used(
     fetch(mirror, tmp_path / "one", cache_dir)
     # The release is re-published (a new archive, a new checksum) behind the cache's back.
     build_archive(mirror.root, RELEASE, PLATFORM, padding_size=1000)
-    (cache_dir / "checksums" / f"{NAME}.sha256sum").unlink()
+    (source_dir(cache_dir, mirror.url) / "checksums" / f"{NAME}.sha256sum").unlink()
     mirror.clear_log()
     again = fetch(mirror, tmp_path / "two", cache_dir)
     assert not again.from_cache
@@ -499,7 +553,7 @@ def test_cached_archive_with_uncached_checksum_fetches_only_the_checksum(
     mirror: MirrorServer, published: ReleaseFiles, tmp_path: Path, cache_dir: Path
 ) -> None:
     fetch(mirror, tmp_path / "one", cache_dir)
-    (cache_dir / "checksums" / f"{NAME}.sha256sum").unlink()
+    (source_dir(cache_dir, mirror.url) / "checksums" / f"{NAME}.sha256sum").unlink()
     mirror.clear_log()
     again = fetch(mirror, tmp_path / "two", cache_dir)
     assert again.from_cache
@@ -556,13 +610,18 @@ def test_fetch_published_checksum(mirror: MirrorServer, tmp_path: Path) -> None:
     files = build_archive(mirror.root, RELEASE, "darwin-arm64")
     source = resolve_mirror(mirror.url)
     cache = tmp_path / "cache"
-    assert fetch_published_checksum(
+    first = fetch_published_checksum(
         RELEASE, "darwin-arm64", mirror=source, cache_dir=cache, policy=FAST
-    ) == files.sha256
+    )
+    assert first is not None
+    assert (first.sha256, first.from_cache, first.official) == (files.sha256, False, False)
+    assert first.url == f"{mirror.url}/{files.name}.sha256sum"
     mirror.clear_log()
-    assert fetch_published_checksum(
+    again = fetch_published_checksum(
         RELEASE, "darwin-arm64", mirror=source, cache_dir=cache, policy=FAST
-    ) == files.sha256
+    )
+    assert again is not None
+    assert (again.sha256, again.from_cache, again.url) == (files.sha256, True, first.url)
     assert mirror.requests() == []
 
 

@@ -121,27 +121,6 @@ def test_killed_run_is_finished_by_the_next(
     assert lock.read_text() == ""
 
 
-def test_sigterm_stops_the_run_cleanly(
-    tmp_path: Path, mirror: MirrorServer, job_env: dict[str, str]
-) -> None:
-    era = era_with_binaries(tmp_path, mirror, "v24.3", platforms=("linux-amd64", "linux-arm64"))
-    add_random_sst(era.path / "2024/12/15-000000.00", 96)
-    metrics = tmp_path / "job.prom"
-    stopped = signal_while_archiving(
-        ["run", str(EXAMPLES / "nightly-local.toml"), "--json", "--metrics-file", str(metrics)],
-        signal.SIGTERM, env=job_env)
-    assert stopped.returncode == 130
-    out = stopped.out
-    events = events_of(out)
-    assert events[-2]["event"] == "error"
-    assert events[-2]["message"] == "interrupted by SIGTERM"
-    assert (events[-1]["event"], events[-1]["exit_code"]) == ("done", 130)
-    assert "crdb_archive_job_exit_code{job=\"nightly-orders\"} 130" in metrics.read_text()
-    archive = tmp_path / "archive"
-    assert [p.name for p in archive.iterdir()] == [lock_file_name("nightly-orders")]
-    assert (archive / lock_file_name("nightly-orders")).read_text() == ""
-
-
 HOLD_LOCK = """
 import sys
 from pathlib import Path

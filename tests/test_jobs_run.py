@@ -280,7 +280,6 @@ def test_exit_code_is_the_most_severe() -> None:
     assert code() == ExitCode.OK
     assert code(ExitCode.BAD_INPUT, ExitCode.WORLD) == ExitCode.WORLD
     assert code(ExitCode.WORLD, ExitCode.NO, ExitCode.BAD_INPUT) == ExitCode.NO
-    assert code(ExitCode.NO, ExitCode.INTERRUPTED) == ExitCode.INTERRUPTED
 
 
 def test_warnings_that_save_archives(tmp_path: Path, mirror: MirrorServer) -> None:

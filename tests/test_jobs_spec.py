@@ -171,7 +171,15 @@ MISTAKES: list[tuple[str, str, str]] = [
      'mode = "COMPLIANCE"\ndays = 1\nlegal_hold = true',
      "destination.object_lock.legal_hold: unknown key"),
     ("destination inside source", '[source]\nuri = "b"\n[destination]\nuri = "b/bundles"',
-     "destination.uri: "),
+     "destination.uri: the destination {dir}/b/bundles is inside the source {dir}/b: "),
+    ("destination is the source", '[source]\nuri = "b"\n[destination]\nuri = "./b/"',
+     "destination.uri: the destination {dir}/b is the source itself"),
+    ("source inside destination", '[source]\nuri = "d/b"\n[destination]\nuri = "d"',
+     "destination.uri: the source {dir}/d/b is inside the destination {dir}/d: "),
+    ("s3 destination inside source",
+     '[source]\nuri = "s3://bkt/backups"\n[destination]\nuri = "s3://bkt/backups/x"',
+     "destination.uri: the destination s3://bkt/backups/x is inside the source "
+     "s3://bkt/backups: "),
     ("retention zero", "[retention]\nkeep_last = 0", "retention.keep_last: must be > 0"),
     ("retention bool", "[retention]\nkeep_days = true",
      "retention.keep_days: expected an integer, got a boolean"),
@@ -226,6 +234,7 @@ def test_each_mistake_is_named_by_its_key_path(
 ) -> None:
     monkeypatch.delenv("CRDB_JOB_TEST_UNSET", raising=False)
     problems = problems_of(tmp_path, merged(fragment))
+    expected = expected.replace("{dir}", str(tmp_path))  # relative paths: from the spec's
     assert any(p.startswith(expected) for p in problems), problems
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -40,16 +41,26 @@ def test_quick_start_runs(tmp_path: Path) -> None:
     assert "crdb-archive archive demo/backup" in command
     follow_ups = inline_commands("Quick start")
     assert [c.split()[1] for c in follow_ups] == ["verify", "binary"]
+    # The user's own download cache: the demo must leave it alone.
+    user_cache = tmp_path / "user-cache"
+    env = {**os.environ, "CRDB_ARCHIVE_CACHE": str(user_cache)}
+    env.pop("CRDB_ARCHIVE_MIRROR", None)
     for step in [command, *follow_ups]:
-        done = subprocess.run(["bash", "-c", localize(step)], cwd=tmp_path,
+        done = subprocess.run(["bash", "-c", localize(step)], cwd=tmp_path, env=env,
                               capture_output=True, text=True, check=False, timeout=120)
         assert done.returncode == 0, (step, done.stderr)
+    assert not user_cache.exists()
+    assert list((tmp_path / "demo" / "cache" / "blobs" / "sha256").iterdir())
     bundles = list((tmp_path / "demo" / "bundles").iterdir())
     assert len(bundles) == 1
     checked = subprocess.run(
         [sys.executable, "-m", "crdb_archive.cli", "verify", str(bundles[0]), "--json"],
         capture_output=True, text=True, check=False)
     assert json.loads(checked.stdout)["ok"] is True
+    description = json.loads((bundles[0] / "crdb-archive.json").read_text())
+    (binary,) = description["binaries"]
+    assert binary["official"] is False
+    assert binary["url"].endswith("demo/mirror/cockroach-v24.3.1.linux-amd64.tgz")
     cockroach = tmp_path / "demo" / "restore" / "cockroach-v24.3.1.linux-amd64" / "cockroach"
     assert "v24.3.1" in subprocess.run([str(cockroach), "version"], capture_output=True,
                                        text=True, check=True).stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -116,3 +117,21 @@ def test_stall_holds_until_released(stored: tuple[FaultProxy, str]) -> None:
         proxy.release()
         worker.join(10)
     assert done.is_set()
+
+
+def test_a_stalled_request_whose_client_hangs_up_is_never_forwarded(
+    stored: tuple[FaultProxy, str], moto_s3: MotoS3
+) -> None:
+    proxy, bucket = stored
+    proxy.fail("PUT", r"/dropped$", stall(30))
+    host, port = proxy.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(f"PUT /{bucket}/dropped HTTP/1.1\r\nHost: {host}\r\n"
+                           "Content-Length: 1\r\n\r\nx".encode())
+        assert proxy.stalled.wait(10)
+    # The client is gone while its request is held: as if the network had lost it.
+    assert proxy.wait_logged(1)
+    [logged] = proxy.requests()
+    assert (logged.method, logged.path, logged.fault, logged.status) == (
+        "PUT", f"/{bucket}/dropped", "stall", None)
+    assert "dropped" not in moto_s3.all_keys(bucket)

@@ -23,18 +23,19 @@ from crdb_archive.binaries import (
     DEFAULT_PLATFORM,
     FetchedArchive,
     Mirror,
+    PublishedChecksum,
     archive_name,
     fetch_published_checksum,
     fetch_release_archive,
     resolve_mirror,
 )
+from crdb_archive.binaries.platforms import check_platform, resolve_release
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.local import BundleStaging, bundle_path
 from crdb_archive.bundle.model import render, schema_problems
 from crdb_archive.bundle.reader import (
     BundleReader,
     LocalDirReader,
-    LocalTarReader,
     open_bundle,
     open_bundle_in,
 )
@@ -45,13 +46,16 @@ from crdb_archive.bundle.remote import (
     write_bundle_to_storage,
 )
 from crdb_archive.bundle.restore_doc import render_restore_md
+from crdb_archive.bundle.tar_reader import LocalTarReader
 from crdb_archive.bundle.verify import verify_reader
 from crdb_archive.bundle.writer import (
     BundleFormat,
     DescribeCallback,
+    Guard,
     PayloadItem,
     PayloadResult,
     WrittenBundle,
+    unguarded,
 )
 from crdb_archive.errors import (
     BadInput,
@@ -63,6 +67,7 @@ from crdb_archive.errors import (
 from crdb_archive.hashing import digest_stream
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import LockMode, Storage, WriteOptions, open_storage
+from crdb_archive.storage.places import overlap_problem, require_directory
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import VersionSpec, release_index
 
@@ -83,6 +88,7 @@ class ArchiveRequest:
     format: BundleFormat = "dir"
     with_incrementals: bool = False
     cache_dir: Path | None = None
+    use_cache: bool = True
     endpoint_url: str | None = None
     storage_class: str | None = None
     object_lock_mode: LockMode | None = None
@@ -155,11 +161,20 @@ WriteBundle = Callable[
 
 
 def archive_backup(
-    request: ArchiveRequest, *, progress: ProgressCallback = no_progress
+    request: ArchiveRequest,
+    *,
+    progress: ProgressCallback = no_progress,
+    guard: Guard | None = None,
 ) -> ArchiveResult:
     """Archive the backup at ``request.source`` into a bundle in ``request.dest``.
 
-    Raises NotABackup/BadInput/VersionConflict/EncryptedBackup (exit 2), DamagedBundle when a
+    Every request value is checked before anything is written, so a refused request leaves
+    nothing behind. ``guard``, when given, is called with what is about to change (clearing an
+    interrupted upload, publishing the bundle) and stops it by raising (a job whose lock is
+    lost).
+
+    Raises NotABackup/BadInput/VersionConflict/EncryptedBackup/UnknownPlatform (exit 2; also
+    for a destination inside the source, or one that is not a directory), DamagedBundle when a
     bundle of that name exists and fails verification, ChecksumMismatch (exit 1), and
     NetworkError/StorageError (exit 3).
     """
@@ -169,6 +184,13 @@ def archive_backup(
     if destination.scheme == "file" and options is not None:
         raise BadInput("a local --dest has no storage class or Object Lock; those are for "
                        "s3:// destinations")
+    problem = overlap_problem(request.source, str(request.dest),
+                              source_endpoint_url=request.endpoint_url,
+                              dest_endpoint_url=request.endpoint_url)
+    if problem is not None:
+        raise BadInput(problem)
+    if destination.scheme == "file":
+        require_directory(destination.local_path)
     with inspect_backup(request.source, subdir=request.subdir,
                         endpoint_url=request.endpoint_url, keys=request.keys) as backup:
         version = _settle_version(backup, request)
@@ -176,8 +198,11 @@ def archive_backup(
         if not layout.is_valid_name(name):
             raise BadInput(f"bundle name {name!r} is not a portable file name "
                            "(letters, digits, '._+-', no leading dot)")
+        release = resolve_release(version.release)
+        for platform in request.platforms:
+            check_platform(release, platform)
         job = _Archiving(request, backup, version, name, backup.location, started,
-                         progress)
+                         progress, guard or unguarded)
         if destination.scheme == "file":
             return job.to_directory(destination.local_path)
         with open_storage(str(request.dest), endpoint_url=request.endpoint_url,
@@ -191,8 +216,10 @@ class _Archiving:
     """One archive run, after the backup and its version are settled."""
 
     def __init__(self, request: ArchiveRequest, backup: BackupInfo, version: _Version,
-                 name: str, source: str, started: float, progress: ProgressCallback) -> None:
+                 name: str, source: str, started: float, progress: ProgressCallback,
+                 guard: Guard) -> None:
         self.request = request
+        self.guard = guard
         self.backup = backup
         self.version = version
         self.name = name
@@ -212,23 +239,25 @@ class _Archiving:
             return self._existing(open_bundle(final))
         with BundleStaging(dest, self.name, self.request.format) as staging:
             return self._make(staging.scratch, lambda payload, info, describe: staging.write(
-                payload, bag_info=info, describe=describe, progress=self.progress))
+                payload, bag_info=info, describe=describe, progress=self.progress,
+                guard=self.guard))
 
     def to_storage(self, storage: Storage, options: WriteOptions | None) -> ArchiveResult:
         fmt = self.request.format
         if complete_bundle_exists(storage, self.name, fmt):
             return self._existing(open_bundle_in(storage, bundle_key(self.name, fmt)))
-        self.warnings += clear_incomplete(storage, self.name, fmt)
+        self.warnings += clear_incomplete(storage, self.name, fmt, guard=self.guard)
         with tempfile.TemporaryDirectory(prefix="crdb-archive-") as scratch:
             return self._make(Path(scratch), lambda payload, info, describe: (
                 write_bundle_to_storage(storage, self.name, payload, bag_info=info,
                                         describe=describe, fmt=fmt, options=options,
-                                        progress=self.progress)))
+                                        progress=self.progress, guard=self.guard)))
 
     def _make(self, scratch: Path, write: WriteBundle) -> ArchiveResult:
         fetched = [
             fetch_release_archive(self.version.release, platform, scratch, mirror=self.mirror,
-                                  cache_dir=self.request.cache_dir, progress=self.progress)
+                                  cache_dir=self.request.cache_dir,
+                                  use_cache=self.request.use_cache, progress=self.progress)
             for platform in self.platforms
         ]
         for archive in fetched:
@@ -237,7 +266,9 @@ class _Archiving:
                     f"{archive.path.name} is not verified: Cockroach Labs published no "
                     f"SHA-256 for {self.version.release}"
                 )
-        others = _other_platforms(self.version, self.platforms, self.mirror, self.warnings)
+        others = _other_platforms(self.version, self.platforms, self.mirror, self.warnings,
+                                  cache_dir=self.request.cache_dir,
+                                  use_cache=self.request.use_cache)
         payload = _payload(self.backup, self.files, fetched, scratch)
 
         def describe(result: PayloadResult) -> dict[str, bytes]:
@@ -362,9 +393,11 @@ def _warnings(backup: BackupInfo, version: _Version) -> list[str]:
 
 
 def _other_platforms(
-    version: _Version, platforms: list[str], mirror: Mirror, warnings: list[str]
+    version: _Version, platforms: list[str], mirror: Mirror, warnings: list[str], *,
+    cache_dir: Path | None, use_cache: bool,
 ) -> list[dict[str, Any]]:
-    """The published checksums of the platforms not archived, for a later download."""
+    """The published checksums of the platforms not archived, for a later download, each with
+    where it came from (the same cache and mirror as the archived ones)."""
     release = version.spec.release
     if release is None:
         return []
@@ -373,17 +406,21 @@ def _other_platforms(
         if platform in platforms:
             continue
         file_name = archive_name(version.release, platform)
+        published: PublishedChecksum | None = None
         try:
-            published = (fetch_published_checksum(version.release, platform, mirror=mirror)
-                         if release.has_sha256sum else None)
+            if release.has_sha256sum:
+                published = fetch_published_checksum(
+                    version.release, platform, mirror=mirror, cache_dir=cache_dir,
+                    use_cache=use_cache)
         except NetworkError as error:
             warnings.append(f"published checksum of {file_name} not recorded: {error}")
-            published = None
         out.append({
             "platform": platform,
             "file_name": file_name,
             "url": redact(mirror.display_url(file_name)),
-            "published_sha256": published,
+            "published_sha256": published.sha256 if published else None,
+            "published_checksum_url": redact(published.url) if published else None,
+            "published_checksum_from_cache": published.from_cache if published else None,
         })
     return out
 
@@ -453,6 +490,7 @@ def _description(
         digests = result.digests[in_bundle]
         checksum_file = (f"{in_bundle}.sha256sum"
                          if archive.published_checksum_file is not None else None)
+        published = archive.published
         binaries.append({
             "platform": archive.platform,
             "file": in_bundle,
@@ -463,6 +501,11 @@ def _description(
             "published_sha256": archive.published_sha256,
             "published_checksum_file": checksum_file,
             "verified": archive.verified,
+            # Provenance: where the bytes really came from, not where they should have.
+            "published_checksum_url": redact(published.url) if published else None,
+            "from_cache": archive.from_cache,
+            "published_checksum_from_cache": published.from_cache if published else None,
+            "official": archive.official,
         })
     return {
         "format": "crdb-archive-bundle",

@@ -6,13 +6,15 @@ are caught once, in :func:`main`, and mapped to their exit codes.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import os
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -40,7 +42,9 @@ app = typer.Typer(
 
 class _State:
     json = False
+    json_lines = False  # `run --json` prints JSON Lines: one compact object per line
     interrupted = False
+    reporting = False  # the outcome is being printed: a signal now changes nothing
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -77,7 +81,17 @@ KmsOption = Annotated[
 CacheDirOption = Annotated[
     Path | None,
     typer.Option("--cache-dir", help="Download cache; default $CRDB_ARCHIVE_CACHE, else "
-                 "the user's cache directory."),
+                 "the user's cache directory. Entries answer only for the mirror they came "
+                 "from."),
+]
+NoCacheFlag = Annotated[
+    bool, typer.Option("--no-cache", help="Neither read nor fill the download cache.")
+]
+ReplaceFlag = Annotated[
+    bool,
+    typer.Option("--replace", help="Replace an earlier extraction of the same archive (and, "
+                 "for fetch-binary, a different file of the archive's name) in --to; nothing "
+                 "else is ever replaced."),
 ]
 
 
@@ -330,19 +344,20 @@ def fetch_binary(
     platform: PlatformsOption = None,
     mirror: MirrorOption = None,
     cache_dir: CacheDirOption = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor fill the download cache.")
-    ] = False,
+    no_cache: NoCacheFlag = False,
     extract: Annotated[
         bool,
-        typer.Option("--extract", help="Also extract each archive into --to and run "
-                     "`cockroach version` where the binary can run on this host."),
+        typer.Option("--extract", help="Also extract each archive into --to; run `cockroach "
+                     "version` only when its checksum came from https://binaries.cockroachdb.com "
+                     "and the binary runs on this host (else print how to run it by hand)."),
     ] = False,
+    replace: ReplaceFlag = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Download (or take from the cache) and verify the official archives of VERSION.
+    """Download (or take from the cache), verify and check the official archives of VERSION.
 
-    Exit 0 ok, 1 checksum mismatch or wrong version, 2 bad input, 3 network or storage failure.
+    Exit 0 ok, 1 checksum mismatch, not a release archive or wrong version, 2 bad input (an
+    existing file or folder in --to included), 3 network or storage failure.
     """
     from crdb_archive.binaries import DEFAULT_PLATFORM, fetch_binaries  # noqa: PLC0415
 
@@ -351,7 +366,7 @@ def fetch_binary(
     with ui.progress_reporter() as progress:
         result = fetch_binaries(
             version, platform or [DEFAULT_PLATFORM], to, mirror=mirror, cache_dir=cache_dir,
-            use_cache=not no_cache, extract=extract, progress=progress,
+            use_cache=not no_cache, extract=extract, replace=replace, progress=progress,
         )
     _warn_all(result.warnings, json_output)
     _emit(result.to_json(), _fetch_summary(result), json_output)
@@ -364,7 +379,7 @@ def _fetch_summary(result: FetchResult) -> list[str]:
     for f in result.files:
         a = f.archive
         verdict = (
-            "verified against published SHA-256" if a.verified
+            f"verified against published SHA-256 from {a.published.url}" if a.published
             else f"NOT verified: no published checksum for {a.release}"
         )
         cached = " (from cache)" if a.from_cache else ""
@@ -399,6 +414,7 @@ def archive_command(
     platform: PlatformsOption = None,
     mirror: MirrorOption = None,
     cache_dir: CacheDirOption = None,
+    no_cache: NoCacheFlag = False,
     name: Annotated[
         str | None, typer.Option("--name", help="Bundle name (default: derived from the "
                                  "cluster, the backup's end time and the version)."),
@@ -451,7 +467,8 @@ def archive_command(
         source=source, dest=dest, subdir=subdir, version=version,
         force_version=force_version, platforms=tuple(platform or [DEFAULT_PLATFORM]),
         mirror=mirror, name=name, format="tar" if fmt == "tar" else "dir",
-        with_incrementals=with_incrementals, cache_dir=cache_dir, endpoint_url=endpoint_url,
+        with_incrementals=with_incrementals, cache_dir=cache_dir, use_cache=not no_cache,
+        endpoint_url=endpoint_url,
         storage_class=storage_class,
         object_lock_mode="COMPLIANCE" if object_lock_mode == "COMPLIANCE" else (
             "GOVERNANCE" if object_lock_mode == "GOVERNANCE" else None),
@@ -524,21 +541,25 @@ def binary(
         str, typer.Option("--platform", help="auto (this host) or a platform such as "
                           "linux-amd64."),
     ] = "auto",
+    replace: ReplaceFlag = False,
     endpoint_url: EndpointOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Unpack the bundle's CockroachDB binary for restoring, checked against the bundle.
 
-    Exit 0 ok, 1 the bundle lacks the platform or its archive is damaged or the binary reports
-    another version, 2 not a bundle, 3 storage error.
+    The binary is not run: the bundle's own records cannot vouch for its code. The output
+    says how to run `cockroach version` by hand.
+
+    Exit 0 ok, 1 the bundle lacks the platform or its archive is damaged, 2 not a bundle or
+    bad input (an existing folder in --to included), 3 storage error.
     """
     from crdb_archive.bundle.retrieve import retrieve_binary  # noqa: PLC0415
 
     _json_mode(json_output)
     _forget_passphrase()
     with ui.progress_reporter() as progress:
-        result = retrieve_binary(bundle, to, platform=platform, endpoint_url=endpoint_url,
-                                 progress=progress)
+        result = retrieve_binary(bundle, to, platform=platform, replace=replace,
+                                 endpoint_url=endpoint_url, progress=progress)
     check = result.version_check
     lines = [
         f"cockroach {result.version} ({result.platform}): {result.cockroach}",
@@ -551,8 +572,6 @@ def binary(
         lines.append("  note: no published SHA-256 existed for this release; the archive "
                      "matches the bundle's own digests")
     _emit(result.to_json(), lines, json_output)
-    if check.checked and not check.matches:
-        raise typer.Exit(ExitCode.NO)
 
 
 def _bundle_summary(p: dict[str, Any]) -> list[str]:
@@ -586,6 +605,10 @@ def run_command(
         typer.Option("--metrics-file", help="Write the run's metrics in Prometheus text format "
                      "to PATH, atomically (for node_exporter's textfile collector)."),
     ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor fill the download cache in "
+                           "this run, whatever the spec's cache_dir says.")
+    ] = False,
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON event per line on stdout.")
     ] = False,
@@ -599,6 +622,7 @@ def run_command(
     from crdb_archive.jobs import JobEvent, load_spec, run_job  # noqa: PLC0415
 
     _json_mode(json_output)
+    _State.json_lines = json_output
     try:
         job = load_spec(spec)
     except CrdbArchiveError as error:
@@ -614,6 +638,8 @@ def run_command(
         raise typer.Exit(error.exit_code) from None
     finally:
         _forget_passphrase()  # the spec has read it
+    if no_cache:
+        job = dataclasses.replace(job, use_cache=False)
     quiet = not json_output and not ui.stderr_is_terminal()  # cron mail wants lines, not bars
     with ui.progress_reporter(quiet=quiet) as progress:
         report = run_job(job, dry_run=dry_run, metrics_file=metrics_file, progress=progress,
@@ -720,8 +746,12 @@ def restore_request(
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    # Raised as our own error, not KeyboardInterrupt, so that the CLI framework does not turn it
-    # into a generic abort, and every ``finally`` on the way out still removes staging files.
+    # Raised as our own exception, not KeyboardInterrupt, so that the CLI framework does not
+    # turn it into a generic abort, and every ``finally`` on the way out still removes staging
+    # files. Only the first signal stops: a second one (an impatient Ctrl-C, a supervisor that
+    # repeats SIGTERM) must not cut that cleanup short; SIGKILL remains for that.
+    if _State.interrupted or _State.reporting:
+        return
     _State.interrupted = True
     raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
 
@@ -736,16 +766,33 @@ def _unraisable(event: sys.UnraisableHookArgs) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the one place where errors become messages and exit codes."""
+    # main may run more than once in a process (tests do)
+    _State.json = _State.json_lines = _State.interrupted = _State.reporting = False
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     sys.unraisablehook = _unraisable
     try:
         app(args=argv, prog_name="crdb-archive")
     except CrdbArchiveError as error:
-        ui.error_line(str(error))
-        if _State.json:
-            ui.print_json({"error": str(error), "exit_code": int(error.exit_code)})
-        sys.exit(int(error.exit_code))
+        _fail(str(error), error.exit_code)
+    except Interrupted as stop:  # not a CrdbArchiveError: nothing below may treat it as data
+        _fail(str(stop), stop.exit_code)
+    except SystemExit:  # the command's own outcome (typer exits even on success)
+        _State.reporting = True
+        raise
+
+
+def _fail(message: str, code: ExitCode) -> NoReturn:
+    _State.reporting = True
+    ui.error_line(message)
+    if _State.json:
+        payload = {"error": message, "exit_code": int(code)}
+        if _State.json_lines:
+            sys.stdout.write(json.dumps(payload, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+        else:
+            ui.print_json(payload)
+    sys.exit(int(code))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,12 @@ code  meaning
       match, versions are incompatible
 2     bad input or usage: an unknown version, not a backup, a wrong flag
 3     the world failed: network, storage, permissions
-130   interrupted
+130   interrupted (:class:`Interrupted`, deliberately outside the hierarchy)
 ====  ==========================================================================
+
+:class:`Interrupted` is not a :class:`CrdbArchiveError`, nor even an :class:`Exception`: code
+that turns ordinary errors into data (a backup recorded as unreadable, a failed step in a job's
+report) must never swallow a stop. Cleanup runs in ``finally``; only ``cli.main`` reports it.
 """
 
 from __future__ import annotations
@@ -77,6 +81,11 @@ class PlatformMissing(NegativeAnswer):
 
 class MalformedChecksumFile(IntegrityError):
     """A published .sha256sum file that does not vouch for its archive in the official form."""
+
+
+class NotAReleaseArchive(IntegrityError):
+    """A fetched file that cannot be an official release archive (corrupt, wrong layout,
+    hostile members), whatever checksum a mirror published for it."""
 
 
 class MalformedExportData(NegativeAnswer):
@@ -247,10 +256,25 @@ class JobAlreadyRunning(WorldFailure):
     """Another run of the same archive job holds its lock."""
 
 
+class JobLockLost(WorldFailure):
+    """A run can no longer show that it holds its job lock, so it must stop changing things."""
+
+
 # --- exit code 130 -----------------------------------------------------------------------------
 
 
-class Interrupted(CrdbArchiveError):
-    """The run was stopped by SIGINT or SIGTERM; cleanup has run."""
+class Interrupted(BaseException):
+    """The command was stopped by SIGINT or SIGTERM; ``finally`` blocks clean up on the way out.
 
-    exit_code = ExitCode.INTERRUPTED
+    A BaseException, like KeyboardInterrupt: ``except CrdbArchiveError`` and ``except Exception``
+    (ours, and those with which boto3 and requests handle transport failures) let it pass.
+    """
+
+    exit_code: ClassVar[ExitCode] = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from support.backups import ERAS, Era
 from support.cli import CliResult, run_cli, run_subprocess
@@ -14,8 +17,8 @@ from support.mirror import MirrorServer
 from support.release_archives import publish
 
 # The CLI runners are re-exported: bundle and job tests import them from here.
-__all__ = ["CliResult", "era_with_binaries", "run_cli", "run_subprocess", "small_filesystem",
-           "tree", "xor_byte"]
+__all__ = ["CliResult", "era_with_binaries", "gnu_tar", "make_bundle", "retag", "run_cli",
+           "run_subprocess", "small_filesystem", "tree", "xor_byte"]
 
 
 def era_with_binaries(tmp_path: Path, mirror: MirrorServer, era: str,
@@ -56,3 +59,37 @@ def small_filesystem(path: Path, size: str) -> Iterator[bool]:
     finally:
         if mounted:
             subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+
+
+def make_bundle(base: Path, *, fmt: str = "dir", era: str = "v22.2") -> Path:
+    """A real bundle made through a loopback mirror under ``base`` (its cache there too)."""
+    from crdb_archive.archive import ArchiveRequest, archive_backup  # noqa: PLC0415
+
+    (base / "mirror").mkdir(parents=True, exist_ok=True)
+    with MirrorServer(base / "mirror") as server, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CRDB_ARCHIVE_CACHE", str(base / "cache"))
+        patch.delenv("CRDB_ARCHIVE_MIRROR", raising=False)
+        built = era_with_binaries(base, server, era)
+        result = archive_backup(ArchiveRequest(
+            source=str(built.path), dest=base / "bundles", mirror=server.url,
+            with_incrementals=True, format="tar" if fmt == "tar" else "dir",
+        ))
+    return Path(result.bundle)
+
+
+def retag(bundle: Path) -> None:
+    """Rewrite tagmanifest-sha256.txt for the tag files as they are now, so that an edit of a
+    tag file is caught only by the rule it breaks, not by its digest."""
+    lines = []
+    for name in ("RESTORE.md", "bag-info.txt", "bagit.txt", "crdb-archive.json",
+                 "manifest-blake3.txt", "manifest-sha256.txt", "payload-sizes.txt"):
+        digest = hashlib.sha256((bundle / name).read_bytes()).hexdigest()
+        lines.append(f"{digest}  {name}\n")
+    (bundle / "tagmanifest-sha256.txt").write_text("".join(lines))
+
+
+def gnu_tar(directory: Path, target: Path, *options: str) -> Path:
+    """``tar cf`` of a bundle directory with GNU tar (members under ``<name>/``)."""
+    subprocess.run(["tar", "cf", str(target), *options, "-C", str(directory.parent),
+                    directory.name], check=True)
+    return target

@@ -9,7 +9,9 @@ fake-gcs-server) and plays the network failures a long transfer meets:
 - ``truncate_after(n)``: forward, send the headers and ``n`` body bytes, then close cleanly;
 - ``short_body(n)``: forward, rewrite Content-Length to ``n`` and send ``n`` bytes: a body that
   is consistent with its headers and still too short;
-- ``stall(seconds)``: hold the request for ``seconds`` (or until :meth:`release`) first.
+- ``stall(seconds)``: hold the request for ``seconds`` (or until :meth:`release`) first; a
+  client that hangs up meanwhile (a process stopped while it waited) never has its request
+  forwarded, as when the network never delivered it.
 
 Faults are queued per rule: ``proxy.fail("GET", r"/bucket/key", reset_after(100))``
 breaks the next matching request, and a rule may repeat (``times``). ``proxy.chaos`` breaks a
@@ -26,6 +28,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from socketserver import BaseRequestHandler, ThreadingTCPServer
@@ -41,6 +44,7 @@ FaultKind = Literal["refuse", "fail_after", "reset", "truncate", "short", "stall
 
 _IO_TIMEOUT = 30.0
 _MAX_HEADER = 64 << 10
+_POLL = 0.05  # how often a stalled request looks whether its client is still there
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,8 @@ def short_body(after: int) -> Fault:
 
 
 def stall(seconds: float) -> Fault:
-    """Hold the request ``seconds`` before forwarding it (or until ``release()``)."""
+    """Hold the request ``seconds`` before forwarding it (or until ``release()``); dropped,
+    never forwarded, when the client hangs up first."""
     return Fault("stall", seconds=seconds)
 
 
@@ -120,6 +125,7 @@ class FaultProxy:
         self._chaos: _Chaos | None = None
         self._log: list[LoggedRequest] = []
         self._lock = threading.Lock()
+        self._logged = threading.Condition(self._lock)
         self._released = threading.Event()
         self.stalled = threading.Event()  # set when a stall fault starts holding a request
         self._server = _Server(self)
@@ -175,6 +181,12 @@ class FaultProxy:
         with self._lock:
             self._log.clear()
 
+    def wait_logged(self, count: int, timeout: float = 30) -> bool:
+        """Wait until ``count`` requests are in the log (a request is logged once it is
+        answered or dropped); whether they are."""
+        with self._logged:
+            return self._logged.wait_for(lambda: len(self._log) >= count, timeout)
+
     def _fault_for(self, method: str, path: str, query: str) -> Fault | None:
         with self._lock:
             for rule in self._rules:
@@ -194,8 +206,20 @@ class FaultProxy:
         return None
 
     def _record(self, entry: LoggedRequest) -> None:
-        with self._lock:
+        with self._logged:
             self._log.append(entry)
+            self._logged.notify_all()
+
+    def _hold(self, client: socket.socket, seconds: float) -> bool:
+        """Hold a stalled request; False when its client hung up meanwhile."""
+        self.stalled.set()
+        deadline = time.monotonic() + seconds
+        while not self._released.wait(min(_POLL, max(0.0, deadline - time.monotonic()))):
+            if _hung_up(client):
+                return False
+            if time.monotonic() >= deadline:
+                break
+        return not _hung_up(client)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -355,6 +379,21 @@ def _error_response(status: int) -> bytes:
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
+def _hung_up(connection: socket.socket) -> bool:
+    """Whether the peer closed the connection (a peek that reads end-of-stream)."""
+    try:
+        connection.setblocking(False)
+        try:
+            data = connection.recv(1, socket.MSG_PEEK)
+        finally:
+            connection.settimeout(_IO_TIMEOUT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return not data
+
+
 def _reset(connection: socket.socket) -> None:
     # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
     with contextlib.suppress(OSError):
@@ -385,9 +424,10 @@ class _Handler(BaseRequestHandler):
         parts = urlsplit(target)
         fault = self.proxy._fault_for(method, parts.path, parts.query)
         log = self._logger(method, parts.path, parts.query, fault)
-        if fault is not None and fault.kind == "stall":
-            self.proxy.stalled.set()
-            self.proxy._released.wait(fault.seconds)
+        if fault is not None and fault.kind == "stall" and not self.proxy._hold(
+                client, fault.seconds):
+            log(None, 0)
+            return False
         # Each request is logged before its answer goes out, so that a client that has its
         # answer finds the request in the log.
         if fault is not None and fault.kind == "refuse":

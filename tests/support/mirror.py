@@ -86,6 +86,7 @@ class MirrorServer:
         self._log: list[LoggedRequest] = []
         self._lock = threading.Lock()
         self.stopping = threading.Event()
+        self.stalled = threading.Event()  # set when a stall fault starts holding a response
         self._server = _Server(self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -233,6 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.close_connection = True
         if fault.kind == "stall":
+            self.mirror.stalled.set()
             self.mirror.stopping.wait(fault.seconds)
         elif fault.kind == "reset":
             # Linger 0: closing sends RST instead of FIN.
@@ -260,3 +262,20 @@ def mirror(tmp_path: Path) -> Iterator[MirrorServer]:
     root.mkdir()
     with MirrorServer(root) as server:
         yield server
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> str:
+    """No request can leave this machine: every HTTP(S) request but those to loopback
+    mirrors goes through a proxy address on 127.0.0.1 where nothing listens (connection
+    refused). Returns that address."""
+    with socket.socket() as probe:  # a port that was free a moment ago; nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proxy = f"http://127.0.0.1:{port}"
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                 "all_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    return proxy

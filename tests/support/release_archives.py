@@ -57,13 +57,17 @@ def top_folder(release: str, platform: str) -> str:
 
 
 def cockroach_script(release: str, platform: str, *, build_tag: str | None = None,
-                     sleep: float | None = None) -> bytes:
-    """A ``cockroach`` stand-in: ``version`` prints realistic output, ``--build-tag`` the tag."""
+                     sleep: float | None = None, marker: Path | None = None) -> bytes:
+    """A ``cockroach`` stand-in: ``version`` prints realistic output, ``--build-tag`` the tag.
+
+    With ``marker``, every run first appends a line to that file: proof that it was run.
+    """
     tag = build_tag or release
     system, arch = platform.split("-")[:2]
     wait = f"exec sleep {sleep}\n" if sleep is not None else ""
+    ran = f"echo \"ran: $*\" >> '{marker}'\n" if marker is not None else ""
     return f"""#!/bin/sh
-{wait}if [ "$1" = "version" ]; then
+{ran}{wait}if [ "$1" = "version" ]; then
   if [ "$2" = "--build-tag" ]; then
     echo "{tag}"
     exit 0
@@ -99,11 +103,18 @@ def build_archive(
     sleep: float | None = None,
     padding_size: int = DEFAULT_PADDING,
     checksum: bool = True,
+    marker: Path | None = None,
+    top: str | None = None,
 ) -> ReleaseFiles:
-    """Write the archive (and its ``.sha256sum`` unless ``checksum`` is False) into directory."""
+    """Write the archive (and its ``.sha256sum`` unless ``checksum`` is False) into directory.
+
+    ``marker``: the stand-in ``cockroach`` records every run there. ``top``: another top
+    folder than the official one (a hostile archive).
+    """
     name = file_name(release, platform)
-    top = top_folder(release, platform)
-    script = cockroach_script(release, platform, build_tag=build_tag, sleep=sleep)
+    top = top or top_folder(release, platform)
+    script = cockroach_script(release, platform, build_tag=build_tag, sleep=sleep,
+                              marker=marker)
     filler = padding(release, platform, padding_size)
     members: list[tuple[str, bytes, int]] = []
     if platform.startswith("windows"):
@@ -169,3 +180,92 @@ def _zip(top: str, members: list[tuple[str, bytes, int]]) -> bytes:
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, content)
     return raw.getvalue()
+
+
+# --- hostile archives: small files that unpack to far more than an official archive -----------
+
+
+def _gnu_header(name: str, *, size: int, mode: int = 0o644) -> bytearray:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = mode
+    info.mtime = FIXED_MTIME
+    return bytearray(info.tobuf(tarfile.GNU_FORMAT))
+
+
+def _seal(header: bytearray) -> bytes:
+    """Recompute a hand-edited header's checksum (POSIX: the sum of its bytes, the checksum
+    field counted as spaces)."""
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def _gzip(parts: list[bytes]) -> bytes:
+    raw = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        for part in parts:
+            gz.write(part)
+        gz.write(b"\0" * 1024)  # end-of-archive marker
+    return raw.getvalue()
+
+
+def sparse_bomb(path: Path, top: str, *, real_size: int = 10 << 30) -> Path:
+    """A .tgz of a few hundred bytes whose ``cockroach`` is a GNU sparse file (type 'S') of
+    ``real_size`` bytes: one byte of data at its very end, the rest a hole that tar fills."""
+    header = _gnu_header(f"{top}/cockroach", size=1, mode=0o755)
+    header[156:157] = b"S"
+    # The old GNU sparse map (GNU tar's tar.h): entries of offset and size from byte 386,
+    # then isextended (482) and the file's real size (483), 12-digit octal numbers.
+    header[386:398] = b"%012o" % (real_size - 1)
+    header[398:410] = b"%012o" % 1
+    header[483:495] = b"%012o" % real_size
+    path.write_bytes(_gzip([_seal(header), b"X" + b"\0" * 511]))
+    return path
+
+
+def pax_sparse_bomb(path: Path, top: str, *, real_size: int = 10 << 30) -> Path:
+    """The same bomb in the pax form of GNU sparse files (format 1.0): a map of one byte at
+    the end, written in the member's data, and GNU.sparse.realsize in its pax header."""
+    raw = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, tarfile.open(
+        fileobj=gz, mode="w", format=tarfile.PAX_FORMAT
+    ) as tar:
+        data = f"1\n{real_size - 1}\n1\n".encode().ljust(512, b"\0") + b"X"
+        info = tarfile.TarInfo(f"{top}/GNUSparseFile.0/cockroach")
+        info.size = len(data)
+        info.mode = 0o755
+        info.mtime = FIXED_MTIME
+        info.pax_headers = {
+            "GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+            "GNU.sparse.name": f"{top}/cockroach", "GNU.sparse.realsize": str(real_size),
+        }
+        tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(raw.getvalue())
+    return path
+
+
+def many_members(path: Path, top: str, *, count: int = 200_000) -> Path:
+    """A .tgz of about 1.9 MB (for 200,000) holding ``cockroach`` and ``count`` empty files."""
+    first = bytes(_gnu_header(f"{top}/cockroach", size=0, mode=0o755))
+    header = _gnu_header(f"{top}/f000000", size=0)
+    raw = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=1) as gz:
+        gz.write(first)
+        for i in range(count):
+            name = f"{top}/f{i:06d}".encode()
+            header[0:len(name)] = name
+            gz.write(_seal(header))
+        gz.write(b"\0" * 1024)
+    path.write_bytes(raw.getvalue())
+    return path
+
+
+def publish_bytes(directory: Path, name: str, content: bytes) -> str:
+    """Put ``content`` on a mirror under ``name`` with a matching published checksum file, as
+    a mirror that vouches for whatever it serves would; returns its SHA-256."""
+    path = directory / name
+    path.write_bytes(content)
+    sha256 = hashlib.sha256(content).hexdigest()
+    write_checksum_file(path, sha256)
+    return sha256

@@ -1,36 +1,54 @@
 """Safe extraction of a release archive (.tgz or .zip) into a directory.
 
-Every member is checked before anything is written: absolute names, ``..``, links that point
-outside the archive or through other links, writes through a link, and device files are
-refused. Extraction happens in a hidden staging directory that is renamed into place at the
+The archive is read twice through one open handle: first every member is checked and nothing
+is written (members.py: names, links, devices, sparse files, member count and size, the
+official layout); then it is written into a hidden staging directory, member by member,
+refused if anything differs from the first read. The top folder is moved into place at the
 end, so a refused or broken archive leaves nothing behind.
+
+Nothing the command did not create is removed or replaced: an existing folder of the
+archive's top-folder name is refused, and ``replace`` removes only an earlier extraction of
+the same archive, recognised by the marker file each extraction leaves in its folder and by
+holding nothing else.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
+import json
 import os
-import re
 import shutil
 import stat
-import tarfile
 import tempfile
-import zipfile
-import zlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Literal
+from typing import IO, BinaryIO
 
+from crdb_archive.binaries.member_rules import (
+    EXTRACTION_MARKER,
+    ArchiveRefusal,
+    Member,
+    ReleaseLayout,
+)
+from crdb_archive.binaries.members import MemberVisitor, read_release_archive
 from crdb_archive.binaries.staging import describe_os_error
-from crdb_archive.errors import BadReleaseArchive, StorageError, UnsafeArchive
-from crdb_archive.hashing import CHUNK_SIZE
+from crdb_archive.errors import (
+    BadInput,
+    BadReleaseArchive,
+    ChecksumMismatch,
+    StorageError,
+    UnsafeArchive,
+)
+from crdb_archive.hashing import CHUNK_SIZE, same_digest
 
-MemberKind = Literal["dir", "file", "symlink", "hardlink"]
-
-_DRIVE = re.compile(r"^[A-Za-z]:")
-_EXECUTABLES = ("cockroach", "cockroach.exe")
+# Left in every folder an extraction creates: what it was extracted from, so that only an
+# earlier extraction of the same archive is ever replaced.
+MARKER = EXTRACTION_MARKER
+_MARKER_FORMAT = 1
+_MAX_MARKER_SIZE = 4096
+# An earlier extraction holds the archive's members and the marker; a folder with many more
+# entries is not one, and is not walked to its end to find that out.
+_MAX_EARLIER_ENTRIES = 1000
 
 
 @dataclass(frozen=True)
@@ -49,268 +67,235 @@ class ExtractedBinary:
         }
 
 
-@dataclass(frozen=True)
-class _Member:
-    path: PurePosixPath
-    kind: MemberKind
-    mode: int
-    mtime: float
-    link: str | None  # a symlink's target, or the archive path a hard link repeats
-    open: Callable[[], IO[bytes]] | None
+def require_directory(path: Path) -> None:
+    """Raise BadInput when ``path`` exists and is not a directory (nothing can go in it)."""
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"{path} is not a directory")
 
 
-def extract_archive(archive: Path, dest_dir: Path) -> ExtractedBinary:
-    """Extract ``archive`` into ``dest_dir``, replacing an earlier extraction of it.
+def extract_archive(
+    archive: Path, dest_dir: Path, *, replace: bool = False, sha256: str | None = None
+) -> ExtractedBinary:
+    """Extract ``archive`` into ``dest_dir/<its top folder>``, a folder that must not exist
+    yet (with ``replace``: or hold an earlier extraction of this same archive).
 
-    Raises UnsafeArchive for a member that could write outside ``dest_dir`` or create a device,
-    BadReleaseArchive for a corrupt archive or one without the official layout (one top folder
-    holding ``cockroach``), and StorageError when ``dest_dir`` cannot be written. On failure
-    nothing is left in ``dest_dir``.
+    ``sha256``: what the archive's bytes must hash to (the digest the caller checked), so
+    that what is extracted is what was verified.
+
+    Raises UnsafeArchive for a member that could write outside ``dest_dir``, create a device,
+    or unpack to more than an official archive can (exit 2); BadReleaseArchive for a corrupt
+    archive or one without the official layout (exit 2); BadInput when ``dest_dir`` is not a
+    directory or the target folder exists and may not be replaced (exit 2); ChecksumMismatch
+    when the archive is not the one with ``sha256`` (exit 1); StorageError when ``dest_dir``
+    cannot be written (exit 3). On failure nothing is left in ``dest_dir``.
     """
+    require_directory(dest_dir)
     try:
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{archive.name}.extract-", dir=dest_dir))
+        handle = archive.open("rb")
     except OSError as error:
-        raise StorageError(f"cannot write {dest_dir}: {describe_os_error(error)}") from None
-    try:
-        with _open_members(archive) as members:
-            _check(archive, members)
-            for member in members:
-                _write(staging, member, archive)
-        top = _top_folder(archive, staging)
-        staged = _binary_in(top)
-        target = dest_dir / top.name
+        raise StorageError(f"cannot read {archive}: {describe_os_error(error)}") from None
+    with handle:
+        layout = _read(archive, handle)
+        if sha256 is not None and not same_digest(layout.sha256, sha256):
+            raise ChecksumMismatch(f"{archive} has SHA-256 {layout.sha256}, not the {sha256} "
+                                   "it was checked against; nothing was extracted")
+        target = dest_dir / layout.top
+        earlier = _earlier_extraction(target, archive.name, layout, replace=replace)
         try:
-            if target.exists() or target.is_symlink():
-                target.replace(staging / ".previous")
-            top.replace(target)
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{archive.name}.extract-", dir=dest_dir))
         except OSError as error:
-            raise StorageError(f"cannot write {target}: {describe_os_error(error)}") from None
-        return ExtractedBinary(
-            root=target,
-            cockroach=target / staged.cockroach.name,
-            lib_dir=target / "lib" if staged.lib_dir is not None else None,
-        )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            raise StorageError(f"cannot write {dest_dir}: {describe_os_error(error)}") from None
+        try:
+            handle.seek(0)
+            writer = _Writer(staging, archive)
+            _read(archive, handle, visit=writer.write, expect=layout.members)
+            top = staging / layout.top
+            _write_marker(top, archive.name, layout)
+            _put_in_place(top, target, staging if earlier else None)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    lib = target / "lib"
+    return ExtractedBinary(
+        root=target,
+        cockroach=target / layout.executable,
+        lib_dir=lib if lib.is_dir() and not lib.is_symlink() else None,
+    )
 
 
-# --- reading members ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _open_members(archive: Path) -> Iterator[list[_Member]]:
+def _read(archive: Path, handle: BinaryIO, *, visit: MemberVisitor | None = None,
+          expect: tuple[Member, ...] | None = None) -> ReleaseLayout:
     try:
-        if archive.name.endswith(".zip"):
-            with zipfile.ZipFile(archive) as zip_file:
-                yield [_zip_member(zip_file, info, archive) for info in zip_file.infolist()]
-        else:
-            with tarfile.open(archive, "r:*") as tar:
-                members = [_tar_member(tar, info, archive) for info in tar.getmembers()]
-                _read_to_end(tar)
-                yield members
-    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError) as error:
-        raise BadReleaseArchive(f"{archive} is not a readable archive: {error}") from None
+        return read_release_archive(handle, archive.name, visit=visit, expect=expect)
+    except ArchiveRefusal as refusal:
+        error = UnsafeArchive if refusal.unsafe else BadReleaseArchive
+        raise error(f"{archive}: {refusal.reason}; refusing to extract") from None
     except OSError as error:
-        if isinstance(error, (FileNotFoundError, IsADirectoryError, PermissionError)):
-            raise StorageError(f"cannot read {archive}: {describe_os_error(error)}") from None
-        raise BadReleaseArchive(
-            f"{archive} is not a readable archive: {describe_os_error(error)}"
-        ) from None
+        raise StorageError(f"cannot read {archive}: {describe_os_error(error)}") from None
 
 
-def _read_to_end(tar: tarfile.TarFile) -> None:
-    # gzip checks its CRC only at the end of the stream, and tarfile stops reading at the
-    # end-of-archive marker before it: without this, a damaged byte would go unnoticed.
-    if tar.fileobj is not None:
-        while tar.fileobj.read(CHUNK_SIZE):
-            pass
+# --- an earlier extraction ----------------------------------------------------------------------
 
 
-def _tar_member(tar: tarfile.TarFile, info: tarfile.TarInfo, archive: Path) -> _Member:
-    path = _member_path(info.name, archive)
-    kind: MemberKind
-    if info.isdir():
-        kind = "dir"
-    elif info.isreg():
-        kind = "file"
-    elif info.issym():
-        kind = "symlink"
-    elif info.islnk():
-        kind = "hardlink"
-    else:
-        raise UnsafeArchive(
-            f"{archive}: member {info.name!r} is a device or special file; refusing to extract"
-        )
-
-    def opener() -> IO[bytes]:
-        stream = tar.extractfile(info)
-        if stream is None:  # pragma: no cover - only regular files are opened
-            raise BadReleaseArchive(f"{archive}: cannot read member {info.name!r}")
-        return stream
-
-    link = info.linkname if kind in ("symlink", "hardlink") else None
-    return _Member(path, kind, info.mode, float(info.mtime), link,
-                   opener if kind == "file" else None)
-
-
-def _zip_member(zip_file: zipfile.ZipFile, info: zipfile.ZipInfo, archive: Path) -> _Member:
-    path = _member_path(info.filename, archive)
-    mode = info.external_attr >> 16 if info.create_system == 3 else 0  # 3: made on Unix
-    file_type = stat.S_IFMT(mode)
-    if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
-        raise UnsafeArchive(
-            f"{archive}: member {info.filename!r} is a link or special file; release zip "
-            "archives hold only files and folders"
-        )
-    kind: MemberKind = "dir" if info.is_dir() else "file"
-    mtime = float(_zip_mtime(info))
-    return _Member(path, kind, mode & 0o7777 or 0o644, mtime, None,
-                   (lambda: zip_file.open(info)) if kind == "file" else None)
-
-
-def _zip_mtime(info: zipfile.ZipInfo) -> int:
+def _earlier_extraction(target: Path, name: str, layout: ReleaseLayout, *,
+                        replace: bool) -> bool:
+    """Whether ``target`` exists; raises BadInput unless it may be replaced."""
     try:
-        return int(dt.datetime(*info.date_time).timestamp())
-    except ValueError:
-        return 0
+        found = os.lstat(target)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise StorageError(f"cannot read {target}: {describe_os_error(error)}") from None
+    if not replace:
+        raise _exists(target, name)
+    why = _not_replaceable(target, found, name, layout)
+    if why is not None:
+        raise BadInput(f"{target} already exists and {why}; it was left as it is")
+    return True
 
 
-def _member_path(name: str, archive: Path) -> PurePosixPath:
-    reason = _unsafe_name(name)
-    if reason is not None:
-        raise UnsafeArchive(f"{archive}: member {name!r} {reason}")
-    return PurePosixPath(name)
+def require_free_target(target: Path, archive_name: str) -> None:
+    """Raise BadInput when ``target``, where ``archive_name`` would be extracted, exists: a
+    check before work that extraction would refuse anyway."""
+    if target.exists() or target.is_symlink():
+        raise _exists(target, archive_name)
 
 
-def _unsafe_name(name: str) -> str | None:
-    """Why ``name`` cannot be a path inside the extraction directory, or None."""
-    if not name or "\x00" in name or "\\" in name:
-        return "is not a plain relative path"
-    if name.startswith("/") or _DRIVE.match(name):
-        return "is an absolute path"
-    if ".." in PurePosixPath(name).parts:
-        return "climbs out with '..'"
+def _exists(target: Path, name: str) -> BadInput:
+    return BadInput(f"{target} already exists; nothing was extracted (pass --replace to "
+                    f"replace an earlier extraction of {name})")
+
+
+def _not_replaceable(target: Path, found: os.stat_result, name: str,
+                     layout: ReleaseLayout) -> str | None:
+    """Why ``target`` is not an earlier extraction of this archive, or None if it is one."""
+    if not stat.S_ISDIR(found.st_mode):
+        return "is not a folder an extraction created"
+    try:
+        fd = os.open(target / MARKER, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as stream:
+            record = json.loads(stream.read(_MAX_MARKER_SIZE))
+    except (OSError, ValueError):
+        return f"was not created by extracting {name} (it has no readable {MARKER})"
+    if not (isinstance(record, dict) and record.get("archive") == name
+            and isinstance(record.get("sha256"), str)
+            and same_digest(record["sha256"], layout.sha256)):
+        return f"was extracted from another archive than this {name}"
+    expected = _extracted_paths(layout)
+    for extra in _entries(target):
+        if extra not in expected:
+            return (f"holds {extra}, which the extraction did not write (move it out first "
+                    "if the folder is to be replaced)")
     return None
 
 
-# --- checking ----------------------------------------------------------------------------------
+def _extracted_paths(layout: ReleaseLayout) -> set[str]:
+    """Every path an extraction of ``layout`` creates, relative to its top folder."""
+    paths = {MARKER}
+    for member in layout.members:
+        parts = member.path.parts[1:]
+        for depth in range(1, len(parts) + 1):
+            paths.add("/".join(parts[:depth]))
+    return paths
 
 
-def _check(archive: Path, members: list[_Member]) -> None:
-    """Refuse the archive unless every member stays inside the extraction directory."""
-    kinds: dict[PurePosixPath, MemberKind] = {}
-    symlinks: dict[PurePosixPath, str] = {}
-    for member in members:
-        if member.path == PurePosixPath("."):
-            if member.kind != "dir":
-                raise UnsafeArchive(f"{archive}: a {member.kind} takes the place of the root")
-            continue
-        earlier = kinds.get(member.path)
-        if earlier is not None and not (earlier == "dir" == member.kind):
-            raise UnsafeArchive(f"{archive}: member {str(member.path)!r} appears twice")
-        if member.kind == "hardlink":
-            link = member.link or ""
-            reason = _unsafe_name(link)
-            if reason is not None:
-                raise UnsafeArchive(
-                    f"{archive}: hard link {str(member.path)!r} -> {link!r}: the target {reason}"
-                )
-            if kinds.get(PurePosixPath(link)) != "file":
-                raise UnsafeArchive(
-                    f"{archive}: hard link {str(member.path)!r} -> {member.link!r} does not "
-                    "repeat a file earlier in the archive"
-                )
-        kinds[member.path] = member.kind
-        if member.kind == "symlink":
-            symlinks[member.path] = member.link or ""
-    # Case-folded, because on a case-insensitive file system "Lib" and "lib/x" are one path.
-    not_dirs = {str(p).casefold() for p, k in kinds.items() if k != "dir"}
-    links = {str(p).casefold() for p, k in kinds.items() if k == "symlink"}
-    for path in kinds:
-        for parent in list(path.parents)[:-1]:
-            if str(parent).casefold() in not_dirs:
-                raise UnsafeArchive(
-                    f"{archive}: member {str(path)!r} would be written through "
-                    f"{str(parent)!r}, which is not a folder"
-                )
-    for path, target in symlinks.items():
-        _check_symlink(archive, path, target, links)
-
-
-def _check_symlink(archive: Path, path: PurePosixPath, target: str, links: set[str]) -> None:
-    shown = f"{archive}: symlink {str(path)!r} -> {target!r}"
-    if not target or target.startswith("/") or _DRIVE.match(target) or "\\" in target:
-        raise UnsafeArchive(f"{shown} points to an absolute or unusable path")
-    resolved = list(path.parent.parts) if path.parent != PurePosixPath(".") else []
-    for part in PurePosixPath(target).parts:
-        if part == "..":
-            if not resolved:
-                raise UnsafeArchive(f"{shown} points outside the archive")
-            resolved.pop()
-        elif part != ".":
-            resolved.append(part)
-            if "/".join(resolved).casefold() in links:
-                raise UnsafeArchive(f"{shown} goes through another symlink")
+def _entries(root: Path) -> list[str]:
+    found: list[str] = []
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            found.append(Path(folder, name).relative_to(root).as_posix())
+            if len(found) > _MAX_EARLIER_ENTRIES:
+                return found
+    return found
 
 
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _write(staging: Path, member: _Member, archive: Path) -> None:
-    target = staging.joinpath(*member.path.parts)
-    try:
-        if member.kind == "dir":
-            target.mkdir(parents=True, exist_ok=True)
+class _Writer:
+    """Writes members into the staging directory as they stream by."""
+
+    def __init__(self, staging: Path, archive: Path) -> None:
+        self._staging = staging
+        self._archive = archive
+
+    def write(self, member: Member, data: IO[bytes] | None) -> None:
+        if member.path == PurePosixPath("."):
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if member.kind == "symlink":
-            target.symlink_to(member.link or "")
-        elif member.kind == "hardlink":
-            source = staging.joinpath(*_member_path(member.link or "", archive).parts)
-            shutil.copyfile(source, target, follow_symlinks=False)
-            shutil.copymode(source, target)
-        else:
-            _write_file(target, member)
-    except OSError as error:
-        raise StorageError(
-            f"cannot extract {member.path} from {archive}: {describe_os_error(error)}"
-        ) from None
+        target = self._staging.joinpath(*member.path.parts)
+        try:
+            if member.kind == "dir":
+                target.mkdir(parents=True, exist_ok=True)
+                return
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if member.kind == "symlink":
+                target.symlink_to(member.link or "")
+            elif member.kind == "hardlink":
+                source = self._staging.joinpath(*PurePosixPath(member.link or "").parts)
+                shutil.copyfile(source, target, follow_symlinks=False)
+                shutil.copymode(source, target)
+            elif data is not None:
+                _write_file(target, member, data)
+        except OSError as error:
+            raise StorageError(
+                f"cannot extract {member.path} from {self._archive}: {describe_os_error(error)}"
+            ) from None
 
 
-def _write_file(target: Path, member: _Member) -> None:
-    if member.open is None:  # pragma: no cover - every file member has an opener
-        raise BadReleaseArchive(f"cannot read member {member.path}")
+def _write_file(target: Path, member: Member, data: IO[bytes]) -> None:
     # Only the permission bits a release needs: executable or not; no setuid, no world write.
     mode = 0o755 if member.mode & 0o100 else 0o644
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(target, flags | getattr(os, "O_BINARY", 0), mode)
-    with os.fdopen(fd, "wb") as out, member.open() as source:
-        while chunk := source.read(CHUNK_SIZE):
+    written = 0
+    with os.fdopen(fd, "wb") as out:
+        while chunk := data.read(CHUNK_SIZE):
+            written += len(chunk)
+            if written > member.size:  # the header's size is what the rules admitted
+                raise ArchiveRefusal(f"member {str(member.path)!r} is longer than its header "
+                                     "says", unsafe=True)
             out.write(chunk)
     target.chmod(mode)
     os.utime(target, (member.mtime, member.mtime))
 
 
-# --- the official layout -----------------------------------------------------------------------
+def _write_marker(top: Path, name: str, layout: ReleaseLayout) -> None:
+    record = {"format": _MARKER_FORMAT, "archive": name, "sha256": layout.sha256}
+    content = (json.dumps(record, indent=2) + "\n").encode("utf-8")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        with os.fdopen(os.open(top / MARKER, flags, 0o644), "wb") as out:
+            out.write(content)
+    except OSError as error:
+        raise StorageError(f"cannot write {top / MARKER}: {describe_os_error(error)}") from None
 
 
-def _top_folder(archive: Path, staging: Path) -> Path:
-    entries = list(staging.iterdir())
-    if len(entries) != 1 or not entries[0].is_dir() or entries[0].is_symlink():
-        raise BadReleaseArchive(
-            f"{archive} does not have the official layout: expected one top folder"
-        )
-    return entries[0]
-
-
-def _binary_in(root: Path) -> ExtractedBinary:
-    for name in _EXECUTABLES:
-        candidate = root / name
-        if candidate.is_file() and not candidate.is_symlink():
-            lib = root / "lib"
-            lib_dir = lib if lib.is_dir() and not lib.is_symlink() else None
-            return ExtractedBinary(root=root, cockroach=candidate, lib_dir=lib_dir)
-    raise BadReleaseArchive(
-        f"{root.name} does not hold a cockroach executable: not an official release archive"
-    )
+def _put_in_place(top: Path, target: Path, set_aside: Path | None) -> None:
+    """Move the extracted ``top`` to ``target``; with ``set_aside``, first move the earlier
+    extraction there (it goes with the staging directory), and back if anything stops the
+    move, an interrupt included."""
+    earlier = set_aside / ".earlier" if set_aside is not None else None
+    try:
+        if earlier is not None:
+            target.rename(earlier)
+        # An empty folder of our own, then a rename onto it: never onto anything another
+        # process put there meanwhile (rename replaces only an empty folder, and mkdir fails
+        # on anything at all).
+        target.mkdir()
+        placed = False
+        try:
+            top.rename(target)
+            placed = True
+        finally:
+            if not placed:
+                with contextlib.suppress(OSError):
+                    target.rmdir()
+    except BaseException as error:
+        if earlier is not None and earlier.exists() and not target.exists():
+            with contextlib.suppress(OSError):
+                earlier.rename(target)
+        if isinstance(error, FileExistsError):
+            raise BadInput(f"{target} appeared while extracting; it was left as it is") from None
+        if isinstance(error, OSError):
+            raise StorageError(f"cannot write {target}: {describe_os_error(error)}") from None
+        raise

@@ -13,6 +13,8 @@ from crdb_archive.errors import BadInput
 DEFAULT_MIRROR_URL = "https://binaries.cockroachdb.com"
 MIRROR_ENV = "CRDB_ARCHIVE_MIRROR"
 
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
 
 @dataclass(frozen=True)
 class Mirror:
@@ -38,6 +40,30 @@ class Mirror:
     def display_url(self, name: str) -> str:
         """The URL of the file ``name`` on this mirror, safe to print or record."""
         return _without_credentials(self.location(name))
+
+    @property
+    def origin(self) -> str:
+        """Where this mirror's files come from, credentials removed: what the download cache
+        keys its entries by and what a bundle records as their source.
+
+        Scheme and host are lower-cased and a default port dropped, so that one server has
+        one origin however it is spelled.
+        """
+        if self.directory is not None:
+            return self.directory.as_uri()
+        parts = urlsplit(self.url)
+        scheme = parts.scheme.lower()
+        host = parts.netloc.rpartition("@")[2].lower()
+        default_port = _DEFAULT_PORTS.get(scheme)
+        if default_port is not None:
+            host = host.removesuffix(default_port)
+        return urlunsplit((scheme, host, parts.path.rstrip("/"), "", ""))
+
+    @property
+    def is_official(self) -> bool:
+        """True for https://binaries.cockroachdb.com itself: the only source that vouches for
+        a release archive (an HTTPS connection to Cockroach Labs' own site)."""
+        return self.directory is None and self.origin == DEFAULT_MIRROR_URL
 
     def __str__(self) -> str:
         if self.directory is not None:

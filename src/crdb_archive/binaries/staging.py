@@ -38,6 +38,13 @@ class StagedFile:
         except OSError as error:
             raise self._write_failed(error) from None
 
+    def flush(self) -> None:
+        """Make everything written so far readable through :attr:`path`; raises StorageError."""
+        try:
+            self.file.flush()
+        except OSError as error:
+            raise self._write_failed(error) from None
+
     def restart(self) -> None:
         """Drop everything written so far."""
         try:

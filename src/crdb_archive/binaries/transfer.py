@@ -239,6 +239,10 @@ class _HttpTransfer:
                 f"cannot download {self._shown}: {describe_request_error(error)}"
             ) from None
         with response:
+            if self._url.startswith("https://") and not response.url.startswith("https://"):
+                # What came over HTTPS may be called official; what a redirect sent over plain
+                # HTTP could come from anyone on the way.
+                raise NetworkError(f"{self._shown} redirected to plain HTTP; refused")
             start, end = self._body_range(response, have)
             if start != have:
                 self._restart()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -22,14 +23,16 @@ _OUTPUT_LIMIT = 64 << 10
 class VersionCheck:
     """The outcome of running ``cockroach version``.
 
-    ``checked`` is False when the binary could not be run here (another platform, a failure to
-    start, a timeout); ``matches`` is None then. ``detail`` says what happened, in one line.
+    ``checked`` is False when the binary was not run (nothing vouches for it, or it cannot
+    run here) or could not be (a failure to start, a timeout); ``matches`` is None then.
+    ``detail`` says what happened, in one line; ``command`` is how to run the check by hand.
     """
 
     checked: bool
     build_tag: str | None
     matches: bool | None
     detail: str
+    command: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -37,7 +40,20 @@ class VersionCheck:
             "build_tag": self.build_tag,
             "matches": self.matches,
             "detail": self.detail,
+            "command": self.command,
         }
+
+
+def version_command(cockroach: Path) -> str:
+    """The shell command that runs the check by hand."""
+    return shlex.join([str(cockroach), "version"])
+
+
+def version_not_run(cockroach: Path, reason: str) -> VersionCheck:
+    """The check skipped on purpose: ``reason`` says why, and the result how to run it."""
+    command = version_command(cockroach)
+    return VersionCheck(False, None, None,
+                        f"not run: {reason}; to check it yourself: {command}", command)
 
 
 def check_binary_version(
@@ -45,9 +61,12 @@ def check_binary_version(
 ) -> VersionCheck:
     """Run ``cockroach version`` where ``platform`` is this host's, and compare its Build Tag.
 
+    This runs the binary's code: call it only when its archive's source is established (a
+    checksum from the official site over HTTPS); otherwise report :func:`version_not_run`.
     A mismatch is reported in the result, not raised; the caller decides what it means.
     """
     host = host_platform()
+    command = version_command(cockroach)
     if platform != host:
         return VersionCheck(
             checked=False,
@@ -55,23 +74,25 @@ def check_binary_version(
             matches=None,
             detail=f"not checked: a {platform} binary does not run on this "
             f"{host or 'unsupported'} host",
+            command=command,
         )
     try:
         output = _run_version(cockroach, timeout)
     except subprocess.TimeoutExpired:
         return VersionCheck(False, None, None, f"not checked: `cockroach version` did not "
-                            f"finish within {timeout:g} s")
+                            f"finish within {timeout:g} s", command)
     except _Failed as failure:
-        return VersionCheck(False, None, None, f"not checked: {failure}")
+        return VersionCheck(False, None, None, f"not checked: {failure}", command)
     match = _BUILD_TAG.search(output)
     if match is None:
         return VersionCheck(True, None, False,
-                            "`cockroach version` ran but printed no Build Tag line")
+                            "`cockroach version` ran but printed no Build Tag line", command)
     tag = match[1]
     if tag == expected_release:
-        return VersionCheck(True, tag, True, f"cockroach version reports {tag}")
+        return VersionCheck(True, tag, True, f"cockroach version reports {tag}", command)
     return VersionCheck(True, tag, False,
-                        f"cockroach version reports {tag}, expected {expected_release}")
+                        f"cockroach version reports {tag}, expected {expected_release}",
+                        command)
 
 
 class _Failed(Exception):

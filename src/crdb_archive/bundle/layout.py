@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 FORMAT_VERSION = 1
 
@@ -39,7 +38,6 @@ BAGIT_TXT_CONTENT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 # Staging names start with a dot so that listings of a bundle directory ignore them.
 STAGING_SUFFIX = ".partial"
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 
 
@@ -68,65 +66,6 @@ def manifest_lines(entries: Iterable[tuple[str, str]]) -> Iterator[str]:
     """``<digest>  <path>`` lines, sorted by path: BagIt and ``sha256sum -c`` both read them."""
     for path, digest in sorted(entries):
         yield f"{digest}  {encode_path(path)}\n"
-
-
-@dataclass(frozen=True)
-class ManifestError:
-    line_number: int
-    detail: str
-
-
-def parse_manifest(text: str) -> tuple[dict[str, str], list[ManifestError]]:
-    """Parse a manifest into ``{path: digest}``; malformed lines are returned, not raised."""
-    entries: dict[str, str] = {}
-    errors: list[ManifestError] = []
-    for number, raw in enumerate(text.split("\n"), 1):
-        line = raw.rstrip("\r")
-        if not line.strip():
-            continue
-        parts = line.split(None, 1)
-        if len(parts) != 2 or not _HEX64.match(parts[0].lower()):
-            errors.append(ManifestError(number, f"line {number} is not '<digest>  <path>'"))
-            continue
-        path = decode_path(parts[1].lstrip("*"))
-        if path in entries:
-            errors.append(ManifestError(number, f"line {number} lists {path} twice"))
-            continue
-        entries[path] = parts[0].lower()
-    return entries, errors
-
-
-def parse_sizes(text: str) -> tuple[dict[str, int], list[ManifestError]]:
-    """Parse ``payload-sizes.txt``: ``<bytes>  <path>`` lines."""
-    sizes: dict[str, int] = {}
-    errors: list[ManifestError] = []
-    for number, raw in enumerate(text.split("\n"), 1):
-        if not raw.strip():
-            continue
-        parts = raw.split(None, 1)
-        if len(parts) != 2 or not parts[0].isdigit():
-            errors.append(ManifestError(number, f"line {number} is not '<bytes>  <path>'"))
-            continue
-        sizes[decode_path(parts[1])] = int(parts[0])
-    return sizes, errors
-
-
-def parse_tag_file(text: str) -> dict[str, list[str]]:
-    """Parse ``Label: value`` lines (bagit.txt, bag-info.txt); continuation lines fold in."""
-    tags: dict[str, list[str]] = {}
-    last: str | None = None
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        if line[0] in " \t" and last is not None:
-            tags[last][-1] += " " + line.strip()
-            continue
-        label, sep, value = line.partition(":")
-        if not sep:
-            continue
-        last = label.strip()
-        tags.setdefault(last, []).append(value.strip())
-    return tags
 
 
 def is_safe_relative(path: str) -> bool:

@@ -21,10 +21,12 @@ from crdb_archive.bundle import layout
 from crdb_archive.bundle.writer import (
     BundleFormat,
     DescribeCallback,
+    Guard,
     PayloadItem,
     Sink,
     WrittenBundle,
     check_payload_paths,
+    unguarded,
     write_tar,
     write_tree,
 )
@@ -78,11 +80,14 @@ class BundleStaging:
         bag_info: Sequence[tuple[str, str]],
         describe: DescribeCallback,
         progress: ProgressCallback = no_progress,
+        guard: Guard = unguarded,
     ) -> WrittenBundle:
         """Write ``payload`` and its tag files, then rename the bundle into place.
 
-        ``bag_info`` adds labels to bag-info.txt after the standard ones. Raises BadInput for a
-        payload path outside data/, StorageError when the destination cannot be written.
+        ``bag_info`` adds labels to bag-info.txt after the standard ones; ``guard`` is called
+        just before the rename, and what it raises leaves the bundle unpublished. Raises
+        BadInput for a payload path outside data/, StorageError when the destination cannot be
+        written.
         """
         if self._root is None:
             raise RuntimeError("BundleStaging used outside its with-block")
@@ -99,6 +104,7 @@ class BundleStaging:
                 # One flush of the whole file system instead of an fsync per file: 100k small
                 # files would otherwise pay 100k synchronous writes.
                 _flush_file_system(tree)
+            guard(f"publishing {self.final.name}")
             _publish(tree, self.final)
         else:
             tar_path = self._root / f"{self.name}.tar"
@@ -106,6 +112,7 @@ class BundleStaging:
                 result = write_tar(raw, self.name, payload, bag_info, describe, progress)
                 raw.flush()
                 os.fsync(raw.fileno())
+            guard(f"publishing {self.final.name}")
             _publish(tar_path, self.final)
         return WrittenBundle(str(self.final), self.name, self.format, result)
 
@@ -165,12 +172,19 @@ def write_bundle(
 
 @contextlib.contextmanager
 def _staging(dest_dir: Path, name: str) -> Iterator[Path]:
-    """A locked, empty staging directory; removed on the way out whatever happens."""
+    """A locked, empty staging directory; removed on the way out whatever happens, and so are
+    the directories made for it when no bundle went into them (a failed first archive leaves
+    no empty destination behind)."""
     staging = dest_dir / layout.staging_name(name)
-    with storage_errors(dest_dir):
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        staging.mkdir(exist_ok=True)
-        fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    made = [d for d in (dest_dir, *dest_dir.parents) if not d.exists()]  # deepest first
+    try:
+        with storage_errors(dest_dir):
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            staging.mkdir(exist_ok=True)
+            fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    except BaseException:
+        _remove_empty(made)
+        raise
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -191,6 +205,16 @@ def _staging(dest_dir: Path, name: str) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
     finally:
         os.close(fd)
+        _remove_empty(made)
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    """Remove these directories, deepest first, while they are empty; never anything else."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:  # not empty (a bundle, another run's staging), or not ours to remove
+            return
 
 
 def _publish(source: Path, final: Path) -> None:

@@ -2,8 +2,10 @@
 
 Every form presents the same thing: the bundle's regular files as :class:`Member` values with a
 bundle-relative path, a size, and a way to read the bytes. Anything that is not a regular
-file (a symlink, a device, a tar member outside the bundle's top folder) is reported as an
-:class:`Oddity` for the verifier to name, never followed. A tar is read once, front to back.
+file (a symlink, a device, a tar member outside the bundle's top folder, a second copy of a
+tar member) is reported as an :class:`Oddity` for the verifier to name, never followed. A tar
+is read once, front to back, by the strict reader of bundle tars (tarstream), which raises
+TarDamaged (exit 1) for a tar cut short, malformed, or with data after its end.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ import abc
 import contextlib
 import os
 import stat
-import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal, cast
 
 from crdb_archive.bundle import layout
-from crdb_archive.errors import NeedsRestoreFromColdStorage, NotABundle, StorageError
+from crdb_archive.bundle.tarstream import BLOCK, looks_like_tar
+from crdb_archive.errors import (
+    NeedsRestoreFromColdStorage,
+    NotABundle,
+    StorageError,
+)
 from crdb_archive.storage.base import ObjectInfo, Storage, open_object
 from crdb_archive.storage.local import LocalStorage
 from crdb_archive.storage.ranged import PART_SIZE, RangedReader
@@ -70,10 +76,11 @@ class BundleReader(abc.ABC):
         """
 
     @abc.abstractmethod
-    def read_tags(self, names: Iterable[str], *, limit: int = 64 << 20) -> dict[str, bytes]:
-        """The content of these top-level files (tag files) that exist, in one pass.
+    def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
+        """``(name, size, stream)`` for each of these top-level files that exists, in one pass.
 
-        Raises NotABundle for a file larger than ``limit``, StorageError.
+        Each stream is valid until the next is produced. Raises DamagedBundle when the bundle
+        is damaged (a tar cut short, or holding a member twice), StorageError.
         """
 
     @abc.abstractmethod
@@ -85,13 +92,9 @@ class BundleReader(abc.ABC):
         return []
 
 
-def _check_path(path: str) -> None:
+def check_path(path: str) -> None:
     if not layout.is_safe_relative(path):
         raise NotABundle(f"{path!r} is not a path inside a bundle")
-
-
-def _too_large(display: str, path: str) -> NotABundle:
-    return NotABundle(f"{path} in {display} is larger than a tag file can be")
 
 
 # --- local directory -----------------------------------------------------------------------------
@@ -133,26 +136,23 @@ class LocalDirReader(BundleReader):
                     kind = "symbolic link" if stat.S_ISLNK(info.st_mode) else "special file"
                     self.oddities.append(Oddity(path, f"{kind}, not a regular file"))
 
-    def read_tags(self, names: Iterable[str], *, limit: int = 64 << 20) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+    def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
         for name in names:
-            _check_path(name)
+            check_path(name)
             target = self.location / name
-            if target.is_symlink() or not target.is_file():
-                continue
             try:
-                with target.open("rb") as stream:
-                    content = stream.read(limit + 1)
+                if target.is_symlink() or not target.is_file():
+                    continue
+                stream = target.open("rb")
+                size = os.fstat(stream.fileno()).st_size
             except OSError as error:
                 raise StorageError(f"cannot read {target}: {error.strerror}") from error
-            if len(content) > limit:
-                raise _too_large(self.display, name)
-            found[name] = content
-        return found
+            with stream:
+                yield name, size, stream
 
     @contextlib.contextmanager
     def open_member(self, path: str) -> Iterator[IO[bytes]]:
-        _check_path(path)
+        check_path(path)
         target = self.location / path
         if target.is_symlink() or not target.is_file():
             raise NotABundle(f"{self.location} has no {path}")
@@ -162,130 +162,6 @@ class LocalDirReader(BundleReader):
             raise StorageError(f"cannot read {target}: {error.strerror}") from error
         with stream:
             yield stream
-
-
-# --- tars, local or remote -----------------------------------------------------------------------
-
-
-class _TarReader(BundleReader):
-    """A tar read front to back; subclasses say where its bytes come from."""
-
-    form: Form = "tar"
-
-    @abc.abstractmethod
-    def _open_tar(self) -> contextlib.AbstractContextManager[tarfile.TarFile]:
-        """The tar, opened for one pass from its start."""
-
-    def members(self) -> Iterator[Member]:
-        self.oddities.clear()
-        top: str | None = None
-        with self._open_tar() as tar:
-            try:
-                for info in tar:
-                    name = info.name.removeprefix("./").rstrip("/")
-                    head, _, rest = name.partition("/")
-                    if top is None:
-                        top = head
-                    if head != top or (not rest and not info.isdir()):
-                        self.oddities.append(Oddity(name, f"outside the bundle folder {top}/"))
-                        continue
-                    if info.isdir():
-                        continue
-                    if not info.isreg():
-                        self.oddities.append(Oddity(rest, "not a regular file in the tar"))
-                        continue
-                    if not layout.is_safe_relative(rest):
-                        self.oddities.append(Oddity(rest, "unsafe path in the tar"))
-                        continue
-                    yield Member(rest, info.size, _tar_opener(tar, info))
-            except tarfile.TarError as error:
-                self.oddities.append(Oddity(self.name + ".tar", f"tar is damaged: {error}"))
-        if top is None:
-            raise NotABundle(f"{self.display} is an empty tar, not a bundle")
-
-    def read_tags(self, names: Iterable[str], *, limit: int = 64 << 20) -> dict[str, bytes]:
-        wanted = set(names)
-        found: dict[str, bytes] = {}
-        for member in self.members():
-            if member.path in wanted:
-                if member.size > limit:
-                    raise _too_large(self.display, member.path)
-                with member.open() as stream:
-                    found[member.path] = stream.read()
-        return found
-
-    @contextlib.contextmanager
-    def open_member(self, path: str) -> Iterator[IO[bytes]]:
-        _check_path(path)
-        for member in self.members():
-            if member.path == path:
-                with member.open() as stream:
-                    yield stream
-                return
-        raise NotABundle(f"{self.display} has no {path}")
-
-
-class LocalTarReader(_TarReader):
-    def __init__(self, location: Path) -> None:
-        super().__init__()
-        self.location = location
-        self.display = str(location)
-
-    @contextlib.contextmanager
-    def _open_tar(self) -> Iterator[tarfile.TarFile]:
-        try:
-            # Opened seekable but read front to back, once: tarfile's stream mode copies its
-            # whole buffer on every small read, which 100k small members feel.
-            tar = tarfile.open(self.location, mode="r:")  # noqa: SIM115 - closed below
-        except (tarfile.TarError, OSError) as error:
-            raise NotABundle(f"{self.location} is not a readable tar: {error}") from error
-        with tar:
-            try:
-                yield tar
-            except OSError as error:
-                raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
-
-    @contextlib.contextmanager
-    def open_member(self, path: str) -> Iterator[IO[bytes]]:
-        # Local tars are seekable: jump to the member instead of reading up to it.
-        _check_path(path)
-        with self._open_tar() as tar:
-            first = tar.next()
-            top = first.name.removeprefix("./").split("/", 1)[0] if first else ""
-            try:
-                info = tar.getmember(f"{top}/{path}")
-            except KeyError:
-                raise NotABundle(f"{self.location} has no {path}") from None
-            stream = tar.extractfile(info) if info.isreg() else None
-            if stream is None:
-                raise NotABundle(f"{path} in {self.location} is not a regular file")
-            with stream:
-                yield stream
-
-
-class RemoteTarReader(_TarReader):
-    """A tar object in object storage, streamed (the only way to read it once)."""
-
-    def __init__(self, storage: Storage, key: str, info: ObjectInfo) -> None:
-        super().__init__()
-        self.storage = storage
-        self.key = key
-        self.info = info
-        self.display = storage.display(key)
-
-    def cold(self) -> list[ObjectInfo]:
-        return [] if self.info.readable else [self.info]
-
-    @contextlib.contextmanager
-    def _open_tar(self) -> Iterator[tarfile.TarFile]:
-        with RangedReader(self.storage, self.key, self.info.size) as ranged:
-            raw = cast(IO[bytes], ranged)
-            try:
-                tar = tarfile.open(fileobj=raw, mode="r|")  # noqa: SIM115 - closed below
-            except tarfile.TarError as error:
-                raise NotABundle(f"{self.display} is not a readable tar: {error}") from error
-            with tar:
-                yield tar
 
 
 # --- directory in object storage -----------------------------------------------------------------
@@ -313,13 +189,16 @@ class RemoteDirReader(BundleReader):
                 continue
             yield Member(info.key, info.size, _object_opener(self.storage, info))
 
-    def read_tags(self, names: Iterable[str], *, limit: int = 64 << 20) -> dict[str, bytes]:
-        present = {o.key for o in self.objects}
-        return {name: self.storage.read_bytes(name, limit=limit) for name in names
-                if name in present}
+    def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
+        sizes = {o.key: o.size for o in self.objects}
+        for name in names:
+            check_path(name)
+            if name in sizes:
+                with self.storage.open_read(name) as stream:
+                    yield name, sizes[name], stream
 
     def open_member(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
-        _check_path(path)
+        check_path(path)
         if not any(o.key == path for o in self.objects):
             raise NotABundle(f"{self.display} has no {path}")
         return self.storage.open_read(path)
@@ -339,18 +218,6 @@ def _object_opener(storage: Storage, info: ObjectInfo) -> Opener:
 def _file_opener(path: str) -> Opener:
     def opener() -> contextlib.AbstractContextManager[IO[bytes]]:
         return open(path, "rb")  # noqa: PTH123 - a str path: no Path object per file
-
-    return opener
-
-
-def _tar_opener(tar: tarfile.TarFile, info: tarfile.TarInfo) -> Opener:
-    @contextlib.contextmanager
-    def opener() -> Iterator[IO[bytes]]:
-        stream = tar.extractfile(info)
-        if stream is None:  # pragma: no cover - regular members always have a stream
-            raise StorageError(f"cannot read {info.name} from the tar")
-        with stream:
-            yield stream
 
     return opener
 
@@ -375,8 +242,15 @@ def open_bundle(where: str | Path, *, endpoint_url: str | None = None) -> Bundle
                 )
             return LocalDirReader(path)
         if path.is_file():
-            if not tarfile.is_tarfile(path):
-                raise NotABundle(f"{path} is not a bundle: neither a directory nor a tar")
+            # A .tar is read as a bundle tar whatever it holds (an empty or cut one is a
+            # damaged bundle); another file only when it starts with a tar header.
+            if path.suffix != ".tar":
+                with path.open("rb") as head:
+                    if not looks_like_tar(head.read(BLOCK)):
+                        raise NotABundle(f"{path} is not a bundle: neither a directory nor a "
+                                         "tar")
+            from crdb_archive.bundle.tar_reader import LocalTarReader  # noqa: PLC0415
+
             return LocalTarReader(path)
     except OSError as error:
         raise StorageError(f"cannot read {path}: {error.strerror}") from error
@@ -399,6 +273,8 @@ def open_bundle_in(storage: Storage, key: str) -> BundleReader:
     if isinstance(storage, LocalStorage):
         return open_bundle(storage.local_path / key)
     if key.endswith(".tar"):
+        from crdb_archive.bundle.tar_reader import RemoteTarReader  # noqa: PLC0415
+
         info = storage.stat(key)
         if info is None:
             raise NotABundle(f"{storage.display(key)} does not exist")

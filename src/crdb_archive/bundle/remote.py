@@ -15,10 +15,12 @@ from crdb_archive.bundle import layout
 from crdb_archive.bundle.writer import (
     BundleFormat,
     DescribeCallback,
+    Guard,
     PayloadItem,
     Sink,
     WrittenBundle,
     check_payload_paths,
+    unguarded,
     write_tar,
     write_tree,
 )
@@ -39,14 +41,17 @@ def complete_bundle_exists(storage: Storage, name: str, fmt: BundleFormat) -> bo
     return storage.exists(f"{name}/{layout.TAGMANIFEST_SHA256}")
 
 
-def clear_incomplete(storage: Storage, name: str, fmt: BundleFormat) -> list[str]:
-    """Remove what an interrupted directory-form upload left; returns warnings.
+def clear_incomplete(storage: Storage, name: str, fmt: BundleFormat, *,
+                     guard: Guard = unguarded) -> list[str]:
+    """Remove what an interrupted directory-form upload left (after ``guard``); returns
+    warnings.
 
     Objects under Object Lock cannot be removed: they are overwritten by the new upload (S3
     keeps the locked versions), and the caller is told.
     """
     if fmt == "tar" or not any(True for _ in storage.list(f"{name}/")):
         return []
+    guard(f"clearing the interrupted upload of {name}")
     try:
         storage.delete_tree(f"{name}/")
     except StorageError as error:
@@ -79,9 +84,12 @@ def write_bundle_to_storage(
     fmt: BundleFormat = "dir",
     options: WriteOptions | None = None,
     progress: ProgressCallback = no_progress,
+    guard: Guard = unguarded,
 ) -> WrittenBundle:
     """Upload bundle ``name`` below ``storage`` (directory prefix or one tar object).
 
+    ``guard`` is called just before the bundle becomes complete (the tag manifest written, the
+    tar's upload completed); what it raises leaves it incomplete (the tar's upload aborted).
     Raises BadInput for a payload path outside data/ or options the storage cannot honour,
     StorageError (and NeedsRestoreFromColdStorage from a cold source) when a transfer fails.
     """
@@ -91,6 +99,7 @@ def write_bundle_to_storage(
         with storage.open_write(bundle_key(name, fmt), size_hint=total,
                                 options=options) as upload:
             result = write_tar(_TarUpload(upload), name, payload, bag_info, describe, progress)
+            guard(f"publishing {name}.tar")  # inside the block: raising aborts the upload
         return WrittenBundle(storage.display(bundle_key(name, fmt)), name, fmt, result)
 
     # Tag files stay in the default storage class (under the same lock): they are small, and a
@@ -100,6 +109,8 @@ def write_bundle_to_storage(
 
     @contextlib.contextmanager
     def open_sink(path: str, size: int) -> Iterator[Sink]:
+        if path == layout.TAGMANIFEST_SHA256:  # written last: it makes the bundle complete
+            guard(f"publishing {name}")
         chosen = options if path.startswith(layout.PAYLOAD_DIR + "/") else tag_options
         with storage.open_write(f"{name}/{path}", size_hint=size, options=chosen) as writer:
             yield writer

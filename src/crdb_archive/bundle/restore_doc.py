@@ -13,10 +13,16 @@ def _binary_section(binary: dict[str, Any]) -> list[str]:
     executable = "cockroach.exe" if binary["platform"].startswith("windows") else "cockroach"
     unpack = (f'unzip "$BUNDLE/data/cockroach/{file_name}"' if file_name.endswith(".zip")
               else f'tar xzf "$BUNDLE/data/cockroach/{file_name}"')
-    lines = [f"### {binary['platform']}", "", "```sh"]
+    lines = [f"### {binary['platform']}", ""]
+    if not binary.get("official"):
+        checksum = binary.get("published_checksum_url")
+        with_checksum = f", with the checksum published at {checksum}" if checksum else ""
+        lines += [f"Fetched from {binary['url']}{with_checksum}: not from "
+                  "https://binaries.cockroachdb.com itself.", ""]
+    lines.append("```sh")
     if binary["published_checksum_file"]:
         lines += [
-            "# the archive as Cockroach Labs published it (checksum file kept verbatim):",
+            "# the archive against its published checksum (checksum file kept verbatim):",
             f'(cd "$BUNDLE/data/cockroach" && sha256sum -c {file_name}.sha256sum)',
         ]
     else:
@@ -85,8 +91,12 @@ def render_restore_md(description: dict[str, Any]) -> bytes:
         f"# Restoring {name}",
         "",
         f"This bundle holds a CockroachDB backup taken by CockroachDB **{version}** "
-        f"(major version {major}) and the official CockroachDB release archive(s) of that "
-        "version, downloaded from Cockroach Labs and checked against their published SHA-256.",
+        f"(major version {major}) and the CockroachDB release archive(s) of that version, "
+        + ("downloaded from Cockroach Labs (https://binaries.cockroachdb.com) and checked "
+           "against their published SHA-256."
+           if all(b.get("official") for b in description["binaries"]) else
+           "checked against the SHA-256 published where they were fetched from (recorded "
+           "below and in crdb-archive.json)."),
         "Nothing but standard tools (`sha256sum`, `tar`, a shell) is needed to restore it.",
         "",
         f"- Backup end time: {backup['end_time'] or 'unknown (encrypted manifest)'}",

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from crdb_archive.binaries import (
+    PLATFORMS,
     ExtractedBinary,
     VersionCheck,
-    check_binary_version,
+    archive_name,
     extract_archive,
     host_platform,
+    require_directory,
+    require_free_target,
+    version_not_run,
 )
-from crdb_archive.bundle import layout
+from crdb_archive.bundle import layout, tagfiles
 from crdb_archive.bundle.model import schema_problems
 from crdb_archive.bundle.reader import BundleReader, open_bundle, require_readable
 from crdb_archive.errors import (
@@ -27,6 +32,7 @@ from crdb_archive.errors import (
     DamagedBundle,
     PlatformMissing,
     StorageError,
+    UnknownPlatform,
 )
 from crdb_archive.hashing import Digests, DigestWriter, iter_chunks, same_digest
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
@@ -48,12 +54,7 @@ class RetrievedBinary:
             "version": self.version,
             "platform": self.platform,
             "verified": self.verified,
-            "version_check": {
-                "checked": self.version_check.checked,
-                "build_tag": self.version_check.build_tag,
-                "matches": self.version_check.matches,
-                "detail": self.version_check.detail,
-            },
+            "version_check": self.version_check.to_json(),
         }
 
 
@@ -63,45 +64,83 @@ def read_description(reader: BundleReader) -> dict[str, Any]:
     Raises DamagedBundle when it or the tag manifest is damaged or invalid.
     """
     tags = trusted_tag_files(reader, (layout.DESCRIPTION,))
-    return parse_description(reader, tags[layout.DESCRIPTION])
+    return parse_description(reader, tags.files[layout.DESCRIPTION])
 
 
 def parse_description(reader: BundleReader, content: bytes) -> dict[str, Any]:
-    """Parse and schema-check crdb-archive.json; raises DamagedBundle."""
+    """Parse and schema-check crdb-archive.json within the format's bounds; raises
+    DamagedBundle."""
     try:
-        description: dict[str, Any] = json.loads(content)
+        description = tagfiles.load_json(content)
+    except tagfiles.TagFileError as error:
+        raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.display}: {error}") from None
     except json.JSONDecodeError as error:
-        raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.display} is not JSON") from error
+        raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.display} is not JSON: "
+                            f"{error.msg} at line {error.lineno}") from None
     problems = schema_problems(description)
     if problems:
         raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.display}: {problems[0]}")
-    return description
+    return dict(description)
 
 
-def trusted_tag_files(reader: BundleReader, names: tuple[str, ...]) -> dict[str, bytes]:
-    """Tag files whose SHA-256 matches tagmanifest-sha256.txt; raises DamagedBundle otherwise."""
-    found = reader.read_tags([layout.TAGMANIFEST_SHA256, *names])
-    if layout.TAGMANIFEST_SHA256 not in found:
+@dataclass(frozen=True)
+class TrustedTags:
+    """Tag files that match the tag manifest, and manifest lines looked up on the way."""
+
+    files: dict[str, bytes]
+    # (manifest name, payload path) -> hex digest, for the paths asked for
+    digests: dict[tuple[str, str], str]
+
+
+def trusted_tag_files(reader: BundleReader, names: tuple[str, ...], *,
+                      lookup: Callable[[str], bool] | None = None) -> TrustedTags:
+    """Tag files whose SHA-256 matches tagmanifest-sha256.txt, in one pass over the bundle.
+
+    ``names`` are read whole, within their size limits. With ``lookup``, both manifests are
+    read line by line too (never whole), checked against the tag manifest, and the digests of
+    the payload paths ``lookup`` accepts are kept. Raises DamagedBundle for a missing,
+    oversized, malformed or mismatching tag file.
+    """
+    manifests = (layout.MANIFEST_SHA256, layout.MANIFEST_BLAKE3) if lookup else ()
+    files: dict[str, bytes] = {}
+    actual: dict[str, str] = {}
+    digests: dict[tuple[str, str], str] = {}
+    for name, size, stream in reader.tag_streams(
+            [layout.TAGMANIFEST_SHA256, *names, *manifests]):
+        if name in manifests and lookup is not None:
+            lines = tagfiles.LineReader(name)
+            for entry in tagfiles.parse_entries(name, lines.lines(stream), lines.errors):
+                if lookup(entry.path):
+                    digests[(name, entry.path)] = cast(bytes, entry.value).hex()
+            if lines.errors:
+                raise DamagedBundle(f"{name} in {reader.display}: {lines.errors[0]}")
+            actual[name] = lines.sha256
+            continue
+        limit = tagfiles.limit_of(name)
+        content = stream.read(limit + 1) if size <= limit else b""
+        if size > limit or len(content) > limit:
+            raise DamagedBundle(f"{name} in {reader.display}: "
+                                f"{tagfiles.too_large(name, max(size, len(content)))}")
+        files[name] = content
+        actual[name] = hashlib.sha256(content).hexdigest()
+    if layout.TAGMANIFEST_SHA256 not in files:
         raise DamagedBundle(f"{reader.display} has no {layout.TAGMANIFEST_SHA256}: the bundle "
                             "is incomplete")
-    listed, errors = layout.parse_manifest(
-        found[layout.TAGMANIFEST_SHA256].decode("utf-8", "replace"))
+    listed, errors = tagfiles.parse_tag_manifest(files[layout.TAGMANIFEST_SHA256])
     if errors:
-        raise DamagedBundle(f"{layout.TAGMANIFEST_SHA256} in {reader.display}: "
-                            f"{errors[0].detail}")
-    out: dict[str, bytes] = {}
-    for name in names:
-        content = found.get(name)
-        if content is None:
+        raise DamagedBundle(f"{layout.TAGMANIFEST_SHA256} in {reader.display}: {errors[0]}")
+    for name in (*names, *manifests):
+        if name not in actual:
             raise DamagedBundle(f"{reader.display} has no {name}")
-        writer = DigestWriter()
-        writer.update(content)
         expected = listed.get(name)
-        if expected is None or not same_digest(writer.digests().sha256, expected):
+        if expected is None or not same_digest(actual[name], expected):
             raise DamagedBundle(
                 f"{name} in {reader.display} does not match {layout.TAGMANIFEST_SHA256}")
-        out[name] = content
-    return out
+    return TrustedTags(files, digests)
+
+
+def _is_binary_path(path: str) -> bool:
+    return path.startswith(layout.BINARY_DIR + "/")
 
 
 def retrieve_binary(
@@ -109,22 +148,35 @@ def retrieve_binary(
     dest_dir: Path,
     *,
     platform: str | None = None,
+    replace: bool = False,
     endpoint_url: str | None = None,
     progress: ProgressCallback = no_progress,
 ) -> RetrievedBinary:
-    """Check the bundle's archive for ``platform`` (default: this host's), unpack it into
-    ``dest_dir`` and check the binary's version where it can run.
+    """Check the bundle's archive for ``platform`` (default: this host's) and unpack it into
+    ``dest_dir/<its top folder>`` (``replace``: an earlier extraction of it may be replaced).
 
-    Raises NotABundle (2), PlatformMissing (1) naming the platforms the bundle has and the
-    published checksum recorded for the missing one, ChecksumMismatch/DamagedBundle (1) when
-    the archive does not match the bundle, UnsafeArchive (2), StorageError (3).
+    The binary is never run here: a bundle's digests are its own records, which a forged
+    bundle would carry too, so nothing established vouches for its code; the result says how
+    to run ``cockroach version`` by hand.
+
+    Raises UnknownPlatform (2) or BadInput (2) for a bad ``platform`` or a ``dest_dir`` that
+    is not a directory, both before anything is read or created; NotABundle (2);
+    PlatformMissing (1) naming the platforms the bundle has and the published checksum
+    recorded for the missing one; ChecksumMismatch/DamagedBundle (1) when the archive does not
+    match the bundle; UnsafeArchive/BadReleaseArchive (2); BadInput (2) when the target folder
+    exists and may not be replaced; StorageError (3).
     """
+    if platform not in (None, "auto") and platform not in PLATFORMS:
+        raise UnknownPlatform(
+            f"unknown platform {platform!r}; expected auto or one of {', '.join(PLATFORMS)}")
+    require_directory(dest_dir)
     reader = open_bundle(bundle, endpoint_url=endpoint_url)
     require_readable(reader, payload=True)
     # One pass for every tag file needed: a tar in object storage is read from its start.
-    tags = trusted_tag_files(
-        reader, (layout.DESCRIPTION, layout.MANIFEST_SHA256, layout.MANIFEST_BLAKE3))
-    description = parse_description(reader, tags[layout.DESCRIPTION])
+    # The binaries' manifest lines are kept on the way: their paths are in the description,
+    # which a tar holds after the manifests.
+    tags = trusted_tag_files(reader, (layout.DESCRIPTION,), lookup=_is_binary_path)
+    description = parse_description(reader, tags.files[layout.DESCRIPTION])
     wanted = platform if platform not in (None, "auto") else host_platform()
     if wanted is None:
         raise BadInput("cannot tell this host's platform: choose one with --platform")
@@ -132,18 +184,26 @@ def retrieve_binary(
     if binary is None:
         raise PlatformMissing(_missing_message(reader.display, description, wanted))
 
-    sha256_manifest, _ = layout.parse_manifest(tags[layout.MANIFEST_SHA256].decode())
-    blake3_manifest, _ = layout.parse_manifest(tags[layout.MANIFEST_BLAKE3].decode())
+    release = description["cockroachdb"]["version"]
     path = binary["file"]
     file_name = path.rsplit("/", 1)[-1]
+    if file_name != archive_name(release, wanted):
+        # The name decides the folder the archive unpacks into: only the official one.
+        raise DamagedBundle(f"{reader.display} holds {path} for {wanted}, not the official "
+                            f"{archive_name(release, wanted)} of {release}")
+    if not replace:
+        require_free_target(dest_dir / file_name.removesuffix(".tgz").removesuffix(".zip"),
+                            file_name)
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StorageError(f"cannot create {dest_dir}: {error.strerror}") from error
     with _scratch_copy(reader, path, dest_dir, file_name, progress) as (archive, digests):
         expected = [
-            ("the bundle's manifest-sha256.txt", sha256_manifest.get(path), digests.sha256),
-            ("the bundle's manifest-blake3.txt", blake3_manifest.get(path), digests.blake3),
+            ("the bundle's manifest-sha256.txt",
+             tags.digests.get((layout.MANIFEST_SHA256, path)), digests.sha256),
+            ("the bundle's manifest-blake3.txt",
+             tags.digests.get((layout.MANIFEST_BLAKE3, path)), digests.blake3),
             ("crdb-archive.json", binary["sha256"], digests.sha256),
         ]
         for where, recorded, actual in expected:
@@ -153,9 +213,12 @@ def retrieve_binary(
         if published is not None and not same_digest(published, digests.sha256):
             raise ChecksumMismatch(
                 f"{path} in {reader.display} differs from the published SHA-256 {published}")
-        extracted: ExtractedBinary = extract_archive(archive, dest_dir)
-    release = description["cockroachdb"]["version"]
-    check = check_binary_version(extracted.cockroach, release, platform=wanted)
+        extracted: ExtractedBinary = extract_archive(archive, dest_dir, replace=replace,
+                                                     sha256=digests.sha256)
+    check = version_not_run(
+        extracted.cockroach,
+        "a bundle's digests are its own records, which a forged bundle would carry too, so "
+        "nothing established vouches for this binary's code")
     return RetrievedBinary(
         cockroach=extracted.cockroach,
         lib_dir=extracted.lib_dir,

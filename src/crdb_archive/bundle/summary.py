@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from crdb_archive.bundle import layout
+from crdb_archive.bundle import layout, tagfiles
 from crdb_archive.bundle.reader import open_bundle, require_readable
 from crdb_archive.bundle.retrieve import parse_description, trusted_tag_files
+from crdb_archive.errors import DamagedBundle
 from crdb_archive.storage.base import open_storage
 from crdb_archive.storage.uri import parse_location
 
@@ -32,9 +33,14 @@ def summarize_bundle(where: str | Path, *, endpoint_url: str | None = None) -> d
     manifest. Raises NotABundle (2), DamagedBundle (1), StorageError (3)."""
     reader = open_bundle(where, endpoint_url=endpoint_url)
     require_readable(reader, payload=False)
-    tags = trusted_tag_files(reader, (layout.DESCRIPTION, layout.BAG_INFO))
+    tags = trusted_tag_files(reader, (layout.DESCRIPTION, layout.BAG_INFO)).files
     description = parse_description(reader, tags[layout.DESCRIPTION])
-    bag_info = layout.parse_tag_file(tags[layout.BAG_INFO].decode("utf-8", "replace"))
+    try:
+        bag_info = tagfiles.parse_bag_info(tags[layout.BAG_INFO])
+        for oxum in bag_info.get("Payload-Oxum", []):
+            tagfiles.parse_oxum(oxum)
+    except tagfiles.TagFileError as error:
+        raise DamagedBundle(f"{layout.BAG_INFO} in {reader.display}: {error}") from None
     crdb = description["cockroachdb"]
     backup = description["backup"]
     return {

@@ -12,22 +12,28 @@ schema     crdb-archive.json is not valid against its JSON schema
 binary     a CockroachDB archive does not match the published SHA-256 recorded at archive time
 decrypt    an encrypted backup file fails AES-GCM authentication (``--decrypt-check``)
 ========== =================================================================================
+
+Beyond MAX_LISTED problems of one kind, the rest are counted in one closing problem: a
+manifest of a million lines that lists nothing the bundle holds is one finding, not a million
+lines of output and memory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import hashlib
 import os
-import tarfile
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from crdb_archive.bundle import layout
-from crdb_archive.bundle.model import schema_problems
+from crdb_archive.bundle import layout, tagfiles
+from crdb_archive.bundle.payload_table import PayloadTable
 from crdb_archive.bundle.reader import BundleReader, Member, open_bundle, require_readable
+from crdb_archive.bundle.tarstream import TarDamaged
+from crdb_archive.bundle.verify_checks import run_checks
 from crdb_archive.errors import BadInput, CrdbArchiveError, NotABundle, StorageError
 from crdb_archive.hashing import (
     Digests,
@@ -35,7 +41,6 @@ from crdb_archive.hashing import (
     blake3_of_file,
     iter_chunks,
     parallel_in_batches,
-    same_digest,
 )
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
 
@@ -47,8 +52,7 @@ ProblemKind = Literal[
     "missing", "unexpected", "size", "digest", "tag", "schema", "binary", "decrypt"
 ]
 
-# Tag files are read whole; anything larger is not a tag file this tool wrote.
-_MAX_TAG_FILE = 512 << 20
+MAX_LISTED = 1000
 
 # One hashing thread per core: more only contend for the interpreter lock on small files.
 _HASH_THREADS = max(2, min(8, os.cpu_count() or 2))
@@ -79,13 +83,25 @@ class VerifyReport:
     bytes: int = 0
     description: dict[str, Any] | None = None
     decrypted: int | None = None  # encrypted files authenticated by --decrypt-check
+    _counts: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def add(self, path: str, kind: ProblemKind, detail: str) -> None:
-        self.problems.append(Problem(path, kind, detail))
+        self._counts[kind] += 1
+        if self._counts[kind] <= MAX_LISTED:
+            self.problems.append(Problem(path, kind, detail))
+
+    def finish(self) -> None:
+        """Add one problem per kind that had more than MAX_LISTED, counting the rest."""
+        for kind, count in sorted(self._counts.items()):
+            if count > MAX_LISTED:
+                self.problems.append(Problem(self.bundle, kind,  # type: ignore[arg-type]
+                                             f"{count - MAX_LISTED} more problems of this "
+                                             "kind are not listed"))
+                self._counts[kind] = MAX_LISTED
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,14 +116,23 @@ class VerifyReport:
 
 
 @dataclass
-class _Seen:
-    """What reading the bundle found: tag files' bytes, payload sizes and digests."""
+class Seen:
+    """What reading the bundle found: small tag files' bytes, every tag file's SHA-256, the
+    manifests' lines and the payload's sizes and digests (in ``table``)."""
 
     tags: dict[str, bytes] = field(default_factory=dict)
-    sizes: dict[str, int] = field(default_factory=dict)
-    digests: dict[str, Digests] = field(default_factory=dict)
+    tag_sha256: dict[str, str] = field(default_factory=dict)
+    oversized: set[str] = field(default_factory=set)
+    manifest_errors: dict[str, list[str]] = field(default_factory=dict)
+    table: PayloadTable = field(default_factory=PayloadTable)
     others: list[str] = field(default_factory=list)
     checksum_files: dict[str, bytes] = field(default_factory=dict)
+    damage: TarDamaged | None = None
+
+    @property
+    def cut(self) -> bool:
+        """Whether the tar broke before every member was read."""
+        return self.damage is not None and not self.damage.complete
 
 
 def verify_bundle(
@@ -148,22 +173,29 @@ def verify_reader(
     require_readable(reader, payload=mode != "fast")
     report = VerifyReport(reader.display, reader.form, mode)
     seen = _read(reader, report, mode, progress)
-    if not seen.tags.keys() & set(layout.ALL_TAG_FILES) and not seen.sizes:
+    if (seen.damage is None and not seen.tag_sha256 and not seen.oversized
+            and not report.files):
         # Nothing of a bag at all; a damaged bundle (a tar cut short) still shows some of it.
         raise NotABundle(f"{reader.display} is not a bundle: it has no {layout.BAGIT_TXT}")
-    _check_bagit_txt(seen, report)
-    _check_tag_manifest(seen, report)
-    manifests = _check_manifests(seen, report, mode)
-    _check_payload(seen, report, manifests, mode)
-    _check_oxum(seen, report)
-    report.description = _check_description(seen, report)
-    if report.description is not None and mode != "fast":
-        _check_binaries(seen, report, report.description)
+    run_checks(seen, report, full=mode != "fast")
     if decrypt_check and report.description is not None:
         _check_decryption(reader, report, report.description, keys, progress)
-    report.files = len(seen.sizes)
-    report.bytes = sum(seen.sizes.values())
+    report.finish()
     return report
+
+
+def _check_decryption(
+    reader: BundleReader, report: VerifyReport, description: dict[str, Any],
+    keys: EncryptionKeys | None, progress: ProgressCallback,
+) -> None:
+    # Imported here: a plain verify starts without the backup and crypto machinery.
+    from crdb_archive.bundle.decrypt_check import check_decryption  # noqa: PLC0415
+
+    damaged = frozenset(p.path for p in report.problems)
+    result = check_decryption(
+        reader, description, keys, lambda path, detail: report.add(path, "decrypt", detail),
+        damaged=damaged, progress=progress)
+    report.decrypted = result.checked
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -219,28 +251,31 @@ class _Counter:
 
 def _read(
     reader: BundleReader, report: VerifyReport, mode: str, progress: ProgressCallback
-) -> _Seen:
-    seen = _Seen()
+) -> Seen:
+    seen = Seen()
     counter = _Counter(f"verify {reader.name}", progress)
     to_hash: list[Member] = []
-    with _read_errors(reader, report):
+    with _read_errors(reader, report, seen):
         for member in reader.members():
             if _is_payload(member.path):
-                seen.sizes[member.path] = member.size
+                seen.table.present(member.path, member.size)
+                report.files += 1
+                report.bytes += member.size
                 if mode == "fast":
                     continue
                 if _is_checksum_file(member):
                     with member.open() as stream:
                         content = stream.read()
                     seen.checksum_files[member.path] = content
-                    seen.digests[member.path] = _digest_bytes(content)
+                    seen.table.digested(member.path, _digest_bytes(content))
                 elif reader.random_access:
                     to_hash.append(member)
                 else:
-                    seen.digests[member.path] = _digest_member(member, mode, counter)
-            elif "/" not in member.path and member.size <= _MAX_TAG_FILE:
-                with member.open() as stream:
-                    seen.tags[member.path] = stream.read()
+                    seen.table.digested(member.path, _digest_member(member, mode, counter))
+            elif member.path in tagfiles.STREAMED:
+                _read_streamed(member, seen)
+            elif member.path in tagfiles.READ_WHOLE:
+                _read_whole(member, seen)
             else:
                 seen.others.append(member.path)
         if to_hash:
@@ -249,195 +284,52 @@ def _read(
                 lambda m: _digest_member(m, mode, counter), to_hash, lambda m: m.size,
                 threads=_HASH_THREADS if to_hash[0].local_path else _REMOTE_READS,
             ):
-                seen.digests[member.path] = digests
+                seen.table.digested(member.path, digests)
     counter.finish()
     for oddity in reader.oddities:
         report.add(oddity.path, "unexpected", oddity.detail)
     return seen
 
 
+def _read_streamed(member: Member, seen: Seen) -> None:
+    """A manifest or payload-sizes.txt, line by line into the table, digested on the way."""
+    name = member.path
+    lines = tagfiles.LineReader(name)
+    errors: list[str] = []
+    with member.open() as stream:
+        for entry in tagfiles.parse_entries(name, lines.lines(stream), errors):
+            if isinstance(entry.value, int):
+                seen.table.sized(entry.path, entry.value)
+            else:
+                seen.table.listed("sha256" if name == layout.MANIFEST_SHA256 else "blake3",
+                                  entry.path, entry.value)
+    seen.tag_sha256[name] = lines.sha256
+    seen.manifest_errors[name] = lines.errors + errors
+
+
+def _read_whole(member: Member, seen: Seen) -> None:
+    limit = tagfiles.limit_of(member.path)
+    if member.size > limit:
+        seen.oversized.add(member.path)
+        return
+    with member.open() as stream:
+        content = stream.read(limit + 1)
+    if len(content) > limit:
+        seen.oversized.add(member.path)
+        return
+    seen.tags[member.path] = content
+    seen.tag_sha256[member.path] = hashlib.sha256(content).hexdigest()
+
+
 @contextlib.contextmanager
-def _read_errors(reader: BundleReader, report: VerifyReport) -> Iterator[None]:
-    """A tar cut short is damage to report; other read failures are the world failing."""
+def _read_errors(reader: BundleReader, report: VerifyReport, seen: Seen) -> Iterator[None]:
+    """A damaged tar is damage to report; other read failures are the world failing."""
     try:
         yield
-    except (tarfile.TarError, EOFError) as error:
-        report.add(reader.display, "size", f"the tar ends early or is damaged: {error}")
+    except TarDamaged as damage:
+        seen.damage = damage
+        report.add(damage.where, damage.kind, damage.detail)
     except CrdbArchiveError:
         raise
     except OSError as error:
         raise StorageError(f"cannot read {reader.display}: {error.strerror}") from error
-
-
-# --- checks -------------------------------------------------------------------------------------
-
-
-def _text(seen: _Seen, report: VerifyReport, name: str) -> str | None:
-    content = seen.tags.get(name)
-    if content is None:
-        report.add(name, "missing", "required tag file is absent")
-        return None
-    try:
-        return content.decode("utf-8")
-    except UnicodeDecodeError:
-        report.add(name, "tag", "not UTF-8 text")
-        return None
-
-
-def _check_bagit_txt(seen: _Seen, report: VerifyReport) -> None:
-    text = _text(seen, report, layout.BAGIT_TXT)
-    if text is None:
-        return
-    tags = layout.parse_tag_file(text)
-    if tags.get("BagIt-Version") != ["1.0"] or tags.get("Tag-File-Character-Encoding") != [
-        "UTF-8"
-    ]:
-        report.add(layout.BAGIT_TXT, "tag", "must declare BagIt-Version 1.0 and UTF-8")
-
-
-def _check_tag_manifest(seen: _Seen, report: VerifyReport) -> None:
-    text = _text(seen, report, layout.TAGMANIFEST_SHA256)
-    if text is None:
-        return
-    listed, errors = layout.parse_manifest(text)
-    for error in errors:
-        report.add(layout.TAGMANIFEST_SHA256, "tag", error.detail)
-    for name in layout.TAG_FILES:
-        if name not in listed:
-            report.add(layout.TAGMANIFEST_SHA256, "tag", f"does not list {name}")
-    for name, expected in sorted(listed.items()):
-        content = seen.tags.get(name)
-        if content is None:
-            report.add(name, "missing", f"listed in {layout.TAGMANIFEST_SHA256}, absent")
-            continue
-        if not same_digest(_digest_bytes(content).sha256, expected):
-            report.add(name, "tag", f"SHA-256 differs from {layout.TAGMANIFEST_SHA256}")
-    for name in sorted(seen.tags):
-        if name not in listed and name != layout.TAGMANIFEST_SHA256:
-            report.add(name, "unexpected", "a file no manifest lists")
-    for name in seen.others:
-        report.add(name, "unexpected", "outside data/ and not a tag file")
-
-
-def _parsed(seen: _Seen, report: VerifyReport, name: str) -> dict[str, str]:
-    text = _text(seen, report, name)
-    if text is None:
-        return {}
-    entries, errors = layout.parse_manifest(text)
-    for error in errors:
-        report.add(name, "tag", error.detail)
-    for path in entries:
-        if not _is_payload(path) or not layout.is_safe_relative(path):
-            report.add(name, "tag", f"lists {path!r}, which is not a payload path")
-    return entries
-
-
-def _check_manifests(
-    seen: _Seen, report: VerifyReport, mode: str
-) -> dict[str, dict[str, str]]:
-    blake3 = _parsed(seen, report, layout.MANIFEST_BLAKE3)
-    sha256 = _parsed(seen, report, layout.MANIFEST_SHA256)
-    for path in sorted(set(blake3) ^ set(sha256)):
-        only = layout.MANIFEST_BLAKE3 if path in blake3 else layout.MANIFEST_SHA256
-        report.add(path, "tag", f"listed only in {only}")
-    return {"blake3": blake3, "sha256": sha256}
-
-
-def _check_payload(
-    seen: _Seen, report: VerifyReport, manifests: Mapping[str, dict[str, str]], mode: str
-) -> None:
-    listed = set(manifests["blake3"]) | set(manifests["sha256"])
-    sizes_text = _text(seen, report, layout.PAYLOAD_SIZES)
-    sizes: dict[str, int] = {}
-    if sizes_text is not None:
-        sizes, errors = layout.parse_sizes(sizes_text)
-        for error in errors:
-            report.add(layout.PAYLOAD_SIZES, "tag", error.detail)
-    for path in sorted(listed):
-        if path not in seen.sizes:
-            report.add(path, "missing", "listed in the manifests, absent from the bundle")
-            continue
-        expected_size = sizes.get(path)
-        if expected_size is not None and expected_size != seen.sizes[path]:
-            report.add(path, "size",
-                       f"{seen.sizes[path]} bytes, {layout.PAYLOAD_SIZES} says {expected_size}")
-        digests = seen.digests.get(path)
-        if digests is None:
-            continue
-        if path in manifests["blake3"] and not same_digest(digests.blake3,
-                                                           manifests["blake3"][path]):
-            report.add(path, "digest", f"BLAKE3 differs from {layout.MANIFEST_BLAKE3}")
-        if (digests.sha256 and path in manifests["sha256"]
-                and not same_digest(digests.sha256, manifests["sha256"][path])):
-            report.add(path, "digest", f"SHA-256 differs from {layout.MANIFEST_SHA256}")
-    for path in sorted(set(seen.sizes) - listed):
-        report.add(path, "unexpected", "a payload file no manifest lists")
-
-
-def _check_oxum(seen: _Seen, report: VerifyReport) -> None:
-    text = _text(seen, report, layout.BAG_INFO)
-    if text is None:
-        return
-    values = layout.parse_tag_file(text).get("Payload-Oxum", [])
-    octets, _, count = values[0].partition(".") if len(values) == 1 else ("", "", "")
-    if not (octets.isdigit() and count.isdigit()):
-        report.add(layout.BAG_INFO, "tag", "Payload-Oxum is missing or malformed")
-        return
-    actual_bytes, actual_files = sum(seen.sizes.values()), len(seen.sizes)
-    if (int(octets), int(count)) != (actual_bytes, actual_files):
-        report.add(layout.BAG_INFO, "size",
-                   f"Payload-Oxum {octets}.{count}, payload is {actual_bytes}.{actual_files}")
-
-
-def _check_description(seen: _Seen, report: VerifyReport) -> dict[str, Any] | None:
-    text = _text(seen, report, layout.DESCRIPTION)
-    if text is None:
-        return None
-    try:
-        description = json.loads(text)
-    except json.JSONDecodeError as error:
-        report.add(layout.DESCRIPTION, "schema", f"not JSON: {error.msg} at line {error.lineno}")
-        return None
-    problems = schema_problems(description)
-    for problem in problems:
-        report.add(layout.DESCRIPTION, "schema", problem)
-    return description if not problems else None
-
-
-def _check_decryption(
-    reader: BundleReader, report: VerifyReport, description: dict[str, Any],
-    keys: EncryptionKeys | None, progress: ProgressCallback,
-) -> None:
-    # Imported here: a plain verify starts without the backup and crypto machinery.
-    from crdb_archive.bundle.decrypt_check import check_decryption  # noqa: PLC0415
-
-    damaged = frozenset(p.path for p in report.problems)
-    result = check_decryption(
-        reader, description, keys, lambda path, detail: report.add(path, "decrypt", detail),
-        damaged=damaged, progress=progress)
-    report.decrypted = result.checked
-
-
-def _check_binaries(seen: _Seen, report: VerifyReport, description: dict[str, Any]) -> None:
-    for binary in description["binaries"]:
-        path = binary["file"]
-        digests = seen.digests.get(path)
-        if digests is None:
-            continue  # reported as missing already
-        published = binary["published_sha256"]
-        if not same_digest(digests.sha256, binary["sha256"]):
-            report.add(path, "binary", "SHA-256 differs from the one recorded at archive time")
-        if published is not None and not same_digest(digests.sha256, published):
-            report.add(path, "binary", "SHA-256 differs from the published SHA-256")
-        if digests.size != binary["size"]:
-            report.add(path, "binary", f"{digests.size} bytes, recorded {binary['size']}")
-        checksum_file = binary["published_checksum_file"]
-        if checksum_file is None:
-            continue
-        content = seen.checksum_files.get(checksum_file)
-        if content is None:
-            continue  # missing or unexpected: reported by the payload checks
-        line = content.decode("utf-8", "replace").split()
-        if not line or published is None or not same_digest(line[0], published):
-            report.add(checksum_file, "binary",
-                       "does not hold the published SHA-256 recorded at archive time")

@@ -69,6 +69,14 @@ class PayloadResult:
 # Tag files beyond the BagIt core (crdb-archive.json, RESTORE.md), made once digests are known.
 DescribeCallback = Callable[[PayloadResult], Mapping[str, bytes]]
 
+# Called with what is about to become visible or go away ("publishing <name>", "deleting
+# <name>") just before it does; raising stops it (a job whose lock is no longer its own).
+Guard = Callable[[str], None]
+
+
+def unguarded(action: str) -> None:
+    """A guard that never objects: nothing else claims the place being written."""
+
 
 @dataclass(frozen=True)
 class WrittenBundle:

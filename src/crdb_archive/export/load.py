@@ -15,7 +15,6 @@ import gzip
 import hashlib
 import hmac
 import io
-import json
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import IO, Any, cast
 import psycopg
 from psycopg import sql
 
-from crdb_archive.bundle import layout
+from crdb_archive.bundle import layout, tagfiles
 from crdb_archive.bundle.reader import BundleReader, require_readable
 from crdb_archive.bundle.retrieve import trusted_tag_files
 from crdb_archive.errors import (
@@ -35,7 +34,13 @@ from crdb_archive.errors import (
     TableExists,
 )
 from crdb_archive.export.ddl import parse_schema
-from crdb_archive.export.model import SCHEMA_SQL_PATH, QualifiedName, Table, snapshot_csv_path
+from crdb_archive.export.model import (
+    SCHEMA_SQL_PATH,
+    SNAPSHOT_DIR,
+    QualifiedName,
+    Table,
+    snapshot_csv_path,
+)
 from crdb_archive.export.pg import Server
 from crdb_archive.export.postgres import PostgresDDL, postgresql_ddl, qualified
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
@@ -76,9 +81,11 @@ def load_export(
     """
     server = Server(into)
     require_readable(reader, payload=True)
-    tags = trusted_tag_files(reader, (layout.DESCRIPTION, layout.MANIFEST_SHA256))
-    expected = _expected_rows(reader, tags[layout.DESCRIPTION])
-    manifest, _ = layout.parse_manifest(tags[layout.MANIFEST_SHA256].decode("utf-8", "replace"))
+    # The manifests are read line by line; only the lines of the files loaded are kept.
+    tags = trusted_tag_files(reader, (layout.DESCRIPTION,), lookup=_is_loaded)
+    expected = _expected_rows(reader, tags.files[layout.DESCRIPTION])
+    manifest = {path: digest for (name, path), digest in tags.digests.items()
+                if name == layout.MANIFEST_SHA256}
     schema = parse_schema(_read_schema(reader, manifest),
                           source=f"{SCHEMA_SQL_PATH} in {reader.display}")
     by_name = {str(t.name): t for t in schema.tables}
@@ -115,12 +122,16 @@ def load_export(
 # --- the bundle ------------------------------------------------------------------------------
 
 
+def _is_loaded(path: str) -> bool:
+    return path == SCHEMA_SQL_PATH or path.startswith(SNAPSHOT_DIR + "/")
+
+
 def _expected_rows(reader: BundleReader, content: bytes) -> dict[str, int]:
     try:
-        description = json.loads(content)
+        description = tagfiles.load_json(content)
         tables = description["export"]["tables"]
         rows = {str(name): entry["rows"] for name, entry in tables.items()}
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise NotABundle(f"{reader.display} is not an export bundle: {layout.DESCRIPTION} has "
                          "no export.tables") from None
     for name, count in rows.items():

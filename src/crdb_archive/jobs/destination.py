@@ -19,11 +19,13 @@ from crdb_archive.backup.layout import subdir_end_time
 from crdb_archive.bundle.reader import open_bundle
 from crdb_archive.bundle.retrieve import read_description
 from crdb_archive.bundle.verify import VerifyReport, verify_bundle
+from crdb_archive.bundle.writer import Guard, unguarded
 from crdb_archive.errors import BadInput, CrdbArchiveError, StorageError
 from crdb_archive.jobs.lock import JobLock, LocalJobLock
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import WriteOptions
 from crdb_archive.storage.local import fsync_directory
+from crdb_archive.storage.places import require_directory
 from crdb_archive.storage.uri import parse_location
 
 # A bundle being deleted is renamed to this hidden prefix first, so that an interrupted
@@ -95,8 +97,9 @@ class Destination(Protocol):
     def delete(self, bundle: StoredBundle) -> None:
         """Delete a bundle so that it never stays half-present under its name."""
 
-    def clear_leftovers(self) -> list[str]:
-        """Finish deletes an earlier run started; returns the names removed."""
+    def clear_leftovers(self, *, guard: Guard = unguarded) -> list[str]:
+        """Finish deletes an earlier run started, each after ``guard``; returns the names
+        removed."""
 
     def lock(self, job: str) -> JobLock:
         """The lock that keeps two runs of ``job`` apart."""
@@ -106,7 +109,8 @@ class Destination(Protocol):
 
 
 def open_destination(uri: str, *, endpoint_url: str | None = None) -> Destination:
-    """The destination a job spec names; raises BadInput for a malformed one."""
+    """The destination a job spec names, nothing written yet; raises BadInput for a malformed
+    one, or a local one that is not a directory."""
     location = parse_location(uri)
     if location.scheme == "s3":
         from crdb_archive.jobs.s3_destination import S3Destination  # noqa: PLC0415 - cycle
@@ -114,6 +118,7 @@ def open_destination(uri: str, *, endpoint_url: str | None = None) -> Destinatio
         return S3Destination.open(uri, endpoint_url=endpoint_url)
     if location.scheme != "file":
         raise BadInput(f"{location.redacted}: a job destination is a directory or s3://")
+    require_directory(location.local_path)
     return LocalDestination(location.local_path)
 
 
@@ -194,7 +199,7 @@ class LocalDestination:
         except OSError as error:
             raise StorageError(f"cannot delete {path}: {error.strerror or error}") from None
 
-    def clear_leftovers(self) -> list[str]:
+    def clear_leftovers(self, *, guard: Guard = unguarded) -> list[str]:
         try:
             doomed = [p for p in self.root.iterdir() if p.name.startswith(DELETING_PREFIX)]
         except FileNotFoundError:
@@ -203,12 +208,14 @@ class LocalDestination:
             raise StorageError(f"cannot list {self.root}: {error.strerror}") from None
         removed = []
         for path in sorted(doomed):
+            name = path.name.removeprefix(DELETING_PREFIX).removesuffix(".tar")
+            guard(f"finishing the delete of {name}")
             try:
                 _remove(path)
             except OSError as error:
                 raise StorageError(
                     f"cannot finish deleting {path}: {error.strerror or error}") from None
-            removed.append(path.name.removeprefix(DELETING_PREFIX).removesuffix(".tar"))
+            removed.append(name)
         return removed
 
     def lock(self, job: str) -> JobLock:

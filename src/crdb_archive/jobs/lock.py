@@ -4,8 +4,13 @@ On a local destination the lock is ``.crdb-archive-job-<name>.lock`` in the dest
 directory, held with ``flock`` for the whole run. The kernel releases it when the process dies
 however it dies, so a stale lock cannot block the next run; what the dead run wrote into the
 file (pid, host, start time) is still there and tells the next run that it is taking over.
-An object store has no such lock, so its destination will provide another :class:`JobLock`
-(an object with an expiry) behind the same interface.
+An object store has no such lock, so its destination provides another :class:`JobLock` (an
+object with an expiry, jobs/s3_lock.py) behind the same interface.
+
+A lock can be lost while a run holds it: the lock file removed or replaced by hand, the lock
+object taken over by a run on a host that thought it expired. A run therefore calls
+:meth:`JobLock.ensure_held` before every delete and before it publishes a bundle, and stops
+when the lock is no longer its own.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from crdb_archive.errors import JobAlreadyRunning, StorageError
+from crdb_archive.errors import JobAlreadyRunning, JobLockLost, StorageError
 
 LOCK_PREFIX = ".crdb-archive-job-"
 LOCK_SUFFIX = ".lock"
@@ -68,6 +73,10 @@ class JobLock(Protocol):
     @property
     def taken_over(self) -> LockHolder | None:
         """A previous holder that ended without releasing the lock (it died)."""
+
+    def ensure_held(self, action: str) -> None:
+        """Raise JobLockLost unless this run still holds the lock; ``action`` (such as
+        "deleting <bundle>") says in the message what the run stopped before."""
 
     def __enter__(self) -> JobLock: ...
 
@@ -137,6 +146,27 @@ class LocalJobLock:
         self._fd = fd
         return self
 
+    def ensure_held(self, action: str) -> None:
+        """Raise JobLockLost unless the file at the lock's path is still the one this run
+        locked: one removed or replaced by hand may be locked by another run now."""
+        where = f"the job lock {self.path}"
+        if self._fd is None:
+            raise JobLockLost(f"{where} is not held by this run; stopped before {action}")
+        try:
+            held = os.fstat(self._fd)
+            current = self.path.lstat()
+        except FileNotFoundError:
+            raise JobLockLost(f"{where} was removed during the run, so another run may take "
+                              f"it; stopped before {action}") from None
+        except OSError as error:
+            raise JobLockLost(f"cannot check {where}: {error.strerror or error}; stopped "
+                              f"before {action}") from None
+        if (held.st_dev, held.st_ino) != (current.st_dev, current.st_ino):
+            holder = _read_holder(self.path)
+            who = f" ({holder.describe()} holds it now)" if holder else ""
+            raise JobLockLost(f"{where} was replaced during the run{who}; stopped before "
+                              f"{action}")
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -154,3 +184,17 @@ class LocalJobLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def _read_holder(path: Path) -> LockHolder | None:
+    """The holder recorded in the lock file now at ``path``, for a message; None if unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return LockHolder.parse(os.pread(fd, _MAX_RECORD, 0))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)

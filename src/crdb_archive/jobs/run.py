@@ -3,12 +3,18 @@
 A run is safe to repeat: a backup whose bundle exists is not archived again, a run killed
 midway leaves only hidden staging that the next run clears, and deletes go through a hidden
 name. A failure in one backup does not stop the others; the run reports every failure and
-ends with the most severe exit code (130 interrupted, then 1 damaged, 3 world, 2 bad input).
-Nothing is deleted by a run that had any failure.
+ends with the most severe exit code (1 damaged, then 3 world, then 2 bad input). Nothing is
+deleted by a run that had any failure.
+
+Two things stop a run at once instead of being reported as a step that failed: an interrupt
+(``Interrupted`` propagates to the CLI, which alone reports it, after the lock is released and
+staging removed), and a lost job lock (checked before every delete and every publish: another
+run may be working in the same destination now).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import time
@@ -18,12 +24,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from crdb_archive.archive import ArchiveRequest, archive_backup
+from crdb_archive.bundle.writer import Guard, unguarded
 from crdb_archive.errors import (
     CrdbArchiveError,
     DamagedBundle,
     ExitCode,
     Interrupted,
     JobAlreadyRunning,
+    JobLockLost,
+    StorageError,
 )
 from crdb_archive.jobs.destination import Destination, StoredBundle, open_destination
 from crdb_archive.jobs.metrics import RunMetrics, write_metrics
@@ -42,7 +51,6 @@ _SEVERITY = {
     ExitCode.BAD_INPUT: 1,
     ExitCode.WORLD: 2,
     ExitCode.NO: 3,
-    ExitCode.INTERRUPTED: 4,
 }
 
 
@@ -117,9 +125,10 @@ def run_job(
 ) -> JobReport:
     """Run the job ``spec`` once and report how it went; every step is also an event.
 
-    Failures, an interruption included, are reported in the result, not raised: its
-    ``exit_code`` is the most severe. ``now`` fixes the clock retention counts from.
-    ``metrics_file`` is written unless this is a dry run or another run holds the lock.
+    Failures are reported in the result, not raised: its ``exit_code`` is the most severe.
+    ``now`` fixes the clock retention counts from. ``metrics_file`` is written unless this is
+    a dry run or another run holds the lock. Raises Interrupted when stopped by a signal,
+    with the lock released and (``metrics_file``) exit code 130 recorded for monitoring.
     """
     started = time.monotonic()
     now = now or dt.datetime.now(dt.UTC)
@@ -138,12 +147,23 @@ def run_job(
                 if lock.taken_over is not None:
                     run.warn("lock", f"the previous run ({lock.taken_over.describe()}) ended "
                              "without releasing the job lock; taking it over")
+                run.guard = lock.ensure_held
                 run.execute(target)
     except JobAlreadyRunning as error:
         locked_out = True
         run.fail("lock", error)
-    except CrdbArchiveError as error:  # Interrupted included: report it, then stop
+    except JobLockLost as error:
+        run.fail("lock", error)
+    except CrdbArchiveError as error:
         run.fail("run", error)
+    except Interrupted:
+        # Not a failure of a step, and reported by the CLI alone; a stopped run is still news
+        # for monitoring (a supervisor that keeps killing the job at its time limit).
+        if metrics_file is not None and not dry_run:
+            run.report.seconds = time.monotonic() - started
+            with contextlib.suppress(StorageError):  # the interrupt is what gets reported
+                _write_metrics(metrics_file, run.report, ExitCode.INTERRUPTED)
+        raise
     finally:
         if opened is not None:
             opened.close()
@@ -151,16 +171,21 @@ def run_job(
     report.seconds = time.monotonic() - started
     if metrics_file is not None and not dry_run and not locked_out:
         try:
-            write_metrics(metrics_file, RunMetrics(
-                job=spec.name, finished=time.time(), exit_code=int(report.exit_code),
-                bundles_written=len(report.written), bytes_written=report.bytes_written,
-                bundles_deleted=len(report.deleted), duration_seconds=report.seconds,
-                failures=len(report.failures), warnings=report.warnings,
-            ))
+            _write_metrics(metrics_file, report, report.exit_code)
         except CrdbArchiveError as error:
             run.fail("metrics", error)
     run.emit("done", **report.to_json())
     return report
+
+
+def _write_metrics(path: Path, report: JobReport, code: ExitCode) -> None:
+    write_metrics(path, RunMetrics(
+        job=report.job, finished=time.time(), exit_code=int(code),
+        bundles_written=len(report.written), bytes_written=report.bytes_written,
+        bundles_deleted=len(report.deleted), duration_seconds=report.seconds,
+        failures=len(report.failures), warnings=report.warnings,
+    ))
+
 
 
 class _Run:
@@ -174,6 +199,9 @@ class _Run:
         self.report = JobReport(spec.name, dry_run)
         self.damaged: set[str] = set()
         self.source = spec.source_display  # until a backup tells how archive names it
+        # Called before every delete and publish with what is about to change; raises
+        # JobLockLost when the job lock is no longer this run's.
+        self.guard: Guard = unguarded
 
     # --- events ---------------------------------------------------------------------------
 
@@ -196,7 +224,7 @@ class _Run:
         # mistake in the spec, and a dry run must say so too.
         destination.check_write_options(self.write_options())
         if not self.dry_run:
-            for name in destination.clear_leftovers():
+            for name in destination.clear_leftovers(guard=self.guard):
                 self.emit("delete", bundle=name, resumed=True, dry_run=False)
         selection = select_backups(self.spec)
         self.source = selection.source or self.spec.source_display
@@ -293,12 +321,11 @@ class _Run:
 
     def _remember(self, destination: Destination, candidate: Candidate, name: str,
                   location: str, form: Literal["dir", "tar"], version: str | None) -> None:
+        self.guard(f"recording {name}")
         try:
             destination.remember(StoredBundle(
                 name=name, location=location, form=form, time=candidate.time,
                 source=self.source, version=version, created=self.now))
-        except Interrupted:
-            raise
         except CrdbArchiveError as error:
             self.fail("record", error, bundle=name)
 
@@ -309,7 +336,7 @@ class _Run:
             source=spec.source, dest=destination.archive_target, subdir=candidate.subdir,
             version=spec.release, force_version=spec.force_version, platforms=spec.platforms,
             mirror=spec.mirror, format=spec.format, with_incrementals=spec.with_incrementals,
-            cache_dir=spec.cache_dir,
+            cache_dir=spec.cache_dir, use_cache=spec.use_cache,
             # One endpoint for both ends: the spec refuses two different ones.
             endpoint_url=spec.destination_endpoint_url or spec.source_endpoint_url,
             storage_class=spec.storage_class,
@@ -319,9 +346,9 @@ class _Run:
             keys=spec.keys,
         )
         try:
-            result = archive_backup(request, progress=self.progress)
-        except Interrupted:
-            raise
+            result = archive_backup(request, progress=self.progress, guard=self.guard)
+        except JobLockLost:
+            raise  # not this backup's failure: the whole run must stop
         except CrdbArchiveError as error:
             self.fail("archive", error, backup=candidate.label, bundle=candidate.name)
             return
@@ -343,8 +370,6 @@ class _Run:
         the bundle is sound."""
         try:
             checked = destination.check(location, full=full, progress=self.progress)
-        except Interrupted:
-            raise
         except CrdbArchiveError as error:
             self.damaged.add(name)
             self.fail("verify", error, bundle=name)
@@ -402,10 +427,9 @@ class _Run:
             if bundle.locked(self.now):  # decide() keeps these; a second guard costs nothing
                 continue
             if destination is not None:
+                self.guard(f"deleting {bundle.name}")
                 try:
                     destination.delete(bundle)
-                except Interrupted:
-                    raise
                 except CrdbArchiveError as error:
                     self.fail("delete", error, bundle=bundle.name)
                     continue

@@ -27,6 +27,7 @@ from crdb_archive.bundle.reader import open_bundle_in
 from crdb_archive.bundle.remote import bundle_key
 from crdb_archive.bundle.retrieve import read_description
 from crdb_archive.bundle.verify import VerifyReport, verify_reader
+from crdb_archive.bundle.writer import Guard, unguarded
 from crdb_archive.errors import BadInput, CrdbArchiveError, StorageError
 from crdb_archive.jobs.destination import (
     Checked,
@@ -238,10 +239,11 @@ class S3Destination:
         self.storage.delete_tree(f"{name}/")
         self.storage.delete(f"{DELETING_PREFIX}{name}")
 
-    def clear_leftovers(self) -> list[str]:
+    def clear_leftovers(self, *, guard: Guard = unguarded) -> list[str]:
         scan = self._scan()
         finished = []
         for name in sorted(scan.deleting):
+            guard(f"finishing the delete of {name}")
             if name in scan.dirs:
                 self._finish_delete(name)
                 finished.append(name)
@@ -250,6 +252,7 @@ class S3Destination:
                 with contextlib.suppress(StorageError):
                     self.storage.delete(f"{DELETING_PREFIX}{name}")
         for name in sorted(scan.records - set(scan.tars)):
+            guard(f"deleting the job record of {name}")
             # A record retained by Object Lock as long as its tar was is harmless.
             with contextlib.suppress(StorageError):
                 self.storage.delete(_index_key(name))

@@ -6,7 +6,9 @@ expires}``. It is created with ``If-None-Match: *`` (S3 refuses the write when t
 exists), so of two runs starting together exactly one creates it. A lock whose ``expires`` has
 passed belongs to a run that died: it is replaced with ``If-Match: <its ETag>``, so of two runs
 taking it over only one succeeds. While the run goes on, a thread pushes ``expires`` forward
-(again with ``If-Match``); the run deletes the object at its end, only if it is still its own.
+(again with ``If-Match``), and so does :meth:`S3JobLock.ensure_held` before every delete and
+every publish: a write that fails its condition means another run holds the lock now, and the
+run stops. The run deletes the object at its end, only if it is still its own.
 
 After every write the object is read back and its owner compared, which also catches a store
 that ignores conditional headers; on such a store two runs that write within the same
@@ -16,6 +18,7 @@ moment can both believe they hold the lock, so use one that honours them (AWS S3
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from crdb_archive.errors import CrdbArchiveError, JobAlreadyRunning, StorageError
+from crdb_archive.errors import CrdbArchiveError, JobAlreadyRunning, JobLockLost, StorageError
 from crdb_archive.jobs.lock import LockHolder, lock_file_name
 from crdb_archive.storage.s3_config import make_client, s3_target
 from crdb_archive.storage.s3_errors import error_code, s3_errors
@@ -76,9 +79,11 @@ class S3JobLock:
         self._started = _now()
         self._taken_over: LockHolder | None = None
         self._lost: str | None = None
+        self._holder: LockHolder | None = None  # who holds it instead, once lost
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
-        self._guard = threading.Lock()
+        # One conditional write at a time: two with the same If-Match would fail each other.
+        self._guard = threading.RLock()
 
     @property
     def taken_over(self) -> LockHolder | None:
@@ -91,12 +96,31 @@ class S3JobLock:
 
     # --- taking and giving back ------------------------------------------------------------
 
+    def ensure_held(self, action: str) -> None:
+        """Renew the lock, which proves it is still this run's; raise JobLockLost otherwise.
+
+        Also raised when the renewal cannot be made (the store cannot be reached): a run that
+        cannot show it holds the lock must not delete or publish.
+        """
+        try:
+            held = self._renew()
+        except CrdbArchiveError as error:
+            raise JobLockLost(f"cannot confirm that this run still holds the job lock "
+                              f"{self.display} ({error}); stopped before {action}") from None
+        if not held:
+            who = f" ({self._holder.describe()} holds it now)" if self._holder else ""
+            raise JobLockLost(f"the job lock {self.display} is no longer this run's: "
+                              f"{self._lost}{who}; stopped before {action}")
+
     def __enter__(self) -> S3JobLock:
         self._started = _now()
         self._client = make_client(self._target, pool_size=2)
         try:
             self._acquire()
         except BaseException:
+            # Stopped (or failed) after a write the store may have applied: a lock left
+            # behind would block the next run until it expires.
+            self._discard_own()
             self._close()
             raise
         self._refresher = threading.Thread(target=self._refresh_loop, daemon=True,
@@ -166,6 +190,20 @@ class S3JobLock:
         self._etag = None
         return None
 
+    def _discard_own(self) -> None:
+        """Delete the lock object if it carries this run's owner; best effort, never raises."""
+        # Should this fail too, the lock expires by itself; the error that got us here says more.
+        with contextlib.suppress(CrdbArchiveError):
+            current = self._read()
+            if current is not None and _owner(current[0]) == self.owner:
+                self._delete_if_match(current[1])
+
+    def _delete_if_match(self, etag: str) -> None:
+        if self._client is None:  # pragma: no cover - only called while entered
+            return
+        with s3_errors("release the job lock", self.display, self._target.secrets):
+            self._client.delete_object(Bucket=self._target.bucket, Key=self.key, IfMatch=etag)
+
     def _close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -176,15 +214,29 @@ class S3JobLock:
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.refresh_every.total_seconds()):
             try:
-                if not self._put(if_match=self._etag):
-                    self._lost = "another run replaced it (was this run stalled past its expiry?)"
+                if not self._renew():
                     return
             except CrdbArchiveError as error:
                 # A refresh that fails leaves the lock as it was; the next one may succeed
                 # before it expires. Only an expired lock is lost.
-                if self._expires is not None and self._expires <= _now():
-                    self._lost = f"it expired after refreshes failed ({error})"
-                    return
+                with self._guard:
+                    if self._expires is not None and self._expires <= _now():
+                        self._lost = f"it expired after refreshes failed ({error})"
+                        return
+
+    def _renew(self) -> bool:
+        """Push ``expires`` forward if the lock is still ours; False (and ``lost`` set) when
+        another run's write replaced it. Raises StorageError when the store cannot be reached.
+        """
+        with self._guard:
+            if self._lost is not None:
+                return False
+            # The ETag covers this run's own record (its owner included): a write that still
+            # matches it proves that no other run has written the lock since, expired or not.
+            if self._put(if_match=self._etag):
+                return True
+            self._lost = "another run replaced it (was this run stalled past its expiry?)"
+            return False
 
     # --- the object ------------------------------------------------------------------------
 
@@ -209,22 +261,33 @@ class S3JobLock:
             conditions["IfNoneMatch"] = "*"
         if if_match is not None:
             conditions["IfMatch"] = if_match
-        with self._guard, s3_errors("write the job lock", self.display, self._target.secrets):
-            try:
-                self._client.put_object(
-                    Bucket=self._target.bucket, Key=self.key, Body=self._record(expires),
-                    ContentType="application/json", **conditions)
-            except ClientError as error:
-                if error_code(error) in _LOST_RACE or (
-                        if_match is not None and error_code(error) in ("NoSuchKey", "404")):
-                    return False
-                raise
-        current = self._read()
-        if current is None or _owner(current[0]) != self.owner:
-            return False
-        self._etag = current[1]
-        self._expires = expires
-        return True
+        with self._guard:
+            with s3_errors("write the job lock", self.display, self._target.secrets):
+                try:
+                    self._client.put_object(
+                        Bucket=self._target.bucket, Key=self.key, Body=self._record(expires),
+                        ContentType="application/json", **conditions)
+                except ClientError as error:
+                    if error_code(error) in _LOST_RACE or (
+                            if_match is not None and error_code(error) in ("NoSuchKey", "404")):
+                        self._note_holder()
+                        return False
+                    raise
+            current = self._read()
+            if current is None or _owner(current[0]) != self.owner:
+                self._holder = LockHolder.parse(current[0]) if current is not None else None
+                return False
+            self._etag = current[1]
+            self._expires = expires
+            return True
+
+    def _note_holder(self) -> None:
+        """Remember who holds the lock instead of this run, for the message; never raises."""
+        try:
+            current = self._read()
+        except CrdbArchiveError:
+            return
+        self._holder = LockHolder.parse(current[0]) if current is not None else None
 
     def _read(self) -> tuple[bytes, str] | None:
         """The lock object's content and ETag, or None when there is none."""

@@ -27,6 +27,7 @@ from crdb_archive.bundle.writer import BundleFormat
 from crdb_archive.errors import BadInput, CrdbArchiveError, InvalidJobSpec
 from crdb_archive.jobs.spec_table import SpecTable, kind_of, unknown
 from crdb_archive.storage.kms import KmsUri
+from crdb_archive.storage.places import overlap_problem
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import release_index
 
@@ -121,6 +122,7 @@ class JobSpec:
     object_lock: ObjectLock | None
     retention: Retention | None
     binary_removal_days: int
+    use_cache: bool = True  # not a spec key: `run --no-cache` turns it off for one run
     # Opens encrypted backups: a passphrase (file or environment) or KMS URIs.
     keys: EncryptionKeys = field(default=NO_KEYS, repr=False)
 
@@ -226,7 +228,11 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
         for key, value in (("storage_class", storage_class), ("object_lock", object_lock)):
             if value is not None:
                 destination.problem(key, "applies only to s3:// destinations")
-    _check_apart(source_uri, dest_uri, destination)
+    if source_uri is not None and dest_uri is not None:
+        apart = overlap_problem(source_uri, dest_uri, source_endpoint_url=source_endpoint,
+                                dest_endpoint_url=dest_endpoint, refuse_source_inside=True)
+        if apart is not None:
+            destination.problem("uri", apart)
     if source_endpoint and dest_endpoint and source_endpoint != dest_endpoint:
         destination.problem("endpoint_url", "differs from source.endpoint_url, and a run "
                             "talks to one endpoint; give the source's as AWS_ENDPOINT=... in "
@@ -449,12 +455,3 @@ def _retention(table: SpecTable, *, present: bool) -> Retention | None:
             "(leave the section out to keep every bundle)")
     return Retention(**rules)
 
-
-def _check_apart(source: str | None, dest: str | None, table: SpecTable) -> None:
-    """Bundles inside the backup collection (or the reverse) would be archived or pruned."""
-    if source is None or dest is None or "://" in source or "://" in dest:
-        return
-    a, b = Path(source), Path(dest)
-    if a == b or a in b.parents or b in a.parents:
-        table.problem("uri", f"{dest} overlaps the source {source}; keep bundles apart from "
-                      "the backups")

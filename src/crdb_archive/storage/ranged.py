@@ -11,6 +11,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 
+from crdb_archive.errors import StorageError
 from crdb_archive.storage.base import Storage
 
 PART_SIZE = 8 << 20
@@ -32,20 +33,39 @@ class RangedReader:
         self._pending: deque[Future[bytes]] = deque()
         self._buffer = memoryview(b"")
         self._closed = False
+        self._probed = False
         self._fill()
 
     def _fetch(self, start: int, length: int) -> bytes:
-        # A short answer (the object shrank while it was read) ends the stream early, and the
-        # reader's caller sees a short read: a size or digest mismatch, never made-up bytes.
         with self._storage.open_read(self._key, start=start, length=length) as stream:
             data: bytes = stream.read()
+        if len(data) != length:
+            # The storage delivers whole ranges or fails; fewer bytes mean the object is
+            # shorter than it was listed: it changed while it was read, which is not damage.
+            raise StorageError(f"cannot read {self._storage.display(self._key)}: {len(data)} "
+                               f"bytes at offset {start} where {length} were expected (it "
+                               "changed while it was read)")
         return data
+
+    def _probe_end(self) -> bytes:
+        # The size came from a listing or a HEAD; an object longer than that would be read cut
+        # short and look damaged. One byte asked past the end must not come.
+        with self._storage.open_read(self._key, start=self._size, length=1) as stream:
+            extra = stream.read(1)
+        if extra:
+            raise StorageError(f"cannot read {self._storage.display(self._key)}: it is longer "
+                               f"than the {self._size} bytes it was listed with (it changed "
+                               "while it was read)")
+        return b""
 
     def _fill(self) -> None:
         while len(self._pending) < self._parallel and self._next_offset < self._size:
             length = min(self._part_size, self._size - self._next_offset)
             self._pending.append(self._pool.submit(self._fetch, self._next_offset, length))
             self._next_offset += length
+        if self._next_offset >= self._size and not self._probed:
+            self._probed = True
+            self._pending.append(self._pool.submit(self._probe_end))
 
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes (all that is left when negative); b"" at the end."""
@@ -57,8 +77,6 @@ class RangedReader:
                     break
                 part = self._pending.popleft().result()
                 self._fill()
-                if not part:
-                    break
                 self._buffer = memoryview(part)
             piece = self._buffer[:wanted]
             chunks.append(bytes(piece))

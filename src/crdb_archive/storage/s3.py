@@ -28,10 +28,10 @@ from crdb_archive.storage.base import (
     validate_key,
     validate_prefix,
 )
-from crdb_archive.storage.s3_config import S3Target, make_client, s3_target
-from crdb_archive.storage.s3_errors import error_code, s3_errors, translate_error
+from crdb_archive.storage.s3_config import S3Target, make_client, max_attempts, s3_target
+from crdb_archive.storage.s3_errors import error_code, s3_errors
+from crdb_archive.storage.s3_read import ObjectRead, open_object_range
 from crdb_archive.storage.s3_upload import COLD_CLASSES, S3Upload, validate_options
-from crdb_archive.storage.streams import body_reader
 from crdb_archive.storage.uri import Location
 
 if TYPE_CHECKING:
@@ -193,26 +193,13 @@ class S3Storage(Storage):
                 raise ObjectNotFound(f"{self.display(key)} does not exist")
             yield empty_reader()
             return
-        arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
-        if start or length is not None:
-            end = "" if length is None else str(start + length - 1)
-            arguments["Range"] = f"bytes={start}-{end}"
-        with self._errors("read", key):
-            try:
-                answer = self._client.get_object(**arguments)
-            except ClientError as error:
-                if error_code(error) != "InvalidRange":
-                    raise
-                answer = None
-        if answer is None:  # the range starts at or past the end
+        read = ObjectRead(self._client, self.bucket, full, self.display(key),
+                          self._target.secrets, max_attempts())
+        reader = open_object_range(read, start, length)
+        if reader is None:  # the range starts at or past the end
             yield empty_reader()
             return
-        where = self.display(key)
-
-        def broken(error: Exception) -> Exception:
-            return translate_error(error, "read", where, self._target.secrets)
-
-        with body_reader(answer["Body"], broken) as reader:
+        with reader:
             yield reader
 
     # --- writing -------------------------------------------------------------------------

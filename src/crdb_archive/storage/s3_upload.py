@@ -14,9 +14,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from crdb_archive.errors import BadInput
+from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.storage.base import WriteOptions
 from crdb_archive.storage.s3_errors import s3_errors
+from crdb_archive.storage.s3_outcome import (
+    SentObject,
+    UploadStart,
+    abort_leftovers,
+    note_initiation,
+    object_is,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -35,10 +42,6 @@ STORAGE_CLASSES = frozenset({
 })
 # Objects in these classes must be restored before a GET (S3 answers InvalidObjectState).
 COLD_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
-
-
-def sha256_b64(data: bytes | bytearray | memoryview) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
 def base_part_size(size_hint: int | None) -> int:
@@ -116,6 +119,9 @@ class S3Upload:
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[CompletedPartTypeDef] = []
+        self._part_etags: list[str] = []
+        self._part_sha256: list[bytes] = []
+        self._start: UploadStart | None = None
         self._written = 0
 
     @property
@@ -140,25 +146,44 @@ class S3Upload:
     def finish(self) -> None:
         """Make the object visible: one PUT, or the last part and CompleteMultipartUpload."""
         if self._upload_id is None:
-            body = bytes(self._buffer)
-            with s3_errors("write", self._where, self._secrets):
-                self._client.put_object(
-                    Bucket=self._bucket, Key=self._key, Body=body,
-                    ChecksumAlgorithm="SHA256", ChecksumSHA256=sha256_b64(body),
-                    **self._arguments,
-                )
+            self._put(bytes(self._buffer))
             self._buffer.clear()
             return
         if self._buffer:
             self._upload_part(bytes(self._buffer))
             self._buffer.clear()
-        with s3_errors("complete the upload of", self._where, self._secrets):
-            self._client.complete_multipart_upload(
-                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
-                MultipartUpload={"Parts": self._parts},
-            )
+        try:
+            with s3_errors("complete the upload of", self._where, self._secrets):
+                self._client.complete_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},
+                )
+        except StorageError:
+            # Applied, and the answer lost: the retry then meets NoSuchUpload.
+            sent = SentObject(self._written, self._part_etags, self._part_sha256, True)
+            if not object_is(self._client, self._bucket, self._key, sent):
+                raise
         self._upload_id = None
+        if self._start is not None and self._start.retried:
+            abort_leftovers(self._client, self._bucket, self._key, self._start, keep=None)
         self._ensure_retention()
+
+    def _put(self, body: bytes) -> None:
+        digest = hashlib.sha256(body).digest()
+        try:
+            with s3_errors("write", self._where, self._secrets):
+                self._client.put_object(
+                    Bucket=self._bucket, Key=self._key, Body=body,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=base64.b64encode(digest).decode("ascii"),
+                    **self._arguments,
+                )
+        except StorageError:
+            # A PUT applied whose every answer was lost has still stored what we sent.
+            md5 = hashlib.md5(body).hexdigest()  # noqa: S324 - S3's ETag scheme
+            if not object_is(self._client, self._bucket, self._key,
+                             SentObject(len(body), [md5], [digest], False)):
+                raise
 
     def _ensure_retention(self) -> None:
         # AWS applies the lock given to CreateMultipartUpload; some S3-compatible stores
@@ -179,28 +204,46 @@ class S3Upload:
         """Drop the parts sent so far, so that no billed, invisible upload lingers."""
         self._buffer.clear()
         upload_id, self._upload_id = self._upload_id, None
-        if upload_id is None:
-            return
+        start, self._start = self._start, None
         # Best effort: the failure that brought us here is the one to report; a lifecycle
         # rule (AbortIncompleteMultipartUpload) catches what this misses.
-        with contextlib.suppress(Exception):
-            self._client.abort_multipart_upload(
-                Bucket=self._bucket, Key=self._key, UploadId=upload_id
-            )
+        if upload_id is not None:
+            with contextlib.suppress(Exception):
+                self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=upload_id
+                )
+        if start is not None and start.retried:
+            with contextlib.suppress(Exception):
+                abort_leftovers(self._client, self._bucket, self._key, start, keep=None)
 
-    def _upload_part(self, body: bytes) -> None:
-        if self._upload_id is None:
+    def _start_upload(self) -> str:
+        start = self._start = UploadStart.now()
+        try:
             with s3_errors("start the upload of", self._where, self._secrets):
                 started = self._client.create_multipart_upload(
                     Bucket=self._bucket, Key=self._key, ChecksumAlgorithm="SHA256",
                     **self._arguments,
                 )
-            self._upload_id = started["UploadId"]
+        except BaseException:
+            start.retried = True  # an attempt may have been applied all the same
+            raise
+        upload_id = started["UploadId"]
+        start.answered(started.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+        if start.retried:
+            # An earlier attempt may have started an upload whose answer was lost: note when
+            # ours began by the store's clock, to tell such leftovers from other writers'.
+            note_initiation(self._client, self._bucket, self._key, upload_id, start)
+        return upload_id
+
+    def _upload_part(self, body: bytes) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._start_upload()
         number = len(self._parts) + 1
         if number > MAX_PARTS:
             raise BadInput(f"{self._where} is too large for one S3 object "
                            f"({MAX_PARTS} parts sent)")
-        checksum = sha256_b64(body)
+        digest = hashlib.sha256(body).digest()
+        checksum = base64.b64encode(digest).decode("ascii")
         with s3_errors("write", self._where, self._secrets):
             answer = self._client.upload_part(
                 Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
@@ -210,3 +253,5 @@ class S3Upload:
         self._parts.append(
             {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
         )
+        self._part_etags.append(answer["ETag"])
+        self._part_sha256.append(digest)

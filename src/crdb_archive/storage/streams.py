@@ -1,20 +1,12 @@
-"""Readers over part of a file and over an S3 response body, as buffered binary streams."""
+"""A reader over part of a file, as a buffered binary stream."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import IO, Protocol
-
-from crdb_archive.errors import CrdbArchiveError
+from typing import IO
 
 READ_BUFFER = 1 << 20
-
-
-class _Body(Protocol):
-    def read(self, amt: int | None = None) -> bytes: ...
-
-    def close(self) -> None: ...
 
 
 class _FileWindow(io.RawIOBase):
@@ -58,36 +50,3 @@ def file_window(
     ``on_error`` turns a failed read into the exception to raise.
     """
     return io.BufferedReader(_FileWindow(raw, length, on_error), buffer_size=READ_BUFFER)
-
-
-class _BodyStream(io.RawIOBase):
-    """An HTTP response body as a raw stream; ``on_error`` turns a broken read into ours."""
-
-    def __init__(self, body: _Body, on_error: Callable[[Exception], Exception]) -> None:
-        super().__init__()
-        self._body = body
-        self._on_error = on_error
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        view = memoryview(buffer).cast("B")
-        try:
-            data = self._body.read(len(view))
-        except CrdbArchiveError:
-            raise  # our own, such as Interrupted from a signal handler: not a transport failure
-        # Every transport failure (urllib3, botocore, OSError) becomes one of our errors.
-        except Exception as error:
-            raise self._on_error(error) from error
-        view[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._body.close()
-        super().close()
-
-
-def body_reader(body: _Body, on_error: Callable[[Exception], Exception]) -> IO[bytes]:
-    """A buffered reader over an S3 ``StreamingBody``; closing it releases the connection."""
-    return io.BufferedReader(_BodyStream(body, on_error), buffer_size=READ_BUFFER)

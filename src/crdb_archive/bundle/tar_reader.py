@@ -1,0 +1,176 @@
+"""Bundle tars, on local disk or in object storage, read by the strict reader (tarstream).
+
+Imported by :mod:`crdb_archive.bundle.reader` when it opens a tar: the readers here build on
+its base class.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import io
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, cast
+
+from crdb_archive.bundle import layout
+from crdb_archive.bundle.reader import BundleReader, Form, Member, Oddity, Opener, check_path
+from crdb_archive.bundle.tarstream import StrictTar, TarDamaged, TarEntry
+from crdb_archive.errors import NotABundle, StorageError
+from crdb_archive.storage.base import ObjectInfo, Storage
+from crdb_archive.storage.ranged import RangedReader
+from crdb_archive.storage.streams import file_window
+
+# --- tars, local or remote -----------------------------------------------------------------------
+
+
+class _TarReader(BundleReader):
+    """A tar read front to back by the strict reader; subclasses say where its bytes come from.
+
+    ``duplicates`` names the members found more than once in the last pass.
+    """
+
+    form: Form = "tar"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.duplicates: list[str] = []
+
+    @abc.abstractmethod
+    def _open_tar(self) -> contextlib.AbstractContextManager[StrictTar]:
+        """The tar, opened for one pass from its start."""
+
+    def members(self) -> Iterator[Member]:
+        with self._open_tar() as tar:
+            for member, _ in self._members_of(tar):
+                yield member
+
+    def _members_of(self, tar: StrictTar) -> Iterator[tuple[Member, TarEntry]]:
+        self.oddities.clear()
+        self.duplicates = []
+        top: str | None = None
+        names: set[str] = set()
+        for entry in tar.entries():
+            head, _, rest = entry.name.partition("/")
+            if top is None:
+                top = head
+            inside = head == top and (rest or entry.kind == "dir")
+            if entry.name in names:
+                # A second copy: which one a tool extracts depends on the tool (the last wins
+                # for tar xf), so neither is trusted; the verifier reports it.
+                self.duplicates.append(rest if inside and rest else entry.name)
+                self.oddities.append(Oddity(self.duplicates[-1],
+                                            "appears more than once in the tar"))
+                continue
+            names.add(entry.name)
+            if not inside:
+                self.oddities.append(Oddity(entry.name, f"outside the bundle folder {top}/"))
+                continue
+            if entry.kind == "dir":
+                continue
+            if entry.kind == "other":
+                self.oddities.append(Oddity(rest, f"{entry.type_name}, not a regular file in "
+                                                  "the tar"))
+                continue
+            if not layout.is_safe_relative(rest):
+                self.oddities.append(Oddity(rest, "unsafe path in the tar"))
+                continue
+            yield Member(rest, entry.size, _tar_opener(tar, entry)), entry
+        if top is None:
+            raise TarDamaged(self.display, "size", "it holds no member: an empty tar is not a "
+                             "bundle", complete=True)
+
+    def _refuse_duplicates(self) -> None:
+        if self.duplicates:
+            raise TarDamaged(self.display, "unexpected",
+                             f"{self.duplicates[0]} appears more than once in the tar",
+                             complete=True)
+
+    def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
+        wanted = set(names)
+        for name in wanted:
+            check_path(name)
+        for member in self.members():
+            if member.path in wanted:
+                with member.open() as stream:
+                    yield member.path, member.size, stream
+        self._refuse_duplicates()
+
+    @contextlib.contextmanager
+    def open_member(self, path: str) -> Iterator[IO[bytes]]:
+        check_path(path)
+        for member in self.members():
+            if member.path == path:
+                with member.open() as stream:
+                    yield stream
+                return
+        raise NotABundle(f"{self.display} has no {path}")
+
+
+class LocalTarReader(_TarReader):
+    def __init__(self, location: Path) -> None:
+        super().__init__()
+        self.location = location
+        self.display = str(location)
+
+    @contextlib.contextmanager
+    def _open_tar(self) -> Iterator[StrictTar]:
+        try:
+            source = self.location.open("rb")
+        except OSError as error:
+            raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
+        with source:
+            try:
+                yield StrictTar(source, self.display, seekable=True)
+            except OSError as error:
+                raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
+
+    @contextlib.contextmanager
+    def open_member(self, path: str) -> Iterator[IO[bytes]]:
+        # Local tars are seekable: read every header (skipping the data) to know the tar is
+        # whole and holds the member once, then jump to it.
+        check_path(path)
+        found: TarEntry | None = None
+        with self._open_tar() as tar:
+            for member, entry in self._members_of(tar):
+                if member.path == path and found is None:
+                    found = entry
+        self._refuse_duplicates()
+        if found is None:
+            raise NotABundle(f"{self.location} has no {path}")
+        try:
+            raw = io.FileIO(self.location, "r")
+            raw.seek(found.offset)
+        except OSError as error:
+            raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
+        with file_window(raw, found.size, lambda error: StorageError(
+                f"cannot read {self.location}: {error.strerror}")) as stream:
+            yield stream
+
+
+class RemoteTarReader(_TarReader):
+    """A tar object in object storage, streamed (the only way to read it once)."""
+
+    def __init__(self, storage: Storage, key: str, info: ObjectInfo) -> None:
+        super().__init__()
+        self.storage = storage
+        self.key = key
+        self.info = info
+        self.display = storage.display(key)
+
+    def cold(self) -> list[ObjectInfo]:
+        return [] if self.info.readable else [self.info]
+
+    @contextlib.contextmanager
+    def _open_tar(self) -> Iterator[StrictTar]:
+        with RangedReader(self.storage, self.key, self.info.size) as ranged:
+            yield StrictTar(cast(IO[bytes], ranged), self.display)
+
+
+def _tar_opener(tar: StrictTar, entry: TarEntry) -> Opener:
+    @contextlib.contextmanager
+    def opener() -> Iterator[IO[bytes]]:
+        with tar.open(entry) as stream:
+            yield stream
+
+    return opener

@@ -1,0 +1,119 @@
+"""Where a command may write, decided before it writes anything.
+
+A destination inside its own source (or equal to it) puts each bundle into the backup it
+archives, and the next archive bundles that bundle too; a local destination that exists as a
+file can never receive a bundle. Both are the user's mistake (exit 2), found here from the
+locations alone, before a directory is created or an object uploaded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from crdb_archive.errors import BadInput
+from crdb_archive.storage.uri import Location, parse_location
+
+# How a destination lies relative to a source.
+Overlap = Literal["same", "dest-inside-source", "source-inside-dest"]
+
+
+@dataclass(frozen=True)
+class _Place:
+    """A location reduced to what identifies it: a namespace and the segments of its path."""
+
+    namespace: tuple[str, ...]  # ("file",) or (scheme, endpoint, bucket)
+    segments: tuple[str, ...]
+
+
+def overlap(source: str, dest: str, *, source_endpoint_url: str | None = None,
+            dest_endpoint_url: str | None = None) -> Overlap | None:
+    """How ``dest`` overlaps ``source``, or None when they are apart.
+
+    Local paths are compared as real paths (symbolic links resolved, relative paths from the
+    working directory); object storage by endpoint, bucket and the segments of the prefix. A
+    location too malformed to place is reported where it is opened, not here: None.
+    """
+    try:
+        a = _place(parse_location(source), source_endpoint_url)
+        b = _place(parse_location(dest), dest_endpoint_url)
+    except (BadInput, ValueError):
+        return None
+    if a.namespace != b.namespace:
+        return None
+    if a.segments == b.segments:
+        return "same"
+    if b.segments[:len(a.segments)] == a.segments:
+        return "dest-inside-source"
+    if a.segments[:len(b.segments)] == b.segments:
+        return "source-inside-dest"
+    return None
+
+
+def overlap_problem(source: str, dest: str, *, source_endpoint_url: str | None = None,
+                    dest_endpoint_url: str | None = None,
+                    refuse_source_inside: bool = False) -> str | None:
+    """Why bundles may not go to ``dest`` given ``source`` (no secrets), or None.
+
+    A destination equal to the source or inside it is always refused; a source inside the
+    destination only with ``refuse_source_inside`` (a job, whose retention lists and deletes
+    in its destination).
+    """
+    found = overlap(source, dest, source_endpoint_url=source_endpoint_url,
+                    dest_endpoint_url=dest_endpoint_url)
+    if found is None:
+        return None
+    shown_source, shown_dest = parse_location(source).redacted, parse_location(dest).redacted
+    if found == "same":
+        return (f"the destination {shown_dest} is the source itself: each bundle would land in "
+                "the backup it archives; keep bundles apart from the backups")
+    if found == "dest-inside-source":
+        return (f"the destination {shown_dest} is inside the source {shown_source}: each "
+                "bundle would land in the backup it archives, and the next archive would "
+                "bundle it again; keep bundles apart from the backups")
+    if found == "source-inside-dest" and refuse_source_inside:
+        return (f"the source {shown_source} is inside the destination {shown_dest}: the job "
+                "would list the backups among its bundles; keep bundles apart from the backups")
+    return None
+
+
+def require_directory(path: Path) -> None:
+    """Raise BadInput when ``path``, or the nearest part of it that exists, is not a directory.
+
+    What does not exist yet is fine: it is created when the first bundle is written.
+    """
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return
+        if os.path.lexists(candidate):
+            if candidate == path:
+                raise BadInput(f"the destination {path} is not a directory")
+            raise BadInput(f"the destination {path} cannot be created: {candidate} is not a "
+                           "directory")
+
+
+def _place(location: Location, endpoint_url: str | None) -> _Place:
+    if location.scheme == "file":
+        real = os.path.realpath(location.path)
+        return _Place(("file",), tuple(part for part in real.split("/") if part))
+    endpoint = ""
+    if location.scheme == "s3":
+        # Imported here: a local archive never needs boto3.
+        from crdb_archive.storage.s3_config import s3_target  # noqa: PLC0415
+
+        endpoint = _endpoint(s3_target(location, endpoint_url=endpoint_url).endpoint_url)
+    segments = tuple(part for part in location.path.split("/") if part)
+    return _Place((location.scheme, endpoint, location.host), segments)
+
+
+def _endpoint(url: str | None) -> str:
+    """An endpoint in one spelling (scheme, host, port); "" for AWS's own."""
+    if url is None:
+        return ""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
