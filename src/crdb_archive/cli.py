@@ -583,7 +583,8 @@ def _bundle_summary(p: dict[str, Any]) -> list[str]:
         f"binaries:         {', '.join(p['platforms'])}",
         f"backup:           {backup['kind']}"
         + (f", full backup {backup['subdir']}" if backup["subdir"] else "")
-        + f", {len(backup['incrementals'])} incremental(s)",
+        + f", {len(backup['incrementals'])} incremental(s)"
+        + (f", encrypted ({backup['encryption']})" if backup["encrypted"] else ""),
         f"end time:         {backup['end_time'] or '-'}",
         f"cluster id:       {backup['cluster_id'] or '-'}",
         f"payload:          {p['payload_oxum']} (bytes.files), bagged {p['bagging_date']}",
