@@ -33,20 +33,11 @@ from crdb_archive.backup.source import collection_hint, open_source, root_path
 from crdb_archive.backup.tree import BackupTree, open_tree
 from crdb_archive.backup.unlock import (
     NOT_ENCRYPTED,
-    DataKey,
     Encryption,
-    Mode,
-    info_files_in,
-    read_encryption_infos,
-    resolve_data_key,
+    settle_encryption,
+    unlock_backup,
 )
-from crdb_archive.errors import (
-    DamagedEncryptionInfo,
-    InvalidVersion,
-    NeedsRestoreFromColdStorage,
-    NotABackup,
-    UnknownVersion,
-)
+from crdb_archive.errors import InvalidVersion, NotABackup, UnknownVersion
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import Storage
 from crdb_archive.versions import Major, release_index
@@ -214,7 +205,7 @@ def _inspect(
         chosen = ""
         latest = None
         backups: list[FullBackup] = []
-        encryption, data_key = _unlock(tree, "", keys, warnings)
+        encryption, data_key = unlock_backup(tree, "", keys, warnings)
         manifest = read_manifest_in(tree, "", progress=progress, data_key=data_key)
         incrementals = layout.find_incrementals(tree, "", warnings)
         pointers: list[BackupFile] = []
@@ -226,7 +217,7 @@ def _inspect(
         chosen = _choose(where, tree, collection, subdir, warnings)
         latest = collection.latest
         backups = collection.full_backups
-        encryption, data_key = _unlock(tree, chosen, keys, warnings)
+        encryption, data_key = unlock_backup(tree, chosen, keys, warnings)
         manifest = read_manifest_in(tree, chosen, progress=progress, data_key=data_key)
         nested = layout.find_incrementals(tree, chosen, warnings)
         separate = layout.find_incrementals(tree, f"{layout.INCREMENTALS}/{chosen}", warnings)
@@ -252,7 +243,7 @@ def _inspect(
         f for rel in incrementals for f in layout.list_files(tree, rel, progress=progress)
     ]
     warnings += _cold_files(tree, files + incremental_files)
-    encryption = _settle_encryption(tree, chosen, manifest, encryption, keys, warnings)
+    encryption = settle_encryption(tree, chosen, manifest, encryption, keys, warnings)
     major, window, version_warnings = assess_versions(manifest)
     root = root_path(tree.storage)
     return BackupInfo(
@@ -273,54 +264,6 @@ def _inspect(
         encryption=encryption,
         owns_storage=owned,
     )
-
-
-def _unlock(
-    tree: BackupTree, directory: str, keys: EncryptionKeys, warnings: list[str]
-) -> tuple[Encryption, DataKey | None]:
-    """How the backup in ``directory`` is encrypted (its ENCRYPTION-INFO files) and, with
-    ``keys``, its data key. Without keys a damaged ENCRYPTION-INFO is only a warning."""
-    files = info_files_in(tree, directory)
-    if not files:
-        return NOT_ENCRYPTED, None
-    try:
-        infos = read_encryption_infos(tree, files)
-    except DamagedEncryptionInfo as error:
-        if keys.given:
-            raise
-        warnings.append(f"{error}; how the backup was encrypted is unknown")
-        return Encryption("unknown", tuple(files)), None
-    except NeedsRestoreFromColdStorage:
-        if keys.given:
-            raise
-        return Encryption("unknown", tuple(files)), None  # the cold files are warned about
-    mode: Mode = "kms" if any(info.wrapped_keys for info in infos) else "passphrase"
-    if not keys.given:
-        return Encryption(mode, tuple(files)), None
-    data_key = resolve_data_key(infos, keys, tree.display(directory))
-    kms = (data_key.opened_by,) if data_key.opened_by else ()
-    return Encryption(mode, tuple(files), decrypted=True, kms=kms), data_key
-
-
-def _settle_encryption(
-    tree: BackupTree, directory: str, manifest: ManifestInfo, found: Encryption,
-    keys: EncryptionKeys, warnings: list[str],
-) -> Encryption:
-    """What the manifest itself shows: encrypted without ENCRYPTION-INFO, or the reverse."""
-    if manifest.encrypted and found.mode == "none":
-        if keys.given:
-            raise DamagedEncryptionInfo(
-                f"{manifest.file} is encrypted, but {tree.display(directory)} holds no "
-                "ENCRYPTION-INFO file: the backup's key cannot be found")
-        return Encryption("unknown")
-    if not manifest.encrypted:
-        if found.mode != "none":
-            warnings.append(f"{', '.join(found.info_files)} exist(s), yet the manifest "
-                            f"{manifest.file} is not encrypted")
-        elif keys.given:
-            warnings.append("an encryption key was given, but the backup is not encrypted")
-        return NOT_ENCRYPTED
-    return found
 
 
 def _cold_files(tree: BackupTree, files: list[BackupFile]) -> list[str]:

@@ -22,10 +22,12 @@ from crdb_archive.backup.encryption_info import (
     parse_encryption_info,
 )
 from crdb_archive.backup.keys import PASSPHRASE_ENV, EncryptionKeys
+from crdb_archive.backup.manifest import ManifestInfo
 from crdb_archive.backup.tree import BackupTree, join
 from crdb_archive.errors import (
     CrdbArchiveError,
     DamagedEncryptionInfo,
+    NeedsRestoreFromColdStorage,
     UnsupportedBackupFile,
     WrongEncryptionKey,
 )
@@ -151,3 +153,54 @@ def _kms_count(infos: list[EncryptionInfo]) -> str:
     files = len(infos)
     return (f"{count} KMS key(s) in {files} ENCRYPTION-INFO file(s)" if count
             else f"no KMS key in {files} ENCRYPTION-INFO file(s)")
+
+
+def unlock_backup(
+    tree: BackupTree, directory: str, keys: EncryptionKeys, warnings: list[str]
+) -> tuple[Encryption, DataKey | None]:
+    """How the backup in ``directory`` is encrypted (its ENCRYPTION-INFO files) and, with
+    ``keys``, its data key. Without keys a damaged ENCRYPTION-INFO is only a warning (appended
+    to ``warnings``). Raises as :func:`read_encryption_infos` and :func:`resolve_data_key`."""
+    files = info_files_in(tree, directory)
+    if not files:
+        return NOT_ENCRYPTED, None
+    try:
+        infos = read_encryption_infos(tree, files)
+    except DamagedEncryptionInfo as error:
+        if keys.given:
+            raise
+        warnings.append(f"{error}; how the backup was encrypted is unknown")
+        return Encryption("unknown", tuple(files)), None
+    except NeedsRestoreFromColdStorage:
+        if keys.given:
+            raise
+        return Encryption("unknown", tuple(files)), None  # the cold files are warned about
+    mode: Mode = "kms" if any(info.wrapped_keys for info in infos) else "passphrase"
+    if not keys.given:
+        return Encryption(mode, tuple(files)), None
+    data_key = resolve_data_key(infos, keys, tree.display(directory))
+    kms = (data_key.opened_by,) if data_key.opened_by else ()
+    return Encryption(mode, tuple(files), decrypted=True, kms=kms), data_key
+
+
+def settle_encryption(
+    tree: BackupTree, directory: str, manifest: ManifestInfo, found: Encryption,
+    keys: EncryptionKeys, warnings: list[str],
+) -> Encryption:
+    """The encryption as the manifest confirms it: encrypted without ENCRYPTION-INFO (raises
+    DamagedEncryptionInfo when a key was given), or ENCRYPTION-INFO beside a manifest that is
+    not encrypted (a warning)."""
+    if manifest.encrypted and found.mode == "none":
+        if keys.given:
+            raise DamagedEncryptionInfo(
+                f"{manifest.file} is encrypted, but {tree.display(directory)} holds no "
+                "ENCRYPTION-INFO file: the backup's key cannot be found")
+        return Encryption("unknown")
+    if not manifest.encrypted:
+        if found.mode != "none":
+            warnings.append(f"{', '.join(found.info_files)} exist(s), yet the manifest "
+                            f"{manifest.file} is not encrypted")
+        elif keys.given:
+            warnings.append("an encryption key was given, but the backup is not encrypted")
+        return NOT_ENCRYPTED
+    return found
