@@ -224,7 +224,10 @@ class AwsKmsKey:
         from botocore.config import Config  # noqa: PLC0415
         from botocore.exceptions import BotoCoreError  # noqa: PLC0415
 
-        from crdb_archive.storage.s3_config import max_attempts  # noqa: PLC0415
+        from crdb_archive.storage.s3_config import (  # noqa: PLC0415
+            fail_fast_on_connection_errors,
+            max_attempts,
+        )
 
         uri = self.uri
         endpoint = (uri.endpoint or os.environ.get("AWS_ENDPOINT_URL_KMS")
@@ -244,16 +247,19 @@ class AwsKmsKey:
                 region = DEFAULT_REGION
             config = Config(
                 region_name=region,
-                retries={"mode": "standard", "max_attempts": max_attempts()},
+                retries={"mode": "standard", "total_max_attempts": max_attempts()},
                 connect_timeout=10,
                 read_timeout=60,
                 user_agent_extra=f"crdb-archive/{__version__}",
             )
-            self._client = session.client("kms", endpoint_url=endpoint, config=config)
+            client = session.client("kms", endpoint_url=endpoint, config=config)
         except BotoCoreError as error:
             raise BadInput(f"{self.display}: cannot configure the KMS client: "
                            f"{type(error).__name__}") from None
-        return self._client
+        # As for S3: a refused connection or an unknown host fails in seconds.
+        fail_fast_on_connection_errors(client.meta.events, max_attempts())
+        self._client = client
+        return client
 
     def close(self) -> None:
         if self._client is not None:
