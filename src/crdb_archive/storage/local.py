@@ -38,8 +38,6 @@ from crdb_archive.storage.local_staging import LocalStaging, fsync_directory, lo
 from crdb_archive.storage.streams import file_window
 from crdb_archive.storage.uri import Location
 
-__all__ = ["PARTIAL_PREFIX", "LocalStorage", "fsync_directory"]
-
 
 class _FileWriter:
     def __init__(self, raw: IO[bytes], path: Path) -> None:
