@@ -11,7 +11,6 @@ order of its files, and what to do about what an interrupted upload left.
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,7 +33,7 @@ from crdb_archive.bundle.writer import (
 )
 from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.progress import ProgressCallback, no_progress
-from crdb_archive.storage.base import ObjectWriter, Storage, WriteOptions
+from crdb_archive.storage.base import ObjectWriter, Storage, WriteOptions, storage_errors
 from crdb_archive.storage.capabilities import Staging
 
 
@@ -212,15 +211,3 @@ def write_bundle(
     with BundleStaging(storage, name, fmt) as staging:
         return staging.write(payload, bag_info=bag_info, describe=describe, options=options,
                              progress=progress, guard=guard)
-
-
-@contextlib.contextmanager
-def storage_errors(where: str) -> Iterator[None]:
-    """An OSError from reading what goes into the bundle as a one-line StorageError."""
-    try:
-        yield
-    except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise StorageError(f"no space left on the device while writing {where}") from error
-        raise StorageError(f"{where}: {error.strerror or error}") from error
-

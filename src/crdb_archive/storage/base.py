@@ -15,16 +15,17 @@ backend's type.
 from __future__ import annotations
 
 import abc
+import errno
 import io
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Literal, Protocol, Self
 from urllib.parse import urlsplit
 
-from crdb_archive.errors import BadInput
+from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.storage.uri import Location, parse_location, redact
 
 if TYPE_CHECKING:
@@ -353,6 +354,19 @@ def level_order(entry: ObjectInfo | Prefix) -> str:
 def staging_name(name: str) -> str:
     """The hidden name of the staging area of ``name`` on disk."""
     return f".{name}{STAGING_SUFFIX}"
+
+
+@contextmanager
+def storage_errors(where: object) -> Iterator[None]:
+    """Turn an OSError in the block into a StorageError with one line naming ``where``."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise StorageError(f"no space left on the device while writing {where}") from error
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise StorageError(f"cannot write {where}: {error.strerror}") from error
+        raise StorageError(f"{where}: {error.strerror or error}") from error
 
 
 def empty_reader() -> IO[bytes]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import errno
 import fcntl
 import os
 import shutil
@@ -23,6 +22,7 @@ from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.storage.base import (
     WriteOptions,
     staging_name,
+    storage_errors,
     validate_key,
 )
 from crdb_archive.storage.capabilities import PublishCheck, no_check
@@ -243,16 +243,3 @@ def _load_syncfs() -> Callable[[int], int] | None:
 
 
 _syncfs = _load_syncfs()
-
-
-@contextlib.contextmanager
-def storage_errors(where: Path) -> Iterator[None]:
-    """Turn OSError into StorageError with a one-line message naming the place."""
-    try:
-        yield
-    except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise StorageError(f"no space left on the device while writing {where}") from error
-        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise StorageError(f"cannot write {where}: {error.strerror}") from error
-        raise StorageError(f"{where}: {error.strerror or error}") from error
