@@ -241,6 +241,12 @@ def inspect(
         summary = summarize_bundle(path, endpoint_url=endpoint_url)
         _emit(summary, _bundle_summary(summary), json_output)
         return
+    if subdir is None and _holds_export(path, endpoint_url):
+        from crdb_archive.export.source_summary import summarize_export_source  # noqa: PLC0415
+
+        found = summarize_export_source(path, endpoint_url=endpoint_url)
+        _emit(found, _export_source_summary(found), json_output)
+        return
     with ui.progress_reporter(quiet=json_output or not ui.stderr_is_terminal()) as progress:
         info = inspect_backup(path, subdir=subdir, endpoint_url=endpoint_url,
                               progress=progress)
@@ -248,6 +254,39 @@ def inspect(
     payload = info.to_json()
     _warn_all(info.warnings, json_output)
     _emit(payload, _backup_summary(payload), json_output)
+
+
+def _holds_export(path: str, endpoint_url: str | None) -> bool:
+    """Whether PATH shows changefeed or EXPORT output and no backup; anything else is left to
+    the backup inspection, which says what it expected."""
+    from crdb_archive.sources import survey_source  # noqa: PLC0415
+    from crdb_archive.storage.uri import parse_location  # noqa: PLC0415
+
+    location = parse_location(path)
+    if location.scheme == "file" and not location.local_path.is_dir():
+        return False
+    return survey_source(path, endpoint_url=endpoint_url).kind == "export"
+
+
+def _export_source_summary(p: dict[str, Any]) -> list[str]:
+    what = "changefeed output" if p["kind"] == "changefeed" else "EXPORT output"
+    resolved = p["resolved"]
+    lines = [
+        f"source:           {p['source']}",
+        f"kind:             {what}, format {p['format']}"
+        + (f", {p['partitioning']} partitions" if p["partitioning"] else ""),
+        f"files:            {p['files']} ({p['bytes']} bytes), {p['data_files']} data file(s)"
+        + (f" from {p['sessions']} session(s)" if p["kind"] == "changefeed" else ""),
+    ]
+    if p["kind"] == "changefeed":
+        lines.append(f"topics:           {', '.join(p['topics'])}")
+        lines.append(f"resolved:         {len(resolved)} timestamp(s)"
+                     + (f", newest {resolved[-1]['hlc']} ({resolved[-1]['time']})"
+                        if resolved else ": the output can only be taken as a whole"))
+        lines.append("complete:         " + ("yes, no file id is missing" if p["complete"]
+                                             else f"NO, {len(p['gaps'])} gap(s)"))
+        lines += [f"  gap: {gap}" for gap in p["gaps"]]
+    return lines
 
 
 def _backup_summary(p: dict[str, Any]) -> list[str]:
@@ -339,10 +378,32 @@ def _fetch_summary(result: FetchResult) -> list[str]:
 
 @app.command("archive")
 def archive_command(
-    source: Annotated[str, typer.Argument(help="The backup: a directory or collection path, "
-                                                "or a file:// URI.")],
+    source: Annotated[str, typer.Argument(help="A backup (directory, collection), or a "
+                                                "changefeed's cloud-storage sink or EXPORT "
+                                                "output; a path, file:// or s3:// URI.")],
     dest: Annotated[str, typer.Option("--dest", help="Directory, or s3://bucket/prefix, that "
                                       "receives the bundle.")],
+    kind: Annotated[
+        str, typer.Option("--kind", help="auto (tell by the file names), backup, or export "
+                          "(changefeed or EXPORT output).")
+    ] = "auto",
+    schema: Annotated[
+        Path | None, typer.Option("--schema", help="Exports: the SHOW CREATE ALL TABLES "
+                                  "output of the exported tables (required).")
+    ] = None,
+    as_of: Annotated[
+        str, typer.Option("--as-of", help="Exports: the snapshot time, latest (the newest "
+                          "RESOLVED timestamp) or one RESOLVED timestamp (wall.logical or its "
+                          "33 digits).")
+    ] = "latest",
+    allow_gaps: Annotated[
+        bool, typer.Option("--allow-gaps", help="Exports: archive a changefeed with lost "
+                           "files anyway, recording the gaps.")
+    ] = False,
+    table: Annotated[
+        str | None, typer.Option("--table", help="Exports: the table an EXPORT is of, when "
+                                 "the schema file has several.")
+    ] = None,
     subdir: Annotated[
         str | None,
         typer.Option("--subdir", help="In a collection, the full backup to archive "
@@ -389,15 +450,22 @@ def archive_command(
     ] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Archive the backup at SOURCE into a verifiable bundle in --dest.
+    """Archive the backup, changefeed output or EXPORT output at SOURCE into a verifiable
+    bundle in --dest.
 
-    Exit 0 written (or already there and sound), 1 checksum mismatch or a damaged bundle of
-    that name, 2 bad input, 3 network or storage failure.
+    Exit 0 written (or already there and sound), 1 checksum mismatch, a damaged bundle of that
+    name, or changefeed output that is incomplete or damaged, 2 bad input (a source that is
+    neither kind, or both), 3 network or storage failure.
     """
-    from crdb_archive.archive import ArchiveRequest, archive_backup  # noqa: PLC0415
+    from crdb_archive.archive import ArchiveRequest, ArchiveResult, archive_source  # noqa: PLC0415
     from crdb_archive.binaries import DEFAULT_PLATFORM  # noqa: PLC0415
+    from crdb_archive.export.archive import ExportOptions  # noqa: PLC0415
+    from crdb_archive.sources import KIND_CHOICES  # noqa: PLC0415
 
     _json_mode(json_output)
+    chosen = next((k for k in KIND_CHOICES if k == kind), None)
+    if chosen is None:
+        raise BadInput(f"--kind {kind!r}: expected auto, backup or export")
     if fmt not in ("dir", "tar"):
         raise BadInput(f"--format {fmt!r}: expected dir or tar")
     if object_lock_mode not in (None, "GOVERNANCE", "COMPLIANCE"):
@@ -415,13 +483,20 @@ def archive_command(
         object_lock_days=object_lock_days,
         retain_until=retain_until.replace(tzinfo=dt.UTC) if retain_until else None,
     )
+    export = ExportOptions(schema=schema, as_of=as_of, allow_gaps=allow_gaps, table=table)
     with ui.progress_reporter() as progress:
-        result = archive_backup(request, progress=progress)
+        result = archive_source(request, kind=chosen, export=export, progress=progress)
     _warn_all(result.warnings, json_output)
     state = "written" if result.created else "already archived, verified, unchanged"
+    if isinstance(result, ArchiveResult):
+        what = f"  CockroachDB {result.version}, binaries for {', '.join(result.platforms)}"
+        lines = [what]
+    else:
+        when = f"as of {result.as_of.iso()}" if result.as_of else "taken as a whole"
+        lines = [f"  {result.source_kind} output ({result.format}), snapshot {when}"]
+        lines += [f"  {name}: {rows} rows" for name, rows in result.tables.items()]
     _emit(result.to_json(), [
-        f"{result.bundle}: {state}",
-        f"  CockroachDB {result.version}, binaries for {', '.join(result.platforms)}",
+        f"{result.bundle}: {state}", *lines,
         f"  {result.files} payload files, {result.bytes} bytes, {result.seconds:.1f} s",
     ], json_output)
 
@@ -497,6 +572,21 @@ def binary(
 
 
 def _bundle_summary(p: dict[str, Any]) -> list[str]:
+    if p["bundle_kind"] == "export":
+        as_of = p["as_of"]
+        lines = [
+            f"bundle:           {p['bundle']} ({p['form']}), export",
+            f"source:           {p['source']} ({p['source_kind']} output, {p['format']})",
+            "as of:            " + (f"{as_of['time']} (HLC {as_of['hlc']})" if as_of
+                                    else "the output as a whole"),
+            f"tables:           {len(p['tables'])}",
+        ]
+        lines += [f"  {name}: {rows} rows" for name, rows in p["tables"].items()]
+        lines += [f"lost file:        {gap}" for gap in p["gaps"]]
+        lines.append(f"payload:          {p['payload_oxum']} (bytes.files), bagged "
+                     f"{p['bagging_date']}")
+        lines += [f"note: {note}" for note in p["notes"]]
+        return lines + [f"archived with warning: {warning}" for warning in p["warnings"]]
     backup = p["backup"]
     return [
         f"bundle:           {p['bundle']} ({p['form']})",
@@ -510,6 +600,55 @@ def _bundle_summary(p: dict[str, Any]) -> list[str]:
         f"cluster id:       {backup['cluster_id'] or '-'}",
         f"payload:          {p['payload_oxum']} (bytes.files), bagged {p['bagging_date']}",
     ] + [f"archived with warning: {warning}" for warning in p["warnings"]]
+
+
+@app.command("load")
+def load_command(
+    bundle: Annotated[str, typer.Argument(help="An export bundle: directory or .tar, local "
+                                               "or s3://.")],
+    into: Annotated[str, typer.Option("--into", help="The PostgreSQL database: a libpq "
+                                      "connection string (postgresql://user@host:5432/db). "
+                                      "Give the password in PGPASSWORD or ~/.pgpass, not "
+                                      "here, where the process list shows it.")],
+    schema_name: Annotated[
+        str | None, typer.Option("--schema-name", help="Create every table in this schema "
+                                 "instead of the schemas the tables had.")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Drop and reload tables (and enum types) of the "
+                           "bundle that already exist.")
+    ] = False,
+    endpoint_url: EndpointOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Load an export bundle into PostgreSQL: create its tables, COPY every snapshot in, add
+    the constraints and indexes, and check every table's row count against the bundle; all in
+    one transaction.
+
+    Exit 0 loaded, 1 the bundle is damaged or a count differs, 2 not an export bundle, a table
+    already there (without --replace) or refused by PostgreSQL, 3 database or storage failure.
+    """
+    from crdb_archive.bundle.reader import open_bundle  # noqa: PLC0415
+    from crdb_archive.export.load import load_export  # noqa: PLC0415
+    from crdb_archive.export.pg import Server  # noqa: PLC0415
+
+    _json_mode(json_output)
+    warnings = []
+    if Server(into).params.get("password"):
+        warnings.append("the password in --into is visible to other users in the process "
+                        "list; give it in PGPASSWORD or ~/.pgpass instead")
+    reader = open_bundle(bundle, endpoint_url=endpoint_url)
+    with ui.progress_reporter() as progress:
+        result = load_export(reader, into, schema_name=schema_name, replace=replace,
+                             progress=progress)
+    _warn_all(warnings, json_output)
+    rows = sum(result.tables.values())
+    lines = [f"{reader.display} -> {result.database}: {len(result.tables)} table(s), "
+             f"{rows} rows, every count as the bundle records"]
+    lines += [f"  {name}: {count} rows" for name, count in result.tables.items()]
+    lines += [f"  note: {note}" for note in result.notes]
+    _emit({"bundle": reader.display, **result.to_json(), "warnings": warnings}, lines,
+          json_output)
 
 
 # --- scheduled jobs ------------------------------------------------------------------------------
