@@ -9,10 +9,15 @@ The truth of every table at any time comes from the :class:`History`, never from
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import duckdb
+import psycopg
 
 from crdb_archive.export.ddl import parse_schema
 from crdb_archive.export.hlc import Hlc
@@ -29,6 +34,7 @@ from support.changefeeds import (
     History,
     JsonRaw,
     decimal,
+    expected_parquet_value,
     hlc,
     table,
     write_export,
@@ -54,7 +60,8 @@ CREATE TABLE public.orders (
     CONSTRAINT orders_pkey PRIMARY KEY (id ASC),
     INDEX orders_customer_id_idx (customer_id ASC)
 );
-ALTER TABLE public.orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES public.customers(id);
+ALTER TABLE public.orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) \
+REFERENCES public.customers(id);
 ALTER TABLE public.orders VALIDATE CONSTRAINT orders_customer_id_fkey;
 """
 
@@ -95,7 +102,8 @@ def customer(i: int, version: int) -> dict[str, Any]:
         "name": f"customer {i}, \"v{version}\"",
         "email": f"c{i}@example.com" if i % 3 else None,
         "balance": JsonRaw(f"{i * 10 + version}.{version % 10}0"),
-        "profile": JsonRaw(f'{{"tier": "t{version}", "visits": {i * version}, "tags": ["a", null]}}'),
+        "profile": JsonRaw(f'{{"tier": "t{version}", "visits": {i * version}, '
+                           '"tags": ["a", null]}'),
         "joined": datetime(2023, 3, 1, 9, 30, tzinfo=UTC) + timedelta(days=i, microseconds=version),
     }
 
@@ -154,3 +162,52 @@ def write_shop_export(root: Path, history: History, at: Hlc, *, fmt: str = "csv"
     rows = list(history.model_at(at)["customers"].values())
     root.mkdir(parents=True, exist_ok=True)
     return write_export(root, CUSTOMERS, rows, fmt, compression=compression, chunk_rows=4)
+
+
+# --- comparing what was loaded or written with the model ------------------------------------
+
+
+def _pg_value(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "decimal":
+        return Decimal(str(value))
+    if kind == "jsonb":
+        return json.loads(str(value))
+    return value
+
+
+def expected_rows(history: History, at: Hlc | None, name: str) -> list[tuple[Any, ...]]:
+    """The rows of table ``name`` at ``at`` as PostgreSQL gives them back, by primary key."""
+    t = SCHEMA.table(name)
+    rows = history.model_at(at)[name]
+    return [tuple(_pg_value(rows[key].get(c.name), c.type.kind) for c in t.visible_columns)
+            for key in sorted(rows)]
+
+
+def expected_parquet_rows(history: History, at: Hlc | None, name: str) -> list[tuple[Any, ...]]:
+    """The rows of table ``name`` at ``at`` as DuckDB reads them from the Parquet snapshot."""
+    t = SCHEMA.table(name)
+    rows = history.model_at(at)[name]
+    return [tuple(expected_parquet_value(rows[key].get(c.name), c.type)
+                  for c in t.visible_columns) for key in sorted(rows)]
+
+
+def loaded_rows(connection: psycopg.Connection[tuple[Any, ...]], name: str,
+                schema: str = "public") -> list[tuple[Any, ...]]:
+    """Every row of a loaded table, in primary key order."""
+    t = SCHEMA.table(name)
+    columns = ", ".join(f'"{c.name}"' for c in t.visible_columns)
+    key = ", ".join(f'"{k}"' for k in t.primary_key)
+    return connection.execute(
+        f'SELECT {columns} FROM "{schema}"."{name}" ORDER BY {key}').fetchall()
+
+
+def parquet_rows(path: Path) -> list[tuple[Any, ...]]:
+    """A snapshot file read by DuckDB (its own connection, UTC)."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        return con.execute(f"SELECT * FROM read_parquet('{path}')").fetchall()
+    finally:
+        con.close()
