@@ -235,13 +235,14 @@ def inspect(
     """
     from crdb_archive.backup import inspect_backup  # noqa: PLC0415
     from crdb_archive.bundle.summary import looks_like_bundle, summarize_bundle  # noqa: PLC0415
+    from crdb_archive.sources import shows_export  # noqa: PLC0415
 
     _json_mode(json_output)
     if looks_like_bundle(path, endpoint_url=endpoint_url):
         summary = summarize_bundle(path, endpoint_url=endpoint_url)
         _emit(summary, _bundle_summary(summary), json_output)
         return
-    if subdir is None and _holds_export(path, endpoint_url):
+    if subdir is None and shows_export(path, endpoint_url=endpoint_url):
         from crdb_archive.export.source_summary import summarize_export_source  # noqa: PLC0415
 
         found = summarize_export_source(path, endpoint_url=endpoint_url)
@@ -254,18 +255,6 @@ def inspect(
     payload = info.to_json()
     _warn_all(info.warnings, json_output)
     _emit(payload, _backup_summary(payload), json_output)
-
-
-def _holds_export(path: str, endpoint_url: str | None) -> bool:
-    """Whether PATH shows changefeed or EXPORT output and no backup; anything else is left to
-    the backup inspection, which says what it expected."""
-    from crdb_archive.sources import survey_source  # noqa: PLC0415
-    from crdb_archive.storage.uri import parse_location  # noqa: PLC0415
-
-    location = parse_location(path)
-    if location.scheme == "file" and not location.local_path.is_dir():
-        return False
-    return survey_source(path, endpoint_url=endpoint_url).kind == "export"
 
 
 def _export_source_summary(p: dict[str, Any]) -> list[str]:
@@ -733,6 +722,11 @@ def _job_text(kind: str, e: dict[str, Any]) -> str | None:
     if kind == "archive":
         if not e["created"]:
             return f"already archived: {e['bundle']}"
+        if e.get("kind") == "export":
+            rows = sum(e["tables"].values())
+            return (f"archived {e['bundle']}: {len(e['tables'])} table(s), {rows} rows as of "
+                    f"{e['as_of'] or 'the whole output'}, {e['files']} files, {e['bytes']} "
+                    f"bytes, {e['seconds']:.1f} s")
         return (f"archived {e['bundle']}: CockroachDB {e['version']}, {e['files']} files, "
                 f"{e['bytes']} bytes, {e['seconds']:.1f} s")
     if kind == "verify":

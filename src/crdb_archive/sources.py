@@ -119,3 +119,14 @@ def recognise_source(source: str, wanted: KindChoice = "auto", *,
     if kind is None:
         raise evidence.unrecognised()
     return kind
+
+
+def shows_export(source: str, *, endpoint_url: str | None = None) -> bool:
+    """Whether ``source`` shows changefeed or EXPORT output and no backup. A location that
+    shows neither, or a local path that is not a directory, is not (the backup inspection
+    says what it expected there). Raises UnrecognisedSource when it shows both, StorageError.
+    """
+    location = parse_location(source)
+    if location.scheme == "file" and not Path(location.path).is_dir():
+        return False
+    return survey_source(source, endpoint_url=endpoint_url).kind == "export"

@@ -154,6 +154,29 @@ def archive_export(
             return job.to_storage(storage, write_options)
 
 
+@dataclass(frozen=True)
+class PlannedExport:
+    """The bundle an archive of the output would write, known from names alone."""
+
+    name: str
+    source: str  # as the bundle records it
+    as_of: Hlc | None
+    time: dt.datetime | None  # what orders the bundle: T, else the output's newest time
+
+
+def plan_export_bundle(source: str, *, as_of: str = "latest", allow_gaps: bool = False,
+                       endpoint_url: str | None = None) -> PlannedExport:
+    """Name the bundle of ``source`` at ``as_of`` as :func:`archive_export` would, from the
+    listing and RESOLVED files only. Raises what the scan and the plan raise, StorageError.
+    """
+    with open_export_source(source, endpoint_url=endpoint_url) as opened:
+        scan = scan_export(opened.listing, None, opened.open_small, allow_gaps=allow_gaps)
+        plan = plan_snapshot(scan, as_of)
+        name = export_bundle_name(opened, scan, plan)
+        return PlannedExport(name, opened.identity, plan.as_of,
+                             _wall_time(_snapshot_time(opened, scan, plan)))
+
+
 def read_schema_file(path: Path | None) -> tuple[bytes, Schema]:
     """The schema file's bytes (kept verbatim) and what it declares; raises BadInput,
     InvalidSchema."""
@@ -198,16 +221,31 @@ def export_bundle_name(source: ExportSource, scan: ExportScan, plan: SnapshotPla
     changefeed) or the newest file's modification time (EXPORT).
     """
     digest = hashlib.sha256(source.identity.encode("utf-8")).hexdigest()[:8]
-    if plan.as_of is not None:
-        when = _basic(plan.as_of)
-    elif scan.kind == "changefeed" and scan.data_files:
-        when = _basic(max(f.time for f in scan.data_files))
-    elif source.newest_mtime is not None:
-        moment = dt.datetime.fromtimestamp(source.newest_mtime, dt.UTC)
-        when = f"{moment:%Y%m%dT%H%M%S}Z"
+    time = _snapshot_time(source, scan, plan)
+    if isinstance(time, Hlc):
+        when = _basic(time)
+    elif time is not None:
+        when = f"{time:%Y%m%dT%H%M%S}Z"
     else:
         when = "undated"
     return f"{NAME_PREFIX}-{digest}-{when}"
+
+
+def _snapshot_time(source: ExportSource, scan: ExportScan,
+                   plan: SnapshotPlan) -> Hlc | dt.datetime | None:
+    if plan.as_of is not None:
+        return plan.as_of
+    if scan.kind == "changefeed" and scan.data_files:
+        return max(f.time for f in scan.data_files)
+    if source.newest_mtime is not None:
+        return dt.datetime.fromtimestamp(int(source.newest_mtime), dt.UTC)
+    return None
+
+
+def _wall_time(time: Hlc | dt.datetime | None) -> dt.datetime | None:
+    if isinstance(time, Hlc):
+        return dt.datetime.fromtimestamp(time.wall // 1_000_000_000, dt.UTC)
+    return time
 
 
 def _basic(time: Hlc) -> str:

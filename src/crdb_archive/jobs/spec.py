@@ -24,7 +24,9 @@ from crdb_archive.backup.layout import normalize_subdir
 from crdb_archive.binaries import PLATFORMS, resolve_mirror
 from crdb_archive.bundle.writer import BundleFormat
 from crdb_archive.errors import BadInput, CrdbArchiveError, InvalidJobSpec
+from crdb_archive.export.hlc import Hlc
 from crdb_archive.jobs.spec_table import SpecTable, kind_of, unknown
+from crdb_archive.sources import KIND_CHOICES, KindChoice
 from crdb_archive.storage.places import overlap_problem
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import release_index
@@ -49,7 +51,8 @@ _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Every section and the keys it may hold; anything else is a mistake worth naming.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "job": ("name",),
-    "source": ("uri", "endpoint_url", "backups", "with_incrementals"),
+    "source": ("uri", "endpoint_url", "kind", "backups", "with_incrementals", "schema", "as_of",
+               "allow_gaps", "table"),
     "version": ("release", "force"),
     "binaries": ("platforms", "mirror", "cache_dir"),
     "destination": ("uri", "endpoint_url", "format", "storage_class", "object_lock"),
@@ -104,6 +107,7 @@ class JobSpec:
     source: str
     source_display: str
     source_endpoint_url: str | None
+    kind: KindChoice  # auto, backup, or export (changefeed or EXPORT output)
     backups: str  # "latest", "all", or a full backup's subdirectory
     with_incrementals: bool
     release: str | None  # None: read it from each backup
@@ -120,6 +124,7 @@ class JobSpec:
     retention: Retention | None
     binary_removal_days: int
     use_cache: bool = True  # not a spec key: `run --no-cache` turns it off for one run
+    export: ExportSpec | None = None  # exports: the schema file and the snapshot wanted
 
     @property
     def destination_scheme(self) -> str:
@@ -131,6 +136,7 @@ class JobSpec:
             "spec": str(self.path),
             "source": self.source_display,
             "source_endpoint_url": self.source_endpoint_url,
+            "kind": self.kind,
             "backups": self.backups,
             "with_incrementals": self.with_incrementals,
             "release": self.release or "auto",
@@ -141,7 +147,22 @@ class JobSpec:
             "storage_class": self.storage_class,
             "object_lock": self.object_lock.to_json() if self.object_lock else None,
             "retention": self.retention.to_json() if self.retention else None,
+            "export": self.export.to_json() if self.export else None,
         }
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What archiving changefeed or EXPORT output needs: ``source.schema`` and the rest."""
+
+    schema: Path
+    as_of: str  # latest, or one RESOLVED timestamp
+    allow_gaps: bool
+    table: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": str(self.schema), "as_of": self.as_of, "allow_gaps": self.allow_gaps,
+                "table": self.table}
 
 
 def load_spec(path: Path, *, now: dt.datetime | None = None) -> JobSpec:
@@ -194,6 +215,18 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
             source.problem("backups", f"{backups!r} is neither latest, all, nor a full "
                            "backup's subdirectory like 2024/12/15-000000.00")
     with_incrementals = source.boolean("with_incrementals", default=False)
+    kind_text = source.choice("kind", KIND_CHOICES, default="auto") or "auto"
+    kind: KindChoice = next((k for k in KIND_CHOICES if k == kind_text), "auto")
+    export = _export(source, kind, base)
+
+    if kind == "export":
+        for section in ("version", "binaries"):
+            if isinstance(data.get(section), dict) and data[section]:
+                problems.append(f"{section}: applies to backups, not to source.kind = "
+                                "\"export\"")
+        for key in ("backups", "with_incrementals"):
+            if key in source.values:
+                source.problem(key, "applies to backups, not to source.kind = \"export\"")
 
     version = tables["version"]
     release = _release(version)
@@ -242,6 +275,7 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
         source=source_uri,
         source_display=redact(source_uri),
         source_endpoint_url=source_endpoint,
+        kind=kind,
         backups=backups,
         with_incrementals=with_incrementals,
         release=release,
@@ -257,6 +291,7 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
         object_lock=object_lock,
         retention=retention,
         binary_removal_days=removal_days if removal_days is not None else 0,
+        export=export,
     )
 
 
@@ -282,6 +317,33 @@ def _location(table: SpecTable, key: str, base: Path) -> str | None:
     table.problem(key, f"unsupported scheme {location.scheme}://; expected a directory path, "
                   "file:// or s3://")
     return None
+
+
+def _export(source: SpecTable, kind: KindChoice, base: Path) -> ExportSpec | None:
+    """The export keys of [source]: required schema for ``export``, refused for ``backup``."""
+    keys = ("schema", "as_of", "allow_gaps", "table")
+    if kind == "backup":
+        for key in keys:
+            if key in source.values:
+                source.problem(key, "applies to changefeed and EXPORT output, not to "
+                               "source.kind = \"backup\"")
+        return None
+    schema = source.string("schema", required=kind == "export", expand=True)
+    as_of = source.string("as_of", default="latest") or "latest"
+    if as_of != "latest":
+        try:
+            Hlc.parse_user(as_of)
+        except ValueError:
+            source.problem("as_of", f"{as_of!r} is neither latest nor an HLC timestamp "
+                           "(<wall nanos>.<logical>, or the 33 digits of a RESOLVED file name)")
+    allow_gaps = source.boolean("allow_gaps", default=False)
+    table = source.string("table")
+    if schema is None:
+        if kind == "auto" and any(key in source.values for key in keys[1:]):
+            source.problem("schema", "missing: as_of, allow_gaps and table are for changefeed "
+                           "and EXPORT output, which needs its schema file")
+        return None
+    return ExportSpec(base / schema, as_of, allow_gaps, table)
 
 
 def _endpoint_url(table: SpecTable, uri: str | None) -> str | None:
