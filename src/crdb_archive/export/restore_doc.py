@@ -37,7 +37,8 @@ def psql_load_script(description: ExportDescription, database: str = "$PGURL") -
         *[copy_command(t) for t in description.tables],
         "EOF",
         "  sed '1,/^" + _SPLIT + "$/d' data/schema/postgresql.sql",
-        "} | psql \"" + database + "\" -v ON_ERROR_STOP=1 --single-transaction --quiet",
+        # -f -: psql applies --single-transaction to files and -c only, stdin included so.
+        "} | psql \"" + database + "\" -v ON_ERROR_STOP=1 --single-transaction --quiet -f -",
     ]
 
 
