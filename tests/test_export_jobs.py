@@ -163,3 +163,22 @@ def test_export_spec_keys_are_read(tmp_path: Path) -> None:
     assert (job.export.as_of, job.export.allow_gaps, job.export.table) == (
         RESOLVED[0].decimal(), True, "customers")
     assert job.to_json()["export"]["as_of"] == RESOLVED[0].decimal()
+
+
+def test_the_hourly_changefeed_example_runs_as_it_is(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parents[1] / "archive-specs" / "examples" / \
+        "hourly-changefeed.toml"
+    write_shop_changefeed(tmp_path / "sink")
+    (tmp_path / "schema.sql").write_text(SCHEMA_SQL)
+    monkeypatch.setenv("CRDB_CHANGEFEED", str(tmp_path / "sink"))
+    monkeypatch.setenv("CRDB_SCHEMA", str(tmp_path / "schema.sql"))
+    monkeypatch.setenv("CRDB_EXPORTS", str(tmp_path / "exports"))
+    first = run_cli(capsys, "run", str(example), "--json")
+    assert first.code == 0, first.out + first.err
+    assert [e["event"] for e in events(first.out)] == [
+        "plan", "archive", "verify", "retention", "keep", "done"]
+    second = run_cli(capsys, "run", str(example))
+    assert second.code == 0, second.err
+    assert second.out.splitlines()[0].startswith("plan: 0 to archive, 1 already archived")
