@@ -10,7 +10,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,14 @@ import bagit
 import pytest
 
 from crdb_archive.export.hlc import Hlc
-from support.changefeeds import History
+from support.changefeeds import Feed, History, hlc
 from support.cli import run_cli, run_subprocess
 from support.export_demo import (
     RESOLVED,
+    SCHEMA,
     SCHEMA_SQL,
     check_schema_file,
+    customer,
     expected_parquet_rows,
     expected_rows,
     loaded_rows,
@@ -436,3 +440,40 @@ def _retag(root: Path) -> None:
         _, name = line.split("  ", 1)
         lines.append(f"{hashlib.sha256((root / name).read_bytes()).hexdigest()}  {name}\n")
     (root / "tagmanifest-sha256.txt").write_text("".join(lines))
+
+
+def test_sigterm_while_the_snapshot_is_built_leaves_nothing(tmp_path: Path) -> None:
+    feed = tmp_path / "sink"
+    sink = Feed(feed, SCHEMA)
+    history = History(SCHEMA)
+    session = sink.session()
+    for chunk in range(8):
+        session.file(hlc(10), "customers", [
+            history.put("customers", customer(i, 1), hlc(20 + chunk))
+            for i in range(chunk * 5000, (chunk + 1) * 5000)])
+    sink.resolved(hlc(100))
+    schema = tmp_path / "schema.sql"
+    schema.write_text(SCHEMA_SQL)
+    dest = tmp_path / "bundles"
+    dest.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crdb_archive.cli", "archive", str(feed), "--dest", str(dest),
+         "--schema", str(schema), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    assert process.stdout is not None
+    try:
+        for line in process.stderr:
+            if line.startswith("{") and json.loads(line).get("task") == "snapshot":
+                process.send_signal(signal.SIGTERM)
+                break
+        err = process.stderr.read()
+        out = process.stdout.read()
+    finally:
+        process.wait(timeout=120)
+        process.stderr.close()
+        process.stdout.close()
+    assert process.returncode == 130, err
+    assert json.loads(out) == {"error": "interrupted by SIGTERM", "exit_code": 130}
+    assert error_lines(err) == ["crdb-archive: error: interrupted by SIGTERM"]
+    assert list(dest.iterdir()) == []
