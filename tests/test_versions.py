@@ -178,8 +178,13 @@ def test_garbage_is_invalid(text: str) -> None:
 
 def test_version_newer_than_index_is_an_explicit_error() -> None:
     expected = r"v99\.9 is not a major version .* \(newest known: v26\.3\)"
-    with pytest.raises(UnknownVersion, match=expected):
+    with pytest.raises(UnknownVersion, match=expected) as error:
         INDEX.parse("v99.9.9")
+    # An installed package has no scripts/: the way out for an operator is an upgrade.
+    assert "upgrade crdb-archive" in str(error.value)
+    assert "scripts/" not in str(error.value)
+    with pytest.raises(UnknownVersion, match="upgrade crdb-archive"):
+        INDEX.release("v26.3.99")
 
 
 def test_unknown_patch_of_known_major_is_flagged() -> None:

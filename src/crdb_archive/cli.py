@@ -18,6 +18,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from crdb_archive import __version__, ui
+
+# Usage errors come from the click that typer runs on: its own copy in recent releases.
+try:
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - typer releases that use the click package
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 from crdb_archive.errors import BadInput, CrdbArchiveError, ExitCode, Interrupted, InvalidJobSpec
 from crdb_archive.versions import compatibility, release_index, restore_plan
 
@@ -824,15 +830,35 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     sys.unraisablehook = _unraisable
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, prog_name="crdb-archive")
+        # Not standalone: click hands usage errors to us instead of printing its usage text,
+        # so that they are one line too, and a JSON object with --json.
+        code = app(args=args, prog_name="crdb-archive", standalone_mode=False)
     except CrdbArchiveError as error:
         _fail(str(error), error.exit_code)
     except Interrupted as stop:  # not a CrdbArchiveError: nothing below may treat it as data
         _fail(str(stop), stop.exit_code)
-    except SystemExit:  # the command's own outcome (typer exits even on success)
+    except click_errors.NoArgsIsHelpError as error:
+        _State.reporting = True
+        sys.stderr.write(error.format_message() + "\n")
+        sys.exit(int(ExitCode.BAD_INPUT))
+    except click_errors.ClickException as error:  # usage errors, bad values: bad input
+        _State.json = _State.json or "--json" in args
+        _State.json_lines = _State.json_lines or (_State.json and args[:1] == ["run"])
+        _fail(_usage_message(error), ExitCode.BAD_INPUT)
+    except SystemExit:  # the command's own outcome
         _State.reporting = True
         raise
+    _State.reporting = True
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_message(error: click_errors.ClickException) -> str:
+    """Click's complaint as one line, and where to read the command's usage."""
+    ctx = getattr(error, "ctx", None)  # usage errors know their command; others do not
+    where = ctx.command_path if ctx is not None else "crdb-archive"
+    return f"{' '.join(error.format_message().split())} (see `{where} --help`)"
 
 
 def _fail(message: str, code: ExitCode) -> NoReturn:

@@ -202,7 +202,8 @@ class ReleaseIndex:
             return self._releases[name]
         except KeyError:
             raise UnknownVersion(
-                f"{name} is not a CockroachDB release in the embedded release index"
+                f"{name} is not a CockroachDB release in the embedded release index (newest "
+                f"known: {self.newest_major}); if it is newer, upgrade crdb-archive"
             ) from None
 
     def releases_of(self, major: Major | str) -> list[Release]:
@@ -213,8 +214,7 @@ class ReleaseIndex:
     def _unknown_message(self, name: str) -> str:
         return (
             f"{name} is not a major version in the embedded release index (newest known: "
-            f"{self.newest_major}); upgrade crdb-archive, or regenerate the index with "
-            "scripts/update-release-index.py"
+            f"{self.newest_major}); if it is newer, upgrade crdb-archive"
         )
 
     # --- parsing ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass
 
 import pytest
@@ -24,13 +25,25 @@ class CliResult:
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
-    """Run the CLI in-process; returns exit code, stdout and stderr."""
+    """Run the CLI in-process; returns exit code, stdout and stderr.
+
+    An exception that escapes ``main`` is what a user would see as a traceback: it is written
+    to ``err`` with exit code 1, as the interpreter does for a real process, so that a test's
+    ``"Traceback" not in err`` can fail.
+    """
     capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
+    code: int = 0
+    escaped = ""
+    try:
         main(list(args))
+    except SystemExit as exit_info:
+        code = exit_info.code if isinstance(exit_info.code, int) else (
+            0 if exit_info.code is None else 1)
+    except BaseException:  # noqa: BLE001 - shown as the process would show it
+        code = 1
+        escaped = traceback.format_exc()
     out, err = capsys.readouterr()
-    code = exit_info.value.code
-    return CliResult(code if isinstance(code, int) else 0, out, err)
+    return CliResult(code, out, err + escaped)
 
 
 def run_subprocess(*args: str, env: dict[str, str] | None = None,

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import (
+    BotoCoreError,
+    ConnectionError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+)
+from botocore.hooks import BaseEventHooks
 
 from crdb_archive import __version__
 from crdb_archive.errors import BadInput
@@ -162,14 +169,55 @@ def make_client(target: S3Target, *, pool_size: int) -> S3Client:
         config = Config(
             region_name=target.region or session.region_name or DEFAULT_REGION,
             # "standard" retries throttling (SlowDown) and 5xx with backoff and jitter.
-            retries={"mode": "standard", "max_attempts": max_attempts()},
+            # total_max_attempts counts the first attempt, as AWS_MAX_ATTEMPTS does; botocore's
+            # max_attempts would count retries only (one more attempt than asked).
+            retries={"mode": "standard", "total_max_attempts": max_attempts()},
             connect_timeout=10,
             read_timeout=60,
             max_pool_connections=max(pool_size, 1),
             user_agent_extra=f"crdb-archive/{__version__}",
             s3={"addressing_style": "path" if target.path_style else "auto"},
         )
-        return session.client("s3", endpoint_url=target.endpoint_url, config=config)
+        client = session.client("s3", endpoint_url=target.endpoint_url, config=config)
     except BotoCoreError as error:
         raise BadInput(f"s3://{target.bucket}: cannot configure the S3 client: "
                        f"{type(error).__name__}") from None
+    fail_fast_on_connection_errors(client.meta.events, max_attempts())
+    return client
+
+
+# An endpoint that refuses connections, or a name that does not resolve, will not come back
+# within the minute botocore's backoff would wait: a few quick attempts tell a blip from a
+# mistake, and the operator hears about it in seconds. Throttling and 5xx keep the full count.
+CONNECTION_ATTEMPTS = 3
+_CONNECTION_BACKOFF = 0.25
+
+
+class GaveUpConnecting(ConnectionError):
+    """botocore's connection error, after the attempts a connection failure gets."""
+
+    fmt = "Could not connect to the endpoint URL: {endpoint_url} after {attempts} attempts"
+
+
+def fail_fast_on_connection_errors(events: BaseEventHooks, attempts: int) -> None:
+    """Give connection-level failures at most CONNECTION_ATTEMPTS attempts (fewer when
+    ``attempts`` is smaller) with short pauses, then raise GaveUpConnecting.
+
+    botocore asks every ``needs-retry`` handler in turn and sleeps for the first answer;
+    registered first, this one answers for connection failures before the standard policy.
+    """
+    limit = max(1, min(CONNECTION_ATTEMPTS, attempts))
+
+    def handler(attempts: int, caught_exception: Exception | None = None,
+                request_dict: dict[str, Any] | None = None, **_: Any) -> float | None:
+        if not isinstance(caught_exception, EndpointConnectionError | ConnectTimeoutError):
+            return None
+        if attempts >= limit:
+            endpoint = (request_dict or {}).get("url", "")
+            raise GaveUpConnecting(endpoint_url=endpoint, attempts=attempts,
+                                   reason=caught_exception)
+        return float(_CONNECTION_BACKOFF * attempts)
+
+    # The stubs type handlers as returning None; botocore uses what they return.
+    events.register_first("needs-retry.s3", cast(Callable[..., None], handler),
+                          unique_id="crdb-archive-fail-fast")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -73,8 +74,12 @@ def translate_error(
         return StorageError(f"{head}: the AWS credentials could not be obtained "
                             f"({type(error).__name__})")
     if isinstance(error, ConnectionError | HTTPClientError):
-        endpoint = redact(str(error.kwargs.get("endpoint_url") or "S3"))
-        return StorageError(f"{head}: cannot reach {endpoint} ({type(error).__name__})")
+        endpoint = _origin(str(error.kwargs.get("endpoint_url") or "S3"))
+        attempts = error.kwargs.get("attempts")
+        after = f" after {_attempts(attempts)}" if isinstance(attempts, int) else ""
+        return StorageError(f"{head}: cannot reach {endpoint} ({_reason(error)}){after}; "
+                            "check the endpoint and the network (AWS_MAX_ATTEMPTS sets how "
+                            "often a request is tried)")
     if isinstance(error, ResponseStreamingError | Urllib3Error):
         return StorageError(f"{head}: the transfer broke ({type(error).__name__})")
     if isinstance(error, ParamValidationError):
@@ -84,6 +89,35 @@ def translate_error(
     if isinstance(error, OSError):
         return StorageError(f"{head}: {error.strerror or type(error).__name__}")
     return StorageError(f"{head}: {type(error).__name__}")
+
+
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of a request URL: the endpoint, without bucket, key or query."""
+    parts = urlsplit(redact(url))
+    if not parts.scheme or not parts.hostname:
+        return redact(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost operating-system reason of a connection failure, in its own words."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror.lower()
+        inner = getattr(seen, "kwargs", {}).get("error") or getattr(seen, "kwargs", {}).get(
+            "reason")
+        seen = inner if isinstance(inner, BaseException) else (seen.__cause__ or seen.__context__)
+    text = str(error)
+    if "timed out" in text.lower():
+        return "timed out"
+    return type(error).__name__
 
 
 def _client_error(
@@ -109,7 +143,7 @@ def _client_error(
     if code in _UNAVAILABLE:
         attempts = error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
         return StorageError(f"{head}: S3 is unavailable or throttling ({code}) after "
-                            f"{attempts + 1} attempt(s)")
+                            f"{_attempts(attempts + 1)}")
     if code in ("InvalidStorageClass", "InvalidBucketName"):
         return BadInput(f"{head}: {code}")
     message = scrub(str(details.get("Message") or ""), secrets)

@@ -1,0 +1,68 @@
+"""Usage errors are errors like any other: one line on stderr, and with --json one JSON object
+on stdout (one compact line for `run`, whose stdout is JSON Lines)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from support.cli import run_cli, run_subprocess
+
+USAGE_MISTAKES = [
+    (["archive", "--json"], "Missing argument 'source'", "crdb-archive archive --help"),
+    (["verify", "--bogus", "x", "--json"], "No such option: --bogus",
+     "crdb-archive verify --help"),
+    (["restore-request", "s3://b/n", "--days", "soon", "--json"], "Invalid value for '--days'",
+     "crdb-archive restore-request --help"),
+    (["compat", "v23.1", "--json"], "Missing argument", "crdb-archive compat --help"),
+    (["nonsense", "--json"], "No such command 'nonsense'", "crdb-archive --help"),
+]
+
+
+@pytest.mark.parametrize(("args", "complaint", "where"), USAGE_MISTAKES)
+def test_usage_errors_with_json_print_one_object(
+    capsys: pytest.CaptureFixture[str], args: list[str], complaint: str, where: str
+) -> None:
+    result = run_cli(capsys, *args)
+    assert result.code == 2
+    payload = json.loads(result.out)
+    assert payload["exit_code"] == 2
+    assert complaint in payload["error"]
+    assert where in payload["error"]
+    [line] = result.err.splitlines()
+    assert line.startswith("crdb-archive: error: ")
+    assert "Usage:" not in result.err + result.out
+
+
+@pytest.mark.parametrize(("args", "complaint", "where"), USAGE_MISTAKES)
+def test_usage_errors_without_json_are_one_line(
+    capsys: pytest.CaptureFixture[str], args: list[str], complaint: str, where: str
+) -> None:
+    result = run_cli(capsys, *[a for a in args if a != "--json"])
+    assert result.code == 2
+    assert result.out == ""
+    [line] = result.err.splitlines()
+    assert complaint in line
+    assert where in line
+
+
+def test_run_usage_error_is_one_json_line() -> None:
+    result = run_subprocess("run", "--json", "--bogus")
+    assert result.returncode == 2
+    [line] = result.stdout.splitlines()
+    assert json.loads(line)["exit_code"] == 2
+    assert "No such option: --bogus" in json.loads(line)["error"]
+
+
+def test_no_arguments_show_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys)
+    assert result.code == 2
+    assert "Commands:" in result.out + result.err
+
+
+def test_help_and_version_still_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(capsys, "verify", "--help").code == 0
+    version = run_cli(capsys, "--version")
+    assert version.code == 0
+    assert version.out.startswith("crdb-archive ")
