@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="crdb-archive",
-    help="Keep CockroachDB backups restorable for decades.",
+    help="Keep CockroachDB data restorable for decades: backups with the binaries that "
+         "restore them, and copies that need no CockroachDB.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -103,7 +104,8 @@ def _root(
                      help="Print the version and exit."),
     ] = False,
 ) -> None:
-    """Keep CockroachDB backups restorable for decades."""
+    """Keep CockroachDB data restorable for decades: backups with the binaries that restore
+    them, and copies that need no CockroachDB."""
 
 
 def _emit(payload: dict[str, Any] | list[Any], text: list[str], json_output: bool) -> None:
@@ -632,11 +634,11 @@ def load_command(
     if Server(into).params.get("password"):
         warnings.append("the password in --into is visible to other users in the process "
                         "list; give it in PGPASSWORD or ~/.pgpass instead")
+    _warn_all(warnings, json_output)  # now: it matters whether or not the load succeeds
     reader = open_bundle(bundle, endpoint_url=endpoint_url)
     with ui.progress_reporter() as progress:
         result = load_export(reader, into, schema_name=schema_name, replace=replace,
                              progress=progress)
-    _warn_all(warnings, json_output)
     rows = sum(result.tables.values())
     lines = [f"{reader.display} -> {result.database}: {len(result.tables)} table(s), "
              f"{rows} rows, every count as the bundle records"]
