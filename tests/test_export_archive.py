@@ -477,3 +477,31 @@ def test_sigterm_while_the_snapshot_is_built_leaves_nothing(tmp_path: Path) -> N
     assert json.loads(out) == {"error": "interrupted by SIGTERM", "exit_code": 130}
     assert error_lines(err) == ["crdb-archive: error: interrupted by SIGTERM"]
     assert list(dest.iterdir()) == []
+
+
+@pytest.mark.parametrize(("fmt", "envelope", "compression", "partitioning"), [
+    ("parquet", "wrapped", "none", "hourly"),
+    ("ndjson", "bare", "gzip", "flat"),
+    ("ndjson", "wrapped", "zstd", "daily"),
+])
+def test_other_sink_formats_load_the_same_rows(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, postgres_db: PostgresDatabase,
+        fmt: str, envelope: str, compression: str, partitioning: str) -> None:
+    feed = tmp_path / "sink"
+    history = write_shop_changefeed(feed, fmt=fmt, envelope=envelope, compression=compression,
+                                    partitioning=partitioning)
+    schema = tmp_path / "schema.sql"
+    schema.write_text(SCHEMA_SQL)
+    at = RESOLVED[1]
+    done = run_cli(capsys, "archive", str(feed), "--dest", str(tmp_path / "b"), "--schema",
+                   str(schema), "--as-of", at.file_time(), "--json")
+    assert done.code == 0, done.err
+    bundle = Path(str(done.json()["bundle"]))
+    description = json.loads((bundle / "crdb-archive.json").read_text())
+    assert (description["export"]["format"], description["export"]["partitioning"]) == (
+        fmt, partitioning)
+    assert run_cli(capsys, "verify", str(bundle)).code == 0
+    assert_snapshot_files(bundle, history, at)
+    loaded = run_cli(capsys, "load", str(bundle), "--into", postgres_db.url)
+    assert loaded.code == 0, loaded.err
+    assert_loaded(postgres_db, history, at)
