@@ -1,3 +1,10 @@
 """Fixtures shared by every test module: the loopback servers of tests/support."""
 
-pytest_plugins = ["support.mirror", "support.s3", "support.faultproxy", "support.postgres"]
+pytest_plugins = [
+    "support.mirror",
+    "support.s3",
+    "support.faultproxy",
+    "support.postgres",
+    "support.gcs",
+    "support.azure",
+]

@@ -75,6 +75,9 @@ def test_readme_test_command_is_the_ci_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert ".venv/bin/python -m pytest" in ci
     assert "pip install -q -e '.[test]'" in ci
+    # Azurite lives where tests/support/azure.py looks for it, in both.
+    assert "npm install --silent --prefix .venv/node azurite" in command
+    assert "--prefix .venv/node azurite" in ci
 
 
 def test_a_copy_that_needs_no_cockroachdb_runs(tmp_path: Path,

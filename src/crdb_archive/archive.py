@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from crdb_archive import __version__
 from crdb_archive.backup import BackupFile, BackupInfo, inspect_backup
+from crdb_archive.backup.keys import NO_KEYS, EncryptionKeys
 from crdb_archive.binaries import (
     DEFAULT_PLATFORM,
     FetchedArchive,
@@ -97,6 +98,8 @@ class ArchiveRequest:
     object_lock_mode: LockMode | None = None
     object_lock_days: int | None = None
     retain_until: dt.datetime | None = None
+    # Open an encrypted backup's manifest, so that its version is read rather than given.
+    keys: EncryptionKeys = field(default=NO_KEYS, repr=False)
 
     def write_options(self, now: dt.datetime) -> WriteOptions | None:
         """Storage class and Object Lock for the bundle's objects; raises BadInput."""
@@ -231,7 +234,7 @@ def archive_backup(
     started = time.monotonic()
     options, destination = check_destination(request)
     with inspect_backup(request.source, subdir=request.subdir,
-                        endpoint_url=request.endpoint_url) as backup:
+                        endpoint_url=request.endpoint_url, keys=request.keys) as backup:
         version = _settle_version(backup, request)
         name = request.name or bundle_name(backup, version.release, request.with_incrementals)
         if not layout.is_valid_name(name):
@@ -392,10 +395,12 @@ def _settle_version(backup: BackupInfo, request: ArchiveRequest) -> _Version:
                 f"backup's manifest; pass --force-version to archive {spec.release_name} anyway"
             )
         return _Version(spec, spec.release_name, "user")
-    if backup.manifest.encrypted:
+    if not backup.manifest.readable:
         raise EncryptedBackup(
-            f"the backup at {backup.location} is encrypted, so its version cannot be read: give "
-            "the release that took it with --version (for example --version v23.1.11)"
+            f"the backup at {backup.location} is encrypted, so its version cannot be read "
+            "without its key: give the key (--encryption-passphrase-file, "
+            "$CRDB_ARCHIVE_ENCRYPTION_PASSPHRASE or --kms), or the release that took it with "
+            "--version (for example --version v23.1.11)"
         )
     if recorded is None:
         raise BadInput(
@@ -559,6 +564,7 @@ def _description(
             "payload_dir": layout.BACKUP_DIR,
             "manifest_file": manifest.file or None,
             "encrypted": manifest.encrypted,
+            "encryption": backup.encryption.to_json(),
             "build_tag": manifest.build_tag,
             "cluster_version": manifest.cluster_version,
             "start_time": _iso(manifest.start_time),
@@ -606,6 +612,8 @@ def _bag_info(
         info.append(("Backup-End-Time", _iso(manifest.end_time) or ""))
     if manifest.cluster_id:
         info.append(("CockroachDB-Cluster-ID", manifest.cluster_id))
+    if manifest.encrypted:
+        info.append(("Backup-Encryption", backup.encryption.mode))
     info.append(("Bundle-Format", f"crdb-archive {layout.FORMAT_VERSION}"))
     return info
 
@@ -616,9 +624,10 @@ def _bag_info(
 def bundle_name(backup: BackupInfo, release: str, with_incrementals: bool = False) -> str:
     """A name that the same backup always gets: cluster, end time, version.
 
-    ``crdb-<cluster id prefix>-<end time UTC>-<release>``; an encrypted backup, whose manifest
-    cannot be read, is named from its subdirectory or the digest of its manifest file. With
-    incrementals, the newest incremental is part of the name so a longer chain is a new bundle.
+    ``crdb-<cluster id prefix>-<end time UTC>-<release>``; an encrypted backup whose manifest
+    was not read with its key is named from its subdirectory or the digest of its manifest
+    file. With incrementals, the newest incremental is part of the name so a longer chain is a
+    new bundle.
     """
     manifest = backup.manifest
     if manifest.cluster_id:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ from crdb_archive.errors import BadInput, CrdbArchiveError, ExitCode, Interrupte
 from crdb_archive.versions import compatibility, release_index, restore_plan
 
 if TYPE_CHECKING:
+    from crdb_archive.backup.keys import EncryptionKeys
     from crdb_archive.binaries import FetchResult
     from crdb_archive.jobs import JobEvent
 
@@ -67,6 +69,21 @@ EndpointOption = Annotated[
     str | None,
     typer.Option("--endpoint-url", help="S3-compatible endpoint for s3:// locations; default "
                  "$AWS_ENDPOINT_URL, else AWS."),
+]
+PassphraseFileOption = Annotated[
+    Path | None,
+    typer.Option("--encryption-passphrase-file", help="File holding the passphrase the backup "
+                 "was encrypted with (BACKUP ... WITH encryption_passphrase); read once, one "
+                 "trailing newline removed. Default: $CRDB_ARCHIVE_ENCRYPTION_PASSPHRASE. "
+                 "Never give a passphrase on the command line."),
+]
+KmsOption = Annotated[
+    list[str] | None,
+    typer.Option("--kms", metavar="URI|@FILE",
+                 help="KMS key the backup was encrypted with, as given to BACKUP ... WITH kms: "
+                 "aws:///<key id or ARN>?AUTH=implicit&REGION=... (repeatable). A URI with "
+                 "AWS_SECRET_ACCESS_KEY would show in the process list: put it in a file and "
+                 "give --kms @FILE (one URI a line)."),
 ]
 CacheDirOption = Annotated[
     Path | None,
@@ -114,6 +131,27 @@ def _emit(payload: dict[str, Any] | list[Any], text: list[str], json_output: boo
     else:
         for line in text:
             ui.line(line)
+
+
+# The passphrase variable's name, repeated here so that commands that never read it can drop
+# it without importing the backup machinery (crdb_archive.backup.keys.PASSPHRASE_ENV).
+_PASSPHRASE_ENV = "CRDB_ARCHIVE_ENCRYPTION_PASSPHRASE"  # noqa: S105 - a variable name
+
+
+def _forget_passphrase() -> None:
+    """Drop the passphrase from the environment, so that no process this one starts (such as
+    ``cockroach version``) inherits it."""
+    os.environ.pop(_PASSPHRASE_ENV, None)
+
+
+def _keys(passphrase_file: Path | None, kms: list[str] | None) -> EncryptionKeys:
+    """The keys given, read once; the passphrase then leaves the environment."""
+    from crdb_archive.backup.keys import load_keys  # noqa: PLC0415
+
+    try:
+        return load_keys(passphrase_file=passphrase_file, kms=kms or ())
+    finally:
+        _forget_passphrase()
 
 
 def _warn_all(warnings: list[str], json_output: bool) -> None:
@@ -233,13 +271,16 @@ def inspect(
                      "(default: the one LATEST names)."),
     ] = None,
     endpoint_url: EndpointOption = None,
+    encryption_passphrase_file: PassphraseFileOption = None,
+    kms: KmsOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Which CockroachDB version took the backup at PATH, and where it can be restored.
 
     For a bundle: what it holds (without re-hashing it; use `verify` for that).
-    Exit 0 read, 1 damaged manifest or bundle, 2 not a backup or unreadable manifest,
-    3 storage error (also: objects waiting in GLACIER / DEEP_ARCHIVE).
+    An encrypted backup tells its version only with its key (passphrase or KMS).
+    Exit 0 read, 1 damaged manifest or bundle, 2 not a backup, unreadable manifest or wrong
+    key, 3 storage or KMS error (also: objects waiting in GLACIER / DEEP_ARCHIVE).
     """
     from crdb_archive.backup import inspect_backup  # noqa: PLC0415
     from crdb_archive.bundle.summary import looks_like_bundle, summarize_bundle  # noqa: PLC0415
@@ -256,9 +297,10 @@ def inspect(
         found = summarize_export_source(path, endpoint_url=endpoint_url)
         _emit(found, _export_source_summary(found), json_output)
         return
+    keys = _keys(encryption_passphrase_file, kms)
     with ui.progress_reporter(quiet=json_output or not ui.stderr_is_terminal()) as progress:
         info = inspect_backup(path, subdir=subdir, endpoint_url=endpoint_url,
-                              progress=progress)
+                              progress=progress, keys=keys)
     info.close()
     payload = info.to_json()
     _warn_all(info.warnings, json_output)
@@ -291,13 +333,16 @@ def _backup_summary(p: dict[str, Any]) -> list[str]:
         f"collection, full backup {p['subdir']}"
         + (" (LATEST)" if p["subdir"] == p["latest"] else "")
     )
-    if p["encrypted"]:
-        version = "unknown: encrypted backup; give the version with --version when archiving"
+    encryption = p["encryption"]
+    if p["encrypted"] and not encryption["decrypted"]:
+        version = ("unknown: encrypted backup; give its key (--encryption-passphrase-file or "
+                   "--kms), or the version with --version when archiving")
     else:
         version = f"{p['build_tag'] or 'unknown'} (build tag), major {p['major_version'] or '?'}"
     lines = [
         f"backup:           {where}",
         f"version:          {version}",
+        f"encryption:       {_encryption_text(encryption)}",
         f"cluster version:  {p['cluster_version'] or '-'}",
         f"end time:         {p['end_time'] or '-'}",
         f"cluster id:       {p['cluster_id'] or '-'}",
@@ -312,6 +357,15 @@ def _backup_summary(p: dict[str, Any]) -> list[str]:
             for b in p["backups"]
         ]
     return lines
+
+
+def _encryption_text(e: dict[str, Any]) -> str:
+    if e["mode"] == "none":
+        return "none"
+    how = {"passphrase": "a passphrase", "kms": "KMS", "unknown": "an unknown key"}[e["mode"]]
+    if not e["decrypted"]:
+        return f"encrypted with {how}, not decrypted"
+    return f"encrypted with {how}, decrypted" + (f" with {e['kms'][0]}" if e["kms"] else "")
 
 
 # --- binaries ------------------------------------------------------------------------------------
@@ -344,6 +398,7 @@ def fetch_binary(
     from crdb_archive.binaries import DEFAULT_PLATFORM, fetch_binaries  # noqa: PLC0415
 
     _json_mode(json_output)
+    _forget_passphrase()
     with ui.progress_reporter() as progress:
         result = fetch_binaries(
             version, platform or [DEFAULT_PLATFORM], to, mirror=mirror, cache_dir=cache_dir,
@@ -445,14 +500,19 @@ def archive_command(
         dt.datetime | None, typer.Option("--retain-until", help="Keep the bundle locked until "
                                          "this date (UTC).", formats=["%Y-%m-%d"]),
     ] = None,
+    encryption_passphrase_file: PassphraseFileOption = None,
+    kms: KmsOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Archive the backup, changefeed output or EXPORT output at SOURCE into a verifiable
     bundle in --dest.
 
+    An encrypted backup's version is read with its key (passphrase or KMS); the bundle
+    records how it is encrypted, never a key.
+
     Exit 0 written (or already there and sound), 1 checksum mismatch, a damaged bundle of that
-    name, or changefeed output that is incomplete or damaged, 2 bad input (a source that is
-    neither kind, or both), 3 network or storage failure.
+    name, or changefeed output that is incomplete or damaged, 2 bad input (a wrong key, a
+    source that is neither kind or both), 3 network, storage or KMS failure.
     """
     from crdb_archive.archive import ArchiveRequest, ArchiveResult, archive_source  # noqa: PLC0415
     from crdb_archive.binaries import DEFAULT_PLATFORM  # noqa: PLC0415
@@ -479,6 +539,7 @@ def archive_command(
             "GOVERNANCE" if object_lock_mode == "GOVERNANCE" else None),
         object_lock_days=object_lock_days,
         retain_until=retain_until.replace(tzinfo=dt.UTC) if retain_until else None,
+        keys=_keys(encryption_passphrase_file, kms),
     )
     export = ExportOptions(schema=schema, as_of=as_of, allow_gaps=allow_gaps, table=table)
     with ui.progress_reporter() as progress:
@@ -507,21 +568,37 @@ def verify(
     all_digests: Annotated[
         bool, typer.Option("--all-digests", help="Check SHA-256 as well as BLAKE3.")
     ] = False,
+    decrypt_check: Annotated[
+        bool, typer.Option("--decrypt-check", help="Also authenticate every encrypted backup "
+                           "file with the backup's key (each AES-GCM tag): proves the files are "
+                           "as CockroachDB wrote them."),
+    ] = False,
     endpoint_url: EndpointOption = None,
+    encryption_passphrase_file: PassphraseFileOption = None,
+    kms: KmsOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Check a bundle: complete, every digest right, binaries as published.
 
-    Exit 0 valid, 1 damaged or incomplete, 2 not a bundle, 3 storage error.
+    Exit 0 valid, 1 damaged or incomplete, 2 not a bundle or a wrong key, 3 storage or KMS
+    error.
     """
     from crdb_archive.bundle.verify import verify_bundle  # noqa: PLC0415
 
     _json_mode(json_output)
+    keys = None
+    if decrypt_check:
+        keys = _keys(encryption_passphrase_file, kms)
+    elif encryption_passphrase_file is not None or kms:
+        raise BadInput("--encryption-passphrase-file and --kms are for --decrypt-check")
     with ui.progress_reporter() as progress:
         report = verify_bundle(bundle, fast=fast, all_digests=all_digests,
-                               endpoint_url=endpoint_url, progress=progress)
+                               endpoint_url=endpoint_url, progress=progress,
+                               decrypt_check=decrypt_check, keys=keys)
+    decrypted = ("" if report.decrypted is None
+                 else f", {report.decrypted} encrypted file(s) authenticated")
     lines = [f"{report.bundle}: {'OK' if report.ok else 'DAMAGED'} ({report.files} files, "
-             f"{report.bytes} bytes, {report.mode} check)"]
+             f"{report.bytes} bytes, {report.mode} check{decrypted})"]
     lines += [f"  {problem}" for problem in report.problems]
     _emit(report.to_json(), lines, json_output)
     if not report.ok:
@@ -551,6 +628,7 @@ def binary(
     from crdb_archive.bundle.retrieve import retrieve_binary  # noqa: PLC0415
 
     _json_mode(json_output)
+    _forget_passphrase()
     with ui.progress_reporter() as progress:
         result = retrieve_binary(bundle, to, platform=platform, replace=replace,
                                  endpoint_url=endpoint_url, progress=progress)
@@ -592,7 +670,8 @@ def _bundle_summary(p: dict[str, Any]) -> list[str]:
         f"binaries:         {', '.join(p['platforms'])}",
         f"backup:           {backup['kind']}"
         + (f", full backup {backup['subdir']}" if backup["subdir"] else "")
-        + f", {len(backup['incrementals'])} incremental(s)",
+        + f", {len(backup['incrementals'])} incremental(s)"
+        + (f", encrypted ({backup['encryption']})" if backup["encrypted"] else ""),
         f"end time:         {backup['end_time'] or '-'}",
         f"cluster id:       {backup['cluster_id'] or '-'}",
         f"payload:          {p['payload_oxum']} (bytes.files), bagged {p['bagging_date']}",
@@ -694,6 +773,8 @@ def run_command(
                                                   "message": message,
                                                   "exit_code": int(error.exit_code)}), True)
         raise typer.Exit(error.exit_code) from None
+    finally:
+        _forget_passphrase()  # the spec has read it
     if no_cache:
         job = dataclasses.replace(job, use_cache=False)
     quiet = not json_output and not ui.stderr_is_terminal()  # cron mail wants lines, not bars

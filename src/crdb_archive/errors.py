@@ -97,6 +97,27 @@ class IncompleteExport(NegativeAnswer):
     """Changefeed output with a lost file: a gap in the file ids of one sink."""
 
 
+class DamagedEncryptedFile(IntegrityError):
+    """An encrypted backup file that fails AES-GCM authentication where the key is known to be
+    right, or that is cut short (even at a chunk boundary). ``reason`` is header, version,
+    tag or truncated; ``chunk`` the message that failed. A failure of the first message
+    (``key_unproven``) may also mean a wrong key: the caller decides which it is."""
+
+    def __init__(self, message: str, *, reason: str, chunk: int = 0) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.chunk = chunk
+
+    @property
+    def key_unproven(self) -> bool:
+        return self.reason == "tag" and self.chunk == 0
+
+
+class DamagedEncryptionInfo(IntegrityError):
+    """An ENCRYPTION-INFO file that is missing from an encrypted backup, cannot be decoded, or
+    holds a data key that is not a 256-bit key."""
+
+
 class RowCountMismatch(IntegrityError):
     """A table loaded from an export bundle does not hold the rows the bundle records."""
 
@@ -136,6 +157,11 @@ class MalformedManifest(BadInput):
 
 class EncryptedBackup(BadInput):
     """An encrypted backup whose version must be given by the user."""
+
+
+class WrongEncryptionKey(BadInput):
+    """A key that does not open an encrypted backup: a passphrase that does not decrypt its
+    manifest, KMS keys that none of its ENCRYPTION-INFO entries was wrapped with."""
 
 
 class VersionConflict(BadInput):
@@ -221,6 +247,10 @@ class NeedsRestoreFromColdStorage(StorageError):
 
 class ObjectNotFound(StorageError):
     """A storage holds no object under the requested key."""
+
+
+class KeyServiceError(WorldFailure):
+    """A key management service (AWS KMS) cannot be reached, or refuses the credentials."""
 
 
 class DatabaseUnavailable(WorldFailure):

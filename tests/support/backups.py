@@ -2,8 +2,9 @@
 
 The protobuf encoder here is written from the field numbers alone and shares nothing with the
 decoder under test, so a mistake in one is not mirrored in the other. Builders lay out real
-directories: manifests (raw, gzip, encrypted), ``-CHECKSUM`` files, SSTs, LATEST pointers and
-incremental backups in both the nested (v21.1) and ``incrementals/`` (v22.1+) layouts.
+directories: manifests (raw, gzip, encrypted with :mod:`support.encryption`), ``-CHECKSUM``
+files, SSTs, ENCRYPTION-INFO, LATEST pointers and incremental backups in both the nested
+(v21.1) and ``incrementals/`` (v22.1+) layouts.
 :func:`upload` copies a built backup into an S3 bucket, as ``BACKUP INTO 's3://...'`` would
 have written it, and :func:`assert_same_report` compares what inspecting each copy says.
 :class:`RecordingStorage` shows what inspecting asks of a storage.
@@ -15,6 +16,7 @@ import datetime as dt
 import gzip
 import hashlib
 import os
+import random
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, closing
@@ -29,6 +31,7 @@ from crdb_archive.storage import (
     Storage,
     WriteOptions,
 )
+from support.encryption import Encrypting, with_passphrase
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.literals import StorageClassType
@@ -113,6 +116,8 @@ class Manifest:
     files: int = 3
     descriptors: int = 2
     unknown_fields: bool = True
+    # Bytes of an unknown field of incompressible filler: a manifest of many 64 KiB chunks.
+    padding: int = 0
 
     @property
     def end_wall_time(self) -> int:
@@ -153,6 +158,9 @@ class Manifest:
             out += fixed64_field(13, 0xDEADBEEF) + fixed32_field(14, 7)
             out += group_field(15, int_field(1, 5) + group_field(2, string_field(3, "x")))
             out += int_field(16, 1)
+        if self.padding:
+            filler = random.Random(self.padding)  # noqa: S311 - incompressible, not secret
+            out += bytes_field(40, filler.randbytes(self.padding))
         if self.cluster_version is not None:
             major, minor, patch, internal = self.cluster_version
             version = int_field(1, major) + int_field(2, minor)
@@ -169,11 +177,8 @@ def gzipped(data: bytes) -> bytes:
 
 
 def encrypted(data: bytes) -> bytes:
-    """The shape of an encrypted file: magic, version byte, 12-byte nonce, opaque bytes."""
-    nonce = hashlib.sha256(b"nonce" + data).digest()[:12]
-    pad = hashlib.sha256(nonce).digest()
-    body = bytes(b ^ pad[i % len(pad)] for i, b in enumerate(data))
-    return b"encrypt" + b"\x01" + nonce + body + hashlib.sha256(body).digest()[:16]
+    """``data`` encrypted with the tests' passphrase (support.encryption), format version 2."""
+    return with_passphrase().seal(data)
 
 
 def checksum(stored: bytes) -> bytes:
@@ -197,26 +202,45 @@ def write_backup(
     names: tuple[str, ...] = ("BACKUP_MANIFEST",),
     compress: bool = True,
     with_checksum: bool = True,
-    encrypt: bool = False,
+    encrypt: bool | Encrypting = False,
+    encryption_info: bool = True,
     data_dir: bool = True,
     ssts: int = 2,
 ) -> bytes:
-    """Write one backup directory; returns the stored manifest bytes."""
-    stored = manifest.encode()
+    """Write one backup directory; returns the stored manifest bytes.
+
+    ``encrypt`` (True: the tests' passphrase, version 2) encrypts the manifests, SSTs and
+    statistics as CockroachDB does, and writes the ENCRYPTION-INFO files into the directory
+    unless ``encryption_info`` is False (an incremental backup reads its full backup's).
+    """
+    sealing: Encrypting | None = None
+    if isinstance(encrypt, Encrypting):
+        sealing = encrypt
+    elif encrypt:
+        sealing = with_passphrase()
+
+    def stored_form(plain: bytes) -> bytes:
+        return sealing.seal(plain) if sealing is not None else plain
+
+    plain = manifest.encode()
     if compress:
-        stored = gzipped(stored)
-    if encrypt:
-        stored = encrypted(stored)
-        write(directory / "ENCRYPTION-INFO", b"\x0a\x10" + bytes(16))
+        plain = gzipped(plain)
+    if sealing is not None and encryption_info:
+        for info_name, content in sealing.infos.items():
+            write(directory / info_name, content)
+    first = b""
     for name in names:
+        # Each file is sealed on its own, with its own IV, as CockroachDB writes them.
+        stored = stored_form(plain)
+        first = first or stored
         write(directory / name, stored)
         if with_checksum:
             write(directory / f"{name}-CHECKSUM", checksum(stored))
     for i in range(ssts):
         sst = f"data/{800000 + i}.sst" if data_dir else f"{800000 + i}.sst"
-        write(directory / sst, b"SST%d" % i * (100 + i))
-    write(directory / "BACKUP-STATISTICS", b"\x0a\x00")
-    return stored
+        write(directory / sst, stored_form(b"SST%d" % i * (100 + i)))
+    write(directory / "BACKUP-STATISTICS", stored_form(b"\x0a\x00"))
+    return first
 
 
 def full_subdir(when: dt.datetime) -> str:

@@ -10,6 +10,10 @@ Which version is reported (DESIGN 2.1, 2.3):
   upgrade from 22.1 was not finalized writes a 22.1 backup: major v22.1, restorable into v22.1
   and v22.2, and the v22.2.0 binary that took it is among those. Both are reported, with a
   warning.
+
+An encrypted backup (one with ENCRYPTION-INFO) tells its version only when a key is given:
+its ENCRYPTION-INFO is read first, the data key found (:mod:`.unlock`), and the manifest
+decrypted. Without a key, ENCRYPTION-INFO still tells how it was encrypted.
 """
 
 from __future__ import annotations
@@ -21,11 +25,18 @@ from types import TracebackType
 from typing import Literal
 
 from crdb_archive.backup import layout
+from crdb_archive.backup.keys import NO_KEYS, EncryptionKeys
 from crdb_archive.backup.layout import BackupFile, FullBackup
 from crdb_archive.backup.manifest import ManifestInfo
 from crdb_archive.backup.manifest_file import read_manifest_in
 from crdb_archive.backup.source import collection_hint, open_source, root_path
 from crdb_archive.backup.tree import BackupTree, open_tree
+from crdb_archive.backup.unlock import (
+    NOT_ENCRYPTED,
+    Encryption,
+    settle_encryption,
+    unlock_backup,
+)
 from crdb_archive.errors import InvalidVersion, NotABackup, UnknownVersion
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import Storage
@@ -33,7 +44,8 @@ from crdb_archive.versions import Major, release_index
 
 ENCRYPTED_WARNING = (
     "the backup is encrypted: its manifest cannot be read without the key, so the version "
-    "that took it is unknown; give it with --version when archiving"
+    "that took it is unknown; give the key (--encryption-passphrase-file or --kms), or the "
+    "version with --version when archiving"
 )
 UNKNOWN_VERSION_WARNING = (
     "the version that took this backup is unknown; give it with --version when archiving"
@@ -51,6 +63,7 @@ class BackupInfo:
     directories. Every path is a key of ``storage``, the storage rooted at the source: read a
     file with ``info.storage.open_read(file.path)``. ``root`` is the source's local directory
     (None in object storage); ``location`` names the source without any secret.
+    ``encryption`` tells how the backup is encrypted and whether a key opened it.
 
     When :func:`inspect_backup` opened the storage itself (from a path or URI), this object
     owns it: call :meth:`close` (or use it as a context manager) when done reading files.
@@ -70,6 +83,7 @@ class BackupInfo:
     major_version: str | None
     restorable_into: list[str]
     warnings: list[str]
+    encryption: Encryption = NOT_ENCRYPTED
     owns_storage: bool = field(default=False, repr=False, compare=False)
 
     def close(self) -> None:
@@ -109,6 +123,7 @@ class BackupInfo:
             "development_build": m.development_build,
             "major_version": self.major_version,
             "encrypted": m.encrypted,
+            "encryption": self.encryption.to_json(),
             "gzip": m.gzip,
             "start_time": rfc3339(m.start_time),
             "end_time": rfc3339(m.end_time),
@@ -148,13 +163,17 @@ def inspect_backup(
     subdir: str | None = None,
     endpoint_url: str | None = None,
     progress: ProgressCallback = no_progress,
+    keys: EncryptionKeys = NO_KEYS,
 ) -> BackupInfo:
     """Find the backup at ``source`` (a backup directory or a collection) and describe it.
 
     ``source`` is a local directory (``Path`` or ``str``), a URI such as
     ``s3://bucket/prefix?AWS_ACCESS_KEY_ID=...`` (``endpoint_url`` for S3-compatible stores),
     or a Storage, used as it is and left open. In a collection, ``subdir`` chooses the full
-    backup (default, or ``LATEST``: the one LATEST names). Raises NotABackup (2),
+    backup (default, or ``LATEST``: the one LATEST names). ``keys`` open an encrypted backup's
+    manifest; WrongEncryptionKey (2) when they do not, DamagedEncryptionInfo (1) when its
+    ENCRYPTION-INFO is missing or damaged, KeyServiceError (3) when KMS fails. Raises
+    NotABackup (2),
     DamagedManifest (1) for a manifest that fails its -CHECKSUM or cannot be decoded without
     one, MalformedManifest (2) for an intact manifest in an unknown form,
     UnsupportedBackupFile (2) for links or special files in the backup, BadInput (2) for a
@@ -164,7 +183,7 @@ def inspect_backup(
     storage, owned = open_source(source, endpoint_url=endpoint_url)
     try:
         tree = open_tree(storage, progress=progress)
-        return _inspect(tree, subdir, owned, progress)
+        return _inspect(tree, subdir, owned, progress, keys)
     except BaseException:
         if owned:
             storage.close()
@@ -172,7 +191,8 @@ def inspect_backup(
 
 
 def _inspect(
-    tree: BackupTree, subdir: str | None, owned: bool, progress: ProgressCallback
+    tree: BackupTree, subdir: str | None, owned: bool, progress: ProgressCallback,
+    keys: EncryptionKeys,
 ) -> BackupInfo:
     where = tree.display()
     warnings: list[str] = []
@@ -185,7 +205,8 @@ def _inspect(
         chosen = ""
         latest = None
         backups: list[FullBackup] = []
-        manifest = read_manifest_in(tree, "", progress=progress)
+        encryption, data_key = unlock_backup(tree, "", keys, warnings)
+        manifest = read_manifest_in(tree, "", progress=progress, data_key=data_key)
         incrementals = layout.find_incrementals(tree, "", warnings)
         pointers: list[BackupFile] = []
         warnings += collection_hint(tree.storage)
@@ -196,7 +217,8 @@ def _inspect(
         chosen = _choose(where, tree, collection, subdir, warnings)
         latest = collection.latest
         backups = collection.full_backups
-        manifest = read_manifest_in(tree, chosen, progress=progress)
+        encryption, data_key = unlock_backup(tree, chosen, keys, warnings)
+        manifest = read_manifest_in(tree, chosen, progress=progress, data_key=data_key)
         nested = layout.find_incrementals(tree, chosen, warnings)
         separate = layout.find_incrementals(tree, f"{layout.INCREMENTALS}/{chosen}", warnings)
         if nested and separate:
@@ -221,6 +243,7 @@ def _inspect(
         f for rel in incrementals for f in layout.list_files(tree, rel, progress=progress)
     ]
     warnings += _cold_files(tree, files + incremental_files)
+    encryption = settle_encryption(tree, chosen, manifest, encryption, keys, warnings)
     major, window, version_warnings = assess_versions(manifest)
     root = root_path(tree.storage)
     return BackupInfo(
@@ -238,6 +261,7 @@ def _inspect(
         major_version=major.name if major else None,
         restorable_into=[m.name for m in window],
         warnings=version_warnings + warnings,
+        encryption=encryption,
         owns_storage=owned,
     )
 
@@ -298,7 +322,7 @@ def assess_versions(manifest: ManifestInfo) -> tuple[Major | None, list[Major], 
     """
     index = release_index()
     warnings: list[str] = []
-    if manifest.encrypted:
+    if not manifest.readable:
         return None, [], [ENCRYPTED_WARNING]
     tag_spec = None
     tag = manifest.build_tag

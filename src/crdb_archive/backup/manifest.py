@@ -68,8 +68,9 @@ class ManifestInfo:
     ``cluster_version_parts`` keeps (major, minor, patch, internal), the same offset removed.
     ``end_wall_time`` is the exact HLC wall time in nanoseconds; ``end_time`` is that instant
     at microsecond precision. ``gzip`` tells whether the readable manifest was gzip-compressed
-    (False when encrypted: compression then hides inside the encryption).
+    (False when encrypted and not decrypted: compression then hides inside the encryption).
     ``checksum_verified`` is True when a ``-CHECKSUM`` file was present and matched.
+    ``decrypted`` is True for an encrypted manifest read with its key (every GCM tag checked).
     """
 
     file: str
@@ -88,6 +89,12 @@ class ManifestInfo:
     encrypted: bool
     gzip: bool
     checksum_verified: bool = False
+    decrypted: bool = False
+
+    @property
+    def readable(self) -> bool:
+        """Whether the version fields could be read: not encrypted, or decrypted."""
+        return not self.encrypted or self.decrypted
 
 
 def decode_manifest(

@@ -3,17 +3,26 @@
 The manifest is read once, in chunks: the same bytes feed the SHA-256 that ``<name>-CHECKSUM``
 vouches for (its first 4 bytes, v20.2+) and the decoder, which stops early; the rest is still
 hashed, because the checksum covers the whole stored file.
+
+An encrypted manifest read with its key is decrypted on the way to the decoder and read to the
+end, so that every GCM tag (and, in version 2, the short last chunk) is checked. When its
+first message fails authentication, the -CHECKSUM over the stored bytes tells a wrong
+passphrase from damage: stored bytes that match it are as CockroachDB wrote them, so the key
+is wrong (exit 2); bytes that do not are damaged (exit 1). A failure after the first message,
+or of a key that KMS unwrapped (KMS authenticates what it unwraps), is damage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
+from crdb_archive.backup.encryption import HEADER_BYTES, decrypt, looks_encrypted
 from crdb_archive.backup.manifest import (
     CHECKSUM_BYTES,
     CHECKSUM_SUFFIX,
@@ -23,12 +32,15 @@ from crdb_archive.backup.manifest import (
     decode_chunks,
 )
 from crdb_archive.backup.tree import BackupTree, Kind, join, local_tree
+from crdb_archive.backup.unlock import DataKey
 from crdb_archive.errors import (
+    DamagedEncryptedFile,
     DamagedManifest,
     MalformedManifest,
     NotABackup,
     StorageError,
     UnsupportedBackupFile,
+    WrongEncryptionKey,
 )
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
 
@@ -76,15 +88,18 @@ def read_manifest_in(
     directory: str,
     *,
     progress: ProgressCallback = no_progress,
+    data_key: DataKey | None = None,
 ) -> ManifestInfo:
     """Decode the manifest of the backup in ``directory`` of ``tree``, checking its -CHECKSUM.
 
     A -CHECKSUM mismatch, or content that cannot be decoded and has no -CHECKSUM to prove it
     intact, raises DamagedManifest (exit 1). Content that matches its -CHECKSUM yet cannot be
     decoded is as CockroachDB wrote it, in a form this decoder does not know: MalformedManifest
-    (exit 2). Raises NotABackup without a manifest, UnsupportedBackupFile for a linked
-    -CHECKSUM, NeedsRestoreFromColdStorage when either file waits in an archive storage class,
-    StorageError when they cannot be read.
+    (exit 2). An encrypted manifest is decrypted with ``data_key`` when given (see the module
+    docstring): WrongEncryptionKey (exit 2) for a passphrase that does not open it,
+    DamagedManifest for one that fails authentication otherwise. Raises NotABackup without a
+    manifest, UnsupportedBackupFile for a linked -CHECKSUM, NeedsRestoreFromColdStorage when
+    either file waits in an archive storage class, StorageError when they cannot be read.
     """
     name = manifest_name(tree, directory)
     if name is None:
@@ -102,13 +117,18 @@ def read_manifest_in(
     tree.require_readable(needed, "the backup's manifest can be read")
     size = tree.size(key)
     hasher = hashlib.sha256()
+    decrypted = False
     with tree.open_read(key) as stream:
         chunks = _hashed_chunks(stream, hasher.update, key, size, progress)
-        outcome: ManifestInfo | MalformedManifest
-        try:
-            outcome = decode_chunks(chunks, file=key, limit=MAX_MANIFEST_BYTES)
-        except MalformedManifest as error:
-            outcome = error
+        outcome: ManifestInfo | MalformedManifest | DamagedEncryptedFile
+        if data_key is None:
+            outcome = _decode(chunks, key)
+        else:
+            head = _head(chunks)
+            stored = itertools.chain((head,), chunks)
+            decrypted = looks_encrypted(head)
+            outcome = _decrypt_and_decode(stored, data_key, key) if decrypted else _decode(
+                stored, key)
         # The checksum covers the whole stored file, however far decoding got.
         for _ in chunks:
             pass
@@ -120,8 +140,15 @@ def read_manifest_in(
             f"{key} does not match {key}{CHECKSUM_SUFFIX}: the manifest is damaged "
             f"(SHA-256 starts {hasher.hexdigest()[:8]}, the checksum file says {expected.hex()})"
         )
+    if isinstance(outcome, DamagedEncryptedFile):
+        raise _decryption_failure(outcome, data_key, key, checksum=expected is not None)
     if isinstance(outcome, ManifestInfo):
-        return replace(outcome, checksum_verified=expected is not None)
+        return replace(outcome, checksum_verified=expected is not None, encrypted=(
+            outcome.encrypted or decrypted), decrypted=decrypted)
+    if decrypted:
+        # Every tag checked: the bytes are what CockroachDB encrypted, in an unknown form.
+        raise MalformedManifest(f"{key} decrypts and authenticates but cannot be decoded "
+                                f"({outcome}): not a manifest format crdb-archive knows")
     if expected is None:
         raise DamagedManifest(
             f"{key} cannot be decoded ({outcome}); it has no {CHECKSUM_SUFFIX} file "
@@ -131,6 +158,59 @@ def read_manifest_in(
         f"{key} matches its {CHECKSUM_SUFFIX} but cannot be decoded ({outcome}): "
         "not a manifest format crdb-archive knows"
     )
+
+
+def _decode(chunks: Iterable[bytes], key: str) -> ManifestInfo | MalformedManifest:
+    try:
+        return decode_chunks(chunks, file=key, limit=MAX_MANIFEST_BYTES)
+    except MalformedManifest as error:
+        return error
+
+
+def _decrypt_and_decode(
+    stored: Iterable[bytes], data_key: DataKey, key: str
+) -> ManifestInfo | MalformedManifest | DamagedEncryptedFile:
+    plaintext = decrypt(stored, data_key.key, name=key)
+    try:
+        outcome = _decode(plaintext, key)
+        # Nothing decoded counts until every tag is checked (a version 1 file has one, at
+        # its end) and the file is known not to be cut short.
+        for _ in plaintext:
+            pass
+    except DamagedEncryptedFile as error:
+        return error
+    return outcome
+
+
+def _decryption_failure(
+    failure: DamagedEncryptedFile, data_key: DataKey | None, key: str, *, checksum: bool
+) -> Exception:
+    if failure.reason == "version" and checksum:
+        return MalformedManifest(f"{failure}: not a manifest format crdb-archive knows")
+    if failure.key_unproven and data_key is not None and data_key.mode == "passphrase":
+        if checksum:
+            return WrongEncryptionKey(
+                f"the passphrase does not decrypt {key} (the file matches its "
+                f"{CHECKSUM_SUFFIX}, so it is intact): wrong passphrase")
+        return WrongEncryptionKey(
+            f"the passphrase does not decrypt {key}: a wrong passphrase (the file has no "
+            f"{CHECKSUM_SUFFIX} to rule out damage)")
+    if failure.key_unproven and data_key is not None:
+        return DamagedManifest(
+            f"{failure} with the data key {data_key.opened_by} unwrapped from "
+            f"{data_key.info_file}: that ENCRYPTION-INFO does not belong to this manifest, or "
+            "the manifest is damaged")
+    return DamagedManifest(f"{failure}: the manifest is damaged")
+
+
+def _head(chunks: Iterator[bytes]) -> bytes:
+    head = b""
+    while len(head) < HEADER_BYTES:
+        chunk = next(chunks, None)
+        if chunk is None:
+            break
+        head += chunk
+    return head
 
 
 def _hashed_chunks(

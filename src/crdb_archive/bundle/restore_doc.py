@@ -39,6 +39,36 @@ def _binary_section(binary: dict[str, Any]) -> list[str]:
     return lines
 
 
+_KMS_PLACEHOLDER = "aws:///<the KMS key id or ARN given to BACKUP>?AUTH=implicit&REGION=<region>"
+
+
+def _encryption(backup: dict[str, Any]) -> tuple[str, list[str]]:
+    """The RESTORE option that opens the backup, and lines that say what it needs."""
+    recorded = backup.get("encryption") or {}
+    mode = recorded.get("mode") or ("unknown" if backup["encrypted"] else "none")
+    if mode == "none":
+        return "", ["- Encrypted: no"]
+    if mode == "passphrase":
+        return (" WITH encryption_passphrase = '<your passphrase>'",
+                ["- Encrypted: yes, with a passphrase: RESTORE needs the passphrase given to "
+                 "BACKUP (it is not stored in this bundle)"])
+    if mode == "kms":
+        uri = (recorded.get("kms") or [_KMS_PLACEHOLDER])[0]
+        lines = ["- Encrypted: yes, with a KMS key: RESTORE needs access to a KMS key that "
+                 "BACKUP used (ENCRYPTION-INFO in the backup holds the data key it wrapped)"]
+        if "=redacted" in uri:
+            lines.append("  (replace each `redacted` in the URI below with your credentials, or "
+                         "use AUTH=implicit)")
+        return f" WITH kms = '{_sql_string(uri)}'", lines
+    return (" WITH encryption_passphrase = '<your passphrase>'",
+            ["- Encrypted: yes, and how is unknown: use `WITH encryption_passphrase = '...'` "
+             "below, or `WITH kms = '<KMS URI>'` if BACKUP was given a KMS key"])
+
+
+def _sql_string(text: str) -> str:
+    return text.replace("'", "''")
+
+
 def render_restore_md(description: dict[str, Any]) -> bytes:
     """The RESTORE.md of a bundle, generated from its crdb-archive.json content."""
     backup = description["backup"]
@@ -48,8 +78,7 @@ def render_restore_md(description: dict[str, Any]) -> bytes:
     major = crdb["major_version"]
     first = description["binaries"][0]
     folder = first["file"].rsplit("/", 1)[-1].removesuffix(".tgz").removesuffix(".zip")
-    encrypted = backup["encrypted"]
-    options = " WITH encryption_passphrase = '<passphrase>'" if encrypted else ""
+    options, encryption_lines = _encryption(backup)
     if backup["kind"] == "collection":
         target = f"'/{backup['subdir'].lstrip('/')}' IN 'nodelocal://1/backup'"
         show = f"SHOW BACKUP FROM {target}{options};"
@@ -75,8 +104,7 @@ def render_restore_md(description: dict[str, Any]) -> bytes:
         f"- Backup kind: {backup['kind']}"
         + (f", full backup `{backup['subdir']}`" if backup["subdir"] else ""),
         f"- Incremental backups included: {len(backup['incrementals'])}",
-        "- Encrypted: "
-        + ("yes: you need the passphrase or KMS key used to take it" if encrypted else "no"),
+        *encryption_lines,
         f"- Restorable into CockroachDB {restore_into}"
         + (" (and possibly a later major released after this bundle was made)"
            if crdb["restorable_into_may_grow"] else ""),

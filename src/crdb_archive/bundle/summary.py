@@ -87,6 +87,8 @@ def summarize_bundle(where: str | Path, *, endpoint_url: str | None = None) -> d
             "end_time": backup["end_time"],
             "cluster_id": backup["cluster_id"],
             "encrypted": backup["encrypted"],
+            "encryption": (backup.get("encryption") or {}).get(
+                "mode", "unknown" if backup["encrypted"] else "none"),
             "incrementals": backup["incrementals"],
             "files": backup["files"],
             "bytes": backup["bytes"],

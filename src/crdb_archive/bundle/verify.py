@@ -12,6 +12,7 @@ tag        a tag file is malformed or differs from tagmanifest-sha256.txt
 schema     crdb-archive.json is not valid against its JSON schema
 binary     a CockroachDB archive does not match the published SHA-256 recorded at archive time
            (backup bundles)
+decrypt    an encrypted backup file fails AES-GCM authentication (``--decrypt-check``)
 ========== =================================================================================
 
 Beyond MAX_LISTED problems of one kind, the rest are counted in one closing problem: a
@@ -28,14 +29,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from crdb_archive.bundle import layout, tagfiles
 from crdb_archive.bundle.payload_table import PayloadTable
 from crdb_archive.bundle.reader import BundleReader, Member, open_bundle, require_readable
 from crdb_archive.bundle.tarstream import TarDamaged
 from crdb_archive.bundle.verify_checks import run_checks
-from crdb_archive.errors import CrdbArchiveError, NotABundle, StorageError
+from crdb_archive.errors import BadInput, CrdbArchiveError, NotABundle, StorageError
 from crdb_archive.hashing import (
     Digests,
     DigestWriter,
@@ -45,8 +46,13 @@ from crdb_archive.hashing import (
 )
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
 
+if TYPE_CHECKING:
+    from crdb_archive.backup.keys import EncryptionKeys
+
 Mode = Literal["fast", "blake3", "all"]
-ProblemKind = Literal["missing", "unexpected", "size", "digest", "tag", "schema", "binary"]
+ProblemKind = Literal[
+    "missing", "unexpected", "size", "digest", "tag", "schema", "binary", "decrypt"
+]
 
 MAX_LISTED = 1000
 
@@ -78,6 +84,7 @@ class VerifyReport:
     files: int = 0
     bytes: int = 0
     description: dict[str, Any] | None = None
+    decrypted: int | None = None  # encrypted files authenticated by --decrypt-check
     _counts: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -106,6 +113,7 @@ class VerifyReport:
             "problems": [p.to_json() for p in self.problems],
             "files": self.files,
             "bytes": self.bytes,
+            **({} if self.decrypted is None else {"decrypt_checked": self.decrypted}),
         }
 
 
@@ -136,15 +144,19 @@ def verify_bundle(
     all_digests: bool = False,
     endpoint_url: str | None = None,
     progress: ProgressCallback = no_progress,
+    decrypt_check: bool = False,
+    keys: EncryptionKeys | None = None,
 ) -> VerifyReport:
     """Verify the bundle at ``path`` (directory or .tar, local or s3://) and report every
-    problem found.
+    problem found; with ``decrypt_check``, also authenticate every encrypted backup file
+    with ``keys`` (WrongEncryptionKey when they open none, KeyServiceError when KMS fails).
 
     Raises NotABundle when ``path`` is not a bundle at all, NeedsRestoreFromColdStorage when
     objects it must read wait in an archive storage class, StorageError when it cannot be read.
     """
     reader = open_bundle(path, endpoint_url=endpoint_url)
-    return verify_reader(reader, fast=fast, all_digests=all_digests, progress=progress)
+    return verify_reader(reader, fast=fast, all_digests=all_digests, progress=progress,
+                         decrypt_check=decrypt_check, keys=keys)
 
 
 def verify_reader(
@@ -153,9 +165,13 @@ def verify_reader(
     fast: bool = False,
     all_digests: bool = False,
     progress: ProgressCallback = no_progress,
+    decrypt_check: bool = False,
+    keys: EncryptionKeys | None = None,
 ) -> VerifyReport:
     """Verify an opened bundle; raises as :func:`verify_bundle`."""
     mode: Mode = "fast" if fast else ("all" if all_digests else "blake3")
+    if decrypt_check and fast:
+        raise BadInput("--decrypt-check reads every encrypted file; it cannot go with --fast")
     require_readable(reader, payload=mode != "fast")
     report = VerifyReport(reader.display, reader.form, mode)
     seen = _read(reader, report, mode, progress)
@@ -164,8 +180,24 @@ def verify_reader(
         # Nothing of a bag at all; a damaged bundle (a tar cut short) still shows some of it.
         raise NotABundle(f"{reader.display} is not a bundle: it has no {layout.BAGIT_TXT}")
     run_checks(seen, report, full=mode != "fast")
+    if decrypt_check and report.description is not None:
+        _check_decryption(reader, report, report.description, keys, progress)
     report.finish()
     return report
+
+
+def _check_decryption(
+    reader: BundleReader, report: VerifyReport, description: dict[str, Any],
+    keys: EncryptionKeys | None, progress: ProgressCallback,
+) -> None:
+    # Imported here: a plain verify starts without the backup and crypto machinery.
+    from crdb_archive.bundle.decrypt_check import check_decryption  # noqa: PLC0415
+
+    damaged = frozenset(p.path for p in report.problems)
+    result = check_decryption(
+        reader, description, keys, lambda path, detail: report.add(path, "decrypt", detail),
+        damaged=damaged, progress=progress)
+    report.decrypted = result.checked
 
 
 # --- reading ------------------------------------------------------------------------------------

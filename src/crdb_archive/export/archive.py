@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from crdb_archive.archive import ArchiveRequest, check_destination
+from crdb_archive.backup.keys import PASSPHRASE_ENV
 from crdb_archive.binaries import DEFAULT_PLATFORM
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.local import BundleStaging, bundle_path
@@ -207,6 +208,10 @@ def _refuse_backup_options(request: ArchiveRequest) -> None:
         ("--platform", tuple(request.platforms) != (DEFAULT_PLATFORM,)),
         ("--mirror", request.mirror is not None),
         ("--with-incrementals", request.with_incrementals),
+        ("--kms", bool(request.keys.kms)),
+        # A passphrase in the environment may serve other runs; a file was given for this one.
+        ("--encryption-passphrase-file", request.keys.passphrase is not None
+         and PASSPHRASE_ENV not in (request.keys.passphrase_source or "")),
     ) if set_]
     if given:
         raise BadInput(f"{given[0]} applies to backups, not to changefeed or EXPORT output")

@@ -26,7 +26,8 @@ from crdb_archive.versions import release_index
 @dataclass(frozen=True)
 class Candidate:
     """A backup the job selected. ``name`` is None when it cannot be derived before archiving
-    (an encrypted backup without a pinned release): the archive step then says why."""
+    (an encrypted backup without its key or a pinned release): the archive step then says
+    why."""
 
     label: str  # the full backup's subdirectory, or the source of a single backup
     subdir: str | None
@@ -100,7 +101,7 @@ def _select(spec: JobSpec, storage: Storage) -> Selection:
         subdirs = [spec.backups]
     for subdir in subdirs:
         try:
-            with inspect_backup(storage, subdir=subdir) as info:
+            with inspect_backup(storage, subdir=subdir, keys=spec.keys) as info:
                 selection.candidates.append(_candidate(spec, info))
                 selection.source = selection.source or redact(info.location)
         except CrdbArchiveError as error:
@@ -128,7 +129,7 @@ def _select_export(spec: JobSpec) -> Selection:
 
 def _candidate(spec: JobSpec, info: BackupInfo) -> Candidate:
     release = spec.release
-    if release is None and not info.manifest.encrypted and info.manifest.build_tag:
+    if release is None and info.manifest.readable and info.manifest.build_tag:
         try:
             release = release_index().parse(info.manifest.build_tag).release_name
         except CrdbArchiveError:

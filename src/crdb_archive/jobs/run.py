@@ -350,6 +350,7 @@ class _Run:
             object_lock_mode=lock.mode if lock else None,
             object_lock_days=lock.days if lock else None,
             retain_until=lock.retain_until if lock else None,
+            keys=spec.keys,
         )
         try:
             result = archive_backup(request, progress=self.progress, guard=self.guard)

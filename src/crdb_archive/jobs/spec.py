@@ -15,11 +15,12 @@ import datetime as dt
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from crdb_archive.backup.keys import NO_KEYS, PASSPHRASE_ENV, EncryptionKeys, load_keys
 from crdb_archive.backup.layout import normalize_subdir
 from crdb_archive.binaries import PLATFORMS, resolve_mirror
 from crdb_archive.bundle.writer import BundleFormat
@@ -27,6 +28,7 @@ from crdb_archive.errors import BadInput, CrdbArchiveError, InvalidJobSpec
 from crdb_archive.export.hlc import Hlc
 from crdb_archive.jobs.spec_table import SpecTable, kind_of, unknown
 from crdb_archive.sources import KIND_CHOICES, KindChoice
+from crdb_archive.storage.kms import KmsUri
 from crdb_archive.storage.places import overlap_problem
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import release_index
@@ -51,8 +53,8 @@ _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Every section and the keys it may hold; anything else is a mistake worth naming.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "job": ("name",),
-    "source": ("uri", "endpoint_url", "kind", "backups", "with_incrementals", "schema", "as_of",
-               "allow_gaps", "table"),
+    "source": ("uri", "endpoint_url", "kind", "backups", "with_incrementals",
+               "encryption_passphrase_file", "kms", "schema", "as_of", "allow_gaps", "table"),
     "version": ("release", "force"),
     "binaries": ("platforms", "mirror", "cache_dir"),
     "destination": ("uri", "endpoint_url", "format", "storage_class", "object_lock"),
@@ -124,6 +126,8 @@ class JobSpec:
     retention: Retention | None
     binary_removal_days: int
     use_cache: bool = True  # not a spec key: `run --no-cache` turns it off for one run
+    # Opens encrypted backups: a passphrase (file or environment) or KMS URIs.
+    keys: EncryptionKeys = field(default=NO_KEYS, repr=False)
     export: ExportSpec | None = None  # exports: the schema file and the snapshot wanted
 
     @property
@@ -147,6 +151,10 @@ class JobSpec:
             "storage_class": self.storage_class,
             "object_lock": self.object_lock.to_json() if self.object_lock else None,
             "retention": self.retention.to_json() if self.retention else None,
+            "encryption": {
+                "passphrase": self.keys.passphrase_source,
+                "kms": [uri.display for uri in self.keys.kms],
+            },
             "export": self.export.to_json() if self.export else None,
         }
 
@@ -215,6 +223,7 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
             source.problem("backups", f"{backups!r} is neither latest, all, nor a full "
                            "backup's subdirectory like 2024/12/15-000000.00")
     with_incrementals = source.boolean("with_incrementals", default=False)
+    keys = _encryption_keys(source, base)
     kind_text = source.choice("kind", KIND_CHOICES, default="auto") or "auto"
     kind: KindChoice = next((k for k in KIND_CHOICES if k == kind_text), "auto")
     export = _export(source, kind, base)
@@ -224,7 +233,7 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
             if isinstance(data.get(section), dict) and data[section]:
                 problems.append(f"{section}: applies to backups, not to source.kind = "
                                 "\"export\"")
-        for key in ("backups", "with_incrementals"):
+        for key in ("backups", "with_incrementals", "encryption_passphrase_file", "kms"):
             if key in source.values:
                 source.problem(key, "applies to backups, not to source.kind = \"export\"")
 
@@ -291,6 +300,7 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
         object_lock=object_lock,
         retention=retention,
         binary_removal_days=removal_days if removal_days is not None else 0,
+        keys=keys,
         export=export,
     )
 
@@ -344,6 +354,38 @@ def _export(source: SpecTable, kind: KindChoice, base: Path) -> ExportSpec | Non
                            "and EXPORT output, which needs its schema file")
         return None
     return ExportSpec(base / schema, as_of, allow_gaps, table)
+
+
+def _encryption_keys(table: SpecTable, base: Path) -> EncryptionKeys:
+    """The key of encrypted backups: a passphrase file (relative to the spec) or the
+    environment's passphrase, or KMS URIs (one or a list), never both."""
+    passphrase_file = table.string("encryption_passphrase_file", expand=True)
+    value = table.typed("kms", (list, str), "a KMS URI or a list of KMS URIs")
+    items = [value] if isinstance(value, str) else list(value or [])
+    kms: list[KmsUri] = []
+    for i, item in enumerate(items):
+        where = f"kms[{i}]" if isinstance(value, list) else "kms"
+        if not isinstance(item, str):
+            table.problem(where, f"expected a KMS URI, got {kind_of(item)}")
+            continue
+        text = table._expand(where, item)  # the table's own ${NAME} rules
+        if text is None:
+            continue
+        try:
+            kms += load_keys(kms=[text], environ={}, command_line=False).kms
+        except CrdbArchiveError as error:
+            table.problem(where, str(error))
+    try:
+        keys = load_keys(passphrase_file=base / passphrase_file if passphrase_file else None)
+    except CrdbArchiveError as error:
+        table.problem("encryption_passphrase_file", str(error))
+        keys = NO_KEYS
+    if keys.passphrase is not None and kms:
+        given = ("encryption_passphrase_file" if passphrase_file
+                 else f"${PASSPHRASE_ENV} in the environment")
+        table.problem("kms", f"both a passphrase ({given}) and KMS keys are given: a backup is "
+                      "encrypted one way, so give one of them")
+    return EncryptionKeys(keys.passphrase, keys.passphrase_source, tuple(kms))
 
 
 def _endpoint_url(table: SpecTable, uri: str | None) -> str | None:

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ResponseStreamingError
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from crdb_archive.errors import CrdbArchiveError, StorageError
 from crdb_archive.storage.s3_errors import error_code, s3_errors
@@ -73,18 +74,28 @@ def _get(read: ObjectRead, byte_range: str, etag: str | None) -> dict[str, Any] 
     arguments: dict[str, Any] = {"Bucket": read.bucket, "Key": read.key, "Range": byte_range}
     if etag is not None:
         arguments["IfMatch"] = etag
-    with s3_errors("read", read.where, read.secrets):
-        try:
-            answer: dict[str, Any] = read.client.get_object(**arguments)  # type: ignore[assignment]
-        except ClientError as error:
-            code = error_code(error)
-            if code == "InvalidRange" and etag is None:
-                return None
-            if code in ("PreconditionFailed", "412"):
-                raise StorageError(f"cannot read {read.where}: the object was replaced while it "
-                                   "was being read") from None
-            raise
-    return answer
+    attempt = 1
+    while True:
+        with s3_errors("read", read.where, read.secrets):
+            try:
+                answer: dict[str, Any] = read.client.get_object(**arguments)  # type: ignore[assignment]
+            except ClientError as error:
+                code = error_code(error)
+                if code == "InvalidRange" and etag is None:
+                    return None
+                if code in ("PreconditionFailed", "412"):
+                    raise StorageError(f"cannot read {read.where}: the object was replaced "
+                                       "while it was being read") from None
+                raise
+            except (Urllib3Error, ResponseStreamingError):
+                # botocore retries a connection that breaks before the answer, not one that
+                # breaks while it reads an error answer's body; that is the same fault.
+                if attempt >= read.attempts:
+                    raise
+                attempt += 1
+                time.sleep(backoff(attempt))
+                continue
+        return answer
 
 
 def _range_of(read: ObjectRead, answer: dict[str, Any], start: int) -> tuple[int, int]:
