@@ -312,6 +312,12 @@ def test_export_needs_its_schema_and_refuses_backup_options(
                    "--platform", "linux-arm64")
     assert done.code == 2
     assert "--platform applies to backups" in done.err
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("correct horse\n")
+    done = run_cli(capsys, "archive", str(feed), "--dest", str(dest), "--schema", str(schema),
+                   "--encryption-passphrase-file", str(passphrase))
+    assert done.code == 2
+    assert "--encryption-passphrase-file applies to backups" in done.err
     done = run_cli(capsys, "archive", str(feed), "--dest", str(dest), "--schema",
                    str(tmp_path / "nope.sql"))
     assert done.code == 2
