@@ -226,6 +226,12 @@ def described(name: str, location: str, form: Literal["dir", "tar"],
               description: dict[str, Any],
               retain_until: dt.datetime | None = None) -> StoredBundle:
     """The StoredBundle that a bundle's crdb-archive.json describes."""
+    if description.get("kind") == "export":
+        export: dict[str, Any] = description.get("export") or {}
+        return StoredBundle(
+            name=name, location=location, form=form, time=bundle_time(description),
+            source=export.get("source"), version=None,
+            created=parse_time(description.get("created")), retain_until=retain_until)
     backup: dict[str, Any] = description.get("backup") or {}
     return StoredBundle(
         name=name,
@@ -240,7 +246,11 @@ def described(name: str, location: str, form: Literal["dir", "tar"],
 
 
 def bundle_time(description: dict[str, Any]) -> dt.datetime | None:
-    """The time that orders a bundle: backup end time, else its subdirectory's, else creation."""
+    """The time that orders a bundle: backup end time, else its subdirectory's, else creation;
+    for an export bundle, the snapshot's time, else creation."""
+    if description.get("kind") == "export":
+        as_of = (description.get("export") or {}).get("as_of") or {}
+        return parse_time(as_of.get("time")) or parse_time(description.get("created"))
     backup = description.get("backup") or {}
     end = parse_time(backup.get("end_time"))
     if end is not None:
