@@ -143,13 +143,18 @@ def test_latest_snapshot_verifies_and_loads(shop: tuple[Path, Path, History], tm
     assert_independently_valid(bundle)
     assert_snapshot_files(bundle, history, latest)
 
-    loaded = run_subprocess("load", str(bundle), "--into", postgres_db.url, "--json")
+    loaded = run_subprocess("load", str(bundle), "--into", postgres_db.dsn, "--json",
+                            env=postgres_db.env())
     assert loaded.returncode == 0, loaded.stderr
     answer = json.loads(loaded.stdout)
     assert answer["tables"] == result["tables"]
     assert answer["bundle"] == str(bundle)
     assert postgres_db.server.password not in loaded.stdout + loaded.stderr
-    assert any("PGPASSWORD" in w for w in answer["warnings"])  # a password in --into
+    # A password on the command line would be in the process list: refused before any work.
+    refused = run_subprocess("load", str(bundle), "--into", postgres_db.url)
+    assert refused.returncode == 2
+    assert "PGPASSWORD" in refused.stderr
+    assert postgres_db.server.password not in refused.stdout + refused.stderr
     assert_loaded(postgres_db, history, latest)
     # The constraints and indexes came after the rows.
     constraints = {row[0] for row in postgres_db.query(
@@ -177,8 +182,8 @@ def test_an_earlier_resolved_timestamp_as_a_tar_loads_with_psql_alone(
     assert tar_path.name == f"{result['name']}.tar"
     assert run_subprocess("verify", str(tar_path)).returncode == 0
 
-    loaded = run_subprocess("load", str(tar_path), "--into", postgres_db.url,
-                            "--schema-name", "archive", "--json")
+    loaded = run_subprocess("load", str(tar_path), "--into", postgres_db.dsn,
+                            "--schema-name", "archive", "--json", env=postgres_db.env())
     assert loaded.returncode == 0, loaded.stderr
     assert json.loads(loaded.stdout)["tables"] == {
         f"archive.{t}": len(history.model_at(earlier)[t]) for t in TABLES}
@@ -233,7 +238,8 @@ def test_an_export_tree_archives_and_loads(tmp_path: Path,
     assert result["as_of"] is None
     bundle = Path(result["bundle"])
     assert run_subprocess("verify", str(bundle)).returncode == 0
-    loaded = run_subprocess("load", str(bundle), "--into", postgres_db.url, "--json")
+    loaded = run_subprocess("load", str(bundle), "--into", postgres_db.dsn, "--json",
+                            env=postgres_db.env())
     assert loaded.returncode == 0, loaded.stderr
     with postgres_db.connect() as connection:
         assert loaded_rows(connection, "customers") == expected_rows(history, at, "customers")
@@ -492,7 +498,7 @@ def test_sigterm_while_the_snapshot_is_built_leaves_nothing(tmp_path: Path) -> N
 ])
 def test_other_sink_formats_load_the_same_rows(
         capsys: pytest.CaptureFixture[str], tmp_path: Path, postgres_db: PostgresDatabase,
-        fmt: str, envelope: str, compression: str, partitioning: str) -> None:
+        postgres_dsn: str, fmt: str, envelope: str, compression: str, partitioning: str) -> None:
     feed = tmp_path / "sink"
     history = write_shop_changefeed(feed, fmt=fmt, envelope=envelope, compression=compression,
                                     partitioning=partitioning)
@@ -508,6 +514,6 @@ def test_other_sink_formats_load_the_same_rows(
         fmt, partitioning)
     assert run_cli(capsys, "verify", str(bundle)).code == 0
     assert_snapshot_files(bundle, history, at)
-    loaded = run_cli(capsys, "load", str(bundle), "--into", postgres_db.url)
+    loaded = run_cli(capsys, "load", str(bundle), "--into", postgres_dsn)
     assert loaded.code == 0, loaded.err
     assert_loaded(postgres_db, history, at)

@@ -26,7 +26,8 @@ TABLES = ("customers", "orders")
 
 def test_a_sink_in_s3_with_secrets_in_its_uri(
         capsys: pytest.CaptureFixture[str], tmp_path: Path, moto_s3: MotoS3,
-        monkeypatch: pytest.MonkeyPatch, postgres_db: PostgresDatabase) -> None:
+        monkeypatch: pytest.MonkeyPatch, postgres_db: PostgresDatabase,
+        postgres_dsn: str) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                  "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
@@ -58,7 +59,7 @@ def test_a_sink_in_s3_with_secrets_in_its_uri(
         done = run_cli(capsys, *command)
         assert done.code == 0, done.err
         outputs += done.out + done.err
-    loaded = run_cli(capsys, "load", str(bundle), "--into", postgres_db.url, "--json")
+    loaded = run_cli(capsys, "load", str(bundle), "--into", postgres_dsn, "--json")
     assert loaded.code == 0, loaded.err
     with postgres_db.connect() as connection:
         for name in TABLES:
@@ -77,7 +78,7 @@ def test_a_sink_in_s3_with_secrets_in_its_uri(
 @pytest.mark.parametrize("fmt", ["tar", "dir"])
 def test_bundles_written_to_s3_and_loaded_from_there(
         capsys: pytest.CaptureFixture[str], tmp_path: Path, s3_env: MotoS3, fmt: str,
-        postgres_db: PostgresDatabase) -> None:
+        postgres_db: PostgresDatabase, postgres_dsn: str) -> None:
     history = write_shop_changefeed(tmp_path / "sink")
     source = upload(s3_env, tmp_path / "sink", "sink")
     schema = tmp_path / "schema.sql"
@@ -94,17 +95,17 @@ def test_bundles_written_to_s3_and_loaded_from_there(
     assert s3_env.multipart_uploads(bucket) == []
     verified = run_cli(capsys, "verify", location, "--json")
     assert verified.code == 0, verified.out
-    loaded = run_cli(capsys, "load", location, "--into", postgres_db.url, "--json")
+    loaded = run_cli(capsys, "load", location, "--into", postgres_dsn, "--json")
     assert loaded.code == 0, loaded.err
     assert loaded.json()["tables"] == answer["tables"]
     with postgres_db.connect() as connection:
         for name in TABLES:
             assert loaded_rows(connection, name) == expected_rows(history, at, name)
     # Loading again finds the tables there.
-    refused = run_cli(capsys, "load", location, "--into", postgres_db.url)
+    refused = run_cli(capsys, "load", location, "--into", postgres_dsn)
     assert refused.code == 2
     assert "already exists" in refused.err
-    assert run_cli(capsys, "load", location, "--into", postgres_db.url, "--replace").code == 0
+    assert run_cli(capsys, "load", location, "--into", postgres_dsn, "--replace").code == 0
     # A re-run finds the bundle in the bucket and writes nothing.
     keys = s3_env.all_keys(bucket)
     again = run_cli(capsys, "archive", source, "--dest", dest, "--schema", str(schema),

@@ -684,8 +684,9 @@ def load_command(
                                                "or s3://.")],
     into: Annotated[str, typer.Option("--into", help="The PostgreSQL database: a libpq "
                                       "connection string (postgresql://user@host:5432/db). "
-                                      "Give the password in PGPASSWORD or ~/.pgpass, not "
-                                      "here, where the process list shows it.")],
+                                      "The password goes in PGPASSWORD or ~/.pgpass: one "
+                                      "given here is refused, as the process list shows "
+                                      "it.")],
     schema_name: Annotated[
         str | None, typer.Option("--schema-name", help="Create every table in this schema "
                                  "instead of the schemas the tables had.")
@@ -709,11 +710,11 @@ def load_command(
     from crdb_archive.export.pg import Server  # noqa: PLC0415
 
     _json_mode(json_output)
-    warnings = []
     if Server(into).params.get("password"):
-        warnings.append("the password in --into is visible to other users in the process "
-                        "list; give it in PGPASSWORD or ~/.pgpass instead")
-    _warn_all(warnings, json_output)  # now: it matters whether or not the load succeeds
+        # Already in the process list by now: refusing keeps it from becoming a habit.
+        raise BadInput("--into carries a password, which every user of this machine can read "
+                       "in the process list; give it in PGPASSWORD, ~/.pgpass or a "
+                       "service file instead")
     reader = open_bundle(bundle, endpoint_url=endpoint_url)
     with ui.progress_reporter() as progress:
         result = load_export(reader, into, schema_name=schema_name, replace=replace,
@@ -723,8 +724,7 @@ def load_command(
              f"{rows} rows, every count as the bundle records"]
     lines += [f"  {name}: {count} rows" for name, count in result.tables.items()]
     lines += [f"  note: {note}" for note in result.notes]
-    _emit({"bundle": reader.display, **result.to_json(), "warnings": warnings}, lines,
-          json_output)
+    _emit({"bundle": reader.display, **result.to_json()}, lines, json_output)
 
 
 # --- scheduled jobs ------------------------------------------------------------------------------
