@@ -1,4 +1,11 @@
 """Fixtures shared by every test module: the loopback servers of tests/support."""
 
-pytest_plugins = ["support.mirror", "support.s3", "support.faultproxy", "support.postgres",
-                  "support.storage_backends"]
+pytest_plugins = [
+    "support.mirror",
+    "support.s3",
+    "support.faultproxy",
+    "support.postgres",
+    "support.gcs",
+    "support.azure",
+    "support.storage_backends",
+]

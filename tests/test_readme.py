@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support.export_demo import RESOLVED, expected_rows, loaded_rows, write_shop_changefeed
+from support.postgres import PostgresDatabase
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -72,3 +75,40 @@ def test_readme_test_command_is_the_ci_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert ".venv/bin/python -m pytest" in ci
     assert "pip install -q -e '.[test]'" in ci
+    # Azurite lives where tests/support/azure.py looks for it, in both.
+    assert "npm install --silent --prefix .venv/node azurite" in command
+    assert "--prefix .venv/node azurite" in ci
+
+
+def test_a_copy_that_needs_no_cockroachdb_runs(tmp_path: Path,
+                                               postgres_db: PostgresDatabase) -> None:
+    """The export section's commands, in one shell as a reader would type them, against the
+    tests' PostgreSQL (its URL in place of the README's, the password in PGPASSWORD)."""
+    section = "A copy that needs no CockroachDB"
+    body = README.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", body, re.DOTALL)
+    assert len(blocks) == 2
+    script = "\n".join(blocks)
+    readme_url = "PGURL=postgresql://postgres@localhost:5432/postgres"
+    assert readme_url in script
+    server = postgres_db.server
+    script = script.replace(readme_url, f"PGURL=postgresql://postgres@{server.host}:"
+                                        f"{server.port}/{postgres_db.name}")
+    script = script.replace(".venv/bin/python -c", f"{sys.executable} -c")
+    script = script.replace(".venv/bin/crdb-archive", f"{sys.executable} -m crdb_archive.cli")
+    demo = subprocess.run([sys.executable, str(ROOT / "scripts" / "make-demo.py"), "demo"],
+                          cwd=tmp_path, capture_output=True, text=True, check=False,
+                          timeout=120)
+    assert demo.returncode == 0, demo.stderr
+    env = {**os.environ, "PGPASSWORD": server.password}
+    done = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "orders" in done.stdout  # DuckDB printed the snapshot
+    # Both loads hold exactly the rows of the demo's history at its newest resolved time.
+    history = write_shop_changefeed(tmp_path / "again")
+    with postgres_db.connect() as connection:
+        for schema in ("shop", "public"):
+            for name in ("customers", "orders"):
+                assert loaded_rows(connection, name, schema) == \
+                    expected_rows(history, RESOLVED[-1], name), (schema, name)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from crdb_archive import __version__
 from crdb_archive.backup import BackupFile, BackupInfo, inspect_backup
@@ -58,10 +58,14 @@ from crdb_archive.errors import (
 )
 from crdb_archive.hashing import digest_stream
 from crdb_archive.progress import ProgressCallback, no_progress
+from crdb_archive.sources import KindChoice, recognise_source
 from crdb_archive.storage.base import LockMode, Storage, WriteOptions, open_storage
-from crdb_archive.storage.places import check_destination, overlap_problem
+from crdb_archive.storage.places import check_destination_location, overlap_problem
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import VersionSpec, release_index
+
+if TYPE_CHECKING:
+    from crdb_archive.export.archive import ExportArchiveResult, ExportOptions
 
 # Warn when the binaries of the backup's major disappear from the download site within this.
 BINARY_REMOVAL_WARNING_DAYS = 180
@@ -129,6 +133,7 @@ class ArchiveResult:
         return {
             "bundle": self.bundle,
             "name": self.name,
+            "kind": "backup",
             "version": self.version,
             "platforms": self.platforms,
             "files": self.files,
@@ -152,6 +157,49 @@ WriteBundle = Callable[
 ]
 
 
+def archive_source(
+    request: ArchiveRequest,
+    *,
+    kind: KindChoice = "auto",
+    export: ExportOptions | None = None,
+    progress: ProgressCallback = no_progress,
+    guard: Guard | None = None,
+) -> ArchiveResult | ExportArchiveResult:
+    """Archive the backup, changefeed output or EXPORT output at ``request.source``.
+
+    ``kind`` ``auto`` tells them apart by their file names (:mod:`crdb_archive.sources`).
+    Raises UnrecognisedSource (exit 2) for a source that holds neither or both, BadInput for
+    export options given for a backup, and what :func:`archive_backup` or
+    :func:`crdb_archive.export.archive.archive_export` raise.
+    """
+    chosen = recognise_source(request.source, kind, endpoint_url=request.endpoint_url)
+    if chosen == "export":
+        from crdb_archive.export.archive import ExportOptions, archive_export  # noqa: PLC0415
+
+        return archive_export(request, export or ExportOptions(), progress=progress,
+                              guard=guard)
+    if export is not None and export.given:
+        raise BadInput(f"{export.given[0]} applies to changefeed and EXPORT output, and "
+                       f"{redact(request.source)} holds a backup")
+    return archive_backup(request, progress=progress, guard=guard)
+
+
+def check_destination(request: ArchiveRequest) -> WriteOptions | None:
+    """The write options, with the destination checked before anything is written.
+
+    Raises BadInput for storage options on a local destination, a destination inside the
+    source (or the source itself), and a local destination that is not a directory.
+    """
+    options = request.write_options(dt.datetime.now(dt.UTC))
+    check_destination_location(parse_location(str(request.dest)), options)
+    problem = overlap_problem(request.source, str(request.dest),
+                              source_endpoint_url=request.endpoint_url,
+                              dest_endpoint_url=request.endpoint_url)
+    if problem is not None:
+        raise BadInput(problem)
+    return options
+
+
 def archive_backup(
     request: ArchiveRequest,
     *,
@@ -171,13 +219,7 @@ def archive_backup(
     NetworkError/StorageError (exit 3).
     """
     started = time.monotonic()
-    options = request.write_options(dt.datetime.now(dt.UTC))
-    check_destination(parse_location(str(request.dest)), options)
-    problem = overlap_problem(request.source, str(request.dest),
-                              source_endpoint_url=request.endpoint_url,
-                              dest_endpoint_url=request.endpoint_url)
-    if problem is not None:
-        raise BadInput(problem)
+    options = check_destination(request)
     with inspect_backup(request.source, subdir=request.subdir,
                         endpoint_url=request.endpoint_url, keys=request.keys) as backup:
         version = _settle_version(backup, request)
@@ -485,6 +527,7 @@ def _description(
     return {
         "format": "crdb-archive-bundle",
         "format_version": layout.FORMAT_VERSION,
+        "kind": "backup",
         "name": name,
         "created": _iso(dt.datetime.now(dt.UTC)),
         "software": f"crdb-archive {__version__}",

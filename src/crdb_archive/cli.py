@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="crdb-archive",
-    help="Keep CockroachDB backups restorable for decades.",
+    help="Keep CockroachDB data restorable for decades: backups with the binaries that "
+         "restore them, and copies that need no CockroachDB.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -120,7 +121,8 @@ def _root(
                      help="Print the version and exit."),
     ] = False,
 ) -> None:
-    """Keep CockroachDB backups restorable for decades."""
+    """Keep CockroachDB data restorable for decades: backups with the binaries that restore
+    them, and copies that need no CockroachDB."""
 
 
 def _emit(payload: dict[str, Any] | list[Any], text: list[str], json_output: bool) -> None:
@@ -282,11 +284,18 @@ def inspect(
     """
     from crdb_archive.backup import inspect_backup  # noqa: PLC0415
     from crdb_archive.bundle.summary import looks_like_bundle, summarize_bundle  # noqa: PLC0415
+    from crdb_archive.sources import shows_export  # noqa: PLC0415
 
     _json_mode(json_output)
     if looks_like_bundle(path, endpoint_url=endpoint_url):
         summary = summarize_bundle(path, endpoint_url=endpoint_url)
         _emit(summary, _bundle_summary(summary), json_output)
+        return
+    if subdir is None and shows_export(path, endpoint_url=endpoint_url):
+        from crdb_archive.export.source_summary import summarize_export_source  # noqa: PLC0415
+
+        found = summarize_export_source(path, endpoint_url=endpoint_url)
+        _emit(found, _export_source_summary(found), json_output)
         return
     keys = _keys(encryption_passphrase_file, kms)
     with ui.progress_reporter(quiet=json_output or not ui.stderr_is_terminal()) as progress:
@@ -296,6 +305,27 @@ def inspect(
     payload = info.to_json()
     _warn_all(info.warnings, json_output)
     _emit(payload, _backup_summary(payload), json_output)
+
+
+def _export_source_summary(p: dict[str, Any]) -> list[str]:
+    what = "changefeed output" if p["kind"] == "changefeed" else "EXPORT output"
+    resolved = p["resolved"]
+    lines = [
+        f"source:           {p['source']}",
+        f"kind:             {what}, format {p['format']}"
+        + (f", {p['partitioning']} partitions" if p["partitioning"] else ""),
+        f"files:            {p['files']} ({p['bytes']} bytes), {p['data_files']} data file(s)"
+        + (f" from {p['sessions']} session(s)" if p["kind"] == "changefeed" else ""),
+    ]
+    if p["kind"] == "changefeed":
+        lines.append(f"topics:           {', '.join(p['topics'])}")
+        lines.append(f"resolved:         {len(resolved)} timestamp(s)"
+                     + (f", newest {resolved[-1]['hlc']} ({resolved[-1]['time']})"
+                        if resolved else ": the output can only be taken as a whole"))
+        lines.append("complete:         " + ("yes, no file id is missing" if p["complete"]
+                                             else f"NO, {len(p['gaps'])} gap(s)"))
+        lines += [f"  gap: {gap}" for gap in p["gaps"]]
+    return lines
 
 
 def _backup_summary(p: dict[str, Any]) -> list[str]:
@@ -400,10 +430,32 @@ def _fetch_summary(result: FetchResult) -> list[str]:
 
 @app.command("archive")
 def archive_command(
-    source: Annotated[str, typer.Argument(help="The backup: a directory or collection path, "
-                                                "or a file:// URI.")],
+    source: Annotated[str, typer.Argument(help="A backup (directory, collection), or a "
+                                                "changefeed's cloud-storage sink or EXPORT "
+                                                "output; a path, file:// or s3:// URI.")],
     dest: Annotated[str, typer.Option("--dest", help="Directory, or s3://bucket/prefix, that "
                                       "receives the bundle.")],
+    kind: Annotated[
+        str, typer.Option("--kind", help="auto (tell by the file names), backup, or export "
+                          "(changefeed or EXPORT output).")
+    ] = "auto",
+    schema: Annotated[
+        Path | None, typer.Option("--schema", help="Exports: the SHOW CREATE ALL TABLES "
+                                  "output of the exported tables (required).")
+    ] = None,
+    as_of: Annotated[
+        str, typer.Option("--as-of", help="Exports: the snapshot time, latest (the newest "
+                          "RESOLVED timestamp) or one RESOLVED timestamp (wall.logical or its "
+                          "33 digits).")
+    ] = "latest",
+    allow_gaps: Annotated[
+        bool, typer.Option("--allow-gaps", help="Exports: archive a changefeed with lost "
+                           "files anyway, recording the gaps.")
+    ] = False,
+    table: Annotated[
+        str | None, typer.Option("--table", help="Exports: the table an EXPORT is of, when "
+                                 "the schema file has several.")
+    ] = None,
     subdir: Annotated[
         str | None,
         typer.Option("--subdir", help="In a collection, the full backup to archive "
@@ -452,18 +504,25 @@ def archive_command(
     kms: KmsOption = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Archive the backup at SOURCE into a verifiable bundle in --dest.
+    """Archive the backup, changefeed output or EXPORT output at SOURCE into a verifiable
+    bundle in --dest.
 
     An encrypted backup's version is read with its key (passphrase or KMS); the bundle
     records how it is encrypted, never a key.
 
-    Exit 0 written (or already there and sound), 1 checksum mismatch or a damaged bundle of
-    that name, 2 bad input (a wrong key too), 3 network, storage or KMS failure.
+    Exit 0 written (or already there and sound), 1 checksum mismatch, a damaged bundle of that
+    name, or changefeed output that is incomplete or damaged, 2 bad input (a wrong key, a
+    source that is neither kind or both), 3 network, storage or KMS failure.
     """
-    from crdb_archive.archive import ArchiveRequest, archive_backup  # noqa: PLC0415
+    from crdb_archive.archive import ArchiveRequest, ArchiveResult, archive_source  # noqa: PLC0415
     from crdb_archive.binaries import DEFAULT_PLATFORM  # noqa: PLC0415
+    from crdb_archive.export.archive import ExportOptions  # noqa: PLC0415
+    from crdb_archive.sources import KIND_CHOICES  # noqa: PLC0415
 
     _json_mode(json_output)
+    chosen = next((k for k in KIND_CHOICES if k == kind), None)
+    if chosen is None:
+        raise BadInput(f"--kind {kind!r}: expected auto, backup or export")
     if fmt not in ("dir", "tar"):
         raise BadInput(f"--format {fmt!r}: expected dir or tar")
     if object_lock_mode not in (None, "GOVERNANCE", "COMPLIANCE"):
@@ -482,13 +541,20 @@ def archive_command(
         retain_until=retain_until.replace(tzinfo=dt.UTC) if retain_until else None,
         keys=_keys(encryption_passphrase_file, kms),
     )
+    export = ExportOptions(schema=schema, as_of=as_of, allow_gaps=allow_gaps, table=table)
     with ui.progress_reporter() as progress:
-        result = archive_backup(request, progress=progress)
+        result = archive_source(request, kind=chosen, export=export, progress=progress)
     _warn_all(result.warnings, json_output)
     state = "written" if result.created else "already archived, verified, unchanged"
+    if isinstance(result, ArchiveResult):
+        what = f"  CockroachDB {result.version}, binaries for {', '.join(result.platforms)}"
+        lines = [what]
+    else:
+        when = f"as of {result.as_of.iso()}" if result.as_of else "taken as a whole"
+        lines = [f"  {result.source_kind} output ({result.format}), snapshot {when}"]
+        lines += [f"  {name}: {rows} rows" for name, rows in result.tables.items()]
     _emit(result.to_json(), [
-        f"{result.bundle}: {state}",
-        f"  CockroachDB {result.version}, binaries for {', '.join(result.platforms)}",
+        f"{result.bundle}: {state}", *lines,
         f"  {result.files} payload files, {result.bytes} bytes, {result.seconds:.1f} s",
     ], json_output)
 
@@ -581,6 +647,21 @@ def binary(
 
 
 def _bundle_summary(p: dict[str, Any]) -> list[str]:
+    if p["bundle_kind"] == "export":
+        as_of = p["as_of"]
+        lines = [
+            f"bundle:           {p['bundle']} ({p['form']}), export",
+            f"source:           {p['source']} ({p['source_kind']} output, {p['format']})",
+            "as of:            " + (f"{as_of['time']} (HLC {as_of['hlc']})" if as_of
+                                    else "the output as a whole"),
+            f"tables:           {len(p['tables'])}",
+        ]
+        lines += [f"  {name}: {rows} rows" for name, rows in p["tables"].items()]
+        lines += [f"lost file:        {gap}" for gap in p["gaps"]]
+        lines.append(f"payload:          {p['payload_oxum']} (bytes.files), bagged "
+                     f"{p['bagging_date']}")
+        lines += [f"note: {note}" for note in p["notes"]]
+        return lines + [f"archived with warning: {warning}" for warning in p["warnings"]]
     backup = p["backup"]
     return [
         f"bundle:           {p['bundle']} ({p['form']})",
@@ -595,6 +676,55 @@ def _bundle_summary(p: dict[str, Any]) -> list[str]:
         f"cluster id:       {backup['cluster_id'] or '-'}",
         f"payload:          {p['payload_oxum']} (bytes.files), bagged {p['bagging_date']}",
     ] + [f"archived with warning: {warning}" for warning in p["warnings"]]
+
+
+@app.command("load")
+def load_command(
+    bundle: Annotated[str, typer.Argument(help="An export bundle: directory or .tar, local "
+                                               "or s3://.")],
+    into: Annotated[str, typer.Option("--into", help="The PostgreSQL database: a libpq "
+                                      "connection string (postgresql://user@host:5432/db). "
+                                      "The password goes in PGPASSWORD or ~/.pgpass: one "
+                                      "given here is refused, as the process list shows "
+                                      "it.")],
+    schema_name: Annotated[
+        str | None, typer.Option("--schema-name", help="Create every table in this schema "
+                                 "instead of the schemas the tables had.")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Drop and reload tables (and enum types) of the "
+                           "bundle that already exist.")
+    ] = False,
+    endpoint_url: EndpointOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Load an export bundle into PostgreSQL: create its tables, COPY every snapshot in, add
+    the constraints and indexes, and check every table's row count against the bundle; all in
+    one transaction.
+
+    Exit 0 loaded, 1 the bundle is damaged or a count differs, 2 not an export bundle, a table
+    already there (without --replace) or refused by PostgreSQL, 3 database or storage failure.
+    """
+    from crdb_archive.bundle.reader import open_bundle  # noqa: PLC0415
+    from crdb_archive.export.load import load_export  # noqa: PLC0415
+    from crdb_archive.export.pg import Server  # noqa: PLC0415
+
+    _json_mode(json_output)
+    if Server(into).params.get("password"):
+        # Already in the process list by now: refusing keeps it from becoming a habit.
+        raise BadInput("--into carries a password, which every user of this machine can read "
+                       "in the process list; give it in PGPASSWORD, ~/.pgpass or a "
+                       "service file instead")
+    reader = open_bundle(bundle, endpoint_url=endpoint_url)
+    with ui.progress_reporter() as progress:
+        result = load_export(reader, into, schema_name=schema_name, replace=replace,
+                             progress=progress)
+    rows = sum(result.tables.values())
+    lines = [f"{reader.display} -> {result.database}: {len(result.tables)} table(s), "
+             f"{rows} rows, every count as the bundle records"]
+    lines += [f"  {name}: {count} rows" for name, count in result.tables.items()]
+    lines += [f"  note: {note}" for note in result.notes]
+    _emit({"bundle": reader.display, **result.to_json()}, lines, json_output)
 
 
 # --- scheduled jobs ------------------------------------------------------------------------------
@@ -681,6 +811,11 @@ def _job_text(kind: str, e: dict[str, Any]) -> str | None:
     if kind == "archive":
         if not e["created"]:
             return f"already archived: {e['bundle']}"
+        if e.get("kind") == "export":
+            rows = sum(e["tables"].values())
+            return (f"archived {e['bundle']}: {len(e['tables'])} table(s), {rows} rows as of "
+                    f"{e['as_of'] or 'the whole output'}, {e['files']} files, {e['bytes']} "
+                    f"bytes, {e['seconds']:.1f} s")
         return (f"archived {e['bundle']}: CockroachDB {e['version']}, {e['files']} files, "
                 f"{e['bytes']} bytes, {e['seconds']:.1f} s")
     if kind == "verify":

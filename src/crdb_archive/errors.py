@@ -185,6 +185,11 @@ class UnrecognisedExportSource(BadInput):
     format; the message names what was found."""
 
 
+class UnrecognisedSource(BadInput):
+    """A location that holds neither a backup nor changefeed or EXPORT output, or both; the
+    message names what was found."""
+
+
 class UnsupportedExport(BadInput):
     """Export output that cannot give what was asked: an ndjson feed without timestamps asked
     for a point in time, a topic the schema does not know, a delete that cannot be keyed."""

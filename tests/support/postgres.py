@@ -83,6 +83,17 @@ class PostgresDatabase:
     def url(self) -> str:
         return self.server.url(self.name)
 
+    @property
+    def dsn(self) -> str:
+        """The database's URL without the password, as an operator passes it on a command
+        line; the password goes in PGPASSWORD (see :meth:`env`)."""
+        return (f"postgresql://{SUPERUSER}@{self.server.host}:{self.server.port}/"
+                f"{quote(self.name, safe='')}")
+
+    def env(self) -> dict[str, str]:
+        """The environment of a process that logs in with :attr:`dsn`."""
+        return {**os.environ, "PGPASSWORD": self.server.password}
+
     def connect(self) -> psycopg.Connection[tuple[object, ...]]:
         return self.server.connect(self.name)
 
@@ -194,3 +205,11 @@ def postgres_db(postgres_server: PostgresServer) -> Iterator[PostgresDatabase]:
         with postgres_server.connect() as connection:
             connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
                 sql.Identifier(name)))
+
+
+@pytest.fixture
+def postgres_dsn(postgres_db: PostgresDatabase, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test database's URL without its password, which goes in PGPASSWORD for the test:
+    how an operator gives `load --into` a database."""
+    monkeypatch.setenv("PGPASSWORD", postgres_db.server.password)
+    return postgres_db.dsn

@@ -30,6 +30,7 @@ from crdb_archive.errors import (
     BadInput,
     ChecksumMismatch,
     DamagedBundle,
+    NotABundle,
     PlatformMissing,
     StorageError,
     UnknownPlatform,
@@ -177,6 +178,9 @@ def retrieve_binary(
     # which a tar holds after the manifests.
     tags = trusted_tag_files(reader, (layout.DESCRIPTION,), lookup=_is_binary_path)
     description = parse_description(reader, tags.files[layout.DESCRIPTION])
+    if description.get("kind") == "export":
+        raise NotABundle(f"{reader.display} is an export bundle: it holds no CockroachDB "
+                         "binary (see its RESTORE.md, or load it with `crdb-archive load`)")
     wanted = platform if platform not in (None, "auto") else host_platform()
     if wanted is None:
         raise BadInput("cannot tell this host's platform: choose one with --platform")

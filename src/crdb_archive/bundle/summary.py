@@ -42,10 +42,36 @@ def summarize_bundle(where: str | Path, *, endpoint_url: str | None = None) -> d
             tagfiles.parse_oxum(oxum)
     except tagfiles.TagFileError as error:
         raise DamagedBundle(f"{layout.BAG_INFO} in {reader.display}: {error}") from None
+    payload_oxum = next(iter(bag_info.get("Payload-Oxum", [])), None)
+    bagging_date = next(iter(bag_info.get("Bagging-Date", [])), None)
+    if description.get("kind") == "export":
+        export = description["export"]
+        return {
+            "kind": "bundle",
+            "bundle_kind": "export",
+            "bundle": reader.display,
+            "form": reader.form,
+            "name": description["name"],
+            "created": description["created"],
+            "source": export["source"],
+            "source_kind": export["source_kind"],
+            "format": export["format"],
+            "as_of": export["as_of"],
+            "gaps": export["gaps"],
+            "files": export["files"],
+            "bytes": export["bytes"],
+            "tables": {name: entry["rows"] for name, entry in export["tables"].items()},
+            "notes": export["notes"] + [f"{name}: {note}" for name, entry in
+                                        export["tables"].items() for note in entry["notes"]],
+            "payload_oxum": payload_oxum,
+            "bagging_date": bagging_date,
+            "warnings": description["warnings"],
+        }
     crdb = description["cockroachdb"]
     backup = description["backup"]
     return {
         "kind": "bundle",
+        "bundle_kind": "backup",
         "bundle": reader.display,
         "form": reader.form,
         "name": description["name"],
@@ -68,7 +94,7 @@ def summarize_bundle(where: str | Path, *, endpoint_url: str | None = None) -> d
             "files": backup["files"],
             "bytes": backup["bytes"],
         },
-        "payload_oxum": next(iter(bag_info.get("Payload-Oxum", [])), None),
-        "bagging_date": next(iter(bag_info.get("Bagging-Date", [])), None),
+        "payload_oxum": payload_oxum,
+        "bagging_date": bagging_date,
         "warnings": description["warnings"],
     }

@@ -3,13 +3,15 @@
 Every problem is collected and reported, not only the first. Problem kinds:
 
 ========== =================================================================================
-missing    a file a manifest lists is absent
+missing    a file a manifest lists is absent, or one an export bundle's description names is
+           not in the manifests
 unexpected a file no manifest lists (or a symlink, device, stray tar member)
 size       a file's size differs from payload-sizes.txt, or Payload-Oxum does not add up
 digest     a payload file's digest differs from manifest-blake3.txt (or manifest-sha256.txt)
 tag        a tag file is malformed or differs from tagmanifest-sha256.txt
 schema     crdb-archive.json is not valid against its JSON schema
 binary     a CockroachDB archive does not match the published SHA-256 recorded at archive time
+           (backup bundles)
 decrypt    an encrypted backup file fails AES-GCM authentication (``--decrypt-check``)
 ========== =================================================================================
 

@@ -24,7 +24,11 @@ def run_checks(seen: Seen, report: VerifyReport, *, full: bool) -> None:
     _check_payload(seen, report)
     _check_oxum(seen, report)
     report.description = _check_description(seen, report)
-    if report.description is not None and full:
+    if report.description is None:
+        return
+    if report.description.get("kind") == "export":
+        _check_export_files(seen, report, report.description["export"])
+    elif full:
         _check_binaries(seen, report, report.description)
 
 
@@ -191,3 +195,20 @@ def _check_binaries(seen: Seen, report: VerifyReport, description: dict[str, Any
         if not line or published is None or not same_digest(line[0], published):
             report.add(checksum_file, "binary",
                        "does not hold the published SHA-256 recorded at archive time")
+
+
+def _check_export_files(seen: Seen, report: VerifyReport, export: dict[str, Any]) -> None:
+    """Every file the description of an export bundle names is in the manifests."""
+    named = [(export["schema_file"], "the schema file"),
+             (export["postgresql_file"], "the PostgreSQL DDL")]
+    if export["resolved_file"] is not None:
+        named.append((export["resolved_file"], "the resolved file of the snapshot"))
+    for table, entry in export["tables"].items():
+        named += [(entry["files"]["parquet"], f"the Parquet snapshot of {table}"),
+                  (entry["files"]["csv"], f"the CSV snapshot of {table}")]
+    listed = payload_table.IN_BLAKE3 | payload_table.IN_SHA256
+    for path, what in named:
+        row = seen.table.row_of(path)
+        if row is None or not seen.table.flags[row] & listed:
+            report.add(path, "missing", f"{layout.DESCRIPTION} names it as {what}, and the "
+                       "manifests do not list it")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal
+from urllib.parse import quote
 
 # Where an export bundle keeps its schema and snapshots (DESIGN 3). ``schema.sql`` is the
 # schema file verbatim: the loader parses it again rather than trusting a translation.
@@ -20,10 +21,23 @@ POSTGRESQL_SQL_PATH = "data/schema/postgresql.sql"
 SNAPSHOT_DIR = "data/snapshot"
 
 
+def snapshot_file_stem(name: QualifiedName) -> str:
+    """``<schema>.<table>`` with each part percent-encoded where it holds anything but letters,
+    digits, ``_``, ``-`` and ``~`` (so no ``/``, and ``.`` only between the two parts)."""
+    def enc(part: str) -> str:
+        return quote(part, safe="").replace(".", "%2E")
+    return f"{enc(name.schema)}.{enc(name.name)}"
+
+
 def snapshot_csv_path(name: QualifiedName) -> str:
     """The bundle path of a table's snapshot for PostgreSQL: gzip of ``COPY (FORMAT csv,
     HEADER true)`` input holding the visible columns in declaration order."""
-    return f"{SNAPSHOT_DIR}/{name.schema}.{name.name}.csv.gz"
+    return f"{SNAPSHOT_DIR}/{snapshot_file_stem(name)}.csv.gz"
+
+
+def snapshot_parquet_path(name: QualifiedName) -> str:
+    """The bundle path of a table's snapshot in Parquet, typed from the schema."""
+    return f"{SNAPSHOT_DIR}/{snapshot_file_stem(name)}.parquet"
 
 # The families of CockroachDB types an export can hold (DESIGN 2.4: values in tree.AsJSON
 # encoding). ``enum`` and ``array`` carry more in :class:`SqlType`.

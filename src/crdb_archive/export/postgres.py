@@ -25,6 +25,9 @@ from crdb_archive.export.tables import foreign_key_definition, quote
 
 # PostgreSQL truncates longer identifiers (NAMEDATALEN - 1), which could merge two names.
 MAX_IDENTIFIER_BYTES = 63
+# The line of PostgresDDL.script() between the creation and what comes after the data: a
+# reader splits the file there (``sed '/^-- crdb-archive: load the data here/q'``).
+LOAD_MARKER = "-- crdb-archive: load the data here"
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,14 @@ class PostgresDDL:
         raise KeyError(str(name))
 
     def script(self) -> str:
-        """One SQL file: the creation, a marker where the data goes, then the rest."""
-        notes = "".join(f"-- {note}\n" for note in self.notes)
-        return (f"-- PostgreSQL DDL translated from CockroachDB's SHOW CREATE ALL TABLES.\n"
+        """One SQL file: the creation, the line :data:`LOAD_MARKER` where the data goes, then
+        the constraints, indexes and comments (which a load must not meet before its rows)."""
+        notes = "".join(f"-- {' '.join(note.splitlines())}\n" for note in self.notes)
+        return ("-- PostgreSQL DDL translated from CockroachDB's SHOW CREATE ALL TABLES.\n"
+                "-- Run the part before the marker line, load each table's data (COPY ... FROM "
+                "... (FORMAT csv, HEADER true)),\n-- then run the part after it.\n"
                 f"{notes}\n" + "".join(f"{s};\n" for s in self.create)
-                + "\n-- Load each table's data here (COPY ... FROM ... (FORMAT csv, HEADER "
-                  "true)), then:\n\n" + "".join(f"{s};\n" for s in self.after_load))
+                + f"\n{LOAD_MARKER}\n\n" + "".join(f"{s};\n" for s in self.after_load))
 
 
 def qualified(name: QualifiedName) -> str:

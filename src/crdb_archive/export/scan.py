@@ -104,6 +104,11 @@ class ExportScan:
             seen.setdefault(name)
         return tuple(seen)
 
+    @property
+    def feed_topics(self) -> tuple[str, ...]:
+        """The changefeed's topics as its file names give them, each once, sorted."""
+        return tuple(sorted({f.topic for f in self.data_files}))
+
     def files_of(self, table: QualifiedName) -> tuple[DataFileName, ...]:
         """The changefeed data files of one table, in path order."""
         topics = {topic for topic, name in self.topics if name == table}
@@ -135,12 +140,16 @@ def recognise(paths: Iterable[str]) -> SourceKind | None:
 
 def scan_export(
     listing: Iterable[ListedFile],
-    schema: Schema,
+    schema: Schema | None,
     open_file: OpenFile,
     *,
     allow_gaps: bool = False,
 ) -> ExportScan:
-    """Recognise and check a listing; see the module docstring for what it raises."""
+    """Recognise and check a listing; see the module docstring for what it raises.
+
+    Without a ``schema`` (a look at a source, not an archive) topics are not mapped to tables:
+    ``topics`` is empty, and the feed's own topic names are in :attr:`ExportScan.feed_topics`.
+    """
     files = sorted(listing, key=lambda f: f.path)
     if not files:
         raise UnrecognisedExportSource("the source is empty: no changefeed or EXPORT files")
@@ -178,7 +187,7 @@ def _scan_export_files(files: list[ListedFile], sizes: tuple[tuple[str, int], ..
 def _scan_changefeed(
     files: list[ListedFile],
     sizes: tuple[tuple[str, int], ...],
-    schema: Schema,
+    schema: Schema | None,
     open_file: OpenFile,
     allow_gaps: bool,
 ) -> ExportScan:
@@ -213,8 +222,8 @@ def _scan_changefeed(
     if gaps and not allow_gaps:
         raise IncompleteExport(f"lost changefeed file: {gaps[0].describe()}"
                                + (f" (and {len(gaps) - 1} more gap(s))" if len(gaps) > 1 else ""))
-    topics = tuple((topic, topic_table(topic, schema).name)
-                   for topic in sorted({f.topic for f in data}))
+    topics = () if schema is None else tuple(
+        (topic, topic_table(topic, schema).name) for topic in sorted({f.topic for f in data}))
     return ExportScan(
         kind="changefeed", format=data[0].format, partitioning=partitionings.pop(),
         data_files=tuple(data), export_files=(), resolved=tuple(resolved), gaps=tuple(gaps),

@@ -37,7 +37,6 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import duckdb
 
@@ -45,7 +44,7 @@ from crdb_archive.errors import MalformedExportData, UnsupportedExport
 from crdb_archive.export import engine
 from crdb_archive.export.consolidate import consolidate
 from crdb_archive.export.hlc import Hlc
-from crdb_archive.export.model import QualifiedName, Schema, Table
+from crdb_archive.export.model import QualifiedName, Schema, Table, snapshot_file_stem
 from crdb_archive.export.names import DataFormat
 from crdb_archive.export.plan import SnapshotPlan, plan_snapshot
 from crdb_archive.export.scan import ExportScan, Gap, SourceKind
@@ -105,13 +104,6 @@ class Snapshot:
     resolved_file: str | None
     tables: tuple[TableSnapshot, ...]
     gaps: tuple[Gap, ...]  # accepted with allow_gaps
-
-
-def snapshot_file_stem(name: QualifiedName) -> str:
-    """``<schema>.<table>`` with each part percent-encoded where needed (no ``/`` or ``.``)."""
-    def enc(part: str) -> str:
-        return quote(part, safe="").replace(".", "%2E")
-    return f"{enc(name.schema)}.{enc(name.name)}"
 
 
 def build_snapshot(

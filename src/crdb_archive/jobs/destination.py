@@ -42,7 +42,7 @@ from crdb_archive.errors import BadInput, CrdbArchiveError, StorageError
 from crdb_archive.jobs.lock import JobLock
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import ObjectInfo, Prefix, Storage, WriteOptions, open_storage
-from crdb_archive.storage.places import check_destination
+from crdb_archive.storage.places import check_destination_location
 from crdb_archive.storage.uri import parse_location
 
 INDEX_DIR = ".crdb-archive-index"
@@ -98,7 +98,7 @@ class _Scan:
 def open_destination(uri: str, *, endpoint_url: str | None = None) -> Destination:
     """The destination a job spec names, nothing written yet; raises BadInput for a malformed
     one, or a local one that is not a directory."""
-    check_destination(parse_location(uri))
+    check_destination_location(parse_location(uri))
     return Destination(open_storage(uri, endpoint_url=endpoint_url), uri)
 
 
@@ -342,6 +342,12 @@ def described(name: str, location: str, form: Literal["dir", "tar"],
               description: dict[str, Any],
               retain_until: dt.datetime | None = None) -> StoredBundle:
     """The StoredBundle that a bundle's crdb-archive.json describes."""
+    if description.get("kind") == "export":
+        export: dict[str, Any] = description.get("export") or {}
+        return StoredBundle(
+            name=name, location=location, form=form, time=bundle_time(description),
+            source=export.get("source"), version=None,
+            created=parse_time(description.get("created")), retain_until=retain_until)
     backup: dict[str, Any] = description.get("backup") or {}
     return StoredBundle(
         name=name,
@@ -356,7 +362,11 @@ def described(name: str, location: str, form: Literal["dir", "tar"],
 
 
 def bundle_time(description: dict[str, Any]) -> dt.datetime | None:
-    """The time that orders a bundle: backup end time, else its subdirectory's, else creation."""
+    """The time that orders a bundle: backup end time, else its subdirectory's, else creation;
+    for an export bundle, the snapshot's time, else creation."""
+    if description.get("kind") == "export":
+        as_of = (description.get("export") or {}).get("as_of") or {}
+        return parse_time(as_of.get("time")) or parse_time(description.get("created"))
     backup = description.get("backup") or {}
     end = parse_time(backup.get("end_time"))
     if end is not None:

@@ -15,7 +15,9 @@ from crdb_archive.backup.layout import classify, read_collection, subdir_end_tim
 from crdb_archive.backup.source import open_source
 from crdb_archive.backup.tree import open_tree
 from crdb_archive.errors import BadInput, CrdbArchiveError
+from crdb_archive.export.archive import plan_export_bundle
 from crdb_archive.jobs.spec import JobSpec
+from crdb_archive.sources import SourceKind, shows_export
 from crdb_archive.storage.base import Storage
 from crdb_archive.storage.uri import redact
 from crdb_archive.versions import release_index
@@ -46,9 +48,10 @@ class Unreadable:
 class Selection:
     candidates: list[Candidate] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
-    # The source as archive records it in each bundle (``backup.source``), once one backup
-    # could be inspected: how the job recognises its own bundles.
+    # The source as archive records it in each bundle (``backup.source`` or
+    # ``export.source``), once it could be read: how the job recognises its own bundles.
     source: str | None = None
+    kind: SourceKind = "backup"
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,13 @@ def select_backups(spec: JobSpec) -> Selection:
     """The backups ``spec`` selects, in the collection's order (oldest first).
 
     Raises what inspect_backup raises when the source itself is unusable; a damaged full
-    backup among ``all`` is returned as Unreadable so the others still get archived.
+    backup among ``all`` is returned as Unreadable so the others still get archived. Changefeed
+    or EXPORT output (``source.kind``, or seen by its file names) gives one candidate: its
+    snapshot at ``source.as_of``. UnrecognisedSource when the source shows both kinds.
     """
+    if spec.kind == "export" or (spec.kind == "auto" and shows_export(
+            spec.source, endpoint_url=spec.source_endpoint_url)):
+        return _select_export(spec)
     storage, owned = open_source(spec.source, endpoint_url=spec.source_endpoint_url)
     try:
         return _select(spec, storage)
@@ -98,6 +106,24 @@ def _select(spec: JobSpec, storage: Storage) -> Selection:
                 selection.source = selection.source or redact(info.location)
         except CrdbArchiveError as error:
             selection.unreadable.append(Unreadable(subdir or spec.source_display, error))
+    return selection
+
+
+def _select_export(spec: JobSpec) -> Selection:
+    selection = Selection(kind="export")
+    try:
+        if spec.export is None:
+            raise BadInput(f"{spec.source_display} holds changefeed or EXPORT output: give its "
+                           "schema file as source.schema")
+        planned = plan_export_bundle(spec.source, as_of=spec.export.as_of,
+                                     allow_gaps=spec.export.allow_gaps,
+                                     endpoint_url=spec.source_endpoint_url)
+    except CrdbArchiveError as error:
+        selection.unreadable.append(Unreadable(spec.source_display, error))
+        return selection
+    selection.candidates.append(Candidate(label=spec.source_display, subdir=None,
+                                          name=planned.name, time=planned.time, release=None))
+    selection.source = planned.source
     return selection
 
 

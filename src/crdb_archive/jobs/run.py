@@ -34,12 +34,14 @@ from crdb_archive.errors import (
     JobLockLost,
     StorageError,
 )
+from crdb_archive.export.archive import ExportOptions, archive_export
 from crdb_archive.jobs.destination import Destination, StoredBundle, open_destination
 from crdb_archive.jobs.metrics import RunMetrics, write_metrics
 from crdb_archive.jobs.plan import Candidate, advisories, select_backups
 from crdb_archive.jobs.retention import Decision, RetentionItem, decide
 from crdb_archive.jobs.spec import JobSpec
 from crdb_archive.progress import ProgressCallback, no_progress
+from crdb_archive.sources import SourceKind
 from crdb_archive.storage.base import WriteOptions
 
 # Retention items of backups not archived yet; stored bundles are keyed by their location.
@@ -199,6 +201,7 @@ class _Run:
         self.report = JobReport(spec.name, dry_run)
         self.damaged: set[str] = set()
         self.source = spec.source_display  # until a backup tells how archive names it
+        self.kind: SourceKind = "backup"
         # Called before every delete and publish with what is about to change; raises
         # JobLockLost when the job lock is no longer this run's.
         self.guard: Guard = unguarded
@@ -227,6 +230,7 @@ class _Run:
             for name in destination.clear_leftovers(guard=self.guard):
                 self.emit("delete", bundle=name, resumed=True, dry_run=False)
         selection = select_backups(self.spec)
+        self.kind = selection.kind
         self.source = selection.source or self.spec.source_display
         for unreadable in selection.unreadable:
             self.fail("inspect", unreadable.error, backup=unreadable.label)
@@ -330,6 +334,9 @@ class _Run:
             self.fail("record", error, bundle=name)
 
     def _archive(self, destination: Destination, candidate: Candidate) -> None:
+        if self.kind == "export":
+            self._archive_export(destination, candidate)
+            return
         spec = self.spec
         lock = spec.object_lock
         request = ArchiveRequest(
@@ -362,6 +369,42 @@ class _Run:
             self.report.bytes_written += result.bytes
         self._remember(destination, candidate, result.name, location, spec.format,
                        result.version)
+        self._verify(destination, result.name, location, full=True)
+
+    def _archive_export(self, destination: Destination, candidate: Candidate) -> None:
+        spec = self.spec
+        lock = spec.object_lock
+        options = spec.export
+        if options is None:  # select_backups names no candidate then
+            raise RuntimeError("an export candidate without source.schema")
+        request = ArchiveRequest(
+            source=spec.source, dest=destination.archive_target, format=spec.format,
+            endpoint_url=spec.destination_endpoint_url or spec.source_endpoint_url,
+            storage_class=spec.storage_class,
+            object_lock_mode=lock.mode if lock else None,
+            object_lock_days=lock.days if lock else None,
+            retain_until=lock.retain_until if lock else None,
+        )
+        try:
+            result = archive_export(
+                request, ExportOptions(schema=options.schema, as_of=options.as_of,
+                                       allow_gaps=options.allow_gaps, table=options.table),
+                progress=self.progress, guard=self.guard)
+        except JobLockLost:
+            raise  # not this output's failure: the whole run must stop
+        except CrdbArchiveError as error:
+            self.fail("archive", error, backup=candidate.label, bundle=candidate.name)
+            return
+        location = str(result.bundle)
+        self.emit("archive", backup=candidate.label, bundle=result.name, location=location,
+                  created=result.created, kind="export",
+                  as_of=result.as_of.decimal() if result.as_of else None,
+                  tables=result.tables, files=result.files, bytes=result.bytes,
+                  seconds=round(result.seconds, 3), warnings=result.warnings)
+        if result.created:
+            self.report.written.append(result.name)
+            self.report.bytes_written += result.bytes
+        self._remember(destination, candidate, result.name, location, spec.format, None)
         self._verify(destination, result.name, location, full=True)
 
     def _verify(self, destination: Destination, name: str, location: str, *,

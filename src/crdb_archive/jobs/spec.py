@@ -25,7 +25,9 @@ from crdb_archive.backup.layout import normalize_subdir
 from crdb_archive.binaries import PLATFORMS, resolve_mirror
 from crdb_archive.bundle.writer import BundleFormat
 from crdb_archive.errors import BadInput, CrdbArchiveError, InvalidJobSpec
+from crdb_archive.export.hlc import Hlc
 from crdb_archive.jobs.spec_table import SpecTable, kind_of, unknown
+from crdb_archive.sources import KIND_CHOICES, KindChoice
 from crdb_archive.storage.kms import KmsUri
 from crdb_archive.storage.places import overlap_problem
 from crdb_archive.storage.uri import parse_location, redact
@@ -51,8 +53,8 @@ _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Every section and the keys it may hold; anything else is a mistake worth naming.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "job": ("name",),
-    "source": ("uri", "endpoint_url", "backups", "with_incrementals",
-               "encryption_passphrase_file", "kms"),
+    "source": ("uri", "endpoint_url", "kind", "backups", "with_incrementals",
+               "encryption_passphrase_file", "kms", "schema", "as_of", "allow_gaps", "table"),
     "version": ("release", "force"),
     "binaries": ("platforms", "mirror", "cache_dir"),
     "destination": ("uri", "endpoint_url", "format", "storage_class", "object_lock"),
@@ -107,6 +109,7 @@ class JobSpec:
     source: str
     source_display: str
     source_endpoint_url: str | None
+    kind: KindChoice  # auto, backup, or export (changefeed or EXPORT output)
     backups: str  # "latest", "all", or a full backup's subdirectory
     with_incrementals: bool
     release: str | None  # None: read it from each backup
@@ -125,6 +128,7 @@ class JobSpec:
     use_cache: bool = True  # not a spec key: `run --no-cache` turns it off for one run
     # Opens encrypted backups: a passphrase (file or environment) or KMS URIs.
     keys: EncryptionKeys = field(default=NO_KEYS, repr=False)
+    export: ExportSpec | None = None  # exports: the schema file and the snapshot wanted
 
     @property
     def destination_scheme(self) -> str:
@@ -136,6 +140,7 @@ class JobSpec:
             "spec": str(self.path),
             "source": self.source_display,
             "source_endpoint_url": self.source_endpoint_url,
+            "kind": self.kind,
             "backups": self.backups,
             "with_incrementals": self.with_incrementals,
             "release": self.release or "auto",
@@ -150,7 +155,22 @@ class JobSpec:
                 "passphrase": self.keys.passphrase_source,
                 "kms": [uri.display for uri in self.keys.kms],
             },
+            "export": self.export.to_json() if self.export else None,
         }
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What archiving changefeed or EXPORT output needs: ``source.schema`` and the rest."""
+
+    schema: Path
+    as_of: str  # latest, or one RESOLVED timestamp
+    allow_gaps: bool
+    table: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": str(self.schema), "as_of": self.as_of, "allow_gaps": self.allow_gaps,
+                "table": self.table}
 
 
 def load_spec(path: Path, *, now: dt.datetime | None = None) -> JobSpec:
@@ -204,6 +224,18 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
                            "backup's subdirectory like 2024/12/15-000000.00")
     with_incrementals = source.boolean("with_incrementals", default=False)
     keys = _encryption_keys(source, base)
+    kind_text = source.choice("kind", KIND_CHOICES, default="auto") or "auto"
+    kind: KindChoice = next((k for k in KIND_CHOICES if k == kind_text), "auto")
+    export = _export(source, kind, base)
+
+    if kind == "export":
+        for section in ("version", "binaries"):
+            if isinstance(data.get(section), dict) and data[section]:
+                problems.append(f"{section}: applies to backups, not to source.kind = "
+                                "\"export\"")
+        for key in ("backups", "with_incrementals", "encryption_passphrase_file", "kms"):
+            if key in source.values:
+                source.problem(key, "applies to backups, not to source.kind = \"export\"")
 
     version = tables["version"]
     release = _release(version)
@@ -252,6 +284,7 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
         source=source_uri,
         source_display=redact(source_uri),
         source_endpoint_url=source_endpoint,
+        kind=kind,
         backups=backups,
         with_incrementals=with_incrementals,
         release=release,
@@ -268,6 +301,7 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
         retention=retention,
         binary_removal_days=removal_days if removal_days is not None else 0,
         keys=keys,
+        export=export,
     )
 
 
@@ -293,6 +327,33 @@ def _location(table: SpecTable, key: str, base: Path) -> str | None:
     table.problem(key, f"unsupported scheme {location.scheme}://; expected a directory path, "
                   "file:// or s3://")
     return None
+
+
+def _export(source: SpecTable, kind: KindChoice, base: Path) -> ExportSpec | None:
+    """The export keys of [source]: required schema for ``export``, refused for ``backup``."""
+    keys = ("schema", "as_of", "allow_gaps", "table")
+    if kind == "backup":
+        for key in keys:
+            if key in source.values:
+                source.problem(key, "applies to changefeed and EXPORT output, not to "
+                               "source.kind = \"backup\"")
+        return None
+    schema = source.string("schema", required=kind == "export", expand=True)
+    as_of = source.string("as_of", default="latest") or "latest"
+    if as_of != "latest":
+        try:
+            Hlc.parse_user(as_of)
+        except ValueError:
+            source.problem("as_of", f"{as_of!r} is neither latest nor an HLC timestamp "
+                           "(<wall nanos>.<logical>, or the 33 digits of a RESOLVED file name)")
+    allow_gaps = source.boolean("allow_gaps", default=False)
+    table = source.string("table")
+    if schema is None:
+        if kind == "auto" and any(key in source.values for key in keys[1:]):
+            source.problem("schema", "missing: as_of, allow_gaps and table are for changefeed "
+                           "and EXPORT output, which needs its schema file")
+        return None
+    return ExportSpec(base / schema, as_of, allow_gaps, table)
 
 
 def _encryption_keys(table: SpecTable, base: Path) -> EncryptionKeys:

@@ -81,7 +81,7 @@ def overlap_problem(source: str, dest: str, *, source_endpoint_url: str | None =
     return None
 
 
-def check_destination(location: Location, options: WriteOptions | None = None) -> None:
+def check_destination_location(location: Location, options: WriteOptions | None = None) -> None:
     """Raise BadInput when bundles can never be written to ``location`` with ``options``, as
     far as the location alone tells (a local path that is a file; storage options for a local
     directory). What needs the store itself is checked when it is opened."""

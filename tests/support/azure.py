@@ -1,0 +1,127 @@
+"""An Azure Blob Storage endpoint on 127.0.0.1: Azurite, talked to by the real SDK.
+
+Azurite is the npm package ``azurite``; the README's test command installs it into the
+virtual environment (``npm install --prefix .venv/node azurite``), where this module finds it
+(or on PATH). One server runs per test session with ``--skipApiVersionCheck`` (the SDK may be
+newer than the emulator) and each test makes its own containers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import closing, suppress
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+# Azurite's well-known development account (published in its documentation).
+ACCOUNT = "devstoreaccount1"
+ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+               "KBHBeksoGMGw==")
+
+_names = itertools.count(1)
+
+
+def azurite_blob() -> Path:
+    """The azurite-blob launcher: in the virtual environment's node folder, else on PATH."""
+    local = Path(sys.prefix) / "node" / "node_modules" / ".bin" / "azurite-blob"
+    if local.exists():
+        return local
+    found = shutil.which("azurite-blob")
+    if found is None:
+        raise RuntimeError("Azurite is not installed: run `npm install --prefix .venv/node "
+                           "azurite` (the README's test command does)")
+    return Path(found)
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class Azurite:
+    """The running server: its endpoint, SDK clients for it, fresh containers."""
+
+    def __init__(self, endpoint_url: str) -> None:
+        self.endpoint_url = endpoint_url  # http://127.0.0.1:<port>/devstoreaccount1
+
+    def service(self, *, max_single_put_size: int = 64 << 20,
+                max_block_size: int = 4 << 20) -> BlobServiceClient:
+        """A real azure-storage-blob client (the sizes are the SDK's own settings)."""
+        return BlobServiceClient(account_url=self.endpoint_url,
+                                 credential={"account_name": ACCOUNT,
+                                             "account_key": ACCOUNT_KEY},
+                                 max_single_put_size=max_single_put_size,
+                                 max_block_size=max_block_size)
+
+    def container(self) -> str:
+        """A new empty container with a name no other test uses."""
+        name = f"az-test-{next(_names):05d}"
+        with self.service() as service:
+            service.create_container(name)
+        return name
+
+    def keys(self, container: str) -> list[str]:
+        with self.service() as service:
+            return sorted(b.name for b in service.get_container_client(container).list_blobs())
+
+    def object_bytes(self, container: str) -> Iterator[tuple[str, bytes]]:
+        """Every blob's name and content, to search stored data for what must not be."""
+        with self.service() as service:
+            client = service.get_container_client(container)
+            for blob in client.list_blobs():
+                yield blob.name, client.download_blob(blob.name).readall()
+
+
+def _wait_until_serving(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"azurite-blob exited with {process.returncode}")
+        with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("Azurite did not start within 60 s")
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Azurite's blob service on a free port of 127.0.0.1, for the whole session."""
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="azurite-") as data:
+        process = subprocess.Popen(
+            [str(azurite_blob()), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+             "--location", data, "--skipApiVersionCheck", "--loose", "--silent"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_until_serving(port, process)
+            yield Azurite(f"http://127.0.0.1:{port}/{ACCOUNT}")
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def azure_env(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Azurite:
+    """Nothing of the machine's own Azure configuration reaches the tests."""
+    for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID",
+                 "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT",
+                 "AZURE_STORAGE_KEY", "AZURE_FEDERATED_TOKEN_FILE", "IDENTITY_ENDPOINT",
+                 "MSI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    return azurite

