@@ -7,4 +7,5 @@ pytest_plugins = [
     "support.postgres",
     "support.gcs",
     "support.azure",
+    "support.storage_backends",
 ]

@@ -17,11 +17,12 @@ import blake3
 import pytest
 
 from crdb_archive.bundle import layout, tagfiles
-from crdb_archive.bundle.local import BundleStaging, write_bundle
+from crdb_archive.bundle.publish import BundleStaging, write_bundle
 from crdb_archive.bundle.reader import open_bundle
 from crdb_archive.bundle.writer import PayloadItem
 from crdb_archive.errors import BadInput, NotABundle, StorageError
 from crdb_archive.hashing import blake3_of_file, copy_and_digest, parallel_in_batches
+from crdb_archive.storage.base import open_storage, staging_name
 from crdb_archive.storage.uri import parse_location, redact
 from support.bundles import era_with_binaries, run_cli
 from support.mirror import MirrorServer
@@ -151,10 +152,10 @@ def describe_nothing(_: object) -> dict[str, bytes]:
 
 def test_stale_staging_of_a_dead_run_is_cleared(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
-    stale = dest / layout.staging_name("b1")
+    stale = dest / staging_name("b1")
     (stale / "b1" / "data").mkdir(parents=True)
     (stale / "b1" / "data" / "half-written").write_bytes(b"x" * 10)
-    written = write_bundle(dest, "b1", payload_of(tmp_path), bag_info=[],
+    written = write_bundle(open_storage(str(dest)), "b1", payload_of(tmp_path), bag_info=[],
                            describe=describe_nothing)
     assert written.location == str(dest / "b1")
     assert sorted(p.name for p in dest.iterdir()) == ["b1"]
@@ -163,13 +164,13 @@ def test_stale_staging_of_a_dead_run_is_cleared(tmp_path: Path) -> None:
 
 def test_concurrent_writer_of_same_bundle_is_refused(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
-    staging = dest / layout.staging_name("b1")
+    staging = dest / staging_name("b1")
     staging.mkdir(parents=True)
     fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         with pytest.raises(StorageError, match="another crdb-archive run"):
-            write_bundle(dest, "b1", payload_of(tmp_path), bag_info=[],
+            write_bundle(open_storage(str(dest)), "b1", payload_of(tmp_path), bag_info=[],
                          describe=describe_nothing)
     finally:
         os.close(fd)
@@ -180,19 +181,22 @@ def test_source_changing_during_archive_is_an_error(tmp_path: Path) -> None:
     lying = PayloadItem(items[0].path, items[0].size + 5, items[0].open)
     dest = tmp_path / "dest"
     with pytest.raises(StorageError, match="changed while it was archived"):
-        write_bundle(dest, "b1", [lying, *items[1:]], bag_info=[], describe=describe_nothing)
+        write_bundle(open_storage(str(dest)), "b1", [lying, *items[1:]], bag_info=[],
+                     describe=describe_nothing)
     assert not dest.exists()  # made for this bundle, and removed again with its staging
 
 
 def test_payload_outside_data_refused(tmp_path: Path) -> None:
     item = payload_of(tmp_path, 1)[0]
     escaping = PayloadItem("data/../bagit.txt", item.size, item.open)
-    with BundleStaging(tmp_path / "dest", "b1") as staging, pytest.raises(BadInput):
+    with BundleStaging(open_storage(str(tmp_path / "dest")), "b1") as staging, \
+            pytest.raises(BadInput):
         staging.write([escaping], bag_info=[], describe=describe_nothing)
 
 
 def test_tar_form_members_and_order(tmp_path: Path) -> None:
-    written = write_bundle(tmp_path / "dest", "b1", payload_of(tmp_path), bag_info=[],
+    written = write_bundle(open_storage(str(tmp_path / "dest")), "b1", payload_of(tmp_path),
+                           bag_info=[],
                            describe=describe_nothing, fmt="tar")
     listing = subprocess.run(["tar", "tf", written.location], capture_output=True, text=True,
                              check=True).stdout.split()

@@ -123,9 +123,9 @@ def test_killed_run_is_finished_by_the_next(
 
 HOLD_LOCK = """
 import sys
-from pathlib import Path
-from crdb_archive.jobs import LocalJobLock
-with LocalJobLock(Path(sys.argv[1]), sys.argv[2]):
+from crdb_archive.jobs import JobLock
+from crdb_archive.storage import open_storage
+with JobLock(open_storage(sys.argv[1]), sys.argv[2]):
     print("locked", flush=True)
     sys.stdin.read()
 """

@@ -19,9 +19,8 @@ import pytest
 
 from crdb_archive.errors import ExitCode, JobLockLost
 from crdb_archive.jobs import JobEvent, load_spec, run_job
-from crdb_archive.jobs.lock import lock_file_name
-from crdb_archive.jobs.s3_lock import S3JobLock
-from crdb_archive.storage.uri import parse_location
+from crdb_archive.jobs.lock import JobLock, lock_file_name
+from crdb_archive.storage import open_storage
 from support.backups import add_random_sst
 from support.bundles import era_with_binaries
 from support.faultproxy import FaultProxy, refuse, stall
@@ -185,11 +184,11 @@ def test_ensure_held_renews_alongside_the_refresher_and_fails_closed(
     s3_env: MotoS3, s3_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bucket = s3_env.bucket()
-    location = parse_location(f"s3://{bucket}/p")
     key = f"p/{LOCK}"
     # A refresher that renews all the time: its If-Match must never race the run's own.
-    with S3JobLock(location, "orders", ttl=dt.timedelta(seconds=30),
-                   refresh_every=dt.timedelta(milliseconds=5)) as lock:
+    with open_storage(f"s3://{bucket}/p") as storage, \
+            JobLock(storage, "orders", ttl=dt.timedelta(seconds=30),
+                    refresh_every=dt.timedelta(milliseconds=5)) as lock:
         for i in range(30):
             lock.ensure_held(f"step {i}")
         assert lock.lost is None
@@ -197,8 +196,9 @@ def test_ensure_held_renews_alongside_the_refresher_and_fails_closed(
 
     # A store that cannot be reached cannot show the lock is still ours: stop, to be safe.
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    with S3JobLock(location, "orders", ttl=dt.timedelta(hours=2),
-                   refresh_every=dt.timedelta(hours=1)) as lock:
+    with open_storage(f"s3://{bucket}/p") as storage, \
+            JobLock(storage, "orders", ttl=dt.timedelta(hours=2),
+                    refresh_every=dt.timedelta(hours=1)) as lock:
         # Two: botocore counts AWS_MAX_ATTEMPTS=1 as one retry after the first attempt.
         s3_proxy.fail("PUT", rf"^/{bucket}/{key}$", refuse(503), times=2)
         with pytest.raises(JobLockLost, match=rf"cannot confirm that this run still holds the "

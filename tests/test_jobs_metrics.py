@@ -17,8 +17,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from crdb_archive.jobs import RunMetrics, render_metrics, write_metrics
-from crdb_archive.jobs.lock import LocalJobLock
+from crdb_archive.jobs.lock import JobLock
 from crdb_archive.jobs.metrics import previous_last_success
+from crdb_archive.storage import open_storage
 from support.bundles import era_with_binaries, run_cli
 from support.mirror import MirrorServer
 
@@ -244,7 +245,7 @@ def test_cli_metrics_file(
     before = metrics.read_bytes()
     assert run_cli(capsys, "run", str(spec), "--dry-run", "--metrics-file",
                    str(metrics)).code == 0
-    with LocalJobLock(tmp_path / "bundles", "nightly"):
+    with JobLock(open_storage(str(tmp_path / "bundles")), "nightly"):
         assert run_cli(capsys, "run", str(spec), "--metrics-file", str(metrics)).code == 3
     assert metrics.read_bytes() == before
 

@@ -12,17 +12,18 @@ import pytest
 from crdb_archive.archive import ArchiveRequest, archive_backup
 from crdb_archive.errors import ExitCode
 from crdb_archive.jobs import (
+    Destination,
     Failure,
     JobEvent,
     JobReport,
     JobSpec,
-    LocalDestination,
     StoredBundle,
     load_spec,
     run_job,
 )
 from crdb_archive.jobs.lock import lock_file_name
 from crdb_archive.jobs.plan import advisories
+from crdb_archive.storage import open_storage
 from support.backups import ERAS
 from support.bundles import era_with_binaries, tree, xor_byte
 from support.mirror import MirrorServer
@@ -70,7 +71,7 @@ class Recorder:
 
 
 def run(spec: JobSpec | Path, *, dry_run: bool = False, now: dt.datetime = NOW,
-        destination: LocalDestination | None = None) -> tuple[JobReport, Recorder]:
+        destination: Destination | None = None) -> tuple[JobReport, Recorder]:
     recorder = Recorder()
     job = spec if isinstance(spec, JobSpec) else load_spec(spec)
     report = run_job(job, dry_run=dry_run, now=now, on_event=recorder, destination=destination)
@@ -182,11 +183,11 @@ def test_retention_deletes_and_does_not_rearchive(
     assert mirror.requests() == []
 
 
-class ObjectLockedDirectory(LocalDestination):
+class ObjectLockedDirectory(Destination):
     """A local destination whose named bundles report Object Lock retention, as S3 would."""
 
     def __init__(self, root: Path, locked: dict[str, dt.datetime]) -> None:
-        super().__init__(root)
+        super().__init__(open_storage(str(root)), str(root))
         self.locked = locked
 
     def bundles(self) -> list[StoredBundle]:

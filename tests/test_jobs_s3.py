@@ -17,12 +17,10 @@ import pytest
 from crdb_archive.archive import ArchiveRequest, archive_backup
 from crdb_archive.bundle.verify import verify_bundle
 from crdb_archive.errors import ExitCode, JobAlreadyRunning, StorageError
-from crdb_archive.jobs import JobEvent, JobReport, StoredBundle, load_spec, run_job
-from crdb_archive.jobs.lock import lock_file_name
+from crdb_archive.jobs import Destination, JobEvent, JobReport, StoredBundle, load_spec, run_job
+from crdb_archive.jobs.lock import JobLock, lock_file_name
 from crdb_archive.jobs.metrics import PREFIX
-from crdb_archive.jobs.s3_destination import S3Destination
-from crdb_archive.jobs.s3_lock import S3JobLock
-from crdb_archive.storage.uri import parse_location
+from crdb_archive.storage import open_storage
 from support.backups import upload
 from support.bundles import era_with_binaries, run_cli
 from support.mirror import MirrorServer
@@ -66,7 +64,7 @@ def write_spec(tmp_path: Path, source: Path | str, dest: str, *, backups: str = 
 
 
 def run(spec: Path, *, dry_run: bool = False,
-        destination: S3Destination | None = None) -> tuple[JobReport, Recorder]:
+        destination: Destination | None = None) -> tuple[JobReport, Recorder]:
     recorder = Recorder()
     report = run_job(load_spec(spec), dry_run=dry_run, on_event=recorder,
                      destination=destination)
@@ -182,7 +180,7 @@ def test_backups_read_from_s3_into_s3(
 # --- retention on S3 -----------------------------------------------------------------------
 
 
-class ForgetfulS3Destination(S3Destination):
+class ForgetfulS3Destination(Destination):
     """Reports no Object Lock on its bundles, so that only S3 itself stands in the way."""
 
     def bundles(self) -> list[StoredBundle]:
@@ -232,7 +230,8 @@ def test_retention_deletes_what_the_rules_say_and_never_a_locked_bundle(
     # that is reported, and the rest of retention goes on.
     spec = write_spec(tmp_path, era.path, dest, destination=endpoint, retention="keep_days = 1",
                       name="none.toml")
-    forgetful = ForgetfulS3Destination.open(dest, endpoint_url=s3_env.endpoint_url)
+    forgetful = ForgetfulS3Destination(open_storage(dest, endpoint_url=s3_env.endpoint_url),
+                                       dest)
     try:
         report, events = run(spec, destination=forgetful)
     finally:
@@ -366,13 +365,13 @@ def test_lock_is_exclusive_refreshed_and_never_released_for_another_run(
     s3_env: MotoS3,
 ) -> None:
     bucket = s3_env.bucket(versioned=True)
-    location = parse_location(f"s3://{bucket}/p")
+    storage = open_storage(f"s3://{bucket}/p")
     key = f"p/{lock_file_name('orders')}"
     ttl, refresh = dt.timedelta(seconds=30), dt.timedelta(seconds=0.2)
-    first = S3JobLock(location, "orders", ttl=ttl, refresh_every=refresh)
+    first = JobLock(storage, "orders", ttl=ttl, refresh_every=refresh)
     with first:
         with pytest.raises(JobAlreadyRunning, match=r"job orders is already running"), \
-                S3JobLock(location, "orders"):
+                JobLock(storage, "orders"):
             pass
         with closing(s3_env.client()) as client:
             before = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -381,10 +380,10 @@ def test_lock_is_exclusive_refreshed_and_never_released_for_another_run(
         assert before["owner"] == after["owner"] == first.owner
         assert after["expires"] > before["expires"]
     assert key not in s3_env.all_keys(bucket)
-    with S3JobLock(location, "orders") as second:  # free again
+    with JobLock(storage, "orders") as second:  # free again
         assert second.taken_over is None
 
-    lost = S3JobLock(location, "orders", ttl=ttl, refresh_every=refresh)
+    lost = JobLock(storage, "orders", ttl=ttl, refresh_every=refresh)
     lost.__enter__()
     # Another run takes the lock over (as after an expiry this run did not notice).
     put_lock(s3_env, bucket, key, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))

@@ -1,53 +1,28 @@
-"""One contract, two backends: every test here runs on a local directory and on an S3 bucket."""
+"""One contract for every backend: each test here runs on a local directory and on an S3 bucket.
+
+A backend joins the suite with one factory in tests/support/storage_backends.py. Tests of verbs
+every backend has assert the same results everywhere; conditional writes and staging are in
+test_storage_contract_writes.py, the optional capabilities in
+test_storage_contract_capabilities.py.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from crdb_archive.errors import BadInput, ExitCode, Interrupted, ObjectNotFound
-from crdb_archive.storage import Storage, WriteOptions, open_storage
-from crdb_archive.storage.local import PARTIAL_PREFIX, LocalStorage
+from crdb_archive.storage import Storage, WriteOptions
+from crdb_archive.storage.local import LocalStorage
 from crdb_archive.storage.s3 import S3Storage
-from support import s3 as s3_support
-from support.s3 import MotoS3
-
-moto_s3 = s3_support.moto_s3
-s3_env = s3_support.s3_env
+from support.storage_backends import Backend
 
 MiB = 1 << 20
-
-
-@dataclass
-class Backend:
-    storage: Storage
-    leftovers: Callable[[], list[str]]  # partial writes still lying around
-
-
-@pytest.fixture(params=["local", "s3"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "local":
-        root = tmp_path / "root"
-        local = open_storage(str(root), for_write=True)
-
-        def partial_files() -> list[str]:
-            return [str(p) for p in root.rglob(f"{PARTIAL_PREFIX}*")]
-
-        with local:
-            yield Backend(local, partial_files)
-        return
-    env: MotoS3 = request.getfixturevalue("s3_env")
-    bucket = env.bucket()
-    with open_storage(f"s3://{bucket}/some/root") as remote:
-        yield Backend(remote, lambda: env.multipart_uploads(bucket))
 
 
 def pattern(size: int, seed: int = 0) -> bytes:
@@ -163,8 +138,10 @@ def test_missing_object(backend: Backend) -> None:
     assert caught.value.exit_code == ExitCode.WORLD
     with pytest.raises(ObjectNotFound, match="missing/key"):
         read_all(storage, "missing/key", start=3, length=0)
-    with pytest.raises(ObjectNotFound, match="missing/key"):
-        storage.request_restore("missing/key", days=1, tier="Standard")
+    cold = storage.cold_storage()
+    if cold is not None:
+        with pytest.raises(ObjectNotFound, match="missing/key"):
+            cold.request_restore("missing/key", days=1, tier="Standard")
 
 
 def test_delete(backend: Backend) -> None:
@@ -271,7 +248,9 @@ def test_parallel_reads_and_writes(backend: Backend) -> None:
 
 def test_standard_objects_need_no_restore(backend: Backend) -> None:
     backend.storage.put_bytes("warm", b"x")
-    assert backend.storage.request_restore("warm", days=1, tier="Bulk") == "not-needed"
+    cold = backend.storage.cold_storage()
+    if cold is not None:
+        assert cold.request_restore("warm", days=1, tier="Bulk") == "not-needed"
     assert all(i.readable for i in backend.storage.list())
 
 

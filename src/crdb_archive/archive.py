@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,22 +30,15 @@ from crdb_archive.binaries import (
 )
 from crdb_archive.binaries.platforms import check_platform, resolve_release
 from crdb_archive.bundle import layout
-from crdb_archive.bundle.local import BundleStaging, bundle_path
 from crdb_archive.bundle.model import render, schema_problems
-from crdb_archive.bundle.reader import (
-    BundleReader,
-    LocalDirReader,
-    open_bundle,
-    open_bundle_in,
-)
-from crdb_archive.bundle.remote import (
+from crdb_archive.bundle.publish import (
+    BundleStaging,
+    bundle_exists,
     bundle_key,
     clear_incomplete,
-    complete_bundle_exists,
-    write_bundle_to_storage,
 )
+from crdb_archive.bundle.reader import BundleReader, open_bundle_in
 from crdb_archive.bundle.restore_doc import render_restore_md
-from crdb_archive.bundle.tar_reader import LocalTarReader
 from crdb_archive.bundle.verify import verify_reader
 from crdb_archive.bundle.writer import (
     BundleFormat,
@@ -68,8 +60,8 @@ from crdb_archive.hashing import digest_stream
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.sources import KindChoice, recognise_source
 from crdb_archive.storage.base import LockMode, Storage, WriteOptions, open_storage
-from crdb_archive.storage.places import overlap_problem, require_directory
-from crdb_archive.storage.uri import Location, parse_location, redact
+from crdb_archive.storage.places import check_destination_location, overlap_problem
+from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import VersionSpec, release_index
 
 if TYPE_CHECKING:
@@ -192,25 +184,20 @@ def archive_source(
     return archive_backup(request, progress=progress, guard=guard)
 
 
-def check_destination(request: ArchiveRequest) -> tuple[WriteOptions | None, Location]:
-    """The write options and the parsed destination, checked before anything is written.
+def check_destination(request: ArchiveRequest) -> WriteOptions | None:
+    """The write options, with the destination checked before anything is written.
 
     Raises BadInput for storage options on a local destination, a destination inside the
     source (or the source itself), and a local destination that is not a directory.
     """
     options = request.write_options(dt.datetime.now(dt.UTC))
-    destination = parse_location(str(request.dest))
-    if destination.scheme == "file" and options is not None:
-        raise BadInput("a local --dest has no storage class or Object Lock; those are for "
-                       "s3:// destinations")
+    check_destination_location(parse_location(str(request.dest)), options)
     problem = overlap_problem(request.source, str(request.dest),
                               source_endpoint_url=request.endpoint_url,
                               dest_endpoint_url=request.endpoint_url)
     if problem is not None:
         raise BadInput(problem)
-    if destination.scheme == "file":
-        require_directory(destination.local_path)
-    return options, destination
+    return options
 
 
 def archive_backup(
@@ -232,7 +219,7 @@ def archive_backup(
     NetworkError/StorageError (exit 3).
     """
     started = time.monotonic()
-    options, destination = check_destination(request)
+    options = check_destination(request)
     with inspect_backup(request.source, subdir=request.subdir,
                         endpoint_url=request.endpoint_url, keys=request.keys) as backup:
         version = _settle_version(backup, request)
@@ -245,10 +232,8 @@ def archive_backup(
             check_platform(release, platform)
         job = _Archiving(request, backup, version, name, backup.location, started,
                          progress, guard or unguarded)
-        if destination.scheme == "file":
-            return job.to_directory(destination.local_path)
-        with open_storage(str(request.dest), endpoint_url=request.endpoint_url,
-                          for_write=True) as storage:
+        # Not created yet: the staging area makes what it needs, and removes it on failure.
+        with open_storage(str(request.dest), endpoint_url=request.endpoint_url) as storage:
             if options is not None:
                 storage.check_write_options(options)
             return job.to_storage(storage, options)
@@ -275,25 +260,15 @@ class _Archiving:
         if request.with_incrementals:
             self.files += backup.incremental_files
 
-    def to_directory(self, dest: Path) -> ArchiveResult:
-        final = bundle_path(dest, self.name, self.request.format)
-        if final.exists():
-            return self._existing(open_bundle(final))
-        with BundleStaging(dest, self.name, self.request.format) as staging:
-            return self._make(staging.scratch, lambda payload, info, describe: staging.write(
-                payload, bag_info=info, describe=describe, progress=self.progress,
-                guard=self.guard))
-
     def to_storage(self, storage: Storage, options: WriteOptions | None) -> ArchiveResult:
         fmt = self.request.format
-        if complete_bundle_exists(storage, self.name, fmt):
+        if bundle_exists(storage, self.name, fmt):
             return self._existing(open_bundle_in(storage, bundle_key(self.name, fmt)))
         self.warnings += clear_incomplete(storage, self.name, fmt, guard=self.guard)
-        with tempfile.TemporaryDirectory(prefix="crdb-archive-") as scratch:
-            return self._make(Path(scratch), lambda payload, info, describe: (
-                write_bundle_to_storage(storage, self.name, payload, bag_info=info,
-                                        describe=describe, fmt=fmt, options=options,
-                                        progress=self.progress, guard=self.guard)))
+        with BundleStaging(storage, self.name, fmt) as staging:
+            return self._make(staging.scratch, lambda payload, info, describe: staging.write(
+                payload, bag_info=info, describe=describe, options=options,
+                progress=self.progress, guard=self.guard))
 
     def _make(self, scratch: Path, write: WriteBundle) -> ArchiveResult:
         fetched = [
@@ -338,7 +313,7 @@ class _Archiving:
         it back whole would download it (and, in an archive storage class, need a restore);
         ``crdb-archive verify`` checks every digest in place.
         """
-        quick = not isinstance(reader, LocalDirReader | LocalTarReader)
+        quick = not reader.local_reads
         report = verify_reader(reader, fast=quick, progress=self.progress)
         if not report.ok:
             first = report.problems[0]

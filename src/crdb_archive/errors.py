@@ -249,6 +249,11 @@ class ObjectNotFound(StorageError):
     """A storage holds no object under the requested key."""
 
 
+class ConditionFailed(StorageError):
+    """A conditional write or delete found the object other than the caller last read it: it
+    exists where it was to be created, or another writer changed or removed it since."""
+
+
 class KeyServiceError(WorldFailure):
     """A key management service (AWS KMS) cannot be reached, or refuses the credentials."""
 

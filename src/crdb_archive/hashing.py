@@ -10,7 +10,7 @@ import hmac
 import mmap
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +170,7 @@ def parallel_in_batches(
     batch_bytes: int = 32 << 20,
     batch_items: int = 256,
     stop: threading.Event | None = None,
-) -> Iterator[tuple[T, R]]:
+) -> Generator[tuple[T, R], None, None]:
     """``work(item)`` for every item on a thread pool, yielding ``(item, result)`` in order.
 
     Small items travel in batches so that 100k small files do not pay a pool hand-off each;

@@ -27,8 +27,10 @@ from typing import IO, TYPE_CHECKING
 from crdb_archive.storage import (
     ObjectInfo,
     ObjectWriter,
-    RestoreRequestState,
+    Prefix,
+    Staging,
     Storage,
+    Versioned,
     WriteOptions,
 )
 from support.encryption import Encrypting, with_passphrase
@@ -488,10 +490,6 @@ class RecordingStorage(Storage):
         self.location = inner.location
         self.calls: list[tuple[str, str]] = []
 
-    @property
-    def is_local(self) -> bool:
-        return self.inner.is_local
-
     def display(self, key: str = "") -> str:
         return self.inner.display(key)
 
@@ -501,6 +499,10 @@ class RecordingStorage(Storage):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         self.calls.append(("list", prefix))
         return self.inner.list(prefix)
+
+    def list_level(self, prefix: str = "") -> Iterator[ObjectInfo | Prefix]:
+        self.calls.append(("list_level", prefix))
+        return self.inner.list_level(prefix)
 
     def stat(self, key: str) -> ObjectInfo | None:
         self.calls.append(("stat", key))
@@ -524,5 +526,18 @@ class RecordingStorage(Storage):
     def check_write_options(self, options: WriteOptions) -> None:
         raise AssertionError("inspect checked write options")
 
-    def request_restore(self, key: str, *, days: int, tier: str) -> RestoreRequestState:
-        raise AssertionError(f"inspect requested a restore of {key}")
+    def read_versioned(self, key: str, *, limit: int = 1 << 20) -> Versioned | None:
+        self.calls.append(("read", key))
+        return self.inner.read_versioned(key, limit=limit)
+
+    def put_if_absent(self, key: str, data: bytes) -> str:
+        raise AssertionError(f"inspect wrote {key}")
+
+    def put_if_version(self, key: str, data: bytes, version: str) -> str:
+        raise AssertionError(f"inspect wrote {key}")
+
+    def delete_if_version(self, key: str, version: str) -> None:
+        raise AssertionError(f"inspect deleted {key}")
+
+    def staging(self, name: str) -> AbstractContextManager[Staging]:
+        raise AssertionError(f"inspect staged {name}")

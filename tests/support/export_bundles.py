@@ -19,15 +19,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from crdb_archive.bundle import layout
-from crdb_archive.bundle.local import write_bundle
-from crdb_archive.bundle.remote import write_bundle_to_storage
+from crdb_archive.bundle.publish import write_bundle
 from crdb_archive.bundle.writer import (
     BundleFormat,
     DescribeCallback,
     PayloadItem,
     PayloadResult,
 )
-from crdb_archive.storage.base import Storage
+from crdb_archive.storage.base import Storage, open_storage
 
 Row = tuple[object, ...]
 
@@ -92,10 +91,7 @@ def write_export_bundle(dest: Path | Storage, name: str, schema_sql: str,
                         payload: list[PayloadItem] | None = None) -> str:
     """Write the bundle on disk or in ``dest`` storage; returns where it is."""
     items = payload if payload is not None else export_payload(schema_sql, snapshots)
-    if isinstance(dest, Path):
-        written = write_bundle(dest, name, items, bag_info=[], describe=describer(rows),
-                               fmt=fmt)
-    else:
-        written = write_bundle_to_storage(dest, name, items, bag_info=[],
-                                          describe=describer(rows), fmt=fmt)
+    storage = open_storage(str(dest)) if isinstance(dest, Path) else dest
+    written = write_bundle(storage, name, items, bag_info=[], describe=describer(rows),
+                           fmt=fmt)
     return written.location

@@ -267,8 +267,6 @@ def _inspect(
 
 
 def _cold_files(tree: BackupTree, files: list[BackupFile]) -> list[str]:
-    if tree.is_local:
-        return []
     waiting: dict[str, int] = {}
     size = 0
     for f in files:

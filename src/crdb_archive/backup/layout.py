@@ -285,7 +285,7 @@ def _read_pointers(tree: BackupTree, rels: list[str]) -> dict[str, bytes]:
 
     # One LATEST file per full backup: a year of daily backups is hundreds of small reads,
     # each a round trip to an object store.
-    if tree.is_local or len(rels) < 2:
+    if tree.local_reads or len(rels) < 2:
         return {rel: head(rel) for rel in rels}
     with ThreadPoolExecutor(max_workers=min(len(rels), _POINTER_READERS)) as pool:
         return dict(zip(rels, pool.map(head, rels), strict=True))

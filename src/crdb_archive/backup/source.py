@@ -12,9 +12,8 @@ from pathlib import Path
 from crdb_archive.backup.layout import LATEST, LATEST_HISTORY, subdir_end_time
 from crdb_archive.backup.tree import EXPECTED
 from crdb_archive.errors import NotABackup
-from crdb_archive.storage.base import Storage, open_storage
-from crdb_archive.storage.local import LocalStorage
-from crdb_archive.storage.uri import parse_location
+from crdb_archive.storage.base import Storage, open_location, open_storage
+from crdb_archive.storage.uri import Location, parse_location
 
 
 def open_source(
@@ -28,12 +27,15 @@ def open_source(
     """
     if isinstance(source, Storage):
         return source, False
+    location: Location | None
     if isinstance(source, Path):
-        return LocalStorage(source), True
-    try:
-        location = parse_location(source)
-    except ValueError:
-        location = None  # open_storage names what is malformed
+        # A Path is never a URI, whatever it looks like ("ab:c").
+        location = Location("file", "", str(source), ())
+    else:
+        try:
+            location = parse_location(source)
+        except ValueError:
+            location = None  # open_storage names what is malformed
     if location is not None and location.scheme == "file":
         try:
             mode = Path(location.path).stat().st_mode
@@ -41,12 +43,15 @@ def open_source(
             mode = None  # missing or unreadable: the inspection says which
         if mode is not None and not stat.S_ISDIR(mode):
             raise NotABackup(f"{location} is not a directory: {EXPECTED}")
-    return open_storage(source, endpoint_url=endpoint_url), True
+    if isinstance(source, Path) and location is not None:
+        return open_location(location), True
+    return open_storage(str(source), endpoint_url=endpoint_url), True
 
 
 def root_path(storage: Storage) -> Path | None:
-    """The local directory of ``storage``, or None for object storage."""
-    return storage.local_path if isinstance(storage, LocalStorage) else None
+    """The local directory of ``storage``, or None when its objects are not files here."""
+    paths = storage.local_paths()
+    return paths.local_path if paths is not None else None
 
 
 def collection_hint(storage: Storage) -> list[str]:

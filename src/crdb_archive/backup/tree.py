@@ -1,16 +1,17 @@
-"""The files of a backup source as a tree of directories, on disk or in object storage.
+"""The files of a backup source as a tree of directories, in any storage.
 
-Object stores have no directories: :class:`ListedTree` derives them from the keys of one
-recursive listing kept in memory (a few dozen bytes per object), so that every layout question
-afterwards costs no request. A local directory is read on demand by :class:`LocalTree`, one
-directory at a time, so that inspecting one full backup of a large collection reads only that
-backup's directories, and so that symbolic links and special files, which object stores cannot
-hold, are seen and refused by name. File contents are read through the storage in both cases.
+One reader, :class:`BackupTree`, over :class:`Storage`; how it learns the directories depends on
+what the storage can do. In general it derives them from the keys of one recursive listing
+kept in memory (a few dozen bytes per object), so that every layout question afterwards costs
+no request: object stores have no directories. Where the objects are files here (the
+LocalPaths capability), directories are read on demand, one at a time, so that inspecting one
+full backup of a large collection reads only that backup's directories, and so that symbolic
+links and special files, which object stores cannot hold, are seen and refused by name. File
+contents are read through the storage in both cases.
 """
 
 from __future__ import annotations
 
-import abc
 import os
 import stat
 from array import array
@@ -18,7 +19,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import IO, Literal, NamedTuple
+from typing import IO, Literal, NamedTuple, Protocol
 
 from crdb_archive.errors import (
     BadInput,
@@ -27,8 +28,8 @@ from crdb_archive.errors import (
     StorageError,
 )
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
-from crdb_archive.storage.base import Storage, validate_key
-from crdb_archive.storage.local import LocalStorage
+from crdb_archive.storage.base import Storage, open_location, validate_key
+from crdb_archive.storage.uri import Location
 
 # "link" and "special" exist on disk only; "invalid" is an object key that no path can name.
 Kind = Literal["dir", "file", "link", "special", "invalid"]
@@ -52,36 +53,57 @@ def join(base: str, name: str) -> str:
     return f"{base}/{name}" if base else name
 
 
-class BackupTree(abc.ABC):
-    """The files below a storage's root, with directories; keys are relative to that root."""
+class _Index(Protocol):
+    """How a tree learns what is where: the structural questions of :class:`BackupTree`."""
 
-    def __init__(self, storage: Storage) -> None:
+    def check_root(self) -> None: ...
+
+    def kind(self, key: str) -> Kind | None: ...
+
+    def entries(self, directory: str) -> list[tuple[str, Kind]]: ...
+
+    def walk(self, directory: str, *, skip_top: Callable[[str], object] | None = None
+             ) -> Iterator[Entry]: ...
+
+    def size(self, key: str) -> int: ...
+
+    def waiting(self, key: str) -> str | None: ...
+
+
+class BackupTree:
+    """The files below a storage's root, with directories; keys are relative to that root.
+
+    Build it with :func:`open_tree`. Raises StorageError where the storage cannot be read.
+    """
+
+    def __init__(self, storage: Storage, index: _Index) -> None:
         self.storage = storage
+        self._index = index
 
     def display(self, key: str = "") -> str:
         """A name for ``key`` in messages; never carries a secret."""
         return self.storage.display(key)
 
     @property
-    def is_local(self) -> bool:
-        return self.storage.is_local
+    def local_reads(self) -> bool:
+        """Whether reading a file costs a local read rather than a request to a store."""
+        return self.storage.local_paths() is not None
 
-    @abc.abstractmethod
     def check_root(self) -> None:
         """Raises NotABackup when the root holds nothing that could be a backup."""
+        self._index.check_root()
 
-    @abc.abstractmethod
     def kind(self, key: str) -> Kind | None:
         """What is at ``key``, or None when nothing is; raises StorageError."""
+        return self._index.kind(key)
 
-    @abc.abstractmethod
     def entries(self, directory: str) -> list[tuple[str, Kind]]:
         """The names in ``directory``, sorted, and what each is; nothing when it is absent.
 
         Raises StorageError when the directory cannot be listed.
         """
+        return self._index.entries(directory)
 
-    @abc.abstractmethod
     def walk(self, directory: str, *, skip_top: Callable[[str], object] | None = None
              ) -> Iterator[Entry]:
         """Everything below ``directory`` except directories, never descending into links.
@@ -89,14 +111,15 @@ class BackupTree(abc.ABC):
         ``skip_top`` names subdirectories directly in ``directory`` to leave out. Raises
         StorageError when a directory cannot be listed.
         """
+        return self._index.walk(directory, skip_top=skip_top)
 
-    @abc.abstractmethod
     def size(self, key: str) -> int:
         """The size of the file at ``key``; raises StorageError when it cannot be examined."""
+        return self._index.size(key)
 
     def waiting(self, key: str) -> str | None:
         """The archive storage class ``key`` waits in before it can be read, if any."""
-        return None
+        return self._index.waiting(key)
 
     def require_readable(self, keys: Iterable[str], purpose: str) -> None:
         """Raises NeedsRestoreFromColdStorage naming every key that cannot be read yet."""
@@ -123,29 +146,35 @@ class BackupTree(abc.ABC):
 
 
 def open_tree(storage: Storage, *, progress: ProgressCallback = no_progress) -> BackupTree:
-    """The tree of ``storage``: read on demand on disk, listed once in object storage.
-
-    Raises StorageError when an object store cannot be listed.
+    """The tree of ``storage``: read on demand where its objects are files here, else listed
+    once. Raises StorageError when the storage cannot be listed.
     """
-    if isinstance(storage, LocalStorage):
-        return LocalTree(storage)
-    return ListedTree.of(storage, progress=progress)
+    paths = storage.local_paths()
+    if paths is not None:
+        return BackupTree(storage, _DirectoryIndex(storage, paths.local_path))
+    return BackupTree(storage, _ListingIndex.of(storage, progress=progress))
 
 
-def local_tree(root: Path) -> LocalTree:
+def local_tree(root: Path) -> BackupTree:
     """The tree of the local directory ``root``."""
-    return LocalTree(LocalStorage(root))
+    return open_tree(open_location(Location("file", "", str(root), ())))
 
 
-# --- on disk ---------------------------------------------------------------------------------
+# --- files of this host ------------------------------------------------------------------------
 
 
-class LocalTree(BackupTree):
+class _DirectoryIndex:
     """A local directory, read one directory at a time; links are reported, never followed."""
 
-    def __init__(self, storage: LocalStorage) -> None:
-        super().__init__(storage)
-        self.root = storage.local_path
+    def __init__(self, storage: Storage, root: Path) -> None:
+        self.storage = storage
+        self.root = root
+
+    def display(self, key: str = "") -> str:
+        return self.storage.display(key)
+
+    def waiting(self, key: str) -> str | None:
+        return None  # files here never wait in an archive storage class
 
     def check_root(self) -> None:
         try:
@@ -228,21 +257,21 @@ def _kind_of(entry: os.DirEntry[str]) -> Kind:
     return "file" if entry.is_file(follow_symlinks=False) else "special"
 
 
-# --- in object storage ---------------------------------------------------------------------------
+# --- any storage: one listing ----------------------------------------------------------------
 
 
-class ListedTree(BackupTree):
+class _ListingIndex:
     """Every object below a storage's root from one listing; directories are key prefixes."""
 
     def __init__(self, storage: Storage, keys: list[str], sizes: array[int],
                  waiting: dict[str, str]) -> None:
-        super().__init__(storage)
+        self.storage = storage
         self._keys = keys
         self._sizes = sizes
         self._waiting = waiting
 
     @classmethod
-    def of(cls, storage: Storage, *, progress: ProgressCallback = no_progress) -> ListedTree:
+    def of(cls, storage: Storage, *, progress: ProgressCallback = no_progress) -> _ListingIndex:
         """List ``storage`` once; raises StorageError when it cannot be listed."""
         keys: list[str] = []
         sizes: array[int] = array("q")
@@ -265,6 +294,9 @@ class ListedTree(BackupTree):
             keys = [keys[i] for i in order]
             sizes = array("q", (sizes[i] for i in order))
         return cls(storage, keys, sizes, waiting)
+
+    def display(self, key: str = "") -> str:
+        return self.storage.display(key)
 
     def check_root(self) -> None:
         if not self._keys:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
+# No bundle may be named like a storage's staging area (``.<name>.partial`` on disk).
+from crdb_archive.storage.base import STAGING_SUFFIX
+
 FORMAT_VERSION = 1
 
 BAGIT_TXT = "bagit.txt"
@@ -35,19 +38,12 @@ ALL_TAG_FILES = (*TAG_FILES, TAGMANIFEST_SHA256)
 
 BAGIT_TXT_CONTENT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 
-# Staging names start with a dot so that listings of a bundle directory ignore them.
-STAGING_SUFFIX = ".partial"
-
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 
 
 def is_valid_name(name: str) -> bool:
     """Bundle names are portable file names: letters, digits, ``._+-``; no leading dot."""
     return bool(_NAME.match(name)) and not name.endswith((".tar", STAGING_SUFFIX))
-
-
-def staging_name(name: str) -> str:
-    return f".{name}{STAGING_SUFFIX}"
 
 
 def encode_path(path: str) -> str:

@@ -1,6 +1,8 @@
-"""Read a bundle wherever it is: a directory or a tar, on local disk or in object storage.
+"""Read a bundle wherever it is: a directory or a tar, in any storage.
 
-Every form presents the same thing: the bundle's regular files as :class:`Member` values with a
+There is one reader per form, over :class:`Storage`; where the storage's objects are files here
+(the LocalPaths capability) a reader takes the fast paths that files allow. Every form presents
+the same thing: the bundle's regular files as :class:`Member` values with a
 bundle-relative path, a size, and a way to read the bytes. Anything that is not a regular
 file (a symlink, a device, a tar member outside the bundle's top folder, a second copy of a
 tar member) is reported as an :class:`Oddity` for the verifier to name, never followed. A tar
@@ -26,10 +28,9 @@ from crdb_archive.errors import (
     NotABundle,
     StorageError,
 )
-from crdb_archive.storage.base import ObjectInfo, Storage, open_object
-from crdb_archive.storage.local import LocalStorage
+from crdb_archive.storage.base import ObjectInfo, Prefix, Storage, open_location, open_object
 from crdb_archive.storage.ranged import PART_SIZE, RangedReader
-from crdb_archive.storage.uri import parse_location
+from crdb_archive.storage.uri import Location
 
 Opener = Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
 Form = Literal["dir", "tar"]
@@ -55,8 +56,15 @@ class BundleReader(abc.ABC):
     form: Form
     display: str  # where it is, for messages: a path or a URI without secrets
 
-    def __init__(self) -> None:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
         self.oddities: list[Oddity] = []
+
+    @property
+    def local_reads(self) -> bool:
+        """Whether reading the bundle back costs only reads of files on this host (not a
+        download, nor a restore from cold storage)."""
+        return self.storage.local_paths() is not None
 
     @property
     def name(self) -> str:
@@ -97,23 +105,47 @@ def check_path(path: str) -> None:
         raise NotABundle(f"{path!r} is not a path inside a bundle")
 
 
-# --- local directory -----------------------------------------------------------------------------
+# --- directory -----------------------------------------------------------------------------------
 
 
-class LocalDirReader(BundleReader):
+class DirReader(BundleReader):
+    """A bundle directory: ``storage`` is rooted at it.
+
+    Where the objects are files here (:class:`LocalPaths`), the directory is walked as it is on
+    disk, so that symbolic links and special files are seen and reported, and members carry
+    their path for memory-mapped hashing. Elsewhere it is listed once and read in parallel.
+    """
+
     form: Form = "dir"
 
-    def __init__(self, location: Path) -> None:
-        super().__init__()
-        self.location = location
-        self.display = str(location)
+    def __init__(self, storage: Storage, objects: list[ObjectInfo] | None = None) -> None:
+        super().__init__(storage)
+        self._paths = storage.local_paths()
+        self._objects = objects
+        self.display = storage.display()
+
+    def _listing(self) -> list[ObjectInfo]:
+        if self._objects is None:
+            self._objects = list(self.storage.list())
+        return self._objects
+
+    def cold(self) -> list[ObjectInfo]:
+        if self._paths is not None:
+            return []  # files on disk never wait in an archive storage class
+        return [o for o in self._listing() if not o.readable]
 
     def members(self) -> Iterator[Member]:
         self.oddities.clear()
-        yield from self._dir_members()
+        if self._paths is not None:
+            yield from self._walk(self._paths.local_path)
+            return
+        for info in self._listing():
+            if not layout.is_safe_relative(info.key):
+                self.oddities.append(Oddity(info.key, "not a plain relative key"))
+                continue
+            yield Member(info.key, info.size, _object_opener(self.storage, info))
 
-    def _dir_members(self) -> Iterator[Member]:
-        root = self.location
+    def _walk(self, root: Path) -> Iterator[Member]:
         stack = [""]
         while stack:
             relative = stack.pop()
@@ -137,9 +169,16 @@ class LocalDirReader(BundleReader):
                     self.oddities.append(Oddity(path, f"{kind}, not a regular file"))
 
     def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
+        if self._paths is None:
+            sizes = {o.key: o.size for o in self._listing()}
         for name in names:
             check_path(name)
-            target = self.location / name
+            if self._paths is None:
+                if name in sizes:
+                    with self.storage.open_read(name) as stream:
+                        yield name, sizes[name], stream
+                continue
+            target = self._paths.path(name)
             try:
                 if target.is_symlink() or not target.is_file():
                     continue
@@ -150,58 +189,25 @@ class LocalDirReader(BundleReader):
             with stream:
                 yield name, size, stream
 
-    @contextlib.contextmanager
-    def open_member(self, path: str) -> Iterator[IO[bytes]]:
-        check_path(path)
-        target = self.location / path
-        if target.is_symlink() or not target.is_file():
-            raise NotABundle(f"{self.location} has no {path}")
-        try:
-            stream = target.open("rb")
-        except OSError as error:
-            raise StorageError(f"cannot read {target}: {error.strerror}") from error
-        with stream:
-            yield stream
-
-
-# --- directory in object storage -----------------------------------------------------------------
-
-
-class RemoteDirReader(BundleReader):
-    """A bundle directory under a prefix of object storage: listed once, read in parallel."""
-
-    form: Form = "dir"
-
-    def __init__(self, storage: Storage, objects: list[ObjectInfo]) -> None:
-        super().__init__()
-        self.storage = storage
-        self.objects = objects
-        self.display = storage.display()
-
-    def cold(self) -> list[ObjectInfo]:
-        return [o for o in self.objects if not o.readable]
-
-    def members(self) -> Iterator[Member]:
-        self.oddities.clear()
-        for info in self.objects:
-            if not layout.is_safe_relative(info.key):
-                self.oddities.append(Oddity(info.key, "not a plain relative key"))
-                continue
-            yield Member(info.key, info.size, _object_opener(self.storage, info))
-
-    def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
-        sizes = {o.key: o.size for o in self.objects}
-        for name in names:
-            check_path(name)
-            if name in sizes:
-                with self.storage.open_read(name) as stream:
-                    yield name, sizes[name], stream
-
     def open_member(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
         check_path(path)
-        if not any(o.key == path for o in self.objects):
-            raise NotABundle(f"{self.display} has no {path}")
-        return self.storage.open_read(path)
+        if self._paths is None:
+            if not any(o.key == path for o in self._listing()):
+                raise NotABundle(f"{self.display} has no {path}")
+            return self.storage.open_read(path)
+        return _open_file(self._paths.path(path), self.display, path)
+
+
+@contextlib.contextmanager
+def _open_file(target: Path, display: str, path: str) -> Iterator[IO[bytes]]:
+    if target.is_symlink() or not target.is_file():
+        raise NotABundle(f"{display} has no {path}")
+    try:
+        stream = target.open("rb")
+    except OSError as error:
+        raise StorageError(f"cannot read {target}: {error.strerror}") from error
+    with stream:
+        yield stream
 
 
 def _object_opener(storage: Storage, info: ObjectInfo) -> Opener:
@@ -226,67 +232,62 @@ def _file_opener(path: str) -> Opener:
 
 
 def open_bundle(where: str | Path, *, endpoint_url: str | None = None) -> BundleReader:
-    """Recognise a bundle: a directory or .tar on disk, or an s3:// prefix or .tar object.
+    """Recognise a bundle: a directory (or prefix) or a .tar, on disk or in object storage.
 
     Raises NotABundle when there is none, StorageError when the location cannot be read.
     """
-    if isinstance(where, str) and parse_location(where).scheme != "file":
-        return _open_remote(where, endpoint_url)
-    path = Path(where) if isinstance(where, Path) else parse_location(where).local_path
-    try:
-        if path.is_dir():
-            if not (path / layout.BAGIT_TXT).is_file():
-                raise NotABundle(
-                    f"{path} is not a bundle: it has no {layout.BAGIT_TXT} (expected a "
-                    "crdb-archive bundle directory or .tar)"
-                )
-            return LocalDirReader(path)
-        if path.is_file():
-            # A .tar is read as a bundle tar whatever it holds (an empty or cut one is a
-            # damaged bundle); another file only when it starts with a tar header.
-            if path.suffix != ".tar":
-                with path.open("rb") as head:
-                    if not looks_like_tar(head.read(BLOCK)):
-                        raise NotABundle(f"{path} is not a bundle: neither a directory nor a "
-                                         "tar")
-            from crdb_archive.bundle.tar_reader import LocalTarReader  # noqa: PLC0415
-
-            return LocalTarReader(path)
-    except OSError as error:
-        raise StorageError(f"cannot read {path}: {error.strerror}") from error
-    raise NotABundle(f"{path} does not exist")
-
-
-def _open_remote(uri: str, endpoint_url: str | None) -> BundleReader:
-    if parse_location(uri).path.rstrip("/").endswith(".tar"):
-        storage, key = open_object(uri, endpoint_url=endpoint_url)
-        return open_bundle_in(storage, key)
-    parent, name = open_object(uri, endpoint_url=endpoint_url)
-    return open_bundle_in(parent, name)
+    if isinstance(where, Path):
+        # A Path is never a URI, whatever it looks like ("ab:c").
+        parent, key = Location("file", "", str(where), ()).parent()
+        storage = open_location(parent)
+    else:
+        storage, key = open_object(where, endpoint_url=endpoint_url)
+    return open_bundle_in(storage, key)
 
 
 def open_bundle_in(storage: Storage, key: str) -> BundleReader:
-    """The bundle at ``key`` below ``storage``: ``<name>.tar`` or the ``<name>`` directory.
+    """The bundle at ``key`` below ``storage``: a tar object (``<name>.tar``, or any object
+    that starts with a tar header) or a ``<name>`` directory.
 
     Raises NotABundle when there is none, StorageError when it cannot be read.
     """
-    if isinstance(storage, LocalStorage):
-        return open_bundle(storage.local_path / key)
     if key.endswith(".tar"):
-        from crdb_archive.bundle.tar_reader import RemoteTarReader  # noqa: PLC0415
-
         info = storage.stat(key)
-        if info is None:
-            raise NotABundle(f"{storage.display(key)} does not exist")
-        return RemoteTarReader(storage, key, info)
+        if info is not None:
+            return _tar_reader(storage, key, info)
     tree = storage.child(key)
-    objects = list(tree.list())
-    if not objects:
-        raise NotABundle(f"{tree.display()} holds nothing: expected a crdb-archive bundle "
-                         "(a prefix holding bagit.txt, or a .tar object)")
-    if not any(o.key in layout.ALL_TAG_FILES or o.key.startswith("data/") for o in objects):
-        raise NotABundle(f"{tree.display()} is not a bundle: it has no {layout.BAGIT_TXT}")
-    return RemoteDirReader(tree, objects)
+    level = list(tree.list_level())
+    if level:
+        if not any(_of_a_bundle(entry) for entry in level):
+            raise NotABundle(f"{tree.display()} is not a bundle: it has no {layout.BAGIT_TXT} "
+                             "(expected a crdb-archive bundle directory or .tar)")
+        return DirReader(tree)
+    info = None if key.endswith(".tar") else storage.stat(key)
+    if info is None:
+        parent = key.rpartition("/")[0]
+        if Prefix(key) in storage.list_level(parent):  # an empty directory on disk
+            raise NotABundle(f"{tree.display()} is not a bundle: it has no "
+                             f"{layout.BAGIT_TXT} (expected a crdb-archive bundle directory "
+                             "or .tar)")
+        raise NotABundle(f"{tree.display()} does not exist")
+    # Another object is read as a bundle tar only when it starts with a tar header.
+    with storage.open_read(key, length=BLOCK) as head:
+        if not looks_like_tar(head.read(BLOCK)):
+            raise NotABundle(f"{storage.display(key)} is not a bundle: neither a directory "
+                             "nor a tar")
+    return _tar_reader(storage, key, info)
+
+
+def _of_a_bundle(entry: ObjectInfo | Prefix) -> bool:
+    if isinstance(entry, Prefix):
+        return entry.key == layout.PAYLOAD_DIR
+    return entry.key in layout.ALL_TAG_FILES
+
+
+def _tar_reader(storage: Storage, key: str, info: ObjectInfo) -> BundleReader:
+    from crdb_archive.bundle.tar_reader import TarReader  # noqa: PLC0415 - it builds on this one
+
+    return TarReader(storage, key, info)
 
 
 def require_readable(reader: BundleReader, *, payload: bool) -> None:

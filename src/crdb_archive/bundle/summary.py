@@ -8,24 +8,25 @@ from typing import Any
 from crdb_archive.bundle import layout, tagfiles
 from crdb_archive.bundle.reader import open_bundle, require_readable
 from crdb_archive.bundle.retrieve import parse_description, trusted_tag_files
-from crdb_archive.errors import DamagedBundle
-from crdb_archive.storage.base import open_storage
+from crdb_archive.errors import BadInput, DamagedBundle
+from crdb_archive.storage.base import open_object
 from crdb_archive.storage.uri import parse_location
 
 
 def looks_like_bundle(where: str, *, endpoint_url: str | None = None) -> bool:
     """A directory or prefix holding bagit.txt, or a .tar: what ``inspect`` treats as a bundle.
 
-    Raises StorageError when a remote location cannot be read.
+    Raises StorageError when the location cannot be read.
     """
     location = parse_location(where)
     if location.path.rstrip("/").endswith(".tar"):
         return True
-    if location.scheme != "file":
-        with open_storage(where, endpoint_url=endpoint_url) as storage:
-            return storage.exists(layout.BAGIT_TXT)
-    candidate = Path(location.path)
-    return candidate.is_dir() and (candidate / layout.BAGIT_TXT).is_file()
+    try:
+        storage, name = open_object(where, endpoint_url=endpoint_url)
+    except BadInput:  # the root of a file system or bucket: never a bundle
+        return False
+    with storage:
+        return storage.exists(f"{name}/{layout.BAGIT_TXT}")
 
 
 def summarize_bundle(where: str | Path, *, endpoint_url: str | None = None) -> dict[str, Any]:

@@ -1,12 +1,13 @@
-"""Bundle tars, on local disk or in object storage, read by the strict reader (tarstream).
+"""Bundle tars in any storage, read by the strict reader (tarstream).
 
-Imported by :mod:`crdb_archive.bundle.reader` when it opens a tar: the readers here build on
-its base class.
+A tar is read once, front to back. Where it is a file here (the LocalPaths capability), what
+is not read is skipped by seeking, and one member is read by seeking straight to it; elsewhere
+it is streamed with several ranges in flight. Imported by :mod:`crdb_archive.bundle.reader` when
+it opens a tar: the reader here builds on its base class.
 """
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import io
 from collections.abc import Iterable, Iterator
@@ -21,24 +22,43 @@ from crdb_archive.storage.base import ObjectInfo, Storage
 from crdb_archive.storage.ranged import RangedReader
 from crdb_archive.storage.streams import file_window
 
-# --- tars, local or remote -----------------------------------------------------------------------
 
-
-class _TarReader(BundleReader):
-    """A tar read front to back by the strict reader; subclasses say where its bytes come from.
+class TarReader(BundleReader):
+    """The tar object ``key`` of ``storage``, read front to back by the strict reader.
 
     ``duplicates`` names the members found more than once in the last pass.
     """
 
     form: Form = "tar"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, storage: Storage, key: str, info: ObjectInfo) -> None:
+        super().__init__(storage)
+        self.key = key
+        self.info = info
+        self.display = storage.display(key)
+        paths = storage.local_paths()
+        self.location = paths.path(key) if paths is not None else None
         self.duplicates: list[str] = []
 
-    @abc.abstractmethod
-    def _open_tar(self) -> contextlib.AbstractContextManager[StrictTar]:
+    def cold(self) -> list[ObjectInfo]:
+        return [] if self.info.readable else [self.info]
+
+    @contextlib.contextmanager
+    def _open_tar(self) -> Iterator[StrictTar]:
         """The tar, opened for one pass from its start."""
+        if self.location is None:
+            with RangedReader(self.storage, self.key, self.info.size) as ranged:
+                yield StrictTar(cast(IO[bytes], ranged), self.display)
+            return
+        try:
+            source = self.location.open("rb")
+        except OSError as error:
+            raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
+        with source:
+            try:
+                yield StrictTar(source, self.display, seekable=True)
+            except OSError as error:
+                raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
 
     def members(self) -> Iterator[Member]:
         with self._open_tar() as tar:
@@ -99,6 +119,10 @@ class _TarReader(BundleReader):
     @contextlib.contextmanager
     def open_member(self, path: str) -> Iterator[IO[bytes]]:
         check_path(path)
+        if self.location is not None:
+            with self._seek_member(self.location, path) as stream:
+                yield stream
+            return
         for member in self.members():
             if member.path == path:
                 with member.open() as stream:
@@ -106,30 +130,10 @@ class _TarReader(BundleReader):
                 return
         raise NotABundle(f"{self.display} has no {path}")
 
-
-class LocalTarReader(_TarReader):
-    def __init__(self, location: Path) -> None:
-        super().__init__()
-        self.location = location
-        self.display = str(location)
-
     @contextlib.contextmanager
-    def _open_tar(self) -> Iterator[StrictTar]:
-        try:
-            source = self.location.open("rb")
-        except OSError as error:
-            raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
-        with source:
-            try:
-                yield StrictTar(source, self.display, seekable=True)
-            except OSError as error:
-                raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
-
-    @contextlib.contextmanager
-    def open_member(self, path: str) -> Iterator[IO[bytes]]:
-        # Local tars are seekable: read every header (skipping the data) to know the tar is
-        # whole and holds the member once, then jump to it.
-        check_path(path)
+    def _seek_member(self, location: Path, path: str) -> Iterator[IO[bytes]]:
+        # A file is seekable: read every header (skipping the data) to know the tar is whole
+        # and holds the member once, then jump to it.
         found: TarEntry | None = None
         with self._open_tar() as tar:
             for member, entry in self._members_of(tar):
@@ -137,34 +141,15 @@ class LocalTarReader(_TarReader):
                     found = entry
         self._refuse_duplicates()
         if found is None:
-            raise NotABundle(f"{self.location} has no {path}")
+            raise NotABundle(f"{location} has no {path}")
         try:
-            raw = io.FileIO(self.location, "r")
+            raw = io.FileIO(location, "r")
             raw.seek(found.offset)
         except OSError as error:
-            raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
+            raise StorageError(f"cannot read {location}: {error.strerror}") from error
         with file_window(raw, found.size, lambda error: StorageError(
-                f"cannot read {self.location}: {error.strerror}")) as stream:
+                f"cannot read {location}: {error.strerror}")) as stream:
             yield stream
-
-
-class RemoteTarReader(_TarReader):
-    """A tar object in object storage, streamed (the only way to read it once)."""
-
-    def __init__(self, storage: Storage, key: str, info: ObjectInfo) -> None:
-        super().__init__()
-        self.storage = storage
-        self.key = key
-        self.info = info
-        self.display = storage.display(key)
-
-    def cold(self) -> list[ObjectInfo]:
-        return [] if self.info.readable else [self.info]
-
-    @contextlib.contextmanager
-    def _open_tar(self) -> Iterator[StrictTar]:
-        with RangedReader(self.storage, self.key, self.info.size) as ranged:
-            yield StrictTar(cast(IO[bytes], ranged), self.display)
 
 
 def _tar_opener(tar: StrictTar, entry: TarEntry) -> Opener:

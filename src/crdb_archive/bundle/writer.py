@@ -1,13 +1,13 @@
 """Write the content of a bundle: payload with both digests from one read, then tag files.
 
-The writing is the same wherever a bundle goes; where the bytes land is the caller's: files in a
-staging directory (bundle/local.py) or objects in a bucket (bundle/remote.py). The payload comes
-first, the tag files after it and ``tagmanifest-sha256.txt`` last, so a bundle whose tag manifest
-exists was written completely.
+The writing is the same wherever a bundle goes; where the bytes land is the storage's staging
+area (bundle/publish.py). The payload comes first, the tag files after it and
+``tagmanifest-sha256.txt`` last, so a bundle whose tag manifest exists was written completely.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import tarfile
@@ -161,11 +161,14 @@ def write_tree(
     totals = _Totals(f"archive {name}", sum(i.size for i in payload), progress)
     digests: dict[str, Digests] = {}
     stop = threading.Event()
-    for item, item_digests in parallel_in_batches(
+    # Closed on the way out, whatever stops the loop: its workers are stopped and waited for
+    # before the caller cleans up what they write into.
+    with contextlib.closing(parallel_in_batches(
         lambda i: _copy_item(i, open_sink, totals, stop), payload, lambda i: i.size,
         threads=COPY_THREADS, stop=stop,
-    ):
-        digests[item.path] = item_digests
+    )) as copies:
+        for item, item_digests in copies:
+            digests[item.path] = item_digests
     totals.finish()
     result = PayloadResult(digests, dt.datetime.now(dt.UTC).date())
     for tag_name, content in tag_files(result, bag_info, describe):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,15 +23,14 @@ from crdb_archive.archive import ArchiveRequest, check_destination
 from crdb_archive.backup.keys import PASSPHRASE_ENV
 from crdb_archive.binaries import DEFAULT_PLATFORM
 from crdb_archive.bundle import layout
-from crdb_archive.bundle.local import BundleStaging, bundle_path
 from crdb_archive.bundle.model import render, schema_problems
-from crdb_archive.bundle.reader import BundleReader, open_bundle, open_bundle_in
-from crdb_archive.bundle.remote import (
+from crdb_archive.bundle.publish import (
+    BundleStaging,
+    bundle_exists,
     bundle_key,
     clear_incomplete,
-    complete_bundle_exists,
-    write_bundle_to_storage,
 )
+from crdb_archive.bundle.reader import BundleReader, open_bundle_in
 from crdb_archive.bundle.verify import verify_reader
 from crdb_archive.bundle.writer import (
     DescribeCallback,
@@ -134,7 +132,7 @@ def archive_export(
     """
     started = time.monotonic()
     _refuse_backup_options(request)
-    write_options, destination = check_destination(request)
+    write_options = check_destination(request)
     schema_bytes, schema = read_schema_file(options.schema)
     with open_export_source(request.source, endpoint_url=request.endpoint_url) as source:
         scan = scan_export(source.listing, schema, source.open_small,
@@ -146,10 +144,8 @@ def archive_export(
                            "(letters, digits, '._+-', no leading dot)")
         job = _ExportArchiving(request, options, source, scan, plan, schema, schema_bytes,
                                name, started, progress, guard or unguarded)
-        if destination.scheme == "file":
-            return job.to_directory(destination.local_path)
-        with open_storage(str(request.dest), endpoint_url=request.endpoint_url,
-                          for_write=True) as storage:
+        # Not created yet: the staging area makes what it needs, and removes it on failure.
+        with open_storage(str(request.dest), endpoint_url=request.endpoint_url) as storage:
             if write_options is not None:
                 storage.check_write_options(write_options)
             return job.to_storage(storage, write_options)
@@ -280,26 +276,17 @@ class _ExportArchiving:
         self.warnings: list[str] = [f"lost changefeed file accepted (--allow-gaps): "
                                     f"{gap.describe()}" for gap in scan.gaps]
 
-    def to_directory(self, dest: Path) -> ExportArchiveResult:
-        final = bundle_path(dest, self.name, self.request.format)
-        if final.exists():
-            return self._existing(open_bundle(final), quick=False)
-        with BundleStaging(dest, self.name, self.request.format) as staging:
-            return self._make(staging.scratch, lambda payload, info, describe: staging.write(
-                payload, bag_info=info, describe=describe, progress=self.progress,
-                guard=self.guard))
-
     def to_storage(self, storage: Storage, options: WriteOptions | None) -> ExportArchiveResult:
         fmt = self.request.format
-        if complete_bundle_exists(storage, self.name, fmt):
-            return self._existing(open_bundle_in(storage, bundle_key(self.name, fmt)),
-                                  quick=True)
+        if bundle_exists(storage, self.name, fmt):
+            reader = open_bundle_in(storage, bundle_key(self.name, fmt))
+            # Reading back what is not on this host would download it: a quick check there.
+            return self._existing(reader, quick=not reader.local_reads)
         self.warnings += clear_incomplete(storage, self.name, fmt, guard=self.guard)
-        with tempfile.TemporaryDirectory(prefix="crdb-archive-") as scratch:
-            return self._make(Path(scratch), lambda payload, info, describe: (
-                write_bundle_to_storage(storage, self.name, payload, bag_info=info,
-                                        describe=describe, fmt=fmt, options=options,
-                                        progress=self.progress, guard=self.guard)))
+        with BundleStaging(storage, self.name, fmt) as staging:
+            return self._make(staging.scratch, lambda payload, info, describe: staging.write(
+                payload, bag_info=info, describe=describe, options=options,
+                progress=self.progress, guard=self.guard))
 
     def _make(self, scratch: Path, write: WriteBundle) -> ExportArchiveResult:
         source_dir = self.source.local_copy(scratch / "source", self.progress)

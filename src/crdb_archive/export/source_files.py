@@ -66,8 +66,9 @@ class ExportSource:
                 f"{len(cold)} object(s) of {storage.display()} are in "
                 f"{cold[0].storage_class or 'an archive storage class'} and not restored "
                 f"(first: {cold[0].key}); restore them before archiving")
-        self._local: Path | None = (Path(storage.location.path) if storage.is_local
-                                    else None)
+        # Files of this host are read where they are; other objects are copied once.
+        paths = storage.local_paths()
+        self._local: Path | None = paths.local_path if paths is not None else None
 
     @property
     def display(self) -> str:

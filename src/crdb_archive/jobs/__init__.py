@@ -9,16 +9,13 @@ that has no bundle yet, verifies what it wrote, applies retention, and reports e
 from crdb_archive.jobs.destination import (
     Checked,
     Destination,
-    LocalDestination,
     StoredBundle,
     open_destination,
 )
-from crdb_archive.jobs.lock import JobLock, LocalJobLock, LockHolder
+from crdb_archive.jobs.lock import JobLock, LockHolder
 from crdb_archive.jobs.metrics import RunMetrics, render_metrics, write_metrics
 from crdb_archive.jobs.retention import Decision, RetentionItem, decide
 from crdb_archive.jobs.run import EventCallback, Failure, JobEvent, JobReport, run_job
-from crdb_archive.jobs.s3_destination import S3Destination
-from crdb_archive.jobs.s3_lock import S3JobLock
 from crdb_archive.jobs.spec import JobSpec, ObjectLock, Retention, load_spec, validate_spec
 
 __all__ = [
@@ -31,15 +28,11 @@ __all__ = [
     "JobLock",
     "JobReport",
     "JobSpec",
-    "LocalDestination",
-    "LocalJobLock",
     "LockHolder",
     "ObjectLock",
     "Retention",
     "RetentionItem",
     "RunMetrics",
-    "S3Destination",
-    "S3JobLock",
     "StoredBundle",
     "decide",
     "load_spec",

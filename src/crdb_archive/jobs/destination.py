@@ -1,36 +1,54 @@
-"""Where a job keeps its bundles, behind the few verbs a job needs.
+"""Where a job keeps its bundles, in any storage, behind the few verbs a job needs.
 
 A job lists the bundles in its destination (each with the time that orders it, the source it
 came from, and any Object Lock retention), checks and verifies them, deletes what retention
-lets go, and holds its lock there. :class:`LocalDestination` does this on a directory,
-:class:`~crdb_archive.jobs.s3_destination.S3Destination` below an ``s3://`` prefix.
+lets go, and holds its lock there.
+
+Completeness is read from what is present: a directory bundle is complete once its
+``tagmanifest-sha256.txt`` is there (written last, or renamed into place with the rest), a tar
+bundle once its object is. Where trees are not published whole (object stores), a directory
+without its tag manifest is an interrupted upload (or one in progress): reported, never deleted
+here.
+
+A tar keeps its description at its end. Where it is a file here, that is read by seeking; in an
+object store it would take a download of the whole tar (and, in GLACIER or DEEP_ARCHIVE, a
+restore first), so a job records what it knows of each tar it writes there in a small index
+object, ``.crdb-archive-index/<name>.tar.json``, kept in the default storage class under the
+tar's own retention lock.
+
+A directory bundle is deleted under a marker object ``.deleting-<name>``, tag manifest first,
+so that an interrupted delete never leaves a bundle that looks complete, and the next run
+finishes it. (Earlier versions renamed a local bundle to ``.deleting-<name>`` before removing
+it; such a leftover is finished too.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import os
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, Protocol
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+from crdb_archive import __version__
 from crdb_archive.backup.layout import subdir_end_time
-from crdb_archive.bundle.reader import open_bundle
+from crdb_archive.bundle import layout
+from crdb_archive.bundle.publish import bundle_key
+from crdb_archive.bundle.reader import open_bundle_in
 from crdb_archive.bundle.retrieve import read_description
-from crdb_archive.bundle.verify import VerifyReport, verify_bundle
+from crdb_archive.bundle.verify import VerifyReport, verify_reader
 from crdb_archive.bundle.writer import Guard, unguarded
 from crdb_archive.errors import BadInput, CrdbArchiveError, StorageError
-from crdb_archive.jobs.lock import JobLock, LocalJobLock
+from crdb_archive.jobs.lock import JobLock
 from crdb_archive.progress import ProgressCallback, no_progress
-from crdb_archive.storage.base import WriteOptions
-from crdb_archive.storage.local import fsync_directory
-from crdb_archive.storage.places import require_directory
+from crdb_archive.storage.base import ObjectInfo, Prefix, Storage, WriteOptions, open_storage
+from crdb_archive.storage.places import check_destination_location
 from crdb_archive.storage.uri import parse_location
 
-# A bundle being deleted is renamed to this hidden prefix first, so that an interrupted
-# delete never leaves half a bundle under the bundle's own name.
+INDEX_DIR = ".crdb-archive-index"
 DELETING_PREFIX = ".deleting-"
+_INDEX_SUFFIX = ".tar.json"
+_MAX_INDEX_RECORD = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -65,161 +83,259 @@ class Checked:
     limited: str | None = None
 
 
-class Destination(Protocol):
-    """The verbs a job needs from where its bundles live."""
+@dataclass
+class _Scan:
+    """One listing of the destination's top level, sorted into what a job cares about."""
 
-    @property
-    def display(self) -> str:
-        """The destination for messages, without credentials."""
-
-    @property
-    def archive_target(self) -> str | Path:
-        """What archive_backup is given as ``dest`` to write new bundles here."""
-
-    def check_write_options(self, options: WriteOptions | None) -> None:
-        """Raise BadInput before anything is written when ``options`` cannot be honoured."""
-
-    def bundles(self) -> list[StoredBundle]:
-        """Every complete bundle, readable or not; raises StorageError."""
-
-    def incomplete(self) -> list[str]:
-        """Names of bundles that are partly there (an interrupted upload); never deleted here."""
-
-    def remember(self, bundle: StoredBundle) -> None:
-        """Record what a job knows of a bundle it wrote, where the bundle alone would not tell
-        it cheaply (a tar in object storage keeps its description at its end)."""
-
-    def check(self, location: str, *, full: bool,
-              progress: ProgressCallback = no_progress) -> Checked:
-        """Verify the bundle at ``location``: ``full`` reads every digest, otherwise presence
-        and sizes only."""
-
-    def delete(self, bundle: StoredBundle) -> None:
-        """Delete a bundle so that it never stays half-present under its name."""
-
-    def clear_leftovers(self, *, guard: Guard = unguarded) -> list[str]:
-        """Finish deletes an earlier run started, each after ``guard``; returns the names
-        removed."""
-
-    def lock(self, job: str) -> JobLock:
-        """The lock that keeps two runs of ``job`` apart."""
-
-    def close(self) -> None:
-        """Release connections."""
+    dirs: dict[str, bool] = field(default_factory=dict)  # name -> complete
+    unfinished: list[str] = field(default_factory=list)  # dirs with no tag manifest
+    tars: dict[str, ObjectInfo] = field(default_factory=dict)
+    records: set[str] = field(default_factory=set)
+    deleting: set[str] = field(default_factory=set)  # marker objects
+    renamed: list[str] = field(default_factory=list)  # dirs renamed away to be deleted
 
 
 def open_destination(uri: str, *, endpoint_url: str | None = None) -> Destination:
     """The destination a job spec names, nothing written yet; raises BadInput for a malformed
     one, or a local one that is not a directory."""
-    location = parse_location(uri)
-    if location.scheme == "s3":
-        from crdb_archive.jobs.s3_destination import S3Destination  # noqa: PLC0415 - cycle
-
-        return S3Destination.open(uri, endpoint_url=endpoint_url)
-    if location.scheme != "file":
-        raise BadInput(f"{location.redacted}: a job destination is a directory or s3://")
-    require_directory(location.local_path)
-    return LocalDestination(location.local_path)
+    check_destination_location(parse_location(uri))
+    return Destination(open_storage(uri, endpoint_url=endpoint_url), uri)
 
 
-class LocalDestination:
-    """Bundles as directories and ``.tar`` files in one local directory."""
+class Destination:
+    """Bundles as ``<name>/`` trees and ``<name>.tar`` objects at the top of ``storage``.
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    ``uri`` is what the spec names (parameters included), given to archive to write there.
+    """
+
+    def __init__(self, storage: Storage, uri: str) -> None:
+        self.storage = storage
+        self.uri = uri
 
     @property
     def display(self) -> str:
-        return str(self.root)
+        """The destination for messages, without credentials."""
+        return self.storage.display()
 
     @property
-    def archive_target(self) -> Path:
-        return self.root
-
-    def check_write_options(self, options: WriteOptions | None) -> None:
-        if options is not None:
-            raise BadInput(f"{self.root} is a local directory: storage class and Object Lock "
-                           "apply only to s3:// destinations")
-
-    def incomplete(self) -> list[str]:
-        return []  # a local bundle is staged under a hidden name and renamed when complete
-
-    def remember(self, bundle: StoredBundle) -> None:
-        """Nothing to record: a local bundle's description is read from the bundle."""
+    def archive_target(self) -> str:
+        """What archive_backup is given as ``dest`` to write new bundles here."""
+        return self.uri
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Release connections."""
+        self.storage.close()
+
+    def check_write_options(self, options: WriteOptions | None) -> None:
+        """Raise BadInput before anything is written when ``options`` cannot be honoured."""
+        if options is not None:
+            self.storage.check_write_options(options)
+
+    def lock(self, job: str) -> JobLock:
+        """The lock that keeps two runs of ``job`` apart."""
+        return JobLock(self.storage, job)
+
+    # --- finding bundles -------------------------------------------------------------------
+
+    def _scan(self) -> _Scan:
+        scan = _Scan()
+        for entry in self.storage.list_level():
+            name = entry.name if isinstance(entry, Prefix) else entry.key
+            if isinstance(entry, Prefix):
+                if name == INDEX_DIR:
+                    scan.records = {info.key.removeprefix(f"{INDEX_DIR}/").removesuffix(
+                        _INDEX_SUFFIX) for info in self.storage.list(INDEX_DIR)
+                        if info.key.endswith(_INDEX_SUFFIX) and info.key.count("/") == 1}
+                elif name.startswith(DELETING_PREFIX):
+                    scan.renamed.append(name)
+                elif not name.startswith("."):  # staging areas and anything else hidden
+                    self._scan_dir(scan, name)
+            elif name.startswith(DELETING_PREFIX):
+                scan.deleting.add(name.removeprefix(DELETING_PREFIX))
+            elif name.endswith(".tar") and not name.startswith("."):
+                scan.tars[name.removesuffix(".tar")] = entry
+        return scan
+
+    def _scan_dir(self, scan: _Scan, name: str) -> None:
+        if self.storage.exists(f"{name}/{layout.TAGMANIFEST_SHA256}"):
+            scan.dirs[name] = True
+        elif self.storage.publishes_atomically:
+            # Renamed into place whole: without a tag manifest it is damaged, or not a
+            # bundle; it is one when it says so.
+            if self.storage.exists(f"{name}/{layout.BAGIT_TXT}"):
+                scan.dirs[name] = False
+        elif any(True for _ in self.storage.list(name)):
+            scan.unfinished.append(name)
 
     def bundles(self) -> list[StoredBundle]:
-        try:
-            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
-        except FileNotFoundError:
-            return []
-        except OSError as error:
-            raise StorageError(f"cannot list {self.root}: {error.strerror}") from None
-        found = []
-        for entry in entries:
-            if entry.name.startswith("."):  # staging, deletes in progress, locks
-                continue
-            path = Path(entry.path)
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if not (path / "bagit.txt").is_file():
-                        continue
-                    form: Literal["dir", "tar"] = "dir"
-                elif entry.is_file(follow_symlinks=False) and entry.name.endswith(".tar"):
-                    form = "tar"
-                else:
-                    continue
-            except OSError as error:
-                raise StorageError(f"cannot read {path}: {error.strerror}") from None
-            found.append(self._describe(path, form))
+        """Every complete bundle, readable or not; raises StorageError."""
+        scan = self._scan()
+        found = [self._describe_dir(name) for name in sorted(scan.dirs)
+                 if name not in scan.deleting]
+        found += [self._describe_tar(name, name in scan.records)
+                  for name in sorted(scan.tars)]
         return found
 
-    def _describe(self, path: Path, form: Literal["dir", "tar"]) -> StoredBundle:
-        name = path.name.removesuffix(".tar") if form == "tar" else path.name
+    def incomplete(self) -> list[str]:
+        """Names of bundles that are partly there (an interrupted upload); never deleted here."""
+        scan = self._scan()
+        return sorted(name for name in scan.unfinished if name not in scan.deleting)
+
+    def _describe_dir(self, name: str) -> StoredBundle:
+        location = self.storage.display(name)
         try:
-            description = read_description(open_bundle(path))
+            description = read_description(open_bundle_in(self.storage, name))
+            info = self.storage.stat(f"{name}/{layout.TAGMANIFEST_SHA256}")
         except CrdbArchiveError as error:
-            return StoredBundle(name, str(path), form, None, None, None, problem=str(error))
-        return described(name, str(path), form, description)
+            return StoredBundle(name, location, "dir", None, None, None, problem=str(error))
+        return described(name, location, "dir", description,
+                         info.retain_until if info is not None else None)
+
+    def _describe_tar(self, name: str, recorded: bool) -> StoredBundle:
+        key = bundle_key(name, "tar")
+        location = self.storage.display(key)
+        if not recorded and self.storage.local_paths() is not None:
+            try:
+                reader = open_bundle_in(self.storage, key)
+                return described(name, location, "tar", read_description(reader))
+            except CrdbArchiveError as error:
+                return StoredBundle(name, location, "tar", None, None, None, problem=str(error))
+        if not recorded:
+            return StoredBundle(
+                name, location, "tar", None, None, None,
+                problem=f"no job record {INDEX_DIR}/{name}{_INDEX_SUFFIX} (a tar in object "
+                "storage keeps its description at its end, which is not read to list it); "
+                "the next run that selects its backup records it")
+        try:
+            record = _parse_record(self.storage.read_bytes(_index_key(name),
+                                                           limit=_MAX_INDEX_RECORD))
+            info = self.storage.stat(key)
+        except CrdbArchiveError as error:
+            return StoredBundle(name, location, "tar", None, None, None, problem=str(error))
+        if record is None or record.get("bundle") != name:
+            return StoredBundle(name, location, "tar", None, None, None,
+                                problem=f"{self.storage.display(_index_key(name))} is not a "
+                                "job record of this bundle")
+        version = record.get("version")
+        source = record.get("source")
+        return StoredBundle(
+            name=name, location=location, form="tar", time=parse_time(record.get("time")),
+            source=source if isinstance(source, str) else None,
+            version=version if isinstance(version, str) else None,
+            created=parse_time(record.get("created")),
+            retain_until=info.retain_until if info is not None else None,
+        )
+
+    def remember(self, bundle: StoredBundle) -> None:
+        """Record what a job knows of a bundle it wrote, where the bundle alone would not tell
+        it cheaply: a tar that is not a file here. Raises StorageError when it cannot be
+        written."""
+        if bundle.form != "tar" or self.storage.local_paths() is not None:
+            return
+        info = self.storage.stat(bundle_key(bundle.name, "tar"))
+        if info is None:
+            raise StorageError(f"{bundle.location} vanished before its job record was written")
+        record = {
+            "bundle": bundle.name,
+            "form": "tar",
+            "source": bundle.source,
+            "time": _iso(bundle.time),
+            "version": bundle.version,
+            "created": _iso(bundle.created),
+            "recorded_by": f"crdb-archive {__version__}",
+        }
+        # The record lives exactly as long as its tar may: same lock, same date.
+        options = None
+        if info.lock_mode in ("GOVERNANCE", "COMPLIANCE") and info.retain_until is not None:
+            options = WriteOptions(None, "GOVERNANCE" if info.lock_mode == "GOVERNANCE"
+                                   else "COMPLIANCE", info.retain_until)
+        self.storage.put_bytes(_index_key(bundle.name),
+                               (json.dumps(record, indent=2) + "\n").encode(), options=options)
+
+    # --- checking --------------------------------------------------------------------------
 
     def check(self, location: str, *, full: bool,
               progress: ProgressCallback = no_progress) -> Checked:
-        return Checked(verify_bundle(Path(location), fast=not full, progress=progress))
+        """Verify the bundle at ``location``: ``full`` reads every digest, otherwise presence
+        and sizes only."""
+        key = self._key(location)
+        reader = open_bundle_in(self.storage, key)
+        cold = reader.cold()
+        if not cold:
+            return Checked(verify_reader(reader, fast=not full, progress=progress))
+        classes = ", ".join(sorted({o.storage_class or "an archive class" for o in cold}))
+        restore = (f"request a restore (crdb-archive restore-request {reader.display} --days "
+                   "7) to verify every digest")
+        if reader.form == "dir":
+            # Tag files are kept in the default class, so the quick check still reads them.
+            report = verify_reader(reader, fast=True, progress=progress)
+            limited = None if not full else (
+                f"the payload of {reader.display} is in {classes}: its tag files, the presence "
+                f"and size of every file were checked, not the digests; {restore}")
+            return Checked(report, limited)
+        report = VerifyReport(reader.display, "tar", "fast")
+        info = self.storage.stat(key)
+        if info is None:
+            report.add(key, "missing", "the tar object is gone")
+        else:
+            report.bytes = info.size
+        return Checked(report, f"{reader.display} is in {classes}: only its presence and size "
+                       f"were checked; {restore}")
+
+    def _key(self, location: str) -> str:
+        root = self.storage.display().rstrip("/") + "/"
+        if not location.startswith(root):
+            raise BadInput(f"{location} is not below {self.storage.display()}")
+        return location.removeprefix(root).rstrip("/")
+
+    # --- deleting --------------------------------------------------------------------------
 
     def delete(self, bundle: StoredBundle) -> None:
-        path = Path(bundle.location)
-        doomed = path.with_name(DELETING_PREFIX + path.name)
-        try:
-            _remove(doomed)
-            path.rename(doomed)
-            fsync_directory(self.root)
-            _remove(doomed)
-        except OSError as error:
-            raise StorageError(f"cannot delete {path}: {error.strerror or error}") from None
+        """Delete a bundle so that it never stays half-present under its name."""
+        now = dt.datetime.now(dt.UTC)
+        if bundle.locked(now):
+            raise StorageError(f"{bundle.location} is under Object Lock retention until "
+                               f"{_iso(bundle.retain_until)}; not deleted")
+        if bundle.form == "tar":
+            # The tar first: a record without its tar is cleared later, never the reverse.
+            self.storage.delete(bundle_key(bundle.name, "tar"))
+            self.storage.delete(_index_key(bundle.name))
+            return
+        marker = f"{DELETING_PREFIX}{bundle.name}"
+        self.storage.put_bytes(marker, b"")
+        self._finish_delete(bundle.name)
+
+    def _finish_delete(self, name: str) -> None:
+        # The tag manifest first: from then on the bundle reads as incomplete, never as whole.
+        self.storage.delete(f"{name}/{layout.TAGMANIFEST_SHA256}")
+        self.storage.delete_tree(f"{name}/")
+        self.storage.delete(f"{DELETING_PREFIX}{name}")
 
     def clear_leftovers(self, *, guard: Guard = unguarded) -> list[str]:
-        try:
-            doomed = [p for p in self.root.iterdir() if p.name.startswith(DELETING_PREFIX)]
-        except FileNotFoundError:
-            return []
-        except OSError as error:
-            raise StorageError(f"cannot list {self.root}: {error.strerror}") from None
-        removed = []
-        for path in sorted(doomed):
-            name = path.name.removeprefix(DELETING_PREFIX).removesuffix(".tar")
+        """Finish deletes an earlier run started, each after ``guard``; returns the names
+        removed."""
+        scan = self._scan()
+        finished = []
+        for name in sorted(scan.deleting):
             guard(f"finishing the delete of {name}")
-            try:
-                _remove(path)
-            except OSError as error:
-                raise StorageError(
-                    f"cannot finish deleting {path}: {error.strerror or error}") from None
-            removed.append(name)
-        return removed
-
-    def lock(self, job: str) -> JobLock:
-        return LocalJobLock(self.root, job)
+            if name in scan.dirs or name in scan.unfinished:
+                self._finish_delete(name)
+                finished.append(name)
+            else:
+                # A marker kept by a bucket's default retention marks nothing; leave it.
+                with contextlib.suppress(StorageError):
+                    self.storage.delete(f"{DELETING_PREFIX}{name}")
+        for renamed in scan.renamed:
+            name = renamed.removeprefix(DELETING_PREFIX).removesuffix(".tar")
+            guard(f"finishing the delete of {name}")
+            self.storage.delete_tree(f"{renamed}/")
+            finished.append(name)
+        for name in sorted(scan.records - set(scan.tars)):
+            guard(f"deleting the job record of {name}")
+            # A record retained by Object Lock as long as its tar was is harmless.
+            with contextlib.suppress(StorageError):
+                self.storage.delete(_index_key(name))
+        return finished
 
 
 def described(name: str, location: str, form: Literal["dir", "tar"],
@@ -275,8 +391,18 @@ def parse_time(text: object) -> dt.datetime | None:
     return when.astimezone(dt.UTC)
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+def _index_key(name: str) -> str:
+    return f"{INDEX_DIR}/{name}{_INDEX_SUFFIX}"
+
+
+def _parse_record(content: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat() if value is not None else None
+

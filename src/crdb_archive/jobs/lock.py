@@ -1,39 +1,55 @@
-"""One run of a job at a time: a lock per job, taken over safely from a run that died.
+"""One run of a job at a time: a lock object per job, written with conditional writes.
 
-On a local destination the lock is ``.crdb-archive-job-<name>.lock`` in the destination
-directory, held with ``flock`` for the whole run. The kernel releases it when the process dies
-however it dies, so a stale lock cannot block the next run; what the dead run wrote into the
-file (pid, host, start time) is still there and tells the next run that it is taking over.
-An object store has no such lock, so its destination provides another :class:`JobLock` (an
-object with an expiry, jobs/s3_lock.py) behind the same interface.
+The lock is the object ``.crdb-archive-job-<name>.lock`` in the job's destination, holding
+``{job, owner, pid, host, started, expires}``. It is created only if absent (of two runs
+starting together exactly one creates it), and replaced only if it is still the version this
+run read, so of two runs taking over a stale lock only one succeeds. A lock whose ``expires``
+has passed belongs to a run that died: the next run takes it over, with a warning. Where the
+destination's objects are files of this host, a holder that ran on this host and whose process
+is gone is known to be dead at once, so a killed run does not block the next one until its
+lock expires.
 
-A lock can be lost while a run holds it: the lock file removed or replaced by hand, the lock
-object taken over by a run on a host that thought it expired. A run therefore calls
-:meth:`JobLock.ensure_held` before every delete and before it publishes a bundle, and stops
-when the lock is no longer its own.
+While the run goes on, a thread pushes ``expires`` forward, and so does
+:meth:`JobLock.ensure_held` before every delete and every publish: a write whose condition
+fails means another run holds the lock now (or it was removed or replaced by hand), and the run
+stops. After every write the lock is read back and its owner compared, which also catches a
+store that ignores conditions. At its end the run gives the lock back, only if it is still its
+own: an object store deletes it, a file system keeps the file, emptied (as lock files on disk
+are kept), which reads as released.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
-import fcntl
 import json
 import os
 import socket
+import threading
+import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
-from typing import Protocol
 
-from crdb_archive.errors import JobAlreadyRunning, JobLockLost, StorageError
+from crdb_archive.errors import (
+    ConditionFailed,
+    CrdbArchiveError,
+    JobAlreadyRunning,
+    JobLockLost,
+    StorageError,
+)
+from crdb_archive.storage.base import Storage, Versioned
 
 LOCK_PREFIX = ".crdb-archive-job-"
 LOCK_SUFFIX = ".lock"
 
-# The holder record is tiny; anything longer in the file was not written by a run.
+# A run that dies leaves its lock for at most this long; a live run keeps moving it forward,
+# so the expiry only has to outlast a few failed refreshes in a row.
+DEFAULT_TTL = dt.timedelta(hours=1)
+DEFAULT_REFRESH = dt.timedelta(minutes=5)
+
+# The holder record is tiny; anything longer was not written by a run.
 _MAX_RECORD = 4096
+_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -50,15 +66,10 @@ class LockHolder:
 
     @classmethod
     def parse(cls, content: bytes) -> LockHolder | None:
-        """The holder recorded in a lock file, or None for an empty (released) one."""
+        """The holder recorded in a lock, or None for an empty (released) one."""
         if not content.strip():
             return None
-        try:
-            record = json.loads(content)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return cls(None, None, None)
-        if not isinstance(record, dict):
-            return cls(None, None, None)
+        record = _record(content)
         pid, host, started = record.get("pid"), record.get("host"), record.get("started")
         return cls(
             pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
@@ -67,105 +78,86 @@ class LockHolder:
         )
 
 
-class JobLock(Protocol):
-    """Held for a run: entering raises JobAlreadyRunning while another run holds it."""
-
-    @property
-    def taken_over(self) -> LockHolder | None:
-        """A previous holder that ended without releasing the lock (it died)."""
-
-    def ensure_held(self, action: str) -> None:
-        """Raise JobLockLost unless this run still holds the lock; ``action`` (such as
-        "deleting <bundle>") says in the message what the run stopped before."""
-
-    def __enter__(self) -> JobLock: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-
 def lock_file_name(job: str) -> str:
     return f"{LOCK_PREFIX}{job}{LOCK_SUFFIX}"
 
 
-class LocalJobLock:
-    """The lock of job ``job`` as a file in ``directory``, held with flock."""
+class JobLock:
+    """The lock of job ``job`` in ``storage`` (the job's destination); held for a run.
 
-    def __init__(self, directory: Path, job: str) -> None:
-        self.path = directory / lock_file_name(job)
+    Entering raises JobAlreadyRunning while another run holds it, StorageError when the store
+    fails. ``taken_over`` is the previous holder when it ended without releasing the lock.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        job: str,
+        *,
+        ttl: dt.timedelta = DEFAULT_TTL,
+        refresh_every: dt.timedelta = DEFAULT_REFRESH,
+    ) -> None:
+        if refresh_every >= ttl:
+            raise ValueError("the lock must be refreshed more often than it expires")
+        self.storage = storage
         self.job = job
-        self._fd: int | None = None
+        self.ttl = ttl
+        self.refresh_every = refresh_every
+        self.key = lock_file_name(job)
+        self.display = storage.display(self.key)
+        self.owner = uuid.uuid4().hex
+        self._version: str | None = None
+        self._expires: dt.datetime | None = None
+        self._started = _now()
         self._taken_over: LockHolder | None = None
+        self._lost: str | None = None
+        self._holder: LockHolder | None = None  # who holds it instead, once lost
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+        # One conditional write at a time: two with the same version would fail each other.
+        self._guard = threading.RLock()
 
     @property
     def taken_over(self) -> LockHolder | None:
         return self._taken_over
 
-    def __enter__(self) -> LocalJobLock:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # O_NOFOLLOW: a symlink planted under the lock's name must not redirect the write.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as error:
-            raise StorageError(
-                f"cannot create the job lock {self.path}: {error.strerror or error}"
-            ) from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as error:
-                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise
-                holder = LockHolder.parse(os.pread(fd, _MAX_RECORD, 0))
-                who = holder.describe() if holder else "its holder is starting"
-                raise JobAlreadyRunning(
-                    f"job {self.job} is already running ({who}); lock {self.path}"
-                ) from None
-            self._taken_over = LockHolder.parse(os.pread(fd, _MAX_RECORD, 0))
-            record = {
-                "job": self.job,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            }
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
-            os.fsync(fd)
-        except OSError as error:
-            os.close(fd)
-            raise StorageError(
-                f"cannot take the job lock {self.path}: {error.strerror or error}"
-            ) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        return self
+    @property
+    def lost(self) -> str | None:
+        """Why the lock stopped being this run's before the run ended, if it did."""
+        return self._lost
+
+    # --- taking and giving back ------------------------------------------------------------
 
     def ensure_held(self, action: str) -> None:
-        """Raise JobLockLost unless the file at the lock's path is still the one this run
-        locked: one removed or replaced by hand may be locked by another run now."""
-        where = f"the job lock {self.path}"
-        if self._fd is None:
-            raise JobLockLost(f"{where} is not held by this run; stopped before {action}")
+        """Renew the lock, which proves it is still this run's; raise JobLockLost otherwise.
+
+        ``action`` (such as "deleting <bundle>") says in the message what the run stopped
+        before. Also raised when the renewal cannot be made (the store cannot be reached): a
+        run that cannot show it holds the lock must not delete or publish.
+        """
         try:
-            held = os.fstat(self._fd)
-            current = self.path.lstat()
-        except FileNotFoundError:
-            raise JobLockLost(f"{where} was removed during the run, so another run may take "
-                              f"it; stopped before {action}") from None
-        except OSError as error:
-            raise JobLockLost(f"cannot check {where}: {error.strerror or error}; stopped "
-                              f"before {action}") from None
-        if (held.st_dev, held.st_ino) != (current.st_dev, current.st_ino):
-            holder = _read_holder(self.path)
-            who = f" ({holder.describe()} holds it now)" if holder else ""
-            raise JobLockLost(f"{where} was replaced during the run{who}; stopped before "
+            held = self._renew()
+        except CrdbArchiveError as error:
+            raise JobLockLost(f"cannot confirm that this run still holds the job lock "
+                              f"{self.display} ({error}); stopped before {action}") from None
+        if not held:
+            who = f" ({self._holder.describe()} holds it now)" if self._holder else ""
+            raise JobLockLost(f"the job lock {self.display} {self._lost}{who}; stopped before "
                               f"{action}")
+
+    def __enter__(self) -> JobLock:
+        self._started = _now()
+        try:
+            self._acquire()
+        except BaseException:
+            # Stopped (or failed) after a write the store may have applied: a lock left
+            # behind would block the next run until it expires.
+            self._discard_own()
+            raise
+        self._refresher = threading.Thread(target=self._refresh_loop, daemon=True,
+                                           name=f"lock-{self.job}")
+        self._refresher.start()
+        return self
 
     def __exit__(
         self,
@@ -173,28 +165,197 @@ class LocalJobLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join()
+            self._refresher = None
+        released = self._release()
+        # Raised only when the run itself went well: its own error says more.
+        if exc is None and self._lost is not None:
+            raise StorageError(f"the job lock {self.display} was lost during the run: it "
+                               f"{self._lost}")
+        if exc is None and released is not None:
+            raise released
+
+    def _acquire(self) -> None:
+        for _ in range(_ATTEMPTS):
+            if self._write(None):
+                return
+            current = self._read()
+            if current is None:  # released between our write and our read: try again
+                continue
+            holder = LockHolder.parse(current.content)
+            expires = record_expiry(current.content)
+            if holder is not None and expires is not None and expires > _now() and \
+                    not self._holder_gone(holder):
+                raise JobAlreadyRunning(
+                    f"job {self.job} is already running ({holder.describe()}; the lock expires "
+                    f"{_iso(expires)} unless renewed); lock {self.display}")
+            # Released, expired, its holder gone, or not a record this tool wrote.
+            if self._write(current.version):
+                self._taken_over = holder
+                if holder is None and current.content.strip():
+                    self._taken_over = LockHolder(None, None, None)
+                return
+        raise JobAlreadyRunning(f"job {self.job} is already running: another run took the "
+                                f"lock {self.display} while this one tried to")
+
+    def _holder_gone(self, holder: LockHolder) -> bool:
+        """Whether the holder is known to be dead: a process of this host that no longer
+        exists, on a storage whose objects are files of this host."""
+        if self.storage.local_paths() is None or holder.pid is None:
+            return False
+        if holder.host != socket.gethostname() or holder.pid == os.getpid():
+            return False
         try:
-            # An empty file means "released cleanly"; the file itself stays, because removing
-            # it would let a waiting run lock an inode that no longer has a name.
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+            os.kill(holder.pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # another user's process, alive
+            return False
+        return False
+
+    def _release(self) -> CrdbArchiveError | None:
+        """Give the lock back if it is still ours; returns (not raises) a failure to do so."""
+        if self._version is None or self._lost is not None:
+            return None
+        try:
+            self._give_back(self._version)
+        except ConditionFailed:
+            self._note_loss()
+            return None
+        except CrdbArchiveError as error:
+            return StorageError(f"cannot release the job lock {self.display}: {error}; the lock "
+                                f"expires by itself at the latest in {self.ttl}")
+        self._version = None
+        return None
+
+    def _give_back(self, version: str) -> None:
+        if self.storage.local_paths() is not None:
+            self.storage.put_if_version(self.key, b"", version)
+        else:
+            self.storage.delete_if_version(self.key, version)
+
+    def _discard_own(self) -> None:
+        """Give the lock back if it carries this run's owner; best effort, never raises."""
+        # Should this fail too, the lock expires by itself; the error that got us here says more.
+        with contextlib.suppress(CrdbArchiveError):
+            current = self._read()
+            if current is not None and _record(current.content).get("owner") == self.owner:
+                self._give_back(current.version)
+
+    # --- keeping it ------------------------------------------------------------------------
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.refresh_every.total_seconds()):
+            try:
+                if not self._renew():
+                    return
+            except CrdbArchiveError as error:
+                # A refresh that fails leaves the lock as it was; the next one may succeed
+                # before it expires. Only an expired lock is lost.
+                with self._guard:
+                    if self._expires is not None and self._expires <= _now():
+                        self._lost = f"expired after refreshes failed ({error})"
+                        return
+
+    def _renew(self) -> bool:
+        """Push ``expires`` forward if the lock is still ours; False (and ``lost`` set) when
+        another write replaced or removed it. Raises StorageError when the store cannot be
+        reached.
+        """
+        with self._guard:
+            if self._lost is not None:
+                return False
+            # The version covers this run's own record (its owner included): a write that
+            # still matches it proves that nothing else has written the lock since.
+            if self._version is not None and self._write(self._version):
+                return True
+            if self._lost is None:
+                self._note_loss()
+            return False
+
+    def _note_loss(self) -> None:
+        """Say why the lock is no longer ours, from what is there now; never raises."""
+        try:
+            current = self._read()
+        except CrdbArchiveError:
+            current = None
+        if current is None:
+            self._holder = None
+            self._lost = "was removed during the run, so another run may take it"
+            return
+        self._holder = LockHolder.parse(current.content)
+        if record_expiry(current.content) is not None:
+            self._lost = ("is no longer this run's: another run replaced it (was this run "
+                          "stalled past its expiry?)")
+        else:
+            self._lost = "was replaced during the run"
+
+    # --- the object ------------------------------------------------------------------------
+
+    def _record(self, expires: dt.datetime) -> bytes:
+        record = {
+            "job": self.job,
+            "owner": self.owner,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": _iso(self._started),
+            "expires": _iso(expires),
+        }
+        return (json.dumps(record) + "\n").encode()
+
+    def _write(self, version: str | None) -> bool:
+        """Write our record if the lock is absent (``version`` None) or still ``version``;
+        False when another writer came first. Raises StorageError."""
+        expires = _now() + self.ttl
+        with self._guard:
+            try:
+                if version is None:
+                    self.storage.put_if_absent(self.key, self._record(expires))
+                else:
+                    self.storage.put_if_version(self.key, self._record(expires), version)
+            except ConditionFailed:
+                pass  # ours all the same when an applied write's answer was lost: read it
+            current = self._read()
+            if current is None or _record(current.content).get("owner") != self.owner:
+                return False
+            if _record(current.content).get("expires") != _iso(expires):
+                return False  # our older record, left by a write whose answer was lost
+            self._version = current.version
+            self._expires = expires
+            return True
+
+    def _read(self) -> Versioned | None:
+        """The lock's content and version, or None when there is none."""
+        return self.storage.read_versioned(self.key, limit=_MAX_RECORD)
 
 
-def _read_holder(path: Path) -> LockHolder | None:
-    """The holder recorded in the lock file now at ``path``, for a message; None if unreadable."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+def record_expiry(content: bytes) -> dt.datetime | None:
+    """The ``expires`` time in a lock record, or None when it has none that parses."""
+    expires = _record(content).get("expires")
+    if not isinstance(expires, str):
         return None
     try:
-        return LockHolder.parse(os.pread(fd, _MAX_RECORD, 0))
-    except OSError:
+        when = dt.datetime.fromisoformat(expires)
+    except ValueError:
         return None
-    finally:
-        os.close(fd)
+    if when.tzinfo is None:
+        return None
+    return when.astimezone(dt.UTC)
+
+
+def _record(content: bytes) -> dict[str, object]:
+    try:
+        record = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat(timespec="seconds")

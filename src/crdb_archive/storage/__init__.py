@@ -3,22 +3,38 @@
 from crdb_archive.storage.base import (
     ObjectInfo,
     ObjectWriter,
+    Prefix,
     RestoreRequestState,
     RestoreState,
     Storage,
+    Versioned,
     WriteOptions,
     open_location,
     open_object,
     open_storage,
     validate_key,
 )
+from crdb_archive.storage.capabilities import (
+    ColdStorage,
+    LocalPaths,
+    PublishCheck,
+    RetentionLock,
+    Staging,
+)
 
 __all__ = [
+    "ColdStorage",
+    "LocalPaths",
     "ObjectInfo",
     "ObjectWriter",
+    "Prefix",
+    "PublishCheck",
     "RestoreRequestState",
     "RestoreState",
+    "RetentionLock",
+    "Staging",
     "Storage",
+    "Versioned",
     "WriteOptions",
     "open_location",
     "open_object",

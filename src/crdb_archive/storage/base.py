@@ -3,22 +3,33 @@
 Keys are relative POSIX paths under a storage's root (``data/backup/BACKUP_MANIFEST``);
 directories are implicit, as they are in object stores. :func:`open_storage` is the one place
 that picks a backend from a location.
+
+Every backend has every verb of :class:`Storage`. What only some backends can do is an optional
+capability (storage/capabilities.py), a small protocol that a backend returns from its accessor
+and every other backend answers None to: ``LocalPaths`` (objects are files of this host),
+``ColdStorage`` (archive storage classes and their restores), ``RetentionLock`` (objects written
+under a retention lock). Code above this package asks for a capability; it never tests a
+backend's type.
 """
 
 from __future__ import annotations
 
 import abc
+import errno
 import io
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import IO, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Literal, Protocol, Self
 from urllib.parse import urlsplit
 
-from crdb_archive.errors import BadInput
+from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.storage.uri import Location, parse_location, redact
+
+if TYPE_CHECKING:
+    from crdb_archive.storage.capabilities import ColdStorage, LocalPaths, RetentionLock, Staging
 
 RestoreState = Literal["not-needed", "needed", "in-progress", "available"]
 RestoreRequestState = Literal["requested", "in-progress", "available", "not-needed"]
@@ -26,6 +37,13 @@ LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 
 DEFAULT_PARALLELISM = 8
 DEFAULT_READ_LIMIT = 64 << 20
+# Conditional writes are for small records (locks, job records), read and written whole.
+SMALL_OBJECT_LIMIT = 1 << 20
+
+# Temp files of writes in progress (or of a crashed run) are never objects.
+PARTIAL_PREFIX = ".crdb-archive-partial-"
+# A staging area is hidden (a leading dot) so that listings of bundles pass it by.
+STAGING_SUFFIX = ".partial"
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,29 @@ class WriteOptions:
     @property
     def is_default(self) -> bool:
         return self.storage_class is None and self.lock_mode is None and self.retain_until is None
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """A level of keys below a listing's prefix: the implicit directory ``key/``."""
+
+    key: str
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A small object's content and the token of that version, for a conditional write.
+
+    The token changes whenever the content does (S3's ETag, a digest of a local file); two
+    writes of the same bytes may share one.
+    """
+
+    content: bytes
+    version: str
 
 
 class ObjectWriter(Protocol):
@@ -108,9 +149,29 @@ class Storage(abc.ABC):
 
     location: Location
 
+    # Whether a staged tree appears whole when published (a rename on disk). Where it does not,
+    # its members are written in place and the member written last marks it complete: a tree
+    # without that member is one being written, or one whose writing was cut short.
+    publishes_atomically: bool = False
+
+    # --- capabilities --------------------------------------------------------------------
+
+    def local_paths(self) -> LocalPaths | None:
+        """The :class:`LocalPaths` capability, or None when objects are not files here."""
+        return None
+
+    def cold_storage(self) -> ColdStorage | None:
+        """The :class:`ColdStorage` capability, or None when nothing is ever archived."""
+        return None
+
+    def retention_lock(self) -> RetentionLock | None:
+        """The :class:`RetentionLock` capability, or None when objects cannot be locked."""
+        return None
+
     @property
-    @abc.abstractmethod
-    def is_local(self) -> bool: ...
+    def is_local(self) -> bool:
+        """Whether objects are files of this host (the :class:`LocalPaths` capability)."""
+        return self.local_paths() is not None
 
     def display(self, key: str = "") -> str:
         """A name for ``key`` in messages: never carries a secret."""
@@ -141,6 +202,16 @@ class Storage(abc.ABC):
         """The object at ``key``, or None when there is none.
 
         Raises BadInput for an invalid key, StorageError when the storage cannot be read.
+        """
+
+    @abc.abstractmethod
+    def list_level(self, prefix: str = "") -> Iterator[ObjectInfo | Prefix]:
+        """What lies directly below ``prefix``: its objects and the deeper levels, sorted by
+        key (a level sorts as ``key/``); keys are root-relative.
+
+        A level holds at least one object in an object store; on disk it is a directory, which
+        may be empty. Entries that are neither (a symbolic link or special file on disk) are
+        not objects and are left out. Raises BadInput for an invalid prefix, StorageError.
         """
 
     def exists(self, key: str) -> bool:
@@ -209,17 +280,61 @@ class Storage(abc.ABC):
         local directory asked for either), StorageError when the check itself fails.
         """
 
-    @abc.abstractmethod
-    def request_restore(self, key: str, *, days: int, tier: str) -> RestoreRequestState:
-        """Ask for a temporary readable copy of an object in an archive storage class.
+    # --- conditional writes of small objects ------------------------------------------------
 
-        Raises BadInput for bad days/tier, ObjectNotFound, StorageError.
+    @abc.abstractmethod
+    def read_versioned(self, key: str, *, limit: int = SMALL_OBJECT_LIMIT) -> Versioned | None:
+        """The whole object at ``key`` with its version token, or None when there is none.
+
+        Raises BadInput when it is larger than ``limit`` or the key is invalid,
+        NeedsRestoreFromColdStorage, StorageError.
+        """
+
+    @abc.abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> str:
+        """Create ``key`` holding ``data`` only if no object is there; returns its version.
+
+        Of several writers racing to create it, exactly one succeeds. Raises ConditionFailed
+        when an object exists, StorageError.
+        """
+
+    @abc.abstractmethod
+    def put_if_version(self, key: str, data: bytes, version: str) -> str:
+        """Replace ``key`` with ``data`` only if its current version is ``version``; returns
+        the new version.
+
+        Of several writers replacing the same version, at most one succeeds. Raises
+        ConditionFailed when the object changed or is gone, StorageError.
+        """
+
+    @abc.abstractmethod
+    def delete_if_version(self, key: str, version: str) -> None:
+        """Delete ``key`` only if its current version is ``version``.
+
+        Raises ConditionFailed when the object changed or is gone, StorageError.
+        """
+
+    # --- publishing -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def staging(self, name: str) -> AbstractContextManager[Staging]:
+        """A staging area for what one writer publishes under the name ``name`` below the root:
+        a tree ``name/...``, or a single object (such as ``name.tar``).
+
+        On disk it is the hidden directory :func:`staging_name` of ``name``, locked for one
+        writer: a second writer of the same name is refused with StorageError, and what a
+        writer that died left in it is removed; a tree is published by one rename after one
+        flush of the file system. In an object store, members are written in place and the
+        tree's last member marks it complete; when the block ends with an exception, the trees
+        written are removed again (unless a publication check raised). Either way nothing is
+        visible under the final name before it is whole, and the scratch directory is gone on
+        exit. Raises BadInput for an invalid name, StorageError.
         """
 
     def close(self) -> None:  # noqa: B027 - a local directory holds nothing to release
         """Release connections; a closed storage must not be used again."""
 
-    def __enter__(self) -> Storage:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -229,6 +344,29 @@ class Storage(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def level_order(entry: ObjectInfo | Prefix) -> str:
+    """The sort key of a listing entry: a level sorts as ``key/``, as object stores list it."""
+    return entry.key + "/" if isinstance(entry, Prefix) else entry.key
+
+
+def staging_name(name: str) -> str:
+    """The hidden name of the staging area of ``name`` on disk."""
+    return f".{name}{STAGING_SUFFIX}"
+
+
+@contextmanager
+def storage_errors(where: object) -> Iterator[None]:
+    """Turn an OSError in the block into a StorageError with one line naming ``where``."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise StorageError(f"no space left on the device while writing {where}") from error
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise StorageError(f"cannot write {where}: {error.strerror}") from error
+        raise StorageError(f"{where}: {error.strerror or error}") from error
 
 
 def empty_reader() -> IO[bytes]:

@@ -1,4 +1,9 @@
-"""Storage in a local directory: atomic writes by temp file, fsync and rename."""
+"""Storage in a local directory: atomic writes by temp file, fsync and rename.
+
+A local directory has the :class:`~crdb_archive.storage.base.LocalPaths` capability: callers may
+read its files by path (memory maps, seeks, directory walks that see symbolic links). It has
+no archive storage classes and no retention lock.
+"""
 
 from __future__ import annotations
 
@@ -15,20 +20,23 @@ from pathlib import Path
 from typing import IO
 
 from crdb_archive.errors import BadInput, ObjectNotFound, StorageError
+from crdb_archive.storage import local_conditional
 from crdb_archive.storage.base import (
+    PARTIAL_PREFIX,
+    SMALL_OBJECT_LIMIT,
     ObjectInfo,
-    RestoreRequestState,
+    Prefix,
     Storage,
+    Versioned,
     WriteOptions,
     empty_reader,
+    level_order,
     validate_key,
     validate_prefix,
 )
+from crdb_archive.storage.local_staging import LocalStaging, fsync_directory, local_staging
 from crdb_archive.storage.streams import file_window
 from crdb_archive.storage.uri import Location
-
-# Temp files of writes in progress (or of a crashed run) are never objects.
-PARTIAL_PREFIX = ".crdb-archive-partial-"
 
 
 class _FileWriter:
@@ -52,6 +60,8 @@ class _FileWriter:
 class LocalStorage(Storage):
     """A directory tree; keys are paths below ``root``. Symbolic links are refused."""
 
+    publishes_atomically = True
+
     def __init__(self, root: Path, location: Location | None = None) -> None:
         self._root = root
         self.location = location or Location("file", "", str(root), ())
@@ -73,20 +83,27 @@ class LocalStorage(Storage):
             raise StorageError(f"{location} is not a directory")
         return cls(root, location)
 
-    @property
-    def is_local(self) -> bool:
-        return True
+    def local_paths(self) -> LocalStorage:
+        return self
 
     @property
     def local_path(self) -> Path:
         return self._root
 
-    def path(self, key: str) -> Path:
-        """The file that holds ``key``; raises BadInput for an invalid key."""
+    def path(self, key: str = "") -> Path:
+        """The file that holds ``key`` (the root for ``""``); raises BadInput for an invalid
+        key."""
+        return self._root / validate_key(key) if key else self._root
+
+    def _file(self, key: str) -> Path:
         return self._root / validate_key(key)
 
+    def display(self, key: str = "") -> str:
+        # As the path is spelt everywhere else (messages, bundle locations): one spelling.
+        return str(self.path(key))
+
     def child(self, key: str) -> LocalStorage:
-        return LocalStorage(self.path(key), self.location.child(key))
+        return LocalStorage(self._file(key), self.location.child(key))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         prefix = validate_prefix(prefix)
@@ -118,12 +135,35 @@ class LocalStorage(Storage):
                 raise BadInput(f"{entry.path} is a symbolic link or special file; only regular "
                                "files and directories can be read")
 
+    def list_level(self, prefix: str = "") -> Iterator[ObjectInfo | Prefix]:
+        prefix = validate_prefix(prefix)
+        directory = self._root / prefix if prefix else self._root
+        base = f"{prefix}/" if prefix else ""
+        try:
+            with os.scandir(directory) as scan:
+                entries = list(scan)
+        except (FileNotFoundError, NotADirectoryError):
+            return iter(())
+        except OSError as error:
+            raise StorageError(f"cannot list {directory}: {error.strerror or error}") from error
+        found: list[ObjectInfo | Prefix] = []
+        for entry in entries:
+            kind = _kind(entry)
+            if kind == "dir":
+                found.append(Prefix(base + entry.name))
+            elif kind == "file" and not entry.name.startswith(PARTIAL_PREFIX):
+                try:
+                    found.append(self._info(base + entry.name, entry.stat(follow_symlinks=False)))
+                except FileNotFoundError:  # deleted since the directory was read
+                    continue
+        return iter(sorted(found, key=level_order))
+
     def _info(self, key: str, st: os.stat_result) -> ObjectInfo:
         return ObjectInfo(key=key, size=st.st_size,
                           mtime=datetime.fromtimestamp(st.st_mtime, UTC))
 
     def stat(self, key: str) -> ObjectInfo | None:
-        path = self.path(key)
+        path = self._file(key)
         try:
             st = path.lstat()
         except (FileNotFoundError, NotADirectoryError):
@@ -140,7 +180,7 @@ class LocalStorage(Storage):
     def open_read(
         self, key: str, *, start: int = 0, length: int | None = None
     ) -> AbstractContextManager[IO[bytes]]:
-        return self._read(self.path(key), start, length)
+        return self._read(self._file(key), start, length)
 
     @contextmanager
     def _read(self, path: Path, start: int, length: int | None) -> Iterator[IO[bytes]]:
@@ -176,7 +216,7 @@ class LocalStorage(Storage):
     ) -> AbstractContextManager[_FileWriter]:
         if options is not None:
             self.check_write_options(options)
-        return self._write(self.path(key))
+        return self._write(self._file(key))
 
     @contextmanager
     def _write(self, path: Path) -> Iterator[_FileWriter]:
@@ -204,7 +244,7 @@ class LocalStorage(Storage):
         fsync_directory(path.parent)
 
     def delete(self, key: str) -> None:
-        path = self.path(key)
+        path = self._file(key)
         try:
             if path.is_dir() and not path.is_symlink():
                 return
@@ -243,10 +283,22 @@ class LocalStorage(Storage):
         if options.lock_mode is not None or options.retain_until is not None:
             raise BadInput(f"{self.location} is a local directory: it has no Object Lock")
 
-    def request_restore(self, key: str, *, days: int, tier: str) -> RestoreRequestState:
-        if self.stat(key) is None:
-            raise ObjectNotFound(f"{self.path(key)} does not exist")
-        return "not-needed"
+    def read_versioned(self, key: str, *, limit: int = SMALL_OBJECT_LIMIT) -> Versioned | None:
+        return local_conditional.read_versioned(self._file(key), limit)
+
+    def put_if_absent(self, key: str, data: bytes) -> str:
+        return local_conditional.put_if_absent(self._file(key), data)
+
+    def put_if_version(self, key: str, data: bytes, version: str) -> str:
+        return local_conditional.put_if_version(self._file(key), data, version)
+
+    def delete_if_version(self, key: str, version: str) -> None:
+        path = self._file(key)
+        local_conditional.delete_if_version(path, version)
+        self._prune(path.parent)
+
+    def staging(self, name: str) -> AbstractContextManager[LocalStaging]:
+        return local_staging(self._root, name)
 
 
 def _kind(entry: os.DirEntry[str]) -> str:
@@ -272,14 +324,3 @@ def _discard(raw: IO[bytes], temp: Path) -> None:
         raw.close()
     with contextlib.suppress(OSError):
         temp.unlink(missing_ok=True)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make renames in ``directory`` durable (best effort where it cannot be opened)."""
-    # Some filesystems refuse to open a directory, which only costs that guarantee.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

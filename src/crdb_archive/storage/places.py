@@ -15,6 +15,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from crdb_archive.errors import BadInput
+from crdb_archive.storage.base import WriteOptions
 from crdb_archive.storage.uri import Location, parse_location
 
 # How a destination lies relative to a source.
@@ -78,6 +79,18 @@ def overlap_problem(source: str, dest: str, *, source_endpoint_url: str | None =
         return (f"the source {shown_source} is inside the destination {shown_dest}: the job "
                 "would list the backups among its bundles; keep bundles apart from the backups")
     return None
+
+
+def check_destination_location(location: Location, options: WriteOptions | None = None) -> None:
+    """Raise BadInput when bundles can never be written to ``location`` with ``options``, as
+    far as the location alone tells (a local path that is a file; storage options for a local
+    directory). What needs the store itself is checked when it is opened."""
+    if location.scheme != "file":
+        return
+    if options is not None:
+        raise BadInput("a local --dest has no storage class or Object Lock; those are for "
+                       "s3:// destinations")
+    require_directory(location.local_path)
 
 
 def require_directory(path: Path) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from crdb_archive.errors import NotABundle, ObjectNotFound
+from crdb_archive.errors import NotABundle, ObjectNotFound, StorageError
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
 from crdb_archive.storage.base import (
     DEFAULT_PARALLELISM,
@@ -15,6 +16,7 @@ from crdb_archive.storage.base import (
     Storage,
     open_location,
 )
+from crdb_archive.storage.capabilities import ColdStorage
 from crdb_archive.storage.s3 import check_restore_request
 from crdb_archive.storage.uri import parse_location
 
@@ -90,6 +92,15 @@ def request_bundle_restore(
         return _restore(storage, str(location), objects, days, tier, parallelism, progress)
 
 
+def _request(cold: ColdStorage, key: str, *, days: int, tier: str
+             ) -> tuple[str, RestoreRequestState]:
+    try:
+        return key, cold.request_restore(key, days=days, tier=tier)
+    except ObjectNotFound:
+        # Deleted since the listing: nothing left to restore.
+        return key, "not-needed"
+
+
 def _restore(
     storage: Storage,
     bundle: str,
@@ -108,17 +119,15 @@ def _restore(
     }
     progress(ProgressEvent(task, 0, len(needed)))
 
-    def request(key: str) -> tuple[str, RestoreRequestState]:
-        try:
-            return key, storage.request_restore(key, days=days, tier=tier)
-        except ObjectNotFound:
-            # Deleted since the listing: nothing left to restore.
-            return key, "not-needed"
-
-    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        for done, (key, state) in enumerate(pool.map(request, needed), 1):
-            states[key] = state
-            progress(ProgressEvent(task, done, len(needed)))
+    cold = storage.cold_storage()
+    if needed and cold is None:  # only a store with archive storage classes says "needed"
+        raise StorageError(f"{bundle} reports objects to restore, yet has no restores")
+    if cold is not None:
+        request = functools.partial(_request, cold, days=days, tier=tier)
+        with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+            for done, (key, state) in enumerate(pool.map(request, needed), 1):
+                states[key] = state
+                progress(ProgressEvent(task, done, len(needed)))
     progress(ProgressEvent(task, len(needed), len(needed), finished=True))
     ordered = sorted(states)
     return RestoreReport(

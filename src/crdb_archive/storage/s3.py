@@ -3,6 +3,10 @@
 Deleting never destroys history: on a versioned bucket ``delete`` adds a delete marker, and an
 object under Object Lock retention or legal hold is refused by us, before any request that S3
 would turn into a delete marker while keeping the locked version.
+
+S3 has the :class:`~crdb_archive.storage.base.ColdStorage` capability (GLACIER and
+DEEP_ARCHIVE, restored on request) and the :class:`~crdb_archive.storage.base.RetentionLock`
+capability (Object Lock, on buckets that have it).
 """
 
 from __future__ import annotations
@@ -17,17 +21,23 @@ from typing import IO, TYPE_CHECKING, Any, Literal, cast
 from botocore.exceptions import ClientError
 
 from crdb_archive.errors import BadInput, ObjectNotFound, StorageError
+from crdb_archive.storage import s3_conditional
 from crdb_archive.storage.base import (
     DEFAULT_PARALLELISM,
+    SMALL_OBJECT_LIMIT,
     ObjectInfo,
+    Prefix,
     RestoreRequestState,
     RestoreState,
     Storage,
+    Versioned,
     WriteOptions,
     empty_reader,
+    level_order,
     validate_key,
     validate_prefix,
 )
+from crdb_archive.storage.in_place import InPlaceStaging, in_place_staging
 from crdb_archive.storage.s3_config import S3Target, make_client, max_attempts, s3_target
 from crdb_archive.storage.s3_errors import error_code, s3_errors
 from crdb_archive.storage.s3_read import ObjectRead, open_object_range
@@ -78,9 +88,14 @@ class S3Storage(Storage):
         client = make_client(target, pool_size=parallelism)
         return cls(client, target, location, owns_client=True)
 
-    @property
-    def is_local(self) -> bool:
-        return False
+    def cold_storage(self) -> S3Storage:
+        return self
+
+    def retention_lock(self) -> S3Storage:
+        return self
+
+    def retention_enabled(self) -> bool:
+        return self._bucket_has_lock()
 
     @property
     def bucket(self) -> str:
@@ -140,6 +155,29 @@ class S3Storage(Storage):
                     if full.endswith("/"):
                         continue
                     yield self._listed(full[strip:], entry)
+
+    def list_level(self, prefix: str = "") -> Iterator[ObjectInfo | Prefix]:
+        prefix = validate_prefix(prefix)
+        below = "/".join(p for p in (self.prefix, prefix) if p)
+        return self._list_level(f"{below}/" if below else "", prefix)
+
+    def _list_level(self, s3_prefix: str, prefix: str) -> Iterator[ObjectInfo | Prefix]:
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=s3_prefix, Delimiter="/",
+                                   OptionalObjectAttributes=["RestoreStatus"])
+        with self._errors("list", prefix):
+            for page in pages:
+                found: builtins.list[ObjectInfo | Prefix] = [
+                    Prefix(entry["Prefix"][strip:].rstrip("/"))
+                    for entry in page.get("CommonPrefixes", [])
+                    # "a//b" would make an empty level, which no key can name.
+                    if entry["Prefix"][len(s3_prefix):] != "/"
+                ]
+                found += [self._listed(entry["Key"][strip:], entry)
+                          for entry in page.get("Contents", [])
+                          if not entry["Key"].endswith("/")]
+                yield from sorted(found, key=level_order)
 
     def _listed(self, key: str, entry: Any) -> ObjectInfo:
         storage_class = entry.get("StorageClass") or "STANDARD"
@@ -203,6 +241,25 @@ class S3Storage(Storage):
             yield reader
 
     # --- writing -------------------------------------------------------------------------
+
+    def _object(self, key: str) -> s3_conditional.Target:
+        return s3_conditional.Target(self._client, self.bucket, self._full(key),
+                                     self.display(key), self._target.secrets)
+
+    def read_versioned(self, key: str, *, limit: int = SMALL_OBJECT_LIMIT) -> Versioned | None:
+        return s3_conditional.read_versioned(self._object(key), limit, max_attempts())
+
+    def put_if_absent(self, key: str, data: bytes) -> str:
+        return s3_conditional.put(self._object(key), data, IfNoneMatch="*")
+
+    def put_if_version(self, key: str, data: bytes, version: str) -> str:
+        return s3_conditional.put(self._object(key), data, IfMatch=version)
+
+    def delete_if_version(self, key: str, version: str) -> None:
+        s3_conditional.delete(self._object(key), version)
+
+    def staging(self, name: str) -> AbstractContextManager[InPlaceStaging]:
+        return in_place_staging(self, name)
 
     def open_write(
         self, key: str, *, size_hint: int | None = None, options: WriteOptions | None = None

@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 from botocore.exceptions import ClientError, ResponseStreamingError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from crdb_archive.errors import CrdbArchiveError, StorageError
+from crdb_archive.errors import CrdbArchiveError, ObjectNotFound, StorageError
 from crdb_archive.storage.s3_errors import error_code, s3_errors
 from crdb_archive.storage.streams import READ_BUFFER
 
@@ -59,6 +59,13 @@ def open_object_range(read: ObjectRead, start: int, length: int | None) -> IO[by
     Raises ObjectNotFound, NeedsRestoreFromColdStorage, StorageError; the reader raises
     StorageError when the bytes cannot all be had.
     """
+    opened = _open_range(read, start, length)
+    return None if opened is None else opened[0]
+
+
+def _open_range(read: ObjectRead, start: int, length: int | None
+                ) -> tuple[IO[bytes], str] | None:
+    """As :func:`open_object_range`, with the ETag of the version the reader reads."""
     end = "" if length is None else str(start + length - 1)
     answer = _get(read, f"bytes={start}-{end}", None)
     if answer is None:
@@ -67,7 +74,33 @@ def open_object_range(read: ObjectRead, start: int, length: int | None) -> IO[by
     if length is not None:
         last = min(last, start + length - 1)
     body = _ResumingBody(read, answer, start, last + 1)
-    return io.BufferedReader(body, buffer_size=READ_BUFFER)
+    return io.BufferedReader(body, buffer_size=READ_BUFFER), str(answer.get("ETag") or "")
+
+
+def read_small(read: ObjectRead, limit: int) -> tuple[bytes, str] | None:
+    """At most ``limit + 1`` bytes of a small object and its ETag, all of one version; None
+    when there is no object.
+
+    Raises NeedsRestoreFromColdStorage, StorageError.
+    """
+    try:
+        reader = _open_range(read, 0, limit + 1)
+    except ObjectNotFound:
+        return None
+    if reader is None:  # an empty object: a ranged GET has nothing to answer with
+        with s3_errors("read", read.where, read.secrets):
+            try:
+                head = read.client.head_object(Bucket=read.bucket, Key=read.key)
+            except ClientError as error:
+                if error_code(error) in ("NoSuchKey", "404", "NotFound"):
+                    return None
+                raise
+        if head.get("ContentLength"):
+            raise StorageError(f"cannot read {read.where}: it changed while it was read")
+        return b"", str(head["ETag"])
+    body, etag = reader
+    with body:
+        return body.read(), etag
 
 
 def _get(read: ObjectRead, byte_range: str, etag: str | None) -> dict[str, Any] | None:
