@@ -33,6 +33,7 @@ from crdb_archive.errors import (
     JobAlreadyRunning,
     JobLockLost,
     StorageError,
+    most_severe,
 )
 from crdb_archive.export.archive import ExportOptions, archive_export
 from crdb_archive.jobs.destination import Destination, StoredBundle, open_destination
@@ -48,12 +49,6 @@ from crdb_archive.storage.base import WriteOptions
 _PLANNED = "planned:"
 _NO_RULES = "no [retention] section: every bundle is kept"
 
-_SEVERITY = {
-    ExitCode.OK: 0,
-    ExitCode.BAD_INPUT: 1,
-    ExitCode.WORLD: 2,
-    ExitCode.NO: 3,
-}
 
 
 @dataclass(frozen=True)
@@ -99,8 +94,7 @@ class JobReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        codes = [f.exit_code for f in self.failures]
-        return max(codes, key=lambda c: _SEVERITY.get(c, 2), default=ExitCode.OK)
+        return most_severe([f.exit_code for f in self.failures])
 
     def to_json(self) -> dict[str, Any]:
         return {
