@@ -291,3 +291,54 @@ def test_rerun_with_a_key_leaves_an_unsigned_bundle_as_it_is(
     warnings = again.json()["warnings"]
     assert isinstance(warnings, list)
     assert any(re.search(r"is not signed, not by SHA256:", w) for w in warnings)
+
+
+def test_binary_runs_the_version_check_only_for_a_trusted_signature(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, key: Key, allowed: Path,
+) -> None:
+    bundle = make_bundle(tmp_path, sign_key=key.private)
+    out = tmp_path / "restore"
+    done = run_cli(capsys, "binary", str(bundle), "--to", str(out), "--platform",
+                   "linux-amd64", "--allowed-signers", str(allowed), "--json")
+    assert done.code == 0, done.err
+    payload = done.json()
+    check = payload["version_check"]
+    assert isinstance(check, dict)
+    assert (check["checked"], check["matches"], check["build_tag"]) == (True, True, "v22.2.17")
+    signature = payload["signature"]
+    assert isinstance(signature, dict)
+    assert signature["valid"] is True
+    # Without --allowed-signers the binary is still never run.
+    plain = run_cli(capsys, "binary", str(bundle), "--to", str(out), "--platform",
+                    "linux-amd64", "--replace", "--json")
+    assert plain.code == 0, plain.err
+    unchecked = plain.json()["version_check"]
+    assert isinstance(unchecked, dict)
+    assert unchecked["checked"] is False
+
+
+def test_binary_refuses_a_forged_bundle_before_writing_or_running_anything(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, key: Key, allowed: Path,
+) -> None:
+    from support.release_archives import build_archive  # noqa: PLC0415
+
+    bundle = make_bundle(tmp_path, sign_key=key.private)
+    marker = tmp_path / "ran"
+    (tmp_path / "evil").mkdir()
+    evil = build_archive(tmp_path / "evil", "v22.2.17", "linux-amd64", marker=marker)
+    forge_archive(bundle, evil.archive.read_bytes())
+    out = tmp_path / "restore"
+    out.mkdir()
+    done = run_cli(capsys, "binary", str(bundle), "--to", str(out), "--platform",
+                   "linux-amd64", "--allowed-signers", str(allowed))
+    assert done.code == 1, done.err
+    assert "is not signed by a key" in done.err
+    assert "changed after signing" in done.err
+    assert list(out.iterdir()) == []
+    assert not marker.exists()
+    unsigned = make_bundle(tmp_path / "plain")
+    refused = run_cli(capsys, "binary", str(unsigned), "--to", str(out), "--platform",
+                      "linux-amd64", "--allowed-signers", str(allowed))
+    assert refused.code == 1
+    assert "the bundle is not signed" in refused.err
+    assert list(out.iterdir()) == []

@@ -699,24 +699,30 @@ def binary(
                           "linux-amd64."),
     ] = "auto",
     replace: ReplaceFlag = False,
+    allowed_signers: AllowedSignersOption = None,
     endpoint_url: EndpointOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Unpack the bundle's CockroachDB binary for restoring, checked against the bundle.
 
-    The binary is not run: the bundle's own records cannot vouch for its code. The output
-    says how to run `cockroach version` by hand.
+    Without --allowed-signers the binary is not run: the bundle's own records cannot vouch for
+    its code, and the output says how to run `cockroach version` by hand. With it, the bundle
+    must be signed by a key the file lists; the signer vouches for the archive, and
+    `cockroach version` is run to confirm the release (where it runs on this host).
 
-    Exit 0 ok, 1 the bundle lacks the platform or its archive is damaged, 2 not a bundle or
-    bad input (an existing folder in --to included), 3 storage error.
+    Exit 0 ok, 1 the bundle lacks the platform, its archive is damaged, it is not validly
+    signed (--allowed-signers) or the binary reports another release, 2 not a bundle or bad
+    input (an existing folder in --to included), 3 storage error.
     """
     from crdb_archive.bundle.retrieve import retrieve_binary  # noqa: PLC0415
 
     _json_mode(json_output)
     _forget_passphrase()
+    allowed = _allowed_signers(allowed_signers)
     with ui.progress_reporter() as progress:
         result = retrieve_binary(bundle, to, platform=platform, replace=replace,
-                                 endpoint_url=endpoint_url, progress=progress)
+                                 endpoint_url=endpoint_url, progress=progress,
+                                 allowed=allowed)
     check = result.version_check
     lines = [
         f"cockroach {result.version} ({result.platform}): {result.cockroach}",
@@ -725,10 +731,14 @@ def binary(
     if result.lib_dir is not None:
         lines.append(f"  spatial libraries: {result.lib_dir} "
                      f"(cockroach start ... --spatial-libs={result.lib_dir})")
+    if result.signature is not None:
+        lines.append(f"  signature: {result.signature.detail}")
     if not result.verified:
         lines.append("  note: no published SHA-256 existed for this release; the archive "
                      "matches the bundle's own digests")
     _emit(result.to_json(), lines, json_output)
+    if check.matches is False:
+        raise typer.Exit(ExitCode.NO)
 
 
 def _bundle_summary(p: dict[str, Any]) -> list[str]:

@@ -85,6 +85,10 @@ class DamagedBundle(IntegrityError):
     """A bundle failed verification."""
 
 
+class UntrustedSignature(IntegrityError):
+    """A bundle is not signed by a key the given allowed signers list (or not validly)."""
+
+
 class PlatformMissing(NegativeAnswer):
     """A bundle does not hold the binary for the requested platform."""
 
