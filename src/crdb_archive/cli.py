@@ -822,6 +822,105 @@ def load_command(
     _emit({"bundle": reader.display, **result.to_json()}, lines, json_output)
 
 
+# --- the catalog and audits -----------------------------------------------------------------------
+
+
+@app.command("list")
+def list_command(
+    dest: Annotated[str, typer.Argument(help="A destination: the directory, or s3://bucket/"
+                                            "prefix, that holds bundles.")],
+    restorable_into: Annotated[
+        str | None, typer.Option("--restorable-into", metavar="VERSION",
+                                 help="For each bundle: does it restore into a cluster on "
+                                 "VERSION (such as v24.3) directly, through which chain of "
+                                 "majors, or not at all.")
+    ] = None,
+    endpoint_url: EndpointOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Every bundle in DEST: kind, version, backup time, size, form, storage class, lock,
+    signing key and last verification. Reads tag files only, never a payload.
+
+    Exit 0 listed, 2 bad input, 3 storage error.
+    """
+    from crdb_archive.cli_tables import catalog_lines  # noqa: PLC0415
+    from crdb_archive.jobs.catalog import build_catalog, restore_route  # noqa: PLC0415
+    from crdb_archive.jobs.destination import open_destination  # noqa: PLC0415
+
+    _json_mode(json_output)
+    _forget_passphrase()
+    target = release_index().parse(restorable_into) if restorable_into is not None else None
+    destination = open_destination(dest, endpoint_url=endpoint_url)
+    try:
+        catalog = build_catalog(destination)
+    finally:
+        destination.close()
+    routes = None if target is None else {
+        entry.key: restore_route(entry, target) for entry in catalog.entries}
+    bundles = []
+    for entry in catalog.entries:
+        item = entry.to_json()
+        if routes is not None:
+            route = routes[entry.key]
+            item["restore"] = route.to_json() if route is not None else None
+        bundles.append(item)
+    payload: dict[str, Any] = {"destination": destination.display, "bundles": bundles,
+                               "incomplete": catalog.incomplete,
+                               "stale_records": catalog.stale}
+    if target is not None:
+        payload["restorable_into"] = target.release_name or target.major.name
+    _emit(payload, catalog_lines(catalog, routes, restorable_into), json_output)
+
+
+@app.command()
+def audit(
+    dest: Annotated[str, typer.Argument(help="A destination: the directory, or s3://bucket/"
+                                            "prefix, that holds bundles.")],
+    max_bundles: Annotated[
+        int | None, typer.Option("--max-bundles", min=1, help="Verify at most N bundles.")
+    ] = None,
+    max_bytes: Annotated[
+        str | None, typer.Option("--max-bytes", metavar="SIZE",
+                                 help="Read at most about SIZE (such as 50GiB); a bundle larger "
+                                 "than that is still verified when it is first in line.")
+    ] = None,
+    allowed_signers: AllowedSignersOption = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option("--metrics-file", help="Write the audit's metrics in Prometheus text "
+                     "format to PATH, atomically (for node_exporter's textfile collector)."),
+    ] = None,
+    endpoint_url: EndpointOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Verify in full the bundles of DEST that are due: never verified first, then the least
+    recently verified, within the budget. Each result is a new record under
+    DEST/.crdb-archive/fixity/; no bundle is touched.
+
+    Exit 0 all sound, 1 a bundle is damaged (or, with --allowed-signers, not validly signed),
+    2 bad input, 3 storage error (a bundle left unchecked), 130 interrupted.
+    """
+    from crdb_archive.cli_tables import audit_lines  # noqa: PLC0415
+    from crdb_archive.jobs.audit import Budget, parse_size, run_audit  # noqa: PLC0415
+    from crdb_archive.jobs.destination import open_destination  # noqa: PLC0415
+
+    _json_mode(json_output)
+    _forget_passphrase()
+    budget = Budget(max_bundles, parse_size(max_bytes) if max_bytes is not None else None)
+    allowed = _allowed_signers(allowed_signers)
+    destination = open_destination(dest, endpoint_url=endpoint_url)
+    quiet = not json_output and not ui.stderr_is_terminal()  # cron mail wants lines, not bars
+    try:
+        with ui.progress_reporter(quiet=quiet) as progress:
+            report = run_audit(destination, budget, allowed=allowed, progress=progress,
+                               metrics_file=metrics_file)
+    finally:
+        destination.close()
+    _emit(report.to_json(), audit_lines(report), json_output)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
 # --- scheduled jobs ------------------------------------------------------------------------------
 
 

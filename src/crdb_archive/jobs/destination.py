@@ -69,6 +69,8 @@ class StoredBundle:
     created: dt.datetime | None = None
     retain_until: dt.datetime | None = None
     problem: str | None = None
+    kind: Literal["backup", "export"] | None = None
+    signing_key: str | None = None  # the fingerprint of the key that signed it, if known
 
     def locked(self, now: dt.datetime) -> bool:
         """Under Object Lock retention at ``now``: the store itself would refuse a delete."""
@@ -84,7 +86,7 @@ class Checked:
 
 
 @dataclass
-class _Scan:
+class Scan:
     """One listing of the destination's top level, sorted into what a job cares about."""
 
     dirs: dict[str, bool] = field(default_factory=dict)  # name -> complete
@@ -137,8 +139,10 @@ class Destination:
 
     # --- finding bundles -------------------------------------------------------------------
 
-    def _scan(self) -> _Scan:
-        scan = _Scan()
+    def scan(self) -> Scan:
+        """One listing of the top level: bundles complete and not, records, deletes under
+        way; raises StorageError."""
+        scan = Scan()
         for entry in self.storage.list_level():
             name = entry.name if isinstance(entry, Prefix) else entry.key
             if isinstance(entry, Prefix):
@@ -156,7 +160,7 @@ class Destination:
                 scan.tars[name.removesuffix(".tar")] = entry
         return scan
 
-    def _scan_dir(self, scan: _Scan, name: str) -> None:
+    def _scan_dir(self, scan: Scan, name: str) -> None:
         if self.storage.exists(f"{name}/{layout.TAGMANIFEST_SHA256}"):
             scan.dirs[name] = True
         elif self.storage.publishes_atomically:
@@ -169,7 +173,7 @@ class Destination:
 
     def bundles(self) -> list[StoredBundle]:
         """Every complete bundle, readable or not; raises StorageError."""
-        scan = self._scan()
+        scan = self.scan()
         found = [self._describe_dir(name) for name in sorted(scan.dirs)
                  if name not in scan.deleting]
         found += [self._describe_tar(name, name in scan.records)
@@ -178,8 +182,13 @@ class Destination:
 
     def incomplete(self) -> list[str]:
         """Names of bundles that are partly there (an interrupted upload); never deleted here."""
-        scan = self._scan()
+        scan = self.scan()
         return sorted(name for name in scan.unfinished if name not in scan.deleting)
+
+    def read_record(self, name: str) -> StoredBundle:
+        """What the job record of the tar ``name`` says (a problem when there is none, or it
+        cannot be read)."""
+        return self._describe_tar(name, True)
 
     def _describe_dir(self, name: str) -> StoredBundle:
         location = self.storage.display(name)
@@ -218,12 +227,16 @@ class Destination:
                                 "job record of this bundle")
         version = record.get("version")
         source = record.get("source")
+        signing_key = record.get("signing_key")
+        kind = record.get("kind")
         return StoredBundle(
             name=name, location=location, form="tar", time=parse_time(record.get("time")),
             source=source if isinstance(source, str) else None,
             version=version if isinstance(version, str) else None,
             created=parse_time(record.get("created")),
             retain_until=info.retain_until if info is not None else None,
+            kind="backup" if kind == "backup" else ("export" if kind == "export" else None),
+            signing_key=signing_key if isinstance(signing_key, str) else None,
         )
 
     def remember(self, bundle: StoredBundle) -> None:
@@ -242,6 +255,8 @@ class Destination:
             "time": _iso(bundle.time),
             "version": bundle.version,
             "created": _iso(bundle.created),
+            "kind": bundle.kind,
+            "signing_key": bundle.signing_key,
             "recorded_by": f"crdb-archive {__version__}",
         }
         # The record lives exactly as long as its tar may: same lock, same date.
@@ -314,7 +329,7 @@ class Destination:
     def clear_leftovers(self, *, guard: Guard = unguarded) -> list[str]:
         """Finish deletes an earlier run started, each after ``guard``; returns the names
         removed."""
-        scan = self._scan()
+        scan = self.scan()
         finished = []
         for name in sorted(scan.deleting):
             guard(f"finishing the delete of {name}")
@@ -347,7 +362,8 @@ def described(name: str, location: str, form: Literal["dir", "tar"],
         return StoredBundle(
             name=name, location=location, form=form, time=bundle_time(description),
             source=export.get("source"), version=None,
-            created=parse_time(description.get("created")), retain_until=retain_until)
+            created=parse_time(description.get("created")), retain_until=retain_until,
+            kind="export")
     backup: dict[str, Any] = description.get("backup") or {}
     return StoredBundle(
         name=name,
@@ -358,6 +374,7 @@ def described(name: str, location: str, form: Literal["dir", "tar"],
         version=(description.get("cockroachdb") or {}).get("version"),
         created=parse_time(description.get("created")),
         retain_until=retain_until,
+        kind="backup",
     )
 
 
