@@ -1026,6 +1026,15 @@ def _job_text(kind: str, e: dict[str, Any]) -> str | None:
         if e.get("resumed"):
             return f"finished deleting {e['bundle']} (a delete an earlier run started)"
         return f"{'would delete' if e['dry_run'] else 'deleted'} {e['bundle']}"
+    if kind == "audit":
+        verdict = "OK" if e["ok"] else f"DAMAGED: {e['problems'][0]}"
+        return f"audited {e['bundle']}: {verdict}"
+    if kind == "audit_skip":
+        return f"audit passed by {e['bundle']}: {e['reason']}"
+    if kind == "audited":
+        return (f"audit: {e['checked']} checked, {e['damaged']} damaged, {e['skipped']} "
+                f"skipped, {e['remaining']} left for later runs, {e['never_verified']} never "
+                "verified")
     if kind == "done":
         return (f"done: exit {e['exit_code']}; {e['bundles_written']} bundle(s) written "
                 f"({e['bytes_written']} bytes), {e['bundles_deleted']} deleted, "

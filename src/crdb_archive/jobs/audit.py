@@ -316,32 +316,43 @@ def _with_signing_key(stored: StoredBundle, fingerprint: str | None) -> StoredBu
 # --- metrics ---------------------------------------------------------------------------------
 
 
+# (metric name, help text); every metric is a gauge describing the latest audit.
+AUDIT_METRICS: tuple[tuple[str, str], ...] = (
+    ("last_run_timestamp_seconds", "Unix time at which the latest audit ended."),
+    ("exit_code", "Exit code of the latest audit (1: a bundle is damaged)."),
+    ("bundles", "Bundles in the destination."),
+    ("bundles_audited", "Bundles the latest audit verified in full."),
+    ("bundles_damaged", "Bundles the latest audit found damaged."),
+    ("bundles_skipped", "Bundles the latest audit passed by: payload in cold storage."),
+    ("bundles_unchecked", "Bundles the latest audit could not check (storage failure)."),
+    ("bundles_remaining", "Bundles the budget left for later audits."),
+    ("bytes_read", "Bytes the latest audit read."),
+    ("bundles_never_verified", "Bundles with no fixity record at all."),
+    ("oldest_verification_age_seconds",
+     "Age of the least recent verification of any bundle (+Inf: one was never verified)."),
+    ("duration_seconds", "How long the latest audit took."),
+)
+
+
 def audit_gauges(report: AuditReport) -> list[tuple[str, str, float | int]]:
     """The audit's metrics, for the Prometheus text format."""
     age = report.oldest_age_seconds
-    oldest = (math.inf if report.never_verified else (age if age is not None else 0.0))
-    return [
-        ("last_run_timestamp_seconds", "Unix time at which the latest audit ended.",
-         report.finished.timestamp()),
-        ("exit_code", "Exit code of the latest audit (1: a bundle is damaged).",
-         int(report.exit_code)),
-        ("bundles", "Bundles in the destination.", report.total),
-        ("bundles_audited", "Bundles the latest audit verified in full.", len(report.checked)),
-        ("bundles_damaged", "Bundles the latest audit found damaged.", report.damaged),
-        ("bundles_skipped", "Bundles the latest audit passed by: payload in cold storage.",
-         len(report.skipped)),
-        ("bundles_unchecked", "Bundles the latest audit could not check (storage failure).",
-         len(report.unchecked)),
-        ("bundles_remaining", "Bundles due that the budget left for later audits.",
-         report.remaining),
-        ("bytes_read", "Bytes the latest audit read.", report.bytes_read),
-        ("bundles_never_verified", "Bundles with no fixity record at all.",
-         report.never_verified),
-        ("oldest_verification_age_seconds",
-         "Age of the least recent verification of any bundle (+Inf: one was never verified).",
-         float(oldest)),
-        ("duration_seconds", "How long the latest audit took.", report.seconds),
-    ]
+    values: dict[str, float | int] = {
+        "last_run_timestamp_seconds": report.finished.timestamp(),
+        "exit_code": int(report.exit_code),
+        "bundles": report.total,
+        "bundles_audited": len(report.checked),
+        "bundles_damaged": report.damaged,
+        "bundles_skipped": len(report.skipped),
+        "bundles_unchecked": len(report.unchecked),
+        "bundles_remaining": report.remaining,
+        "bytes_read": report.bytes_read,
+        "bundles_never_verified": report.never_verified,
+        "oldest_verification_age_seconds": (
+            math.inf if report.never_verified else float(age if age is not None else 0.0)),
+        "duration_seconds": float(report.seconds),
+    }
+    return [(name, help_text, values[name]) for name, help_text in AUDIT_METRICS]
 
 
 def render_audit_metrics(report: AuditReport, label: tuple[str, str]) -> str:

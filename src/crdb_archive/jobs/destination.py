@@ -19,7 +19,9 @@ tar's own retention lock.
 A directory bundle is deleted under a marker object ``.deleting-<name>``, tag manifest first,
 so that an interrupted delete never leaves a bundle that looks complete, and the next run
 finishes it. (Earlier versions renamed a local bundle to ``.deleting-<name>`` before removing
-it; such a leftover is finished too.)
+it; such a leftover is finished too.) A deleted bundle's fixity records (jobs/fixity.py) go
+with it: they describe nothing any more, and a bundle written again under its name must start
+as never verified.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import contextlib
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from crdb_archive import __version__
 from crdb_archive.backup.layout import subdir_end_time
@@ -39,11 +41,15 @@ from crdb_archive.bundle.retrieve import read_description
 from crdb_archive.bundle.verify import VerifyReport, verify_reader
 from crdb_archive.bundle.writer import Guard, unguarded
 from crdb_archive.errors import BadInput, CrdbArchiveError, StorageError
+from crdb_archive.jobs.fixity import FIXITY_DIR
 from crdb_archive.jobs.lock import JobLock
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import ObjectInfo, Prefix, Storage, WriteOptions, open_storage
 from crdb_archive.storage.places import check_destination_location
 from crdb_archive.storage.uri import parse_location
+
+if TYPE_CHECKING:
+    from crdb_archive.bundle.signature import AllowedSigners
 
 INDEX_DIR = ".crdb-archive-index"
 DELETING_PREFIX = ".deleting-"
@@ -270,20 +276,22 @@ class Destination:
     # --- checking --------------------------------------------------------------------------
 
     def check(self, location: str, *, full: bool,
-              progress: ProgressCallback = no_progress) -> Checked:
+              progress: ProgressCallback = no_progress,
+              allowed: AllowedSigners | None = None) -> Checked:
         """Verify the bundle at ``location``: ``full`` reads every digest, otherwise presence
-        and sizes only."""
+        and sizes only; with ``allowed``, it must be validly signed by a key it lists."""
         key = self._key(location)
         reader = open_bundle_in(self.storage, key)
         cold = reader.cold()
         if not cold:
-            return Checked(verify_reader(reader, fast=not full, progress=progress))
+            return Checked(verify_reader(reader, fast=not full, progress=progress,
+                                         allowed=allowed))
         classes = ", ".join(sorted({o.storage_class or "an archive class" for o in cold}))
         restore = (f"request a restore (crdb-archive restore-request {reader.display} --days "
                    "7) to verify every digest")
         if reader.form == "dir":
             # Tag files are kept in the default class, so the quick check still reads them.
-            report = verify_reader(reader, fast=True, progress=progress)
+            report = verify_reader(reader, fast=True, progress=progress, allowed=allowed)
             limited = None if not full else (
                 f"the payload of {reader.display} is in {classes}: its tag files, the presence "
                 f"and size of every file were checked, not the digests; {restore}")
@@ -296,6 +304,11 @@ class Destination:
             report.bytes = info.size
         return Checked(report, f"{reader.display} is in {classes}: only its presence and size "
                        f"were checked; {restore}")
+
+    def key_of(self, location: str) -> str:
+        """The key below the destination of a bundle at ``location`` (name, or name.tar);
+        raises BadInput for a location elsewhere."""
+        return self._key(location)
 
     def _key(self, location: str) -> str:
         root = self.storage.display().rstrip("/") + "/"
@@ -314,16 +327,25 @@ class Destination:
         if bundle.form == "tar":
             # The tar first: a record without its tar is cleared later, never the reverse.
             self.storage.delete(bundle_key(bundle.name, "tar"))
+            self._forget_checks(bundle_key(bundle.name, "tar"))
             self.storage.delete(_index_key(bundle.name))
             return
         marker = f"{DELETING_PREFIX}{bundle.name}"
         self.storage.put_bytes(marker, b"")
         self._finish_delete(bundle.name)
 
+    def _forget_checks(self, key: str) -> None:
+        # The fixity records of a bundle that is gone describe nothing, and a bundle written
+        # again under its name must start as never verified. Records kept by a bucket's
+        # retention stay; an audit reports them as stale.
+        with contextlib.suppress(StorageError):
+            self.storage.delete_tree(f"{FIXITY_DIR}/{key}/")
+
     def _finish_delete(self, name: str) -> None:
         # The tag manifest first: from then on the bundle reads as incomplete, never as whole.
         self.storage.delete(f"{name}/{layout.TAGMANIFEST_SHA256}")
         self.storage.delete_tree(f"{name}/")
+        self._forget_checks(name)
         self.storage.delete(f"{DELETING_PREFIX}{name}")
 
     def clear_leftovers(self, *, guard: Guard = unguarded) -> list[str]:
@@ -344,9 +366,11 @@ class Destination:
             name = renamed.removeprefix(DELETING_PREFIX).removesuffix(".tar")
             guard(f"finishing the delete of {name}")
             self.storage.delete_tree(f"{renamed}/")
+            self._forget_checks(renamed.removeprefix(DELETING_PREFIX))
             finished.append(name)
         for name in sorted(scan.records - set(scan.tars)):
             guard(f"deleting the job record of {name}")
+            self._forget_checks(bundle_key(name, "tar"))
             # A record retained by Object Lock as long as its tar was is harmless.
             with contextlib.suppress(StorageError):
                 self.storage.delete(_index_key(name))
