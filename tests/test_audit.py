@@ -13,6 +13,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,6 +29,8 @@ from support.ssh import allowed_file
 from support.storage_backends import Backend
 
 FIXITY = ".crdb-archive/fixity/"
+RECORD_SCHEMA = Path(__file__).resolve().parents[1] / "archive-specs" / \
+    "fixity-record.schema.json"
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +84,12 @@ def test_budgeted_runs_cover_every_bundle_once_before_any_twice(
     assert len(set(order[:len(everything)])) == len(everything)
     # ...then again from the least recently checked.
     assert order[len(everything):] == order[:len(order) - len(everything)]
+    schema = jsonschema.Draft202012Validator(
+        json.loads(RECORD_SCHEMA.read_text()),
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     for key, content in before.items():
         record = json.loads(content)
+        assert list(schema.iter_errors(record)) == []  # the published contract
         assert key.startswith(f"{FIXITY}{record['bundle']}/")
         assert (record["result"], record["ok"], record["origin"]) == ("ok", True, "audit")
         assert record["bytes_read"] > 0
@@ -128,6 +135,8 @@ def test_a_damaged_bundle_is_found_named_and_counted(
     assert bad[0]["problems"] == [f"digest: {damaged_path}: BLAKE3 differs from "
                                   "manifest-blake3.txt"]
     record = json.loads(backend.storage.read_bytes(bad[0]["record"]))
+    assert list(jsonschema.Draft202012Validator(json.loads(RECORD_SCHEMA.read_text()))
+                .iter_errors(record)) == []
     assert record["result"] == "damaged"
     assert record["ok"] is False
     assert record["first_problems"][0]["path"] == damaged_path

@@ -119,6 +119,11 @@ def test_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     file = tmp_path / "file"
     file.write_text("x")
     assert run_cli(capsys, "list", str(file)).code == 2
+    bundle = made.root / next(m.key for m in made.bundles if m.form == "dir")
+    mistaken = run_cli(capsys, "list", str(bundle))
+    assert mistaken.code == 2
+    assert "is a bundle, not a destination" in mistaken.err
+    assert run_cli(capsys, "audit", str(bundle)).code == 2
     empty = run_cli(capsys, "list", str(tmp_path / "nothing-here"))
     assert empty.code == 0, empty.err
     assert empty.out.strip() == "no bundles"

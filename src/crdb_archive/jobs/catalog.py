@@ -22,7 +22,13 @@ from crdb_archive.bundle.publish import bundle_key
 from crdb_archive.bundle.reader import BundleReader, DirReader, open_bundle_in
 from crdb_archive.bundle.retrieve import TrustedTags, parse_description, trusted_tag_files
 from crdb_archive.bundle.signature_check import signing_key_label
-from crdb_archive.errors import CrdbArchiveError, NotRestorable, ObjectNotFound, StorageError
+from crdb_archive.errors import (
+    BadInput,
+    CrdbArchiveError,
+    NotRestorable,
+    ObjectNotFound,
+    StorageError,
+)
 from crdb_archive.jobs.destination import Destination, StoredBundle, described
 from crdb_archive.jobs.fixity import Mark, latest_marks
 from crdb_archive.storage.base import ObjectInfo
@@ -100,11 +106,15 @@ class Catalog:
 
 
 def build_catalog(destination: Destination) -> Catalog:
-    """Every complete bundle of ``destination``; raises StorageError when it cannot be listed.
+    """Every complete bundle of ``destination``; raises StorageError when it cannot be listed,
+    BadInput when it is a bundle itself.
 
     A bundle whose tag files are damaged is an entry with a ``problem``, not an error.
     """
     storage = destination.storage
+    if storage.exists(layout.BAGIT_TXT):
+        raise BadInput(f"{destination.display} is a bundle, not a destination: give the "
+                       "directory (or prefix) that holds bundles")
     scan = destination.scan()
     marks = latest_marks(storage)
     made = [_vanishing(functools.partial(_dir_entry, destination, name))
