@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from crdb_archive.archive import bundle_name
 from crdb_archive.backup import BackupInfo, inspect_backup
 from crdb_archive.backup.layout import classify, read_collection, subdir_end_time
 from crdb_archive.backup.source import open_source
 from crdb_archive.backup.tree import open_tree
+from crdb_archive.bundle.naming import backup_bundle_names
 from crdb_archive.errors import BadInput, CrdbArchiveError
 from crdb_archive.export.archive import plan_export_bundle
 from crdb_archive.jobs.spec import JobSpec
@@ -34,6 +34,13 @@ class Candidate:
     name: str | None
     time: dt.datetime | None
     release: str | None
+    # The name earlier versions gave this backup's bundle: a bundle under it is this one.
+    legacy_name: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name under which this backup's bundle may already exist."""
+        return tuple(n for n in (self.name, self.legacy_name) if n is not None)
 
 
 @dataclass(frozen=True)
@@ -134,14 +141,15 @@ def _candidate(spec: JobSpec, info: BackupInfo) -> Candidate:
             release = release_index().parse(info.manifest.build_tag).release_name
         except CrdbArchiveError:
             release = None  # archive_backup says what is wrong with it
-    name = bundle_name(info, release, spec.with_incrementals) if release else None
+    names = backup_bundle_names(info, release, spec.with_incrementals) if release else None
     time = info.manifest.end_time
     if time is None and info.subdir:
         time = subdir_end_time(info.subdir)
     return Candidate(
         label=info.subdir or spec.source_display,
         subdir=info.subdir if info.kind == "collection" else None,
-        name=name,
+        name=names.current if names else None,
+        legacy_name=names.legacy if names else None,
         time=time.astimezone(dt.UTC) if time else None,
         release=release,
     )

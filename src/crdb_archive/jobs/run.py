@@ -43,6 +43,7 @@ from crdb_archive.jobs.spec import JobSpec
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.sources import SourceKind
 from crdb_archive.storage.base import WriteOptions
+from crdb_archive.times import utc_iso
 
 # Retention items of backups not archived yet; stored bundles are keyed by their location.
 _PLANNED = "planned:"
@@ -251,9 +252,16 @@ class _Run:
                 self.warn("incomplete_bundle", f"{name} in {destination.display} is "
                           "incomplete (an interrupted upload, or one in progress): it is left "
                           "alone; delete it once no upload is running", bundle=name)
-        archived = [(c, names[c.name]) for c in candidates
-                    if c.name is not None and c.name in names]
-        pending = [c for c in candidates if c.name not in names]
+        # A bundle found under any of a candidate's names (this version's, or the one an
+        # earlier version gave it) is that backup's: it is never archived a second time.
+        archived: list[tuple[Candidate, StoredBundle]] = []
+        pending: list[Candidate] = []
+        for candidate in candidates:
+            found = next((names[n] for n in candidate.names if n in names), None)
+            if found is None:
+                pending.append(candidate)
+            else:
+                archived.append((candidate, found))
         planned = self._planned_retention(self._mine(existing), pending)
         # With backups = "all", a backup the rules would not keep would be archived and
         # deleted again on every run: it is not archived at all.
@@ -465,7 +473,7 @@ class _Run:
             bundle = bundles[decision.item.key]
             if decision.keep:
                 self.emit("keep", bundle=bundle.name, location=bundle.location,
-                          time=_iso(bundle.time), reasons=list(decision.reasons))
+                          time=utc_iso(bundle.time), reasons=list(decision.reasons))
                 continue
             if bundle.locked(self.now):  # decide() keeps these; a second guard costs nothing
                 continue
@@ -478,8 +486,5 @@ class _Run:
                     continue
                 self.report.deleted.append(bundle.name)
             self.emit("delete", bundle=bundle.name, location=bundle.location,
-                      time=_iso(bundle.time), dry_run=destination is None)
+                      time=utc_iso(bundle.time), dry_run=destination is None)
 
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None
