@@ -57,7 +57,7 @@ from crdb_archive.errors import (
     VersionConflict,
 )
 from crdb_archive.progress import ProgressCallback, no_progress
-from crdb_archive.sources import KindChoice, recognise_source
+from crdb_archive.sources import KindChoice, recognise_source, recorded_source
 from crdb_archive.storage.base import LockMode, Storage, WriteOptions, open_storage
 from crdb_archive.storage.places import check_destination_location, overlap_problem
 from crdb_archive.storage.uri import parse_location, redact
@@ -231,7 +231,8 @@ def archive_backup(
         release = resolve_release(version.release)
         for platform in request.platforms:
             check_platform(release, platform)
-        job = _Archiving(request, backup, version, name, backup.location, started,
+        job = _Archiving(request, backup, version, name, recorded_source(backup.location),
+                         started,
                          progress, guard or unguarded)
         if request.name is None:
             job.earlier_names = (names.legacy,)

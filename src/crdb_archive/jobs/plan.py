@@ -17,9 +17,8 @@ from crdb_archive.bundle.naming import backup_bundle_names
 from crdb_archive.errors import BadInput, CrdbArchiveError
 from crdb_archive.export.archive import plan_export_bundle
 from crdb_archive.jobs.spec import JobSpec
-from crdb_archive.sources import SourceKind, shows_export
+from crdb_archive.sources import SourceKind, recorded_source, shows_export
 from crdb_archive.storage.base import Storage
-from crdb_archive.storage.uri import redact
 from crdb_archive.versions import release_index
 
 
@@ -110,7 +109,7 @@ def _select(spec: JobSpec, storage: Storage) -> Selection:
         try:
             with inspect_backup(storage, subdir=subdir, keys=spec.keys) as info:
                 selection.candidates.append(_candidate(spec, info))
-                selection.source = selection.source or redact(info.location)
+                selection.source = selection.source or recorded_source(info.location)
         except CrdbArchiveError as error:
             selection.unreadable.append(Unreadable(subdir or spec.source_display, error))
     return selection

@@ -41,7 +41,7 @@ from crdb_archive.jobs.plan import Candidate, advisories, select_backups
 from crdb_archive.jobs.retention import Decision, RetentionItem, decide
 from crdb_archive.jobs.spec import JobSpec
 from crdb_archive.progress import ProgressCallback, no_progress
-from crdb_archive.sources import SourceKind
+from crdb_archive.sources import SourceKind, source_key
 from crdb_archive.storage.base import WriteOptions
 from crdb_archive.times import utc_iso
 
@@ -299,7 +299,11 @@ class _Run:
 
     def _mine(self, bundles: list[StoredBundle]) -> list[StoredBundle]:
         """This job's bundles: those whose description names this job's source."""
-        return [b for b in bundles if b.problem is None and b.source == self.source]
+        # Compared by source_key: the host that recorded a local source, or the way an earlier
+        # version wrote it down, does not make it another source.
+        ours = source_key(self.source)
+        return [b for b in bundles
+                if b.problem is None and b.source is not None and source_key(b.source) == ours]
 
     def _planned_retention(
         self, mine: list[StoredBundle], pending: list[Candidate]
