@@ -58,6 +58,9 @@ class Selection:
     # ``export.source``), once it could be read: how the job recognises its own bundles.
     source: str | None = None
     kind: SourceKind = "backup"
+    # Full backups left for a later run: their incremental chain is still open (the newest
+    # full backup of a collection, under incrementals = "closed").
+    open_chains: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -90,12 +93,14 @@ def select_backups(spec: JobSpec) -> Selection:
 
 def _select(spec: JobSpec, storage: Storage) -> Selection:
     selection = Selection()
-    if spec.backups == "all":
+    if spec.incrementals == "closed":
+        subdirs, selection.open_chains = _closed_chains(spec, storage)
+    elif spec.backups == "all":
         # One listing of the source to find the full backups; each is then inspected alone,
         # so that a damaged one does not hide the others.
         tree = open_tree(storage)
         if classify(tree) == "collection":
-            subdirs: list[str | None] = [b.subdir for b in read_collection(tree).full_backups]
+            subdirs = [b.subdir for b in read_collection(tree).full_backups]
             if not subdirs:
                 raise BadInput(f"{spec.source_display} is a collection without any full "
                                "backup")
@@ -113,6 +118,34 @@ def _select(spec: JobSpec, storage: Storage) -> Selection:
         except CrdbArchiveError as error:
             selection.unreadable.append(Unreadable(subdir or spec.source_display, error))
     return selection
+
+
+def _closed_chains(spec: JobSpec, storage: Storage) -> tuple[list[str | None], list[str]]:
+    """The full backups whose incremental chain is closed, and those still open.
+
+    BACKUP INTO LATEST adds incrementals to the newest full backup only, so a chain is closed
+    once a newer full backup exists: archived then, its bundle never needs replacing (what a
+    destination under Object Lock needs). Raises BadInput for a source that is not a
+    collection, which has no next full backup to close a chain.
+    """
+    tree = open_tree(storage)
+    if classify(tree) != "collection":
+        raise BadInput(f"{spec.source_display} is a single backup: incrementals = \"closed\" "
+                       "needs a collection (BACKUP INTO), where the next full backup closes "
+                       "a chain")
+    fulls = [b.subdir for b in read_collection(tree).full_backups]
+    if not fulls:
+        raise BadInput(f"{spec.source_display} is a collection without any full backup")
+    closed, open_ = fulls[:-1], fulls[-1:]
+    if spec.backups == "all":
+        chosen = closed
+    elif spec.backups == "latest":
+        chosen = closed[-1:]
+    elif spec.backups in open_:
+        chosen = []
+    else:  # a closed chain, or a subdirectory that inspecting it will say is not there
+        chosen, open_ = [spec.backups], []
+    return list[str | None](chosen), open_
 
 
 def _select_export(spec: JobSpec) -> Selection:

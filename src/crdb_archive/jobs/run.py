@@ -276,8 +276,17 @@ class _Run:
             to_archive=[c.name or c.label for c in to_archive],
             archived=[b.name for _, b in archived],
             skipped=[c.name or c.label for i, c in enumerate(pending) if i in skipped],
+            open_chains=selection.open_chains,
             to_delete=[d.item.name for d in stored if not d.keep],
+            **self._locks(len(to_archive)),
         )
+        for subdir in selection.open_chains:
+            reason = ("its incremental chain is still open: it is archived once the next full "
+                      "backup closes it (incrementals = \"closed\")")
+            self.emit("skip", backup=subdir, bundle=None, reason=reason)
+            if self.spec.backups not in ("all", "latest"):
+                self.warn("skipped", f"backup {subdir} is not archived yet: {reason}",
+                          backup=subdir)
         for i in sorted(skipped):
             reason = "the retention rules would delete its bundle at once"
             self.emit("skip", backup=pending[i].label, bundle=pending[i].name, reason=reason)
@@ -296,6 +305,15 @@ class _Run:
         for candidate in to_archive:
             self._archive(destination, candidate)
         self._retention(destination)
+
+    def _locks(self, bundles: int) -> dict[str, Any]:
+        """What the plan locks: how many new bundles, in which mode, until when."""
+        options = self.write_options()
+        if options is None or options.lock_mode is None or options.retain_until is None:
+            return {}
+        return {"object_lock": {"mode": options.lock_mode, "bundles": bundles,
+                                "retain_until": utc_iso(options.retain_until,
+                                                        timespec="seconds")}}
 
     def _mine(self, bundles: list[StoredBundle]) -> list[StoredBundle]:
         """This job's bundles: those whose description names this job's source."""
