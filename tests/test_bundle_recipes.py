@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,9 @@ def set_oxum(bundle: Path, value: str) -> None:
     retag(bundle)
 
 
-DAMAGE = {
+Damage = Callable[[Path], object]
+
+DAMAGE: dict[str, tuple[int, Damage]] = {
     "bagit.txt edited": (1, lambda b: (b / "bagit.txt").write_text("BagIt-Version: 0.97\n")),
     "tag file edited": (2, lambda b: (b / "RESTORE.md").write_text("nothing to see\n")),
     "unlisted payload file": (3, lambda b: (b / "data" / "backup" / "extra.sst").write_bytes(
