@@ -23,7 +23,7 @@ from support.s3 import MotoS3
 from support.ssh import Key, allowed_file, make_key
 
 NOW = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
-V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T00000000Z-v24.3.1" for day in ("01", "08", "15")]
+V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T000000Z-v24.3.1" for day in ("01", "08", "15")]
 FIXITY = ".crdb-archive/fixity"
 
 

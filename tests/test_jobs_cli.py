@@ -89,7 +89,7 @@ def test_human_output(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert lines[4].endswith(": keep_last, keep_monthly 2024-12, keep_yearly 2024, "
                              "written by this run")
     # The example's [audit]: the one bundle there, verified again as the least recent.
-    assert re.match(r"audited crdb-5f0e3c1a-20241215T00000000Z-v24\.3\.1: OK$", lines[5])
+    assert re.match(r"audited crdb-5f0e3c1a-20241215T000000Z-v24\.3\.1: OK$", lines[5])
     assert lines[6] == ("audit: 1 checked, 0 damaged, 0 skipped, 0 left for later runs, "
                         "0 never verified")
     assert lines[7].startswith("done: exit 0; 1 bundle(s) written")
