@@ -273,3 +273,23 @@ def test_sigterm_during_an_audit_leaves_no_half_record(tmp_path: Path) -> None:
     assert list(root.rglob(f"{PARTIAL_PREFIX}*")) == []
     assert gauges(metrics)["exit_code"] == 130
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_record_dated_in_the_future_does_not_count(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, made: Destination,
+) -> None:
+    root = tmp_path / "dest"
+    with open_storage(str(root), for_write=True) as storage:
+        copy_into(made, storage)
+        oldest = made.by_version("v20.1.17").key
+        # Written by hand (or by a host whose clock is years ahead): it claims a check in 2999.
+        storage.put_bytes(f"{FIXITY}{oldest}/29990101T000000.000000Z-ok-0badc0de.json", b"{}")
+        storage.put_bytes(f"{FIXITY}{oldest}/not-a-record.json", b"{}")
+    listed = json.loads(run_cli(capsys, "list", str(root), "--json").out)
+    entry = next(b for b in listed["bundles"] if b["key"] == oldest)
+    assert entry["last_verified"] is None
+    report = audit(capsys, str(root), "--max-bundles", "1")
+    assert checked_keys(report, made) == [oldest]
+    bad = run_cli(capsys, "audit", str(root), "--max-bytes", "lots")
+    assert bad.code == 2
+    assert "--max-bytes 'lots' is not a size" in bad.err

@@ -907,7 +907,8 @@ def audit(
 
     _json_mode(json_output)
     _forget_passphrase()
-    budget = Budget(max_bundles, parse_size(max_bytes) if max_bytes is not None else None)
+    budget = Budget(max_bundles, parse_size(max_bytes, "--max-bytes") if max_bytes is not None
+                    else None)
     allowed = _allowed_signers(allowed_signers)
     destination = open_destination(dest, endpoint_url=endpoint_url)
     quiet = not json_output and not ui.stderr_is_terminal()  # cron mail wants lines, not bars

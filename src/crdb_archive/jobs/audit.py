@@ -49,19 +49,20 @@ AUDIT_PREFIX = "crdb_archive_audit_"
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?B?)\s*", re.IGNORECASE)
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, what: str = "") -> int:
     """A size in bytes: ``500000``, ``50GiB``, ``1.5T`` (binary: 1024-based), ``50GB``
-    (decimal: 1000-based). Raises BadInput."""
+    (decimal: 1000-based); ``what`` names it in messages. Raises BadInput."""
     match = _SIZE.fullmatch(text)
+    named = f"{what} " if what else ""
     if match is None or (match[3].lower() == "i"):
-        raise BadInput(f"{text!r} is not a size: give bytes, or a number with a unit such as "
-                       "500MiB, 50GiB, 2TiB (1024-based) or 50GB (1000-based)")
+        raise BadInput(f"{named}{text!r} is not a size: give bytes, or a number with a unit "
+                       "such as 500MiB, 50GiB, 2TiB (1024-based) or 50GB (1000-based)")
     number, prefix, suffix = match[1], match[2].upper(), match[3].lower()
     power = "KMGTP".index(prefix) + 1 if prefix else 0
     base = 1000 if suffix == "b" and prefix else 1024
     value = int(float(number) * base ** power) if "." in number else int(number) * base ** power
     if value <= 0:
-        raise BadInput(f"{text!r}: a byte budget must be more than 0")
+        raise BadInput(f"{named}{text!r}: a byte budget must be more than 0")
     return value
 
 

@@ -36,6 +36,7 @@ _NAME = re.compile(r"(\d{8}T\d{6}\.\d{6}Z)-(ok|damaged|limited)-([0-9a-f]{8})\.j
 # A record stays small whatever a damaged bundle holds: the first problems, each cut short.
 MAX_LISTED_PROBLEMS = 5
 MAX_DETAIL = 300
+FUTURE_SKEW = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -162,15 +163,18 @@ def parse_mark(key: str) -> Mark | None:
     return Mark(bundle, when, result, key)
 
 
-def latest_marks(storage: Storage) -> dict[str, Mark]:
+def latest_marks(storage: Storage, *, now: dt.datetime | None = None) -> dict[str, Mark]:
     """The newest record of each bundle that has any, from one listing of the records.
 
+    A record dated more than a day after ``now`` is passed by: a clock that far off, or a
+    record written to keep a bundle out of the audits' way, must not make it look checked.
     Raises StorageError.
     """
+    latest_allowed = (now or dt.datetime.now(dt.UTC)) + FUTURE_SKEW
     newest: dict[str, Mark] = {}
     for info in storage.list(FIXITY_DIR + "/"):
         mark = parse_mark(info.key)
-        if mark is None:
+        if mark is None or mark.time > latest_allowed:
             continue
         known = newest.get(mark.bundle)
         if known is None or (mark.time, mark.key) > (known.time, known.key):
