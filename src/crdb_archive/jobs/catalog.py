@@ -61,6 +61,7 @@ class CatalogEntry:
     signed: bool | None = None  # whether tagmanifest-sha256.txt.sig is there (None: unknown)
     last: Mark | None = None
     problem: str | None = None
+    payload_bytes: int | None = None  # Payload-Oxum, from trusted tag files
 
     @property
     def major(self) -> str | None:
@@ -147,25 +148,36 @@ def _replace(entry: CatalogEntry, **changes: Any) -> CatalogEntry:
     return dataclasses.replace(entry, **changes)
 
 
-def _payload_class(objects: list[ObjectInfo]) -> tuple[str | None, bool]:
-    """The payload's storage class(es) and whether all of it is readable now."""
-    payload = [o for o in objects if o.key.startswith(layout.PAYLOAD_DIR + "/")] or objects
-    classes = sorted({o.storage_class for o in payload if o.storage_class})
-    return (", ".join(classes) or None), all(o.readable for o in payload)
+def _payload_class(first: ObjectInfo | None) -> tuple[str | None, bool]:
+    """The payload's storage class and whether it is readable now, from its first object (a
+    writer stores the whole payload one way)."""
+    if first is None:
+        return None, True
+    return first.storage_class, first.readable
 
 
 def _dir_entry(destination: Destination, name: str) -> CatalogEntry:
+    # The bundle's top level and one object of its payload, never a listing of the whole
+    # payload: a bundle may hold 100,000 files. Its size is its tag files' and Payload-Oxum's.
     storage = destination.storage
     tree = storage.child(name)
-    objects = list(tree.list())
-    storage_class, readable = _payload_class(objects)
+    top = [entry for entry in tree.list_level() if isinstance(entry, ObjectInfo)]
+    payload = tree.list(layout.PAYLOAD_DIR + "/")
+    storage_class, readable = _payload_class(next(payload, None))
+    close = getattr(payload, "close", None)
+    if close is not None:
+        close()  # the rest of the listing is not needed
     head = storage.stat(f"{name}/{layout.TAGMANIFEST_SHA256}")
     base = CatalogEntry(
         name=name, key=name, form="dir", location=storage.display(name),
-        size=sum(o.size for o in objects), storage_class=storage_class, readable=readable,
+        size=sum(o.size for o in top), storage_class=storage_class, readable=readable,
         lock_until=head.retain_until if head is not None else None,
-        signed=any(o.key == layout.SIGNATURE for o in objects))
-    return _described(base, DirReader(tree, objects))
+        signed=any(o.key == layout.SIGNATURE for o in top))
+    entry = _described(base, DirReader(tree, top))
+    if entry.problem is None and entry.payload_bytes is not None:
+        return _replace(entry, size=base.size + entry.payload_bytes)
+    # Payload-Oxum cannot be trusted: the size the store reports, from a full listing.
+    return _replace(entry, size=sum(o.size for o in tree.list()))
 
 
 def _tar_entry(destination: Destination, name: str, info: ObjectInfo,
@@ -204,7 +216,8 @@ def _described(base: CatalogEntry, reader: BundleReader) -> CatalogEntry:
     try:
         tags = trusted_tag_files(reader, (layout.DESCRIPTION, layout.BAG_INFO), signature=True)
         description = parse_description(reader, tags.files[layout.DESCRIPTION])
-        tagfiles.parse_bag_info(tags.files[layout.BAG_INFO])
+        oxum = tagfiles.parse_bag_info(tags.files[layout.BAG_INFO]).get("Payload-Oxum", [])
+        payload_bytes = tagfiles.parse_oxum(oxum[0])[0] if len(oxum) == 1 else None
     except StorageError:
         raise
     except (CrdbArchiveError, tagfiles.TagFileError) as error:
@@ -213,7 +226,7 @@ def _described(base: CatalogEntry, reader: BundleReader) -> CatalogEntry:
     return _replace(base, kind=stored.kind, version=stored.version, time=stored.time,
                     created=stored.created, source=stored.source,
                     signature=_fingerprint(tags), signed=tags.signature is not None
-                    or tags.signature_oversized)
+                    or tags.signature_oversized, payload_bytes=payload_bytes)
 
 
 def _fingerprint(tags: TrustedTags) -> str | None:
