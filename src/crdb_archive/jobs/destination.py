@@ -36,7 +36,7 @@ from crdb_archive import __version__
 from crdb_archive.backup.layout import subdir_end_time
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.publish import bundle_key
-from crdb_archive.bundle.reader import open_bundle_in
+from crdb_archive.bundle.reader import DirReader, open_bundle_in
 from crdb_archive.bundle.retrieve import read_description
 from crdb_archive.bundle.verify import VerifyReport, verify_reader
 from crdb_archive.bundle.writer import Guard, unguarded
@@ -200,7 +200,10 @@ class Destination:
     def _describe_dir(self, name: str) -> StoredBundle:
         location = self.storage.display(name)
         try:
-            description = read_description(open_bundle_in(self.storage, name))
+            # Its top level only: the tag files, not a listing of every payload object.
+            tree = self.storage.child(name)
+            top = [e for e in tree.list_level() if isinstance(e, ObjectInfo)]
+            description = read_description(DirReader(tree, top))
             info = self.storage.stat(f"{name}/{layout.TAGMANIFEST_SHA256}")
         except CrdbArchiveError as error:
             return StoredBundle(name, location, "dir", None, None, None, problem=str(error))
