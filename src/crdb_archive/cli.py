@@ -53,7 +53,7 @@ app = typer.Typer(
 class _State:
     json = False
     json_lines = False  # `run --json` prints JSON Lines: one compact object per line
-    interrupted = False
+    interrupted: str | None = None  # the signal that stopped the command, once one has
     reporting = False  # the outcome is being printed: a signal now changes nothing
 
 
@@ -1106,8 +1106,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     # repeats SIGTERM) must not cut that cleanup short; SIGKILL remains for that.
     if _State.interrupted or _State.reporting:
         return
-    _State.interrupted = True
-    raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+    _State.interrupted = f"interrupted by {signal.Signals(signum).name}"
+    raise Interrupted(_State.interrupted)
 
 
 def _unraisable(event: sys.UnraisableHookArgs) -> None:
@@ -1121,7 +1121,8 @@ def _unraisable(event: sys.UnraisableHookArgs) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the one place where errors become messages and exit codes."""
     # main may run more than once in a process (tests do)
-    _State.json = _State.json_lines = _State.interrupted = _State.reporting = False
+    _State.json = _State.json_lines = _State.reporting = False
+    _State.interrupted = None
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     sys.unraisablehook = _unraisable
@@ -1130,15 +1131,22 @@ def main(argv: list[str] | None = None) -> None:
         # Not standalone: click hands usage errors to us instead of printing its usage text,
         # so that they are one line too, and a JSON object with --json.
         code = app(args=args, prog_name="crdb-archive", standalone_mode=False)
-    except CrdbArchiveError as error:
-        _fail(str(error), error.exit_code)
     except Interrupted as stop:  # not a CrdbArchiveError: nothing below may treat it as data
         _fail(str(stop), stop.exit_code)
-    except click_errors.NoArgsIsHelpError as error:
-        _State.reporting = True
-        sys.stderr.write(error.format_message() + "\n")
-        sys.exit(int(ExitCode.BAD_INPUT))
-    except click_errors.ClickException as error:  # usage errors, bad values: bad input
+    except Exception as error:
+        # A library that polls for signals itself (DuckDB does, mid-query) answers our
+        # interrupt with an error of its own: the interrupt is still the outcome.
+        if _State.interrupted:
+            _fail(_State.interrupted, Interrupted.exit_code)
+        if isinstance(error, CrdbArchiveError):
+            _fail(str(error), error.exit_code)
+        if not isinstance(error, click_errors.ClickException):
+            raise
+        if isinstance(error, click_errors.NoArgsIsHelpError):
+            _State.reporting = True
+            sys.stderr.write(error.format_message() + "\n")
+            sys.exit(int(ExitCode.BAD_INPUT))
+        # usage errors, bad values: bad input
         _State.json = _State.json or "--json" in args
         _State.json_lines = _State.json_lines or (_State.json and args[:1] == ["run"])
         _fail(_usage_message(error), ExitCode.BAD_INPUT)
