@@ -83,6 +83,14 @@ class FakeGcs:
         data[offset] ^= 0xFF
         blob.upload_from_string(bytes(data))
 
+    def upload_tree(self, root: Path, bucket: str, prefix: str) -> str:
+        """Copy every file under ``root`` to ``prefix`` in ``bucket``; returns its gs:// URI."""
+        target = self.client().bucket(bucket)
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            target.blob(f"{prefix}/{path.relative_to(root).as_posix()}").upload_from_filename(
+                str(path))
+        return f"gs://{bucket}/{prefix}"
+
     def object_bytes(self, bucket: str) -> Iterator[tuple[str, bytes]]:
         """Every object's name and content, to search stored data for what must not be."""
         client = self.client()
