@@ -168,8 +168,10 @@ def open_upload_sessions(proxy: FaultProxy) -> list[str]:
     a "(never used)" entry for each session started that no request used."""
     log = proxy.requests()
     used = {i for i in map(upload_id, log) if i is not None}
+    # Completed, cancelled, or answered as unknown (gone) by the store.
     ended = {upload_id(r) for r in log
-             if (r.method == "PUT" and r.status in (200, 201)) or r.method == "DELETE"}
+             if (r.method == "PUT" and r.status in (200, 201, 404, 410))
+             or r.method == "DELETE"}
     started = sum(1 for r in log if r.method == "POST" and "uploadType=resumable" in r.query
                   and r.status == 200)
     unused = max(0, started - len(used))
