@@ -13,7 +13,7 @@ import re
 import pytest
 
 from crdb_archive.errors import ExitCode, ObjectNotFound, StorageError
-from crdb_archive.storage import WriteOptions, open_storage
+from crdb_archive.storage import Storage, WriteOptions, open_storage
 from crdb_archive.storage.gcs import GcsStorage
 from support.faultproxy import (
     FaultProxy,
@@ -38,7 +38,7 @@ def storage(gcs_env: FakeGcs, gcs_proxy: FaultProxy) -> GcsStorage:
     return opened
 
 
-def read(storage: GcsStorage, key: str, start: int = 0, length: int | None = None) -> bytes:
+def read(storage: Storage, key: str, start: int = 0, length: int | None = None) -> bytes:
     with storage.open_read(key, start=start, length=length) as reader:
         return reader.read()
 
