@@ -323,6 +323,19 @@ def _read_chunked(stream: socket.socket, buffer: bytearray) -> bytes:
         raw += _read_exact(stream, buffer, size + 2)
 
 
+def _dechunk(raw: bytes) -> bytes:
+    """The content of a chunked body (as _read_chunked keeps it), trailers dropped."""
+    content = bytearray()
+    position = 0
+    while True:
+        end = raw.index(b"\r\n", position)
+        size = int(raw[position:end].split(b";", 1)[0].strip(), 16)
+        if size == 0:
+            return bytes(content)
+        content += raw[end + 2:end + 2 + size]
+        position = end + 2 + size + 2
+
+
 def _read_message(stream: socket.socket, buffer: bytearray, *, request: bool,
                   method: str = "GET") -> _Message | None:
     head = _read_head(stream, buffer)
@@ -450,8 +463,13 @@ class _Handler(BaseRequestHandler):
         status = int(response.start.split(" ", 2)[1])
         sent = response.body[:fault.after]
         if fault.kind == "short":
+            head = response.head
+            if (response.header("Transfer-Encoding") or "").lower() == "chunked":
+                # Consistent framing: the first bytes of the content, under a Content-Length.
+                sent = _dechunk(response.body)[:fault.after]
+                head = _without_header(head, "Transfer-Encoding")
             log(status, len(sent))
-            client.sendall(_with_header(response.head, "Content-Length", str(len(sent))) + sent)
+            client.sendall(_with_header(head, "Content-Length", str(len(sent))) + sent)
             return True
         log(status, len(sent))
         client.sendall(response.head + sent)

@@ -86,8 +86,11 @@ def is_transient(error: BaseException) -> bool:
         return status in TRANSIENT_STATUSES
     if isinstance(error, auth_exceptions.RefreshError):
         return False  # the token endpoint refused the credentials
+    # An answer cut short with a Content-Length that agrees with it arrives "whole" and
+    # fails to parse: the same fault as a broken connection.
     return isinstance(error, requests.ConnectionError | requests.Timeout
                       | requests.exceptions.ChunkedEncodingError
+                      | requests.exceptions.InvalidJSONError
                       | urllib3_exceptions.HTTPError | auth_exceptions.TransportError
                       | ConnectionError | TimeoutError)
 
@@ -164,6 +167,9 @@ def translate(error: BaseException, action: str, where: str, secrets: Sequence[s
         return StorageError(f"{head}: cannot reach {_origin(endpoint)} ({_reason(error)})"
                             f"{after}; check the endpoint and the network "
                             "(CRDB_ARCHIVE_GCS_MAX_ATTEMPTS sets how often a request is tried)")
+    if isinstance(error, requests.exceptions.InvalidJSONError):
+        return StorageError(f"{head}: the store's answers could not be read (cut short or "
+                            f"garbled){after}")
     if is_transient(error):
         return StorageError(f"{head}: the connection broke ({_reason(error)}){after}")
     if isinstance(error, OSError):
