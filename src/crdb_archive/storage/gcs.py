@@ -260,9 +260,7 @@ class GcsStorage(Storage):
             yield empty_reader()
             return
         reader = open_object_range(self._reader(key, full), start, length)
-        if reader is None:  # the range starts at or past the end
-            if start == 0 and self.stat(key) is None:  # pragma: no cover - 404 comes first
-                raise ObjectNotFound(f"{self.display(key)} does not exist")
+        if reader is None:  # the range starts at or past the end (a missing object is a 404)
             yield empty_reader()
             return
         with reader:

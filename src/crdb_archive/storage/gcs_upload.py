@@ -246,8 +246,6 @@ class GcsUpload:
                 if status is None:
                     return self._gone(total)
                 answer = status
-            if answer is None:
-                return self._gone(total)
             resource, held = answer
             if resource is not None:
                 stored = Stored.of_resource(resource)
