@@ -123,6 +123,7 @@ def test_secret_parameters_are_redacted_and_scrubbed() -> None:
     text = f"denied for token t0ken\n at {KEY['private_key']} twice t0ken"
     assert scrub(text, ["t0ken", KEY["private_key"]]) == (
         "denied for token redacted at redacted twice redacted")
+    assert scrub("bad\x1b[2Jname\x07", []) == "bad [2Jname "
 
 
 def test_locations_in_two_clouds_never_overlap_and_take_their_own_endpoints() -> None:

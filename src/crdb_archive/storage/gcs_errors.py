@@ -46,11 +46,12 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def scrub(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every known secret value replaced, folded onto one line and capped."""
+    """``text`` with every known secret value replaced, folded onto one line, without control
+    characters (a store's text must not steer a terminal), and capped."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
-    text = " ".join(text.split())
+    text = "".join(c if c.isprintable() else " " for c in " ".join(text.split()))
     return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT] + "..."
 
 
