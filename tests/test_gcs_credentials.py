@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from crdb_archive.storage import open_storage
 from support.bundles import era_with_binaries, run_cli
 from support.faultproxy import FaultProxy
-from support.gcs import FakeGcs
+from support.gcs import FakeGcs, upload_id
 from support.google_token import ServiceAccount, TokenServer
 from support.mirror import MirrorServer
 
@@ -170,3 +171,21 @@ def test_credentials_that_cannot_be_used_are_bad_input(
     assert result.err.count("\n") == 1
     assert credentials not in result.err
     assert "CREDENTIALS=redacted" in result.err
+
+
+def test_billing_project_goes_with_every_request_of_the_bucket(
+    gcs_env: FakeGcs, gcs_proxy: FaultProxy,
+) -> None:
+    bucket = gcs_env.bucket()
+    with open_storage(f"gs://{bucket}/p?GOOGLE_BILLING_PROJECT=payer-1") as storage:
+        storage.put_bytes("small", b"x")
+        storage.put_bytes("large", b"y" * (9 << 20))
+        assert storage.read_bytes("small") == b"x"
+        assert [info.key for info in storage.list()] == ["large", "small"]
+        storage.delete("small")
+    # Requester-pays buckets bill the project named; an upload session, once started, is the
+    # store's own URL.
+    requests = [r for r in gcs_proxy.requests() if not upload_id(r)]
+    assert requests
+    assert all("userProject=payer-1" in r.query for r in requests), [
+        (r.method, r.path, r.query) for r in requests]
