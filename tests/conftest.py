@@ -6,6 +6,7 @@ pytest_plugins = [
     "support.faultproxy",
     "support.postgres",
     "support.gcs",
+    "support.google_token",
     "support.azure",
     "support.storage_backends",
 ]

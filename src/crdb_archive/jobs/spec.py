@@ -29,8 +29,9 @@ from crdb_archive.export.hlc import Hlc
 from crdb_archive.jobs.spec_table import SpecTable, kind_of, unknown
 from crdb_archive.jobs.spec_trust import AUDIT_KEYS, AuditSpec, audit_spec, signing_key
 from crdb_archive.sources import KIND_CHOICES, KindChoice
+from crdb_archive.storage.base import SCHEMES, WriteOptions, unsupported
 from crdb_archive.storage.kms import KmsUri
-from crdb_archive.storage.places import overlap_problem
+from crdb_archive.storage.places import check_options, is_remote, overlap_problem
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import release_index
 
@@ -41,17 +42,6 @@ IncrementalPolicy = Literal["none", "growing", "closed"]
 
 DEFAULT_BINARY_REMOVAL_DAYS = 180
 
-# S3 storage classes a bundle may be written with (PutObject's StorageClass values that keep
-# data durable; REDUCED_REDUNDANCY is deprecated and not offered).
-STORAGE_CLASSES = (
-    "STANDARD",
-    "STANDARD_IA",
-    "ONEZONE_IA",
-    "INTELLIGENT_TIERING",
-    "GLACIER_IR",
-    "GLACIER",
-    "DEEP_ARCHIVE",
-)
 LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -273,23 +263,25 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
     destination = tables["destination"]
     dest_uri = _location(destination, "uri", base)
     dest_endpoint = _endpoint_url(destination, dest_uri)
-    dest_is_s3 = dest_uri is not None and parse_location(dest_uri).scheme == "s3"
-    fmt = destination.choice("format", ("dir", "tar"), default="tar" if dest_is_s3 else "dir")
-    storage_class = destination.choice("storage_class", STORAGE_CLASSES, default=None)
+    dest_remote = dest_uri is not None and is_remote(parse_location(dest_uri))
+    fmt = destination.choice("format", ("dir", "tar"), default="tar" if dest_remote else "dir")
+    storage_class = destination.string("storage_class")
     object_lock = _object_lock(destination, now)
-    if dest_uri is not None and not dest_is_s3:
+    if dest_uri is not None and not dest_remote:
         for key, value in (("storage_class", storage_class), ("object_lock", object_lock)):
             if value is not None:
-                destination.problem(key, "applies only to s3:// destinations")
+                destination.problem(key, "applies only to destinations in object storage "
+                                    "(s3://, gs://)")
+    elif dest_uri is not None and storage_class is not None:
+        try:  # the classes the destination's cloud has
+            check_options(parse_location(dest_uri), WriteOptions(storage_class=storage_class))
+        except BadInput as error:
+            destination.problem("storage_class", str(error))
     if source_uri is not None and dest_uri is not None:
         apart = overlap_problem(source_uri, dest_uri, source_endpoint_url=source_endpoint,
                                 dest_endpoint_url=dest_endpoint, refuse_source_inside=True)
         if apart is not None:
             destination.problem("uri", apart)
-    if source_endpoint and dest_endpoint and source_endpoint != dest_endpoint:
-        destination.problem("endpoint_url", "differs from source.endpoint_url, and a run "
-                            "talks to one endpoint; give the source's as AWS_ENDPOINT=... in "
-                            "source.uri instead")
 
     sign_key = signing_key(destination, base)
     retention = _retention(tables["retention"],
@@ -349,7 +341,8 @@ def _incrementals(source: SpecTable) -> IncrementalPolicy:
 
 
 def _location(table: SpecTable, key: str, base: Path) -> str | None:
-    """A local directory (made absolute) or an s3:// URI; the text keeps its credentials."""
+    """A local directory (made absolute) or an object storage URI (s3://, gs://); the text
+    keeps its credentials."""
     text = table.string(key, required=True, expand=True)
     if text is None:
         return None
@@ -359,13 +352,13 @@ def _location(table: SpecTable, key: str, base: Path) -> str | None:
             table.problem(key, "a local path takes no ?parameters")
             return None
         return os.path.normpath(base / location.path)
-    if location.scheme == "s3":
+    if location.scheme in SCHEMES:
         if not location.host:
-            table.problem(key, f"{location.redacted} names no bucket (s3://bucket/prefix)")
+            table.problem(key, f"{location.redacted} names no bucket "
+                          f"({location.scheme}://bucket/prefix)")
             return None
         return text.strip()
-    table.problem(key, f"unsupported scheme {location.scheme}://; expected a directory path, "
-                  "file:// or s3://")
+    table.problem(key, unsupported(location))
     return None
 
 
@@ -429,13 +422,15 @@ def _encryption_keys(table: SpecTable, base: Path) -> EncryptionKeys:
 
 
 def _endpoint_url(table: SpecTable, uri: str | None) -> str | None:
-    """An S3-compatible store's endpoint (MinIO, Ceph...); empty means the default chain's."""
+    """The endpoint of the location's store (an S3-compatible store, a Cloud Storage
+    emulator); empty means the default one."""
     text = table.string("endpoint_url", expand=True, allow_empty=True)
     if text is None:
         return None
     text = text.strip()
-    if uri is not None and parse_location(uri).scheme != "s3":
-        table.problem("endpoint_url", "applies only to s3:// locations")
+    if uri is not None and not is_remote(parse_location(uri)):
+        table.problem("endpoint_url", "applies only to locations in object storage (s3://, "
+                      "gs://), not to a local path")
         return None
     try:
         parts = urlsplit(text)

@@ -1,4 +1,4 @@
-"""The storage interface: a few verbs over a tree of objects, on a local disk or in S3.
+"""The storage interface: a few verbs over a tree of objects, on a local disk or in a cloud.
 
 Keys are relative POSIX paths under a storage's root (``data/backup/BACKUP_MANIFEST``);
 directories are implicit, as they are in object stores. :func:`open_storage` is the one place
@@ -375,7 +375,6 @@ def empty_reader() -> IO[bytes]:
 
 
 _UNSUPPORTED = {
-    "gs": "Google Cloud Storage",
     "azure": "Azure Blob Storage",
     "azure-blob": "Azure Blob Storage",
     "azure-storage": "Azure Blob Storage",
@@ -391,7 +390,8 @@ def open_storage(
     for_write: bool = False,
     parallelism: int = DEFAULT_PARALLELISM,
 ) -> Storage:
-    """The storage rooted at ``uri``: a local path or ``file://`` URI, or ``s3://bucket/prefix``.
+    """The storage rooted at ``uri``: a local path or ``file://`` URI, ``s3://bucket/prefix`` or
+    ``gs://bucket/prefix``.
 
     ``for_write`` creates a local root directory. ``parallelism`` sizes the connection pool.
     Raises BadInput for an unsupported scheme or a malformed URI, StorageError when a local
@@ -410,7 +410,8 @@ def open_location(
     parallelism: int = DEFAULT_PARALLELISM,
 ) -> Storage:
     """As :func:`open_storage`, from a parsed location."""
-    # Imported here: both backends import this module for the interface.
+    # Imported here: every backend imports this module for the interface, and a command
+    # imports the SDK of the one cloud it talks to.
     if location.scheme == "file":
         from crdb_archive.storage.local import LocalStorage  # noqa: PLC0415
 
@@ -421,10 +422,23 @@ def open_location(
         from crdb_archive.storage.s3 import S3Storage  # noqa: PLC0415
 
         return S3Storage.open(location, endpoint_url=endpoint_url, parallelism=parallelism)
+    if location.scheme == "gs":
+        from crdb_archive.storage.gcs import GcsStorage  # noqa: PLC0415
+
+        return GcsStorage.open(location, endpoint_url=endpoint_url, parallelism=parallelism)
+    raise BadInput(unsupported(location))
+
+
+# The schemes open_location opens; "file" is a local path.
+SCHEMES = ("file", "s3", "gs")
+
+
+def unsupported(location: Location) -> str:
+    """Why ``location`` cannot be opened, when its scheme is not one of SCHEMES."""
     known = _UNSUPPORTED.get(location.scheme)
     what = f"{known} ({location.scheme}://)" if known else f"the scheme {location.scheme}://"
-    raise BadInput(f"{location}: {what} is not supported; use a local directory, file:// or "
-                   "s3:// (S3 and S3-compatible stores)")
+    return (f"{location}: {what} is not supported; use a local directory, file://, s3:// "
+            "(S3 and S3-compatible stores) or gs:// (Google Cloud Storage)")
 
 
 def open_object(
@@ -462,5 +476,5 @@ def _refuse_userinfo(uri: str) -> None:
         raise BadInput("malformed location: expected a path or scheme://host/path") from None
     if "@" in netloc:
         raise BadInput(f"{_parse(uri)}: credentials before the host name are not "
-                       "supported; give them as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
-                       "parameters")
+                       "supported; give them as the URI's parameters, as for BACKUP INTO "
+                       "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, CREDENTIALS)")

@@ -35,8 +35,9 @@ def overlap(source: str, dest: str, *, source_endpoint_url: str | None = None,
     """How ``dest`` overlaps ``source``, or None when they are apart.
 
     Local paths are compared as real paths (symbolic links resolved, relative paths from the
-    working directory); object storage by endpoint, bucket and the segments of the prefix. A
-    location too malformed to place is reported where it is opened, not here: None.
+    working directory); object storage by scheme, endpoint, bucket and the segments of the
+    prefix (two clouds never overlap). A location too malformed to place is reported where it
+    is opened, not here: None.
     """
     try:
         a = _place(parse_location(source), source_endpoint_url)
@@ -84,13 +85,56 @@ def overlap_problem(source: str, dest: str, *, source_endpoint_url: str | None =
 def check_destination_location(location: Location, options: WriteOptions | None = None) -> None:
     """Raise BadInput when bundles can never be written to ``location`` with ``options``, as
     far as the location alone tells (a local path that is a file; storage options for a local
-    directory). What needs the store itself is checked when it is opened."""
+    directory; a storage class the location's cloud lacks). What needs the store itself (a
+    lock on a bucket without retention) is checked when it is opened."""
     if location.scheme != "file":
+        if options is not None:
+            check_options(location, options)
         return
     if options is not None:
         raise BadInput("a local --dest has no storage class or Object Lock; those are for "
-                       "s3:// destinations")
+                       "object storage destinations (s3://, gs://)")
     require_directory(location.local_path)
+
+
+def check_options(location: Location, options: WriteOptions) -> None:
+    """Raise BadInput when the cloud of ``location`` can never honour ``options`` (an unknown
+    storage class, a lock mode without a date), naming the bucket; no request is made."""
+    # Imported here: a command imports the SDK of the one cloud it talks to.
+    if location.scheme == "s3":
+        from crdb_archive.storage.s3_upload import validate_options  # noqa: PLC0415
+
+        validate_options(options, f"bucket {location.host}")
+    elif location.scheme == "gs":
+        from crdb_archive.storage.gcs_retention import check_static  # noqa: PLC0415
+
+        check_static(options, location.host)
+
+
+def is_remote(location: Location) -> bool:
+    """Whether ``location`` is in object storage rather than a local path."""
+    return location.scheme != "file"
+
+
+def split_endpoint(source: str, dest: str, endpoint_url: str | None
+                   ) -> tuple[str | None, str | None]:
+    """The endpoints of ``source`` and ``dest`` given one ``--endpoint-url``: it belongs to the
+    one location in object storage, or to both when both are in the same kind of store (one
+    S3-compatible store holding backups and bundles).
+
+    Raises BadInput when the two are in different clouds: one endpoint cannot serve both.
+    """
+    if endpoint_url is None:
+        return None, None
+    try:
+        a, b = parse_location(source), parse_location(dest)
+    except ValueError:
+        return endpoint_url, endpoint_url  # malformed: reported where it is opened
+    if is_remote(a) and is_remote(b) and a.scheme != b.scheme:
+        raise BadInput(f"--endpoint-url names one endpoint, and {a.scheme}:// and {b.scheme}:// "
+                       "are two different stores: give each its endpoint in its URI "
+                       "(AWS_ENDPOINT=... for s3://, ENDPOINT=... for gs://)")
+    return (endpoint_url if is_remote(a) else None), (endpoint_url if is_remote(b) else None)
 
 
 def require_directory(path: Path) -> None:
@@ -113,11 +157,15 @@ def _place(location: Location, endpoint_url: str | None) -> _Place:
         real = os.path.realpath(location.path)
         return _Place(("file",), tuple(part for part in real.split("/") if part))
     endpoint = ""
+    # Imported here: a local archive never needs a cloud's SDK.
     if location.scheme == "s3":
-        # Imported here: a local archive never needs boto3.
         from crdb_archive.storage.s3_config import s3_target  # noqa: PLC0415
 
         endpoint = _endpoint(s3_target(location, endpoint_url=endpoint_url).endpoint_url)
+    elif location.scheme == "gs":
+        from crdb_archive.storage.gcs_config import gcs_target  # noqa: PLC0415
+
+        endpoint = _endpoint(gcs_target(location, endpoint_url=endpoint_url).endpoint)
     segments = tuple(part for part in location.path.split("/") if part)
     return _Place((location.scheme, endpoint, location.host), segments)
 

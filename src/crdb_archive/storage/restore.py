@@ -1,4 +1,6 @@
-"""Ask S3 to restore a bundle's objects from GLACIER / DEEP_ARCHIVE, and say what is pending."""
+"""Ask the store to restore a bundle's archived objects (S3's GLACIER / DEEP_ARCHIVE), and say
+what is pending. A store without the ColdStorage capability (Cloud Storage, whose every class
+is read as it is) has nothing to restore, and the report says so."""
 
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ class RestoreReport:
     in_progress: tuple[str, ...]
     available: int
     not_needed: int
+    # Whether the store keeps objects that must be restored before reading at all.
+    cold_storage: bool = True
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -54,6 +58,7 @@ class RestoreReport:
             "in_progress": len(self.in_progress),
             "available": self.available,
             "not_needed": self.not_needed,
+            "cold_storage": self.cold_storage,
             "complete": self.complete,
             "pending": list(self.pending),
         }
@@ -136,4 +141,5 @@ def _restore(
         in_progress=tuple(k for k in ordered if states[k] == "in-progress"),
         available=sum(1 for state in states.values() if state == "available"),
         not_needed=sum(1 for state in states.values() if state == "not-needed"),
+        cold_storage=cold is not None,
     )

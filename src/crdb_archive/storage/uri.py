@@ -16,6 +16,15 @@ from crdb_archive.errors import BadInput
 
 REDACTED = "redacted"
 
+# The parameters whose values are secrets, of every scheme (CockroachDB's external storage
+# URIs). Every parameter value is redacted where a location is shown; these are also scrubbed
+# from whatever text a store or its SDK answers with.
+SECRET_PARAMS = frozenset({
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",  # s3://
+    "CREDENTIALS", "BEARER_TOKEN",  # gs://
+    "AZURE_ACCOUNT_KEY", "AZURE_CLIENT_SECRET",  # azure://
+})
+
 # Things that look like a URI with a scheme ("s3://", "file:", "nodelocal://"), not a path.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//)?")
 
@@ -51,6 +60,10 @@ class Location:
         if not head and self.scheme == "file" and not base.startswith("/"):
             head = "."
         return Location(self.scheme, self.host, head or "/", self.params), name
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The values of the secret parameters this location carries (to scrub from text)."""
+        return tuple(value for key, value in self.params if key in SECRET_PARAMS and value)
 
     def param(self, name: str) -> str | None:
         for key, value in self.params:
