@@ -107,6 +107,30 @@ binary_removal_days = 0
     assert spec.binary_removal_days == 0
 
 
+def test_source_and_destination_in_different_clouds(tmp_path: Path) -> None:
+    # Each end has its own endpoint: a run reads from one store and writes to another.
+    spec = validate_spec(tomllib.loads("""
+[job]
+name = "cross"
+[source]
+uri = "s3://backups/orders"
+endpoint_url = "http://minio.lan:9000"
+[destination]
+uri = "azure-blob://bundles/orders?AZURE_ACCOUNT_NAME=acct&AUTH=implicit"
+endpoint_url = "https://acct.blob.core.usgovcloudapi.net"
+storage_class = "Archive"
+[destination.object_lock]
+mode = "COMPLIANCE"
+days = 30
+"""), tmp_path / "job.toml", now=NOW)
+    assert spec.source_endpoint_url == "http://minio.lan:9000"
+    assert spec.destination_endpoint_url == "https://acct.blob.core.usgovcloudapi.net"
+    assert spec.format == "tar"  # the default for object storage
+    assert spec.storage_class == "Archive"
+    assert spec.destination_display == ("azure-blob://bundles/orders?AZURE_ACCOUNT_NAME=redacted"
+                                         "&AUTH=redacted")
+
+
 # Each case: a spec fragment added to a valid spec, and the exact problem it must produce.
 MISTAKES: list[tuple[str, str, str]] = [
     ("job name", '[job]\nname = "no spaces"', "job.name: must be 1-100 letters"),
@@ -116,17 +140,16 @@ MISTAKES: list[tuple[str, str, str]] = [
     ("key outside a section", 'name = "x"', "name: unknown section"),
     ("backups", '[source]\nuri = "b"\nbackups = "../x"', "source.backups: '../x' is neither"),
     ("endpoint on a local path", '[destination]\nuri = "b"\nendpoint_url = "http://s3.lan"',
-     "destination.endpoint_url: applies only to s3:// locations"),
+     "destination.endpoint_url: applies only to object storage locations"),
     ("endpoint scheme", '[source]\nuri = "s3://bkt/x"\nendpoint_url = "ftp://s3.lan"',
      "source.endpoint_url: ftp://s3.lan is not an http(s) URL"),
-    ("two endpoints", '[source]\nuri = "s3://bkt/x"\nendpoint_url = "http://a.lan"\n'
-     '[destination]\nuri = "s3://bkt/y"\nendpoint_url = "http://b.lan"',
-     "destination.endpoint_url: differs from source.endpoint_url"),
     ("with_incrementals", '[source]\nuri = "b"\nwith_incrementals = "yes"',
      "source.with_incrementals: expected true or false, got a string"),
     ("source scheme", '[source]\nuri = "gs://bucket/x"',
      "source.uri: unsupported scheme gs://"),
     ("s3 without bucket", '[source]\nuri = "s3:///x"', "source.uri: s3:///x names no bucket"),
+    ("azure without container", '[destination]\nuri = "azure-blob:///x"',
+     "destination.uri: azure-blob:///x names no container"),
     ("unset variable", '[source]\nuri = "${CRDB_JOB_TEST_UNSET}/x"',
      "source.uri: environment variable CRDB_JOB_TEST_UNSET is not set"),
     ("empty uri", '[source]\nuri = ""', "source.uri: must not be empty"),
@@ -145,9 +168,11 @@ MISTAKES: list[tuple[str, str, str]] = [
     ("format", '[destination]\nuri = "d"\nformat = "zip"',
      "destination.format: 'zip' is not one of dir, tar"),
     ("storage class on a directory", '[destination]\nuri = "d"\nstorage_class = "DEEP_ARCHIVE"',
-     "destination.storage_class: applies only to s3:// destinations"),
+     "destination.storage_class: applies only to object storage destinations"),
     ("storage class", '[destination]\nuri = "s3://b/p"\nstorage_class = "COLD"',
      "destination.storage_class: 'COLD' is not one of"),
+    ("azure access tier", '[destination]\nuri = "azure://c0ntainer/p"\nstorage_class = '
+     '"GLACIER"', "destination.storage_class: 'GLACIER' is not one of Hot, Cool, Cold, Archive"),
     ("lock days", '[destination]\nuri = "s3://b/p"\n[destination.object_lock]\n'
      'mode = "COMPLIANCE"\ndays = 0', "destination.object_lock.days: must be > 0"),
     ("lock mode", '[destination]\nuri = "s3://b/p"\n[destination.object_lock]\n'
@@ -166,7 +191,8 @@ MISTAKES: list[tuple[str, str, str]] = [
      'mode = "COMPLIANCE"\nretain_until = 2040-01-01T00:00:00',
      "destination.object_lock.retain_until: a date-time needs an offset"),
     ("lock on a directory", '[destination]\nuri = "d"\n[destination.object_lock]\n'
-     'mode = "COMPLIANCE"\ndays = 1', "destination.object_lock: applies only to s3://"),
+     'mode = "COMPLIANCE"\ndays = 1',
+     "destination.object_lock: applies only to object storage destinations"),
     ("lock key", '[destination]\nuri = "s3://b/p"\n[destination.object_lock]\n'
      'mode = "COMPLIANCE"\ndays = 1\nlegal_hold = true',
      "destination.object_lock.legal_hold: unknown key"),

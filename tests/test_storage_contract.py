@@ -1,4 +1,5 @@
-"""One contract for every backend: each test here runs on a local directory and on an S3 bucket.
+"""One contract for every backend: each test here runs on a local directory, an S3 bucket and
+an Azure container.
 
 A backend joins the suite with one factory in tests/support/storage_backends.py. Tests of verbs
 every backend has assert the same results everywhere; conditional writes and staging are in
@@ -9,7 +10,6 @@ test_storage_contract_capabilities.py.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -19,7 +19,6 @@ import pytest
 from crdb_archive.errors import BadInput, ExitCode, Interrupted, ObjectNotFound
 from crdb_archive.storage import Storage, WriteOptions
 from crdb_archive.storage.local import LocalStorage
-from crdb_archive.storage.s3 import S3Storage
 from support.storage_backends import Backend
 
 MiB = 1 << 20
@@ -267,12 +266,12 @@ def test_listing_two_thousand_objects(backend: Backend) -> None:
 
 def test_backend_types(backend: Backend) -> None:
     storage = backend.storage
-    if storage.is_local:
-        assert isinstance(storage, LocalStorage)
+    assert type(storage) is backend.storage_type
+    if isinstance(storage, LocalStorage):
         assert storage.local_path.is_dir()
     else:
-        assert isinstance(storage, S3Storage)
-        assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+        assert backend.endpoint is not None
+        assert backend.endpoint.startswith("http://127.0.0.1:")
 
 
 def test_callers_own_errors_pass_through_unchanged(backend: Backend) -> None:
@@ -283,7 +282,7 @@ def test_callers_own_errors_pass_through_unchanged(backend: Backend) -> None:
 
 
 def test_write_options(backend: Backend) -> None:
-    options = WriteOptions(storage_class="STANDARD_IA")
+    options = WriteOptions(storage_class=backend.storage_class or "STANDARD_IA")
     if backend.storage.is_local:
         with pytest.raises(BadInput, match="no storage class"):
             backend.storage.check_write_options(options)
@@ -296,5 +295,5 @@ def test_write_options(backend: Backend) -> None:
         backend.storage.put_bytes("x", b"x", options=options)
         info = backend.storage.stat("x")
         assert info is not None
-        assert info.storage_class == "STANDARD_IA"
+        assert info.storage_class == backend.storage_class
     backend.storage.check_write_options(WriteOptions())

@@ -122,7 +122,6 @@ def test_open_storage_chooses_the_backend(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("uri", "name"), [
     ("gs://bucket/path?CREDENTIALS=c2VjcmV0", "Google Cloud Storage"),
-    ("azure://container/path?AZURE_ACCOUNT_KEY=secret", "Azure Blob Storage"),
     ("nodelocal://1/backups", "nodelocal"),
     ("ftp://host/x", "the scheme ftp://"),
 ])

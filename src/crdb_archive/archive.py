@@ -85,7 +85,9 @@ class ArchiveRequest:
     with_incrementals: bool = False
     cache_dir: Path | None = None
     use_cache: bool = True
-    endpoint_url: str | None = None
+    # Each end's endpoint (an S3-compatible store, an emulator): they may be different clouds.
+    source_endpoint_url: str | None = None
+    dest_endpoint_url: str | None = None
     storage_class: str | None = None
     object_lock_mode: LockMode | None = None
     object_lock_days: int | None = None
@@ -172,7 +174,8 @@ def archive_source(
     export options given for a backup, and what :func:`archive_backup` or
     :func:`crdb_archive.export.archive.archive_export` raise.
     """
-    chosen = recognise_source(request.source, kind, endpoint_url=request.endpoint_url)
+    chosen = recognise_source(request.source, kind,
+                              endpoint_url=request.source_endpoint_url)
     if chosen == "export":
         from crdb_archive.export.archive import ExportOptions, archive_export  # noqa: PLC0415
 
@@ -193,8 +196,8 @@ def check_destination(request: ArchiveRequest) -> WriteOptions | None:
     options = request.write_options(dt.datetime.now(dt.UTC))
     check_destination_location(parse_location(str(request.dest)), options)
     problem = overlap_problem(request.source, str(request.dest),
-                              source_endpoint_url=request.endpoint_url,
-                              dest_endpoint_url=request.endpoint_url)
+                              source_endpoint_url=request.source_endpoint_url,
+                              dest_endpoint_url=request.dest_endpoint_url)
     if problem is not None:
         raise BadInput(problem)
     return options
@@ -221,7 +224,7 @@ def archive_backup(
     started = time.monotonic()
     options = check_destination(request)
     with inspect_backup(request.source, subdir=request.subdir,
-                        endpoint_url=request.endpoint_url, keys=request.keys) as backup:
+                        endpoint_url=request.source_endpoint_url, keys=request.keys) as backup:
         version = _settle_version(backup, request)
         name = request.name or bundle_name(backup, version.release, request.with_incrementals)
         if not layout.is_valid_name(name):
@@ -233,7 +236,7 @@ def archive_backup(
         job = _Archiving(request, backup, version, name, backup.location, started,
                          progress, guard or unguarded)
         # Not created yet: the staging area makes what it needs, and removes it on failure.
-        with open_storage(str(request.dest), endpoint_url=request.endpoint_url) as storage:
+        with open_storage(str(request.dest), endpoint_url=request.dest_endpoint_url) as storage:
             if options is not None:
                 storage.check_write_options(options)
             return job.to_storage(storage, options)

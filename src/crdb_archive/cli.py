@@ -67,8 +67,9 @@ MirrorOption = Annotated[
 ]
 EndpointOption = Annotated[
     str | None,
-    typer.Option("--endpoint-url", help="S3-compatible endpoint for s3:// locations; default "
-                 "$AWS_ENDPOINT_URL, else AWS."),
+    typer.Option("--endpoint-url", help="Endpoint of the remote location when its URI names "
+                 "none: an S3-compatible store for s3:// (default $AWS_ENDPOINT_URL, else "
+                 "AWS), an emulator or private endpoint for azure-blob://."),
 ]
 PassphraseFileOption = Annotated[
     Path | None,
@@ -264,7 +265,8 @@ def _iso(value: dt.date | None) -> str | None:
 def inspect(
     path: Annotated[str, typer.Argument(help="A backup directory, a backup collection, or a "
                                               "bundle (directory or .tar); or s3://bucket/"
-                                              "prefix, as given to BACKUP INTO.")],
+                                              "prefix, azure-blob://container/prefix, as given "
+                                              "to BACKUP INTO.")],
     subdir: Annotated[
         str | None,
         typer.Option("--subdir", help="In a collection, the full backup to inspect "
@@ -432,9 +434,11 @@ def _fetch_summary(result: FetchResult) -> list[str]:
 def archive_command(
     source: Annotated[str, typer.Argument(help="A backup (directory, collection), or a "
                                                 "changefeed's cloud-storage sink or EXPORT "
-                                                "output; a path, file:// or s3:// URI.")],
-    dest: Annotated[str, typer.Option("--dest", help="Directory, or s3://bucket/prefix, that "
-                                      "receives the bundle.")],
+                                                "output; a path, file://, s3:// or "
+                                                "azure-blob:// URI.")],
+    dest: Annotated[str, typer.Option("--dest", help="Directory, s3://bucket/prefix or "
+                                      "azure-blob://container/prefix, that receives the "
+                                      "bundle.")],
     kind: Annotated[
         str, typer.Option("--kind", help="auto (tell by the file names), backup, or export "
                           "(changefeed or EXPORT output).")
@@ -486,12 +490,15 @@ def archive_command(
     ] = False,
     endpoint_url: EndpointOption = None,
     storage_class: Annotated[
-        str | None, typer.Option("--storage-class", help="S3 storage class of the payload: "
-                                 "STANDARD, STANDARD_IA, GLACIER_IR, GLACIER, DEEP_ARCHIVE, ..."),
+        str | None, typer.Option("--storage-class", help="Storage class of the payload: S3's "
+                                 "STANDARD, STANDARD_IA, GLACIER_IR, GLACIER, DEEP_ARCHIVE, "
+                                 "...; Azure's access tiers Hot, Cool, Cold, Archive."),
     ] = None,
     object_lock_mode: Annotated[
-        str | None, typer.Option("--object-lock-mode", help="S3 Object Lock: GOVERNANCE or "
-                                 "COMPLIANCE (the bucket must have Object Lock enabled)."),
+        str | None, typer.Option("--object-lock-mode", help="Retention: GOVERNANCE or "
+                                 "COMPLIANCE (S3: the bucket must have Object Lock enabled; "
+                                 "Azure: an unlocked or locked immutability policy, on a "
+                                 "container with version-level immutability)."),
     ] = None,
     object_lock_days: Annotated[
         int | None, typer.Option("--object-lock-days", help="Keep the bundle locked N days.")
@@ -518,6 +525,7 @@ def archive_command(
     from crdb_archive.binaries import DEFAULT_PLATFORM  # noqa: PLC0415
     from crdb_archive.export.archive import ExportOptions  # noqa: PLC0415
     from crdb_archive.sources import KIND_CHOICES  # noqa: PLC0415
+    from crdb_archive.storage.places import endpoints_for  # noqa: PLC0415
 
     _json_mode(json_output)
     chosen = next((k for k in KIND_CHOICES if k == kind), None)
@@ -528,12 +536,13 @@ def archive_command(
     if object_lock_mode not in (None, "GOVERNANCE", "COMPLIANCE"):
         raise BadInput(f"--object-lock-mode {object_lock_mode!r}: expected GOVERNANCE or "
                        "COMPLIANCE")
+    source_endpoint, dest_endpoint = endpoints_for(endpoint_url, source, dest)
     request = ArchiveRequest(
         source=source, dest=dest, subdir=subdir, version=version,
         force_version=force_version, platforms=tuple(platform or [DEFAULT_PLATFORM]),
         mirror=mirror, name=name, format="tar" if fmt == "tar" else "dir",
         with_incrementals=with_incrementals, cache_dir=cache_dir, use_cache=not no_cache,
-        endpoint_url=endpoint_url,
+        source_endpoint_url=source_endpoint, dest_endpoint_url=dest_endpoint,
         storage_class=storage_class,
         object_lock_mode="COMPLIANCE" if object_lock_mode == "COMPLIANCE" else (
             "GOVERNANCE" if object_lock_mode == "GOVERNANCE" else None),
@@ -845,21 +854,22 @@ def _job_text(kind: str, e: dict[str, Any]) -> str | None:
 
 @app.command("restore-request")
 def restore_request(
-    bundle: Annotated[str, typer.Argument(help="A bundle in S3: s3://bucket/prefix/name (a "
-                                               "bundle directory) or .../name.tar.")],
+    bundle: Annotated[str, typer.Argument(help="A bundle in object storage: "
+                                               "s3://bucket/prefix/name or "
+                                               "azure-blob://container/prefix/name (a bundle "
+                                               "directory), or .../name.tar.")],
     days: Annotated[int, typer.Option("--days", help="How long the restored copies stay "
-                                      "readable.")],
+                                      "readable (S3; Azure rehydrates for good).")],
     tier: Annotated[
         str, typer.Option("--tier", help="Standard, Bulk (cheapest, slowest) or Expedited "
-                          "(GLACIER only).")
+                          "(GLACIER only); on Azure, Expedited is High priority and the "
+                          "others Standard.")
     ] = "Standard",
-    endpoint_url: Annotated[
-        str | None, typer.Option("--endpoint-url", help="S3-compatible endpoint (default: "
-                                 "AWS_ENDPOINT in the URI, else $AWS_ENDPOINT_URL, else AWS).")
-    ] = None,
+    endpoint_url: EndpointOption = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Ask S3 to restore a bundle's GLACIER / DEEP_ARCHIVE objects, so it can be verified or
+    """Ask the store to make a bundle's archived objects readable (S3: restore from GLACIER /
+    DEEP_ARCHIVE; Azure: rehydrate from the Archive tier to Hot), so it can be verified or
     its binary retrieved; run it again to see what is still pending.
 
     Exit 0 every object readable, 1 restores still pending, 2 bad input, 3 storage failure.

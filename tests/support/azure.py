@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, suppress
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from azure.storage.blob import BlobServiceClient
@@ -70,6 +71,26 @@ class Azurite:
         with self.service() as service:
             service.create_container(name)
         return name
+
+    def uri(self, container: str, prefix: str = "", *, scheme: str = "azure-blob") -> str:
+        """A URI of ``container`` (and ``prefix``) with the account key and this endpoint, as a
+        user would write it: the base64 key URL-encoded."""
+        return (f"{scheme}://{container}/{prefix}?AZURE_ACCOUNT_NAME={ACCOUNT}"
+                f"&AZURE_ACCOUNT_KEY={quote(ACCOUNT_KEY, safe='')}&ENDPOINT={self.endpoint_url}")
+
+    def uncommitted(self, container: str) -> dict[str, int]:
+        """Every name holding uncommitted blocks, and how many: what unfinished uploads left."""
+        found: dict[str, int] = {}
+        with self.service() as service:
+            client = service.get_container_client(container)
+            for blob in client.list_blobs(include=["uncommittedblobs"]):
+                _, uncommitted = client.get_blob_client(blob.name).get_block_list("uncommitted")
+                if uncommitted:
+                    found[blob.name] = len(uncommitted)
+        return found
+
+    def committed(self, container: str) -> set[str]:
+        return set(self.keys(container))
 
     def keys(self, container: str) -> list[str]:
         with self.service() as service:

@@ -344,8 +344,8 @@ class _Run:
             version=spec.release, force_version=spec.force_version, platforms=spec.platforms,
             mirror=spec.mirror, format=spec.format, with_incrementals=spec.with_incrementals,
             cache_dir=spec.cache_dir, use_cache=spec.use_cache,
-            # One endpoint for both ends: the spec refuses two different ones.
-            endpoint_url=spec.destination_endpoint_url or spec.source_endpoint_url,
+            source_endpoint_url=spec.source_endpoint_url,
+            dest_endpoint_url=spec.destination_endpoint_url,
             storage_class=spec.storage_class,
             object_lock_mode=lock.mode if lock else None,
             object_lock_days=lock.days if lock else None,
@@ -379,7 +379,8 @@ class _Run:
             raise RuntimeError("an export candidate without source.schema")
         request = ArchiveRequest(
             source=spec.source, dest=destination.archive_target, format=spec.format,
-            endpoint_url=spec.destination_endpoint_url or spec.source_endpoint_url,
+            source_endpoint_url=spec.source_endpoint_url,
+            dest_endpoint_url=spec.destination_endpoint_url,
             storage_class=spec.storage_class,
             object_lock_mode=lock.mode if lock else None,
             object_lock_days=lock.days if lock else None,

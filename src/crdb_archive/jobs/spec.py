@@ -29,23 +29,12 @@ from crdb_archive.export.hlc import Hlc
 from crdb_archive.jobs.spec_table import SpecTable, kind_of, unknown
 from crdb_archive.sources import KIND_CHOICES, KindChoice
 from crdb_archive.storage.kms import KmsUri
-from crdb_archive.storage.places import overlap_problem
+from crdb_archive.storage.places import location_problem, overlap_problem, storage_classes
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import release_index
 
 DEFAULT_BINARY_REMOVAL_DAYS = 180
 
-# S3 storage classes a bundle may be written with (PutObject's StorageClass values that keep
-# data durable; REDUCED_REDUNDANCY is deprecated and not offered).
-STORAGE_CLASSES = (
-    "STANDARD",
-    "STANDARD_IA",
-    "ONEZONE_IA",
-    "INTELLIGENT_TIERING",
-    "GLACIER_IR",
-    "GLACIER",
-    "DEEP_ARCHIVE",
-)
 LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -252,23 +241,21 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
     destination = tables["destination"]
     dest_uri = _location(destination, "uri", base)
     dest_endpoint = _endpoint_url(destination, dest_uri)
-    dest_is_s3 = dest_uri is not None and parse_location(dest_uri).scheme == "s3"
-    fmt = destination.choice("format", ("dir", "tar"), default="tar" if dest_is_s3 else "dir")
-    storage_class = destination.choice("storage_class", STORAGE_CLASSES, default=None)
+    dest_remote = dest_uri is not None and parse_location(dest_uri).scheme != "file"
+    fmt = destination.choice("format", ("dir", "tar"), default="tar" if dest_remote else "dir")
+    classes = storage_classes(parse_location(dest_uri)) if dest_uri is not None else ()
+    storage_class = (destination.choice("storage_class", classes, default=None) if classes
+                     else destination.string("storage_class"))
     object_lock = _object_lock(destination, now)
-    if dest_uri is not None and not dest_is_s3:
+    if dest_uri is not None and not dest_remote:
         for key, value in (("storage_class", storage_class), ("object_lock", object_lock)):
             if value is not None:
-                destination.problem(key, "applies only to s3:// destinations")
+                destination.problem(key, "applies only to object storage destinations")
     if source_uri is not None and dest_uri is not None:
         apart = overlap_problem(source_uri, dest_uri, source_endpoint_url=source_endpoint,
                                 dest_endpoint_url=dest_endpoint, refuse_source_inside=True)
         if apart is not None:
             destination.problem("uri", apart)
-    if source_endpoint and dest_endpoint and source_endpoint != dest_endpoint:
-        destination.problem("endpoint_url", "differs from source.endpoint_url, and a run "
-                            "talks to one endpoint; give the source's as AWS_ENDPOINT=... in "
-                            "source.uri instead")
 
     retention = _retention(tables["retention"],
                            present=isinstance(data.get("retention"), dict))
@@ -309,24 +296,19 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
 
 
 def _location(table: SpecTable, key: str, base: Path) -> str | None:
-    """A local directory (made absolute) or an s3:// URI; the text keeps its credentials."""
+    """A local directory (made absolute) or an object storage URI; the text keeps its
+    credentials."""
     text = table.string(key, required=True, expand=True)
     if text is None:
         return None
     location = parse_location(text)
+    problem = location_problem(location)
+    if problem is not None:
+        table.problem(key, problem)
+        return None
     if location.scheme == "file":
-        if location.params:
-            table.problem(key, "a local path takes no ?parameters")
-            return None
         return os.path.normpath(base / location.path)
-    if location.scheme == "s3":
-        if not location.host:
-            table.problem(key, f"{location.redacted} names no bucket (s3://bucket/prefix)")
-            return None
-        return text.strip()
-    table.problem(key, f"unsupported scheme {location.scheme}://; expected a directory path, "
-                  "file:// or s3://")
-    return None
+    return text.strip()
 
 
 def _export(source: SpecTable, kind: KindChoice, base: Path) -> ExportSpec | None:
@@ -389,13 +371,14 @@ def _encryption_keys(table: SpecTable, base: Path) -> EncryptionKeys:
 
 
 def _endpoint_url(table: SpecTable, uri: str | None) -> str | None:
-    """An S3-compatible store's endpoint (MinIO, Ceph...); empty means the default chain's."""
+    """The endpoint of an object store (MinIO, an emulator, a sovereign cloud); empty means
+    the default one."""
     text = table.string("endpoint_url", expand=True, allow_empty=True)
     if text is None:
         return None
     text = text.strip()
-    if uri is not None and parse_location(uri).scheme != "s3":
-        table.problem("endpoint_url", "applies only to s3:// locations")
+    if uri is not None and parse_location(uri).scheme == "file":
+        table.problem("endpoint_url", "applies only to object storage locations")
         return None
     try:
         parts = urlsplit(text)

@@ -1,4 +1,4 @@
-"""The storage interface: a few verbs over a tree of objects, on a local disk or in S3.
+"""The storage interface: a few verbs over a tree of objects, on a local disk or in a cloud.
 
 Keys are relative POSIX paths under a storage's root (``data/backup/BACKUP_MANIFEST``);
 directories are implicit, as they are in object stores. :func:`open_storage` is the one place
@@ -376,9 +376,6 @@ def empty_reader() -> IO[bytes]:
 
 _UNSUPPORTED = {
     "gs": "Google Cloud Storage",
-    "azure": "Azure Blob Storage",
-    "azure-blob": "Azure Blob Storage",
-    "azure-storage": "Azure Blob Storage",
     "nodelocal": "a node's local storage (nodelocal)",
     "userfile": "CockroachDB userfile storage",
 }
@@ -391,7 +388,8 @@ def open_storage(
     for_write: bool = False,
     parallelism: int = DEFAULT_PARALLELISM,
 ) -> Storage:
-    """The storage rooted at ``uri``: a local path or ``file://`` URI, or ``s3://bucket/prefix``.
+    """The storage rooted at ``uri``: a local path or ``file://`` URI, ``s3://bucket/prefix``
+    or ``azure-blob://container/prefix`` (also ``azure://``, ``azure-storage://``).
 
     ``for_write`` creates a local root directory. ``parallelism`` sizes the connection pool.
     Raises BadInput for an unsupported scheme or a malformed URI, StorageError when a local
@@ -410,7 +408,8 @@ def open_location(
     parallelism: int = DEFAULT_PARALLELISM,
 ) -> Storage:
     """As :func:`open_storage`, from a parsed location."""
-    # Imported here: both backends import this module for the interface.
+    # Imported here: every backend imports this module for the interface, and a command
+    # pays for a cloud SDK's import only when it talks to that cloud.
     if location.scheme == "file":
         from crdb_archive.storage.local import LocalStorage  # noqa: PLC0415
 
@@ -421,10 +420,14 @@ def open_location(
         from crdb_archive.storage.s3 import S3Storage  # noqa: PLC0415
 
         return S3Storage.open(location, endpoint_url=endpoint_url, parallelism=parallelism)
+    if location.scheme in ("azure", "azure-blob", "azure-storage"):
+        from crdb_archive.storage.azure import AzureStorage  # noqa: PLC0415
+
+        return AzureStorage.open(location, endpoint_url=endpoint_url, parallelism=parallelism)
     known = _UNSUPPORTED.get(location.scheme)
     what = f"{known} ({location.scheme}://)" if known else f"the scheme {location.scheme}://"
-    raise BadInput(f"{location}: {what} is not supported; use a local directory, file:// or "
-                   "s3:// (S3 and S3-compatible stores)")
+    raise BadInput(f"{location}: {what} is not supported; use a local directory, file://, "
+                   "s3:// (S3 and S3-compatible stores) or azure-blob:// (Azure Blob Storage)")
 
 
 def open_object(
@@ -462,5 +465,5 @@ def _refuse_userinfo(uri: str) -> None:
         raise BadInput("malformed location: expected a path or scheme://host/path") from None
     if "@" in netloc:
         raise BadInput(f"{_parse(uri)}: credentials before the host name are not "
-                       "supported; give them as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
-                       "parameters")
+                       "supported; give them as parameters of the URI (AWS_ACCESS_KEY_ID and "
+                       "AWS_SECRET_ACCESS_KEY, AZURE_ACCOUNT_NAME and AZURE_ACCOUNT_KEY)")

@@ -18,6 +18,19 @@ from crdb_archive.errors import BadInput
 from crdb_archive.storage.base import WriteOptions
 from crdb_archive.storage.uri import Location, parse_location
 
+AZURE_SCHEMES = ("azure", "azure-blob", "azure-storage")
+# S3's storage classes that keep data durable (REDUCED_REDUNDANCY is deprecated; OUTPOSTS,
+# SNOW and EXPRESS_ONEZONE are not for archives).
+S3_STORAGE_CLASSES = (
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+)
+
 # How a destination lies relative to a source.
 Overlap = Literal["same", "dest-inside-source", "source-inside-dest"]
 
@@ -89,8 +102,63 @@ def check_destination_location(location: Location, options: WriteOptions | None 
         return
     if options is not None:
         raise BadInput("a local --dest has no storage class or Object Lock; those are for "
-                       "s3:// destinations")
+                       "object storage destinations (s3://, azure-blob://)")
     require_directory(location.local_path)
+
+
+def storage_classes(location: Location) -> tuple[str, ...]:
+    """The storage classes a job may write bundles with at ``location`` (Azure's access
+    tiers; S3's durable storage classes); none for a local directory."""
+    if location.scheme == "s3":
+        return S3_STORAGE_CLASSES
+    if location.scheme in AZURE_SCHEMES:
+        from crdb_archive.storage.azure_options import TIERS  # noqa: PLC0415
+
+        return TIERS
+    return ()
+
+
+def location_problem(location: Location) -> str | None:
+    """Why ``location`` can never be opened as a storage, from its text alone, or None."""
+    if location.scheme == "file":
+        return "a local path takes no ?parameters" if location.params else None
+    if location.scheme == "s3" and not location.host:
+        return f"{location.redacted} names no bucket (s3://bucket/prefix)"
+    if location.scheme in AZURE_SCHEMES and not location.host:
+        return (f"{location.redacted} names no container "
+                f"({location.scheme}://container/prefix)")
+    if location.scheme not in ("s3", *AZURE_SCHEMES):
+        return (f"unsupported scheme {location.scheme}://; expected a directory path, file://, "
+                "s3:// or azure-blob://")
+    return None
+
+
+def endpoints_for(endpoint_url: str | None, source: str, dest: str
+                  ) -> tuple[str | None, str | None]:
+    """The endpoint of the source and of the destination when ``--endpoint-url`` is given
+    for a command that reads one location and writes another.
+
+    The option names the endpoint of the one remote location (or of both, when both are in
+    the same kind of store). Raises BadInput when the two are in different clouds: each then
+    gives its own endpoint in its URI (AWS_ENDPOINT=, ENDPOINT=).
+    """
+    if endpoint_url is None:
+        return None, None
+    kinds = {name: _cloud(parse_location(text)) for name, text in (("source", source),
+                                                                    ("dest", dest))}
+    remote = {kind for kind in kinds.values() if kind is not None}
+    if len(remote) > 1:
+        raise BadInput("--endpoint-url names the endpoint of one remote location, and the "
+                       "source and --dest are in different clouds: give each its own endpoint "
+                       "in its URI (AWS_ENDPOINT= for s3://, ENDPOINT= for azure-blob://)")
+    return (endpoint_url if kinds["source"] else None,
+            endpoint_url if kinds["dest"] else None)
+
+
+def _cloud(location: Location) -> str | None:
+    if location.scheme == "file":
+        return None
+    return "azure" if location.scheme in AZURE_SCHEMES else location.scheme
 
 
 def require_directory(path: Path) -> None:
@@ -113,13 +181,23 @@ def _place(location: Location, endpoint_url: str | None) -> _Place:
         real = os.path.realpath(location.path)
         return _Place(("file",), tuple(part for part in real.split("/") if part))
     endpoint = ""
-    if location.scheme == "s3":
+    scheme = location.scheme
+    if scheme == "s3":
         # Imported here: a local archive never needs boto3.
         from crdb_archive.storage.s3_config import s3_target  # noqa: PLC0415
 
         endpoint = _endpoint(s3_target(location, endpoint_url=endpoint_url).endpoint_url)
+    elif scheme in AZURE_SCHEMES:
+        from crdb_archive.storage.azure_config import (  # noqa: PLC0415
+            azure_target,
+            endpoint_origin,
+        )
+
+        # The three schemes name one service; the endpoint names the account.
+        scheme = "azure"
+        endpoint = endpoint_origin(azure_target(location, endpoint_url=endpoint_url))
     segments = tuple(part for part in location.path.split("/") if part)
-    return _Place((location.scheme, endpoint, location.host), segments)
+    return _Place((scheme, endpoint, location.host), segments)
 
 
 def _endpoint(url: str | None) -> str:

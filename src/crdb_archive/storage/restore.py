@@ -1,4 +1,4 @@
-"""Ask S3 to restore a bundle's objects from GLACIER / DEEP_ARCHIVE, and say what is pending."""
+"""Ask the store to make a bundle's archived objects readable again, and say what is pending."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ host (bucket), path (prefix) and parameter *names* may ever be shown or stored.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -106,3 +107,11 @@ def redact(text: str) -> str:
         return parse_location(text).redacted
     except ValueError:
         return "<unparseable location>"
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every known secret value replaced, and folded onto one line."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return " ".join(text.split())
