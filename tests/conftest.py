@@ -3,9 +3,9 @@
 pytest_plugins = [
     "support.mirror",
     "support.s3",
+    "support.azure",
     "support.faultproxy",
     "support.postgres",
     "support.gcs",
-    "support.azure",
     "support.storage_backends",
 ]

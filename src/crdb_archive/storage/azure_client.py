@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 import requests
 from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
-from azure.core.exceptions import AzureError
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ExponentialRetry
@@ -43,6 +42,7 @@ _KNOWN_AUTHORITIES = frozenset(host for _, host in ENVIRONMENTS.values())
 
 class _Attempts(threading.local):
     last = 0
+    total = 0
 
 
 _attempts = _Attempts()
@@ -51,6 +51,11 @@ _attempts = _Attempts()
 def last_attempts() -> int:
     """How many attempts the last request sent from this thread took (0: none sent)."""
     return _attempts.last
+
+
+def requests_sent() -> int:
+    """How many HTTP requests this thread has sent so far (every attempt counts)."""
+    return _attempts.total
 
 
 class BoundedRetry(ExponentialRetry):
@@ -74,10 +79,9 @@ class BoundedRetry(ExponentialRetry):
         _attempts.last = 0
         try:
             response: PipelineResponse[Any, Any] = super().send(request)  # type: ignore[no-untyped-call]
-        except AzureError:
+        finally:
             _attempts.last = _count(request)
-            raise
-        _attempts.last = _count(request)
+            _attempts.total += _attempts.last
         return response
 
 

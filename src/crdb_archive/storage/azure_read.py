@@ -31,7 +31,7 @@ from azure.core.exceptions import (
 )
 
 from crdb_archive.errors import ObjectNotFound, StorageError
-from crdb_archive.storage.azure_client import READ_CHUNK
+from crdb_archive.storage.azure_client import READ_CHUNK, requests_sent
 from crdb_archive.storage.azure_errors import Translator
 from crdb_archive.storage.streams import READ_BUFFER
 
@@ -89,6 +89,10 @@ def _fetch(read: BlobRead, offset: int, count: int, etag: str | None) -> _Piece 
     except (ResourceNotFoundError, ServiceRequestError) as error:
         raise read.errors.translate(error, "read", read.where) from None
     except (DecodeError, ServiceResponseError) as error:
+        raise _Broken(type(error).__name__) from None
+    except OSError as error:
+        # The SDK reads a body inside its pipeline to check its MD5, and lets the transport's
+        # own exception out when that body breaks (requests' exceptions are OSErrors).
         raise _Broken(type(error).__name__) from None
     except HttpResponseError as error:
         if error.status_code == 416 and etag is None:
@@ -173,6 +177,7 @@ class _ResumingBlob(io.RawIOBase):
         self._etag: str | None = None
         self._buffer = memoryview(b"")
         self._breaks = 0
+        self._requests = 0
 
     def readable(self) -> bool:
         return True
@@ -181,9 +186,16 @@ class _ResumingBlob(io.RawIOBase):
         """The first answer, asked again while it breaks; None past the end."""
         while True:
             try:
-                return _fetch(self._read, self._start, count, None)
+                return self._fetch(self._start, count, None)
             except _Broken as broken:
                 self._broke(broken.reason)
+
+    def _fetch(self, offset: int, count: int, etag: str | None) -> _Piece | None:
+        before = requests_sent()
+        try:
+            return _fetch(self._read, offset, count, etag)
+        finally:
+            self._requests += requests_sent() - before
 
     def begin(self, first: _Piece, end: int) -> None:
         self._etag = first.etag
@@ -211,7 +223,7 @@ class _ResumingBlob(io.RawIOBase):
         wanted = self._end - self._position
         count = min(READ_CHUNK, wanted)
         try:
-            piece = _fetch(self._read, self._position, count, self._etag)
+            piece = self._fetch(self._position, count, self._etag)
         except _Broken as broken:
             self._broke(broken.reason)
             return
@@ -224,8 +236,9 @@ class _ResumingBlob(io.RawIOBase):
         self._breaks += 1
         if self._breaks >= self._read.attempts:
             got = self._position - self._start
-            total = f"{self._end - self._start}" if self._etag is not None else "?"
+            arrived = (f"{got} of {self._end - self._start} bytes arrived"
+                       if self._etag is not None else "no byte arrived")
             raise StorageError(
                 f"cannot read {self._read.where}: the transfer broke {self._breaks} times "
-                f"({reason}); {got} of {total} bytes arrived")
+                f"in {self._requests} requests ({reason}); {arrived}")
         time.sleep(backoff(self._breaks + 1))
