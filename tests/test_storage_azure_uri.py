@@ -47,7 +47,7 @@ def test_the_three_schemes_of_cockroachdb_open_azure() -> None:
         t = target(uri)
         assert t.account_url == "https://acct.blob.core.windows.net"
         assert (t.auth, t.account_key) == ("key", KEY)
-        assert base64.b64decode(t.account_key) == RAW_KEY
+        assert base64.b64decode(KEY) == RAW_KEY
 
 
 def test_an_account_key_pasted_without_url_encoding_still_decodes() -> None:
