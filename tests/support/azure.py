@@ -96,6 +96,25 @@ class Azurite:
         with self.service() as service:
             return sorted(b.name for b in service.get_container_client(container).list_blobs())
 
+    def upload_tree(self, root: Path, prefix: str, *, container: str | None = None) -> str:
+        """Copy every file below ``root`` to ``prefix`` in a container (a new one unless
+        given), straight through the SDK; returns the location's URI."""
+        container = container or self.container()
+        with self.service() as service:
+            client = service.get_container_client(container)
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                name = f"{prefix}/{path.relative_to(root).as_posix()}"
+                client.get_blob_client(name).upload_blob(path.read_bytes(), overwrite=True)
+        return self.uri(container, prefix)
+
+    def xor_byte(self, container: str, name: str, offset: int) -> None:
+        """Flip the bits of one byte of a blob in place (never a no-op, unlike a new value)."""
+        with self.service() as service:
+            blob = service.get_container_client(container).get_blob_client(name)
+            data = bytearray(blob.download_blob().readall())
+            data[offset] ^= 0xFF
+            blob.upload_blob(bytes(data), overwrite=True)
+
     def object_bytes(self, container: str) -> Iterator[tuple[str, bytes]]:
         """Every blob's name and content, to search stored data for what must not be."""
         with self.service() as service:
