@@ -321,6 +321,20 @@ def _read_chunked(stream: socket.socket, buffer: bytearray) -> bytes:
         raw += _read_exact(stream, buffer, size + 2)
 
 
+def _dechunk(raw: bytes) -> bytes:
+    """The payload of a raw chunked body."""
+    data = bytearray()
+    rest = raw
+    while rest:
+        line, _, rest = rest.partition(b"\r\n")
+        size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            break
+        data += rest[:size]
+        rest = rest[size + 2:]
+    return bytes(data)
+
+
 def _read_message(stream: socket.socket, buffer: bytearray, *, request: bool,
                   method: str = "GET") -> _Message | None:
     head = _read_head(stream, buffer)
@@ -447,8 +461,13 @@ class _Handler(BaseRequestHandler):
         status = int(response.start.split(" ", 2)[1])
         sent = response.body[:fault.after]
         if fault.kind == "short":
+            head = response.head
+            if (response.header("Transfer-Encoding") or "").lower() == "chunked":
+                # Short and consistent: a plain body of fewer bytes than the chunks held.
+                head = _without_header(head, "Transfer-Encoding")
+                sent = _dechunk(response.body)[:fault.after]
             log(status, len(sent))
-            client.sendall(_with_header(response.head, "Content-Length", str(len(sent))) + sent)
+            client.sendall(_with_header(head, "Content-Length", str(len(sent))) + sent)
             return True
         log(status, len(sent))
         client.sendall(response.head + sent)
