@@ -4,6 +4,7 @@ pytest_plugins = [
     "support.mirror",
     "support.s3",
     "support.azure",
+    "support.azure_identity",
     "support.faultproxy",
     "support.postgres",
     "support.gcs",

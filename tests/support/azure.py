@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import closing, suppress
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote
 
@@ -134,19 +134,20 @@ def _wait_until_serving(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("Azurite did not start within 60 s")
 
 
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[Azurite]:
-    """Azurite's blob service on a free port of 127.0.0.1, for the whole session."""
+@contextmanager
+def running_azurite(*options: str, scheme: str = "http") -> Iterator[str]:
+    """An Azurite blob service on a free port of 127.0.0.1 with ``options`` (such as --cert,
+    --key, --oauth); yields the account's endpoint."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="azurite-") as data:
         process = subprocess.Popen(
             [str(azurite_blob()), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-             "--location", data, "--skipApiVersionCheck", "--loose", "--silent"],
+             "--location", data, "--skipApiVersionCheck", "--loose", "--silent", *options],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
             _wait_until_serving(port, process)
-            yield Azurite(f"http://127.0.0.1:{port}/{ACCOUNT}")
+            yield f"{scheme}://127.0.0.1:{port}/{ACCOUNT}"
         finally:
             process.terminate()
             try:
@@ -156,12 +157,19 @@ def azurite() -> Iterator[Azurite]:
                 process.wait()
 
 
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Azurite's blob service on a free port of 127.0.0.1, for the whole session."""
+    with running_azurite() as endpoint:
+        yield Azurite(endpoint)
+
+
 @pytest.fixture
 def azure_env(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Azurite:
     """Nothing of the machine's own Azure configuration reaches the tests."""
     for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID",
                  "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT",
                  "AZURE_STORAGE_KEY", "AZURE_FEDERATED_TOKEN_FILE", "IDENTITY_ENDPOINT",
-                 "MSI_ENDPOINT"):
+                 "MSI_ENDPOINT", "AZURE_AUTHORITY_HOST", "AZURE_MAX_ATTEMPTS"):
         monkeypatch.delenv(name, raising=False)
     return azurite

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
+from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ExponentialRetry
@@ -69,6 +70,14 @@ class BoundedRetry(ExponentialRetry):
     def get_backoff_time(self, settings: dict[str, Any]) -> float:
         count = int(settings.get("count", 0))
         return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * (2 ** count)))  # noqa: S311 - jitter, not a secret
+
+    def increment(self, settings: dict[str, Any], request: Any, response: Any = None,
+                  error: AzureError | None = None) -> bool:
+        # A credential refused by the token issuer stays refused: azure-identity has retried
+        # its own requests already.
+        if isinstance(error, ClientAuthenticationError):
+            return False
+        return bool(super().increment(settings, request, response, error))
 
     def configure_retries(self, request: PipelineRequest[Any]) -> dict[str, Any]:
         settings = super().configure_retries(request)

@@ -45,7 +45,7 @@ _IMMUTABLE = frozenset({
     "BlobImmutableDueToPolicy", "BlobImmutableDueToLegalHold", "ImmutabilityPolicyInvalid",
 })
 _UNAVAILABLE = frozenset({"ServerBusy", "InternalError", "OperationTimedOut"})
-_AADSTS = re.compile(r"\bAADSTS\d{4,6}\b")
+_AADSTS = re.compile(r"\bAADSTS\d{4,9}\b")
 
 
 def error_code(error: HttpResponseError) -> str:
