@@ -1,8 +1,10 @@
 """Locations given as paths or URIs, and the removal of secrets from them.
 
 Users paste the URI they gave CockroachDB's ``BACKUP INTO``; such URIs carry credentials as
-query parameters (``AWS_SECRET_ACCESS_KEY=...``, ``AWS_SESSION_TOKEN=...``). Only the scheme,
-host (bucket), path (prefix) and parameter *names* may ever be shown or stored.
+query parameters (``AWS_SECRET_ACCESS_KEY=...``, ``AWS_SESSION_TOKEN=...``,
+``AZURE_ACCOUNT_KEY=...``, ``AZURE_CLIENT_SECRET=...``). Every parameter's value is treated as
+secret: only the scheme, host (bucket or container), path (prefix) and parameter *names* may
+ever be shown or stored.
 """
 
 from __future__ import annotations
