@@ -329,6 +329,6 @@ def test_an_interrupted_upload_leaves_no_complete_looking_bundle(
     if fmt == "tar":
         assert keys == []
     else:
-        # The tag manifest, written last, never is; what was begun was removed again.
+        # Payload blobs finished as it stopped may remain (the next run clears them); the tag
+        # manifest, written last, never does.
         assert not any(k.endswith("tagmanifest-sha256.txt") for k in keys)
-        assert keys == []
