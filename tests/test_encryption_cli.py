@@ -181,7 +181,7 @@ def test_archive_with_a_passphrase_without_version(
                    "--encryption-passphrase-file", str(passphrase_file))
     assert done["version"] == RELEASE
     # Named like any readable backup: cluster, end time, version (not enc<digest>).
-    assert str(done["name"]) == f"crdb-5f0e3c1a-20230602T09325793Z-{RELEASE}"
+    assert str(done["name"]) == f"crdb-5f0e3c1a-20230602T093257.93Z-{RELEASE}"
     bundle = Path(str(done["bundle"]))
     if fmt == "tar":
         subprocess.run(["tar", "xf", str(bundle), "-C", str(tmp_path)], check=True)

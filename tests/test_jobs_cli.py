@@ -81,7 +81,7 @@ def test_human_output(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     lines = result.out.splitlines()
     assert lines[0] == (f"plan: 1 to archive, 0 already archived, 0 skipped; "
                         f"{job_env['CRDB_BACKUPS']} -> {job_env['CRDB_BUNDLES']}")
-    assert re.match(r"archived crdb-5f0e3c1a-20241215T00000000Z-v24\.3\.1: CockroachDB "
+    assert re.match(r"archived crdb-5f0e3c1a-20241215T000000Z-v24\.3\.1: CockroachDB "
                     r"v24\.3\.1, \d+ files, \d+ bytes", lines[1])
     assert lines[2].endswith("(blake3): OK")
     assert lines[3] == "retention: keep 1, delete 0 of 1"

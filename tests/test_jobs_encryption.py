@@ -25,7 +25,7 @@ from support.s3 import MotoS3
 NOW = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
 RELEASE = "v24.3.1"
 FULLS = [dt.datetime(2024, 12, day, tzinfo=dt.UTC) for day in (1, 8)]
-NAMES = [f"crdb-5f0e3c1a-202412{day}T00000000Z-{RELEASE}" for day in ("01", "08")]
+NAMES = [f"crdb-5f0e3c1a-202412{day}T000000Z-{RELEASE}" for day in ("01", "08")]
 KMS_SECRET = "jobKmsS3cret-7f3e"
 
 

@@ -29,7 +29,7 @@ from support.faultproxy import FaultProxy, stall
 from support.mirror import MirrorServer, stall_after
 from support.s3 import MotoS3
 
-V24_3 = [f"crdb-5f0e3c1a-202412{day}T00000000Z-v24.3.1" for day in ("01", "08", "15")]
+V24_3 = [f"crdb-5f0e3c1a-202412{day}T000000Z-v24.3.1" for day in ("01", "08", "15")]
 LOCK = lock_file_name("orders")
 HOLD = 120  # seconds a stalled request is held at most: far longer than any phase needs
 

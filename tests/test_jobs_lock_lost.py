@@ -27,7 +27,7 @@ from support.faultproxy import FaultProxy, refuse, stall
 from support.mirror import MirrorServer
 from support.s3 import MotoS3
 
-V24_3 = [f"crdb-5f0e3c1a-202412{day}T00000000Z-v24.3.1" for day in ("01", "08", "15")]
+V24_3 = [f"crdb-5f0e3c1a-202412{day}T000000Z-v24.3.1" for day in ("01", "08", "15")]
 FULLS = ["2024/12/01-000000.00", "2024/12/08-000000.00", "2024/12/15-000000.00"]
 LOCK = lock_file_name("orders")
 HOLD = 120

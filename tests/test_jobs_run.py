@@ -30,7 +30,7 @@ from support.mirror import MirrorServer
 
 # The clock retention and the warnings count from: after the v24.3 fixtures' backups.
 NOW = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
-V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T00000000Z-v24.3.1" for day in ("01", "08", "15")]
+V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T000000Z-v24.3.1" for day in ("01", "08", "15")]
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,7 @@ from support.mirror import MirrorServer
 from support.s3 import MotoS3
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "archive-specs" / "examples"
-V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T00000000Z-v24.3.1" for day in ("01", "08", "15")]
+V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T000000Z-v24.3.1" for day in ("01", "08", "15")]
 FULLS = ["2024/12/01-000000.00", "2024/12/08-000000.00", "2024/12/15-000000.00"]
 
 
@@ -94,15 +94,19 @@ def test_weekly_deep_archive_example_runs_as_it_is(
     assert first.code == 0, first.out + first.err
     events = events_of(first.out)
     plan = next(e for e in events if e["event"] == "plan")
-    # Three full backups, all in December 2024: keep_monthly and keep_yearly keep the newest.
+    # Three full backups, all in December 2024. The newest one's chain is still open
+    # (incrementals = "closed"); of the two closed ones, keep_monthly and keep_yearly keep the
+    # newer, archived once with its whole chain.
+    assert plan["open_chains"] == ["2024/12/15-000000.00"]
     to_archive = plan["to_archive"]
     assert isinstance(to_archive, list)
     assert len(to_archive) == 1
     name = str(to_archive[0])
-    assert name.startswith(f"{V24_3_BUNDLES[2]}-inc")  # with_incrementals names the newest
-    skipped = plan["skipped"]
-    assert isinstance(skipped, list)
-    assert [s.split("-inc")[0] for s in skipped] == V24_3_BUNDLES[:2]
+    assert name == f"{V24_3_BUNDLES[1]}-inc3-20241208T180000Z"
+    assert plan["skipped"] == [f"{V24_3_BUNDLES[0]}-inc3-20241201T180000Z"]
+    lock = plan["object_lock"]
+    assert isinstance(lock, dict)
+    assert (lock["mode"], lock["bundles"]) == ("COMPLIANCE", 1)
     written = next(e for e in events if e["event"] == "archive")
     assert (written["created"], written["location"]) == (True, f"s3://{bucket}/orders/{name}.tar")
     # DEEP_ARCHIVE cannot be read back without a restore (moto refuses GetObject as S3 does):

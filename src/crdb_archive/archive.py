@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from crdb_archive.binaries import (
 from crdb_archive.binaries.platforms import check_platform, resolve_release
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.model import render, schema_problems
+from crdb_archive.bundle.naming import backup_bundle_names
 from crdb_archive.bundle.publish import (
     BundleStaging,
     bundle_exists,
@@ -56,12 +56,12 @@ from crdb_archive.errors import (
     NetworkError,
     VersionConflict,
 )
-from crdb_archive.hashing import digest_stream
 from crdb_archive.progress import ProgressCallback, no_progress
-from crdb_archive.sources import KindChoice, recognise_source
+from crdb_archive.sources import KindChoice, recognise_source, recorded_source
 from crdb_archive.storage.base import LockMode, Storage, WriteOptions, open_storage
 from crdb_archive.storage.places import check_destination_location, overlap_problem
 from crdb_archive.storage.uri import parse_location, redact
+from crdb_archive.times import utc_iso
 from crdb_archive.versions import VersionSpec, release_index
 
 if TYPE_CHECKING:
@@ -226,15 +226,19 @@ def archive_backup(
     with inspect_backup(request.source, subdir=request.subdir,
                         endpoint_url=request.source_endpoint_url, keys=request.keys) as backup:
         version = _settle_version(backup, request)
-        name = request.name or bundle_name(backup, version.release, request.with_incrementals)
+        names = backup_bundle_names(backup, version.release, request.with_incrementals)
+        name = request.name or names.current
         if not layout.is_valid_name(name):
             raise BadInput(f"bundle name {name!r} is not a portable file name "
                            "(letters, digits, '._+-', no leading dot)")
         release = resolve_release(version.release)
         for platform in request.platforms:
             check_platform(release, platform)
-        job = _Archiving(request, backup, version, name, backup.location, started,
+        job = _Archiving(request, backup, version, name, recorded_source(backup.location),
+                         started,
                          progress, guard or unguarded)
+        if request.name is None:
+            job.earlier_names = (names.legacy,)
         # Not created yet: the staging area makes what it needs, and removes it on failure.
         with open_storage(str(request.dest), endpoint_url=request.dest_endpoint_url) as storage:
             if options is not None:
@@ -253,6 +257,8 @@ class _Archiving:
         self.backup = backup
         self.version = version
         self.name = name
+        # Names earlier versions gave this bundle: found there, it is not written again.
+        self.earlier_names: tuple[str, ...] = ()
         self.source = source
         self.started = started
         self.progress = progress
@@ -265,8 +271,10 @@ class _Archiving:
 
     def to_storage(self, storage: Storage, options: WriteOptions | None) -> ArchiveResult:
         fmt = self.request.format
-        if bundle_exists(storage, self.name, fmt):
-            return self._existing(open_bundle_in(storage, bundle_key(self.name, fmt)))
+        for name in (self.name, *self.earlier_names):
+            if bundle_exists(storage, name, fmt):
+                self.name = name
+                return self._existing(open_bundle_in(storage, bundle_key(name, fmt)))
         self.warnings += clear_incomplete(storage, self.name, fmt, guard=self.guard)
         with BundleStaging(storage, self.name, fmt) as staging:
             return self._make(staging.scratch, lambda payload, info, describe: staging.write(
@@ -481,12 +489,6 @@ def _open_read(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 def _description(
     name: str,
     source: str,
@@ -532,7 +534,7 @@ def _description(
         "format_version": layout.FORMAT_VERSION,
         "kind": "backup",
         "name": name,
-        "created": _iso(dt.datetime.now(dt.UTC)),
+        "created": utc_iso(dt.datetime.now(dt.UTC)),
         "software": f"crdb-archive {__version__}",
         "backup": {
             "source": source,
@@ -545,8 +547,8 @@ def _description(
             "encryption": backup.encryption.to_json(),
             "build_tag": manifest.build_tag,
             "cluster_version": manifest.cluster_version,
-            "start_time": _iso(manifest.start_time),
-            "end_time": _iso(manifest.end_time),
+            "start_time": utc_iso(manifest.start_time),
+            "end_time": utc_iso(manifest.end_time),
             "cluster_id": manifest.cluster_id,
             "node_id": manifest.node_id,
             "files": files,
@@ -587,7 +589,7 @@ def _bag_info(
     if backup.subdir:
         info.append(("Backup-Subdir", backup.subdir))
     if manifest.end_time is not None:
-        info.append(("Backup-End-Time", _iso(manifest.end_time) or ""))
+        info.append(("Backup-End-Time", utc_iso(manifest.end_time) or ""))
     if manifest.cluster_id:
         info.append(("CockroachDB-Cluster-ID", manifest.cluster_id))
     if manifest.encrypted:
@@ -596,34 +598,3 @@ def _bag_info(
     return info
 
 
-# --- naming ---------------------------------------------------------------------------------------
-
-
-def bundle_name(backup: BackupInfo, release: str, with_incrementals: bool = False) -> str:
-    """A name that the same backup always gets: cluster, end time, version.
-
-    ``crdb-<cluster id prefix>-<end time UTC>-<release>``; an encrypted backup whose manifest
-    was not read with its key is named from its subdirectory or the digest of its manifest
-    file. With incrementals, the newest incremental is part of the name so a longer chain is a
-    new bundle.
-    """
-    manifest = backup.manifest
-    if manifest.cluster_id:
-        who = manifest.cluster_id.replace("-", "")[:8]
-    else:
-        with backup.storage.open_read(manifest.file) as stream:
-            who = f"enc{digest_stream(stream, task='name').sha256[:8]}"
-    if manifest.end_time is not None:
-        when = manifest.end_time.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S") + (
-            f"{manifest.end_time.microsecond // 10000:02d}Z")
-    elif backup.subdir:
-        when = re.sub(r"[^0-9A-Za-z.]+", "", backup.subdir).replace(".", "")
-    else:
-        when = "undated"
-    name = f"crdb-{who}-{when}-{release}"
-    if with_incrementals and backup.incrementals:
-        # The newest incremental's own end, "<YYYYMMDD>/<HHMMSS.ss>[-...]" -> "YYYYMMDDHHMMSS".
-        *_, day, leaf = ["", *backup.incrementals[-1].split("/")]
-        last = re.sub(r"[^0-9]+", "", day + leaf.split("-", 1)[0])[:14]
-        name += f"-inc{len(backup.incrementals)}-{last}"
-    return name

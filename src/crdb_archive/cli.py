@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from crdb_archive import __version__, ui
+from crdb_archive.text import count
 
 # Usage errors come from the click that typer runs on: its own copy in recent releases.
 try:
@@ -813,8 +814,15 @@ def _job_event(event: JobEvent, json_output: bool) -> None:
 def _job_text(kind: str, e: dict[str, Any]) -> str | None:
     if kind == "plan":
         verb = "would archive" if e["dry_run"] else "to archive"
-        return (f"plan: {len(e['to_archive'])} {verb}, {len(e['archived'])} already archived, "
-                f"{len(e['skipped'])} skipped; {e['source']} -> {e['destination']}")
+        text = (f"plan: {len(e['to_archive'])} {verb}, {len(e['archived'])} already archived, "
+                f"{len(e['skipped']) + len(e.get('open_chains', []))} skipped; {e['source']} -> "
+                f"{e['destination']}")
+        lock = e.get("object_lock")
+        if lock and lock["bundles"]:
+            lock_verb = "would lock" if e["dry_run"] else "locks"
+            text += (f"\nplan: {lock_verb} {count(lock['bundles'], 'new bundle')} in "
+                     f"{lock['mode']} mode until {lock['retain_until']}")
+        return text
     if kind == "skip":
         return f"skip {e['bundle'] or e['backup']}: {e['reason']}"
     if kind == "archive":

@@ -7,22 +7,46 @@ their files. Nothing is read but the listing, which stops as soon as both kinds 
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, unquote, urlsplit
 
 from crdb_archive.backup import MANIFEST_NAMES
 from crdb_archive.backup.layout import LATEST, LATEST_HISTORY
 from crdb_archive.errors import UnrecognisedSource
 from crdb_archive.export.names import parse_data_file, parse_export_file, parse_resolved_file
 from crdb_archive.storage.base import open_storage
-from crdb_archive.storage.uri import parse_location
+from crdb_archive.storage.uri import parse_location, redact
 
 SourceKind = Literal["backup", "export"]
 KindChoice = Literal["auto", "backup", "export"]
 KIND_CHOICES: tuple[KindChoice, ...] = ("auto", "backup", "export")
 
 _SAMPLES = 3
+
+
+def recorded_source(location: str) -> str:
+    """A source as a bundle records it: ``file://<host>/<absolute path>`` for a local path,
+    so that an auditor knows whose disk it was; the URI without its secrets otherwise."""
+    parsed = parse_location(location)
+    if parsed.scheme != "file":
+        return parsed.redacted
+    absolute = os.path.normpath(Path(parsed.path).absolute())
+    return f"file://{socket.gethostname()}{quote(absolute)}"
+
+
+def source_key(recorded: str) -> str:
+    """What makes two recorded sources one: the absolute path of a local source, whichever
+    host recorded it (a job run from a new container must know its bundles), and earlier
+    versions' records (a bare path) alike; the URI without its secrets otherwise."""
+    if recorded.startswith("file://"):
+        return os.path.normpath(unquote(urlsplit(recorded).path))
+    if recorded.startswith("/"):
+        return os.path.normpath(recorded)
+    return redact(recorded)
 
 
 @dataclass

@@ -40,6 +40,7 @@ from crdb_archive.backup.unlock import (
 from crdb_archive.errors import InvalidVersion, NotABackup, UnknownVersion
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import Storage
+from crdb_archive.times import utc_iso
 from crdb_archive.versions import Major, release_index
 
 ENCRYPTED_WARNING = (
@@ -152,9 +153,7 @@ class BackupInfo:
 
 def rfc3339(value: dt.datetime | None) -> str | None:
     """UTC, microseconds always written: ``2023-06-02T09:32:57.930000Z``."""
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_iso(value, timespec="microseconds")
 
 
 def inspect_backup(

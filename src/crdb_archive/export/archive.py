@@ -53,6 +53,7 @@ from crdb_archive.export.snapshot import Snapshot, build_snapshot
 from crdb_archive.export.snapshot_description import describe_snapshot
 from crdb_archive.export.source_files import ExportSource, open_export_source
 from crdb_archive.progress import ProgressCallback, no_progress
+from crdb_archive.sources import recorded_source, source_key
 from crdb_archive.storage.base import Storage, WriteOptions, open_storage
 
 SCHEMA_LIMIT = 64 << 20  # a schema file larger than this is not SHOW CREATE output
@@ -172,7 +173,7 @@ def plan_export_bundle(source: str, *, as_of: str = "latest", allow_gaps: bool =
         scan = scan_export(opened.listing, None, opened.open_small, allow_gaps=allow_gaps)
         plan = plan_snapshot(scan, as_of)
         name = export_bundle_name(opened, scan, plan)
-        return PlannedExport(name, opened.identity, plan.as_of,
+        return PlannedExport(name, recorded_source(opened.identity), plan.as_of,
                              _wall_time(_snapshot_time(opened, scan, plan)))
 
 
@@ -302,7 +303,8 @@ class _ExportArchiving:
         postgresql = scratch / "postgresql.sql"
         postgresql.write_text(ddl.script(), encoding="utf-8")
         description = describe_snapshot(
-            name=self.name, source=self.source.identity, scan=self.scan, plan=self.plan,
+            name=self.name, source=recorded_source(self.source.identity), scan=self.scan,
+            plan=self.plan,
             snapshot=snapshot, schema=restricted, ddl_notes=ddl.notes,
             warnings=self.warnings)
         raw_files = [item.path for item in self.source.payload()]
@@ -336,8 +338,8 @@ class _ExportArchiving:
         export = recorded.get("export") or {}
         as_of = (export.get("as_of") or {}).get("hlc")
         wanted = self.plan.as_of.decimal() if self.plan.as_of else None
-        if recorded.get("kind") != "export" or export.get("source") != self.source.identity \
-                or as_of != wanted:
+        same_source = source_key(str(export.get("source"))) == source_key(self.source.identity)
+        if recorded.get("kind") != "export" or not same_source or as_of != wanted:
             raise DamagedBundle(
                 f"bundle {reader.display} already exists and holds another snapshot "
                 f"({export.get('source', 'not an export')} as of {as_of}); choose another "

@@ -15,6 +15,7 @@ from crdb_archive.export.model import Schema, snapshot_csv_path, snapshot_parque
 from crdb_archive.export.plan import SnapshotPlan
 from crdb_archive.export.scan import ExportScan
 from crdb_archive.export.snapshot import Snapshot
+from crdb_archive.times import utc_iso
 
 
 def describe_snapshot(*, name: str, source: str, scan: ExportScan, plan: SnapshotPlan,
@@ -38,7 +39,7 @@ def describe_snapshot(*, name: str, source: str, scan: ExportScan, plan: Snapsho
     notes = tuple(n for n in ddl_notes if n not in table_notes)
     return ExportDescription(
         name=name,
-        created=dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        created=utc_iso(dt.datetime.now(dt.UTC)),
         source=source,
         source_kind=scan.kind,
         format=scan.format,

@@ -44,6 +44,7 @@ from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import ObjectInfo, Prefix, Storage, WriteOptions, open_storage
 from crdb_archive.storage.places import check_destination_location
 from crdb_archive.storage.uri import parse_location
+from crdb_archive.times import utc_iso
 
 INDEX_DIR = ".crdb-archive-index"
 DELETING_PREFIX = ".deleting-"
@@ -239,9 +240,9 @@ class Destination:
             "bundle": bundle.name,
             "form": "tar",
             "source": bundle.source,
-            "time": _iso(bundle.time),
+            "time": utc_iso(bundle.time),
             "version": bundle.version,
-            "created": _iso(bundle.created),
+            "created": utc_iso(bundle.created),
             "recorded_by": f"crdb-archive {__version__}",
         }
         # The record lives exactly as long as its tar may: same lock, same date.
@@ -295,7 +296,7 @@ class Destination:
         now = dt.datetime.now(dt.UTC)
         if bundle.locked(now):
             raise StorageError(f"{bundle.location} is under Object Lock retention until "
-                               f"{_iso(bundle.retain_until)}; not deleted")
+                               f"{utc_iso(bundle.retain_until)}; not deleted")
         if bundle.form == "tar":
             # The tar first: a record without its tar is cleared later, never the reverse.
             self.storage.delete(bundle_key(bundle.name, "tar"))
@@ -402,7 +403,4 @@ def _parse_record(content: bytes) -> dict[str, Any] | None:
         return None
     return record if isinstance(record, dict) else None
 
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(dt.UTC).isoformat() if value is not None else None
 

@@ -38,6 +38,7 @@ from crdb_archive.errors import (
     StorageError,
 )
 from crdb_archive.storage.base import Storage, Versioned
+from crdb_archive.times import utc_iso
 
 LOCK_PREFIX = ".crdb-archive-job-"
 LOCK_SUFFIX = ".lock"
@@ -190,7 +191,7 @@ class JobLock:
                     not self._holder_gone(holder):
                 raise JobAlreadyRunning(
                     f"job {self.job} is already running ({holder.describe()}; the lock expires "
-                    f"{_iso(expires)} unless renewed); lock {self.display}")
+                    f"{_stamp(expires)} unless renewed); lock {self.display}")
             # Released, expired, its holder gone, or not a record this tool wrote.
             if self._write(current.version):
                 self._taken_over = holder
@@ -300,8 +301,8 @@ class JobLock:
             "owner": self.owner,
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "started": _iso(self._started),
-            "expires": _iso(expires),
+            "started": _stamp(self._started),
+            "expires": _stamp(expires),
         }
         return (json.dumps(record) + "\n").encode()
 
@@ -320,7 +321,7 @@ class JobLock:
             current = self._read()
             if current is None or _record(current.content).get("owner") != self.owner:
                 return False
-            if _record(current.content).get("expires") != _iso(expires):
+            if _record(current.content).get("expires") != _stamp(expires):
                 return False  # our older record, left by a write whose answer was lost
             self._version = current.version
             self._expires = expires
@@ -357,5 +358,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).isoformat(timespec="seconds")
+def _stamp(when: dt.datetime) -> str:
+    # Whole seconds: the record is compared as text when it is renewed.
+    return utc_iso(when, timespec="seconds")

@@ -9,17 +9,16 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from crdb_archive.archive import bundle_name
 from crdb_archive.backup import BackupInfo, inspect_backup
 from crdb_archive.backup.layout import classify, read_collection, subdir_end_time
 from crdb_archive.backup.source import open_source
 from crdb_archive.backup.tree import open_tree
+from crdb_archive.bundle.naming import backup_bundle_names
 from crdb_archive.errors import BadInput, CrdbArchiveError
 from crdb_archive.export.archive import plan_export_bundle
 from crdb_archive.jobs.spec import JobSpec
-from crdb_archive.sources import SourceKind, shows_export
+from crdb_archive.sources import SourceKind, recorded_source, shows_export
 from crdb_archive.storage.base import Storage
-from crdb_archive.storage.uri import redact
 from crdb_archive.versions import release_index
 
 
@@ -34,6 +33,13 @@ class Candidate:
     name: str | None
     time: dt.datetime | None
     release: str | None
+    # The name earlier versions gave this backup's bundle: a bundle under it is this one.
+    legacy_name: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name under which this backup's bundle may already exist."""
+        return tuple(n for n in (self.name, self.legacy_name) if n is not None)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,9 @@ class Selection:
     # ``export.source``), once it could be read: how the job recognises its own bundles.
     source: str | None = None
     kind: SourceKind = "backup"
+    # Full backups left for a later run: their incremental chain is still open (the newest
+    # full backup of a collection, under incrementals = "closed").
+    open_chains: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -84,12 +93,14 @@ def select_backups(spec: JobSpec) -> Selection:
 
 def _select(spec: JobSpec, storage: Storage) -> Selection:
     selection = Selection()
-    if spec.backups == "all":
+    if spec.incrementals == "closed":
+        subdirs, selection.open_chains = _closed_chains(spec, storage)
+    elif spec.backups == "all":
         # One listing of the source to find the full backups; each is then inspected alone,
         # so that a damaged one does not hide the others.
         tree = open_tree(storage)
         if classify(tree) == "collection":
-            subdirs: list[str | None] = [b.subdir for b in read_collection(tree).full_backups]
+            subdirs = [b.subdir for b in read_collection(tree).full_backups]
             if not subdirs:
                 raise BadInput(f"{spec.source_display} is a collection without any full "
                                "backup")
@@ -103,10 +114,38 @@ def _select(spec: JobSpec, storage: Storage) -> Selection:
         try:
             with inspect_backup(storage, subdir=subdir, keys=spec.keys) as info:
                 selection.candidates.append(_candidate(spec, info))
-                selection.source = selection.source or redact(info.location)
+                selection.source = selection.source or recorded_source(info.location)
         except CrdbArchiveError as error:
             selection.unreadable.append(Unreadable(subdir or spec.source_display, error))
     return selection
+
+
+def _closed_chains(spec: JobSpec, storage: Storage) -> tuple[list[str | None], list[str]]:
+    """The full backups whose incremental chain is closed, and those still open.
+
+    BACKUP INTO LATEST adds incrementals to the newest full backup only, so a chain is closed
+    once a newer full backup exists: archived then, its bundle never needs replacing (what a
+    destination under Object Lock needs). Raises BadInput for a source that is not a
+    collection, which has no next full backup to close a chain.
+    """
+    tree = open_tree(storage)
+    if classify(tree) != "collection":
+        raise BadInput(f"{spec.source_display} is a single backup: incrementals = \"closed\" "
+                       "needs a collection (BACKUP INTO), where the next full backup closes "
+                       "a chain")
+    fulls = [b.subdir for b in read_collection(tree).full_backups]
+    if not fulls:
+        raise BadInput(f"{spec.source_display} is a collection without any full backup")
+    closed, open_ = fulls[:-1], fulls[-1:]
+    if spec.backups == "all":
+        chosen = closed
+    elif spec.backups == "latest":
+        chosen = closed[-1:]
+    elif spec.backups in open_:
+        chosen = []
+    else:  # a closed chain, or a subdirectory that inspecting it will say is not there
+        chosen, open_ = [spec.backups], []
+    return list[str | None](chosen), open_
 
 
 def _select_export(spec: JobSpec) -> Selection:
@@ -134,14 +173,15 @@ def _candidate(spec: JobSpec, info: BackupInfo) -> Candidate:
             release = release_index().parse(info.manifest.build_tag).release_name
         except CrdbArchiveError:
             release = None  # archive_backup says what is wrong with it
-    name = bundle_name(info, release, spec.with_incrementals) if release else None
+    names = backup_bundle_names(info, release, spec.with_incrementals) if release else None
     time = info.manifest.end_time
     if time is None and info.subdir:
         time = subdir_end_time(info.subdir)
     return Candidate(
         label=info.subdir or spec.source_display,
         subdir=info.subdir if info.kind == "collection" else None,
-        name=name,
+        name=names.current if names else None,
+        legacy_name=names.legacy if names else None,
         time=time.astimezone(dt.UTC) if time else None,
         release=release,
     )

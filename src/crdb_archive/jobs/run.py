@@ -41,8 +41,9 @@ from crdb_archive.jobs.plan import Candidate, advisories, select_backups
 from crdb_archive.jobs.retention import Decision, RetentionItem, decide
 from crdb_archive.jobs.spec import JobSpec
 from crdb_archive.progress import ProgressCallback, no_progress
-from crdb_archive.sources import SourceKind
+from crdb_archive.sources import SourceKind, source_key
 from crdb_archive.storage.base import WriteOptions
+from crdb_archive.times import utc_iso
 
 # Retention items of backups not archived yet; stored bundles are keyed by their location.
 _PLANNED = "planned:"
@@ -251,9 +252,16 @@ class _Run:
                 self.warn("incomplete_bundle", f"{name} in {destination.display} is "
                           "incomplete (an interrupted upload, or one in progress): it is left "
                           "alone; delete it once no upload is running", bundle=name)
-        archived = [(c, names[c.name]) for c in candidates
-                    if c.name is not None and c.name in names]
-        pending = [c for c in candidates if c.name not in names]
+        # A bundle found under any of a candidate's names (this version's, or the one an
+        # earlier version gave it) is that backup's: it is never archived a second time.
+        archived: list[tuple[Candidate, StoredBundle]] = []
+        pending: list[Candidate] = []
+        for candidate in candidates:
+            found = next((names[n] for n in candidate.names if n in names), None)
+            if found is None:
+                pending.append(candidate)
+            else:
+                archived.append((candidate, found))
         planned = self._planned_retention(self._mine(existing), pending)
         # With backups = "all", a backup the rules would not keep would be archived and
         # deleted again on every run: it is not archived at all.
@@ -268,8 +276,17 @@ class _Run:
             to_archive=[c.name or c.label for c in to_archive],
             archived=[b.name for _, b in archived],
             skipped=[c.name or c.label for i, c in enumerate(pending) if i in skipped],
+            open_chains=selection.open_chains,
             to_delete=[d.item.name for d in stored if not d.keep],
+            **self._locks(len(to_archive)),
         )
+        for subdir in selection.open_chains:
+            reason = ("its incremental chain is still open: it is archived once the next full "
+                      "backup closes it (incrementals = \"closed\")")
+            self.emit("skip", backup=subdir, bundle=None, reason=reason)
+            if self.spec.backups not in ("all", "latest"):
+                self.warn("skipped", f"backup {subdir} is not archived yet: {reason}",
+                          backup=subdir)
         for i in sorted(skipped):
             reason = "the retention rules would delete its bundle at once"
             self.emit("skip", backup=pending[i].label, bundle=pending[i].name, reason=reason)
@@ -289,9 +306,22 @@ class _Run:
             self._archive(destination, candidate)
         self._retention(destination)
 
+    def _locks(self, bundles: int) -> dict[str, Any]:
+        """What the plan locks: how many new bundles, in which mode, until when."""
+        options = self.write_options()
+        if options is None or options.lock_mode is None or options.retain_until is None:
+            return {}
+        return {"object_lock": {"mode": options.lock_mode, "bundles": bundles,
+                                "retain_until": utc_iso(options.retain_until,
+                                                        timespec="seconds")}}
+
     def _mine(self, bundles: list[StoredBundle]) -> list[StoredBundle]:
         """This job's bundles: those whose description names this job's source."""
-        return [b for b in bundles if b.problem is None and b.source == self.source]
+        # Compared by source_key: the host that recorded a local source, or the way an earlier
+        # version wrote it down, does not make it another source.
+        ours = source_key(self.source)
+        return [b for b in bundles
+                if b.problem is None and b.source is not None and source_key(b.source) == ours]
 
     def _planned_retention(
         self, mine: list[StoredBundle], pending: list[Candidate]
@@ -466,7 +496,7 @@ class _Run:
             bundle = bundles[decision.item.key]
             if decision.keep:
                 self.emit("keep", bundle=bundle.name, location=bundle.location,
-                          time=_iso(bundle.time), reasons=list(decision.reasons))
+                          time=utc_iso(bundle.time), reasons=list(decision.reasons))
                 continue
             if bundle.locked(self.now):  # decide() keeps these; a second guard costs nothing
                 continue
@@ -479,8 +509,5 @@ class _Run:
                     continue
                 self.report.deleted.append(bundle.name)
             self.emit("delete", bundle=bundle.name, location=bundle.location,
-                      time=_iso(bundle.time), dry_run=destination is None)
+                      time=utc_iso(bundle.time), dry_run=destination is None)
 
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None

@@ -33,6 +33,8 @@ from crdb_archive.storage.places import location_problem, overlap_problem, stora
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import release_index
 
+IncrementalPolicy = Literal["none", "growing", "closed"]
+
 DEFAULT_BINARY_REMOVAL_DAYS = 180
 
 LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
@@ -42,7 +44,7 @@ _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Every section and the keys it may hold; anything else is a mistake worth naming.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "job": ("name",),
-    "source": ("uri", "endpoint_url", "kind", "backups", "with_incrementals",
+    "source": ("uri", "endpoint_url", "kind", "backups", "incrementals", "with_incrementals",
                "encryption_passphrase_file", "kms", "schema", "as_of", "allow_gaps", "table"),
     "version": ("release", "force"),
     "binaries": ("platforms", "mirror", "cache_dir"),
@@ -100,7 +102,10 @@ class JobSpec:
     source_endpoint_url: str | None
     kind: KindChoice  # auto, backup, or export (changefeed or EXPORT output)
     backups: str  # "latest", "all", or a full backup's subdirectory
-    with_incrementals: bool
+    # Which incremental backups go with a full one: none; the chain as it stands, a new bundle
+    # each time it grows ("growing"); or the chain once it is closed by the next full backup,
+    # one bundle for good ("closed": what a destination under Object Lock wants).
+    incrementals: IncrementalPolicy
     release: str | None  # None: read it from each backup
     force_version: bool
     platforms: tuple[str, ...]
@@ -120,6 +125,10 @@ class JobSpec:
     export: ExportSpec | None = None  # exports: the schema file and the snapshot wanted
 
     @property
+    def with_incrementals(self) -> bool:
+        return self.incrementals != "none"
+
+    @property
     def destination_scheme(self) -> str:
         return parse_location(self.destination).scheme
 
@@ -131,7 +140,7 @@ class JobSpec:
             "source_endpoint_url": self.source_endpoint_url,
             "kind": self.kind,
             "backups": self.backups,
-            "with_incrementals": self.with_incrementals,
+            "incrementals": self.incrementals,
             "release": self.release or "auto",
             "platforms": list(self.platforms),
             "destination": self.destination_display,
@@ -211,7 +220,7 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
         except CrdbArchiveError:
             source.problem("backups", f"{backups!r} is neither latest, all, nor a full "
                            "backup's subdirectory like 2024/12/15-000000.00")
-    with_incrementals = source.boolean("with_incrementals", default=False)
+    incrementals = _incrementals(source)
     keys = _encryption_keys(source, base)
     kind_text = source.choice("kind", KIND_CHOICES, default="auto") or "auto"
     kind: KindChoice = next((k for k in KIND_CHOICES if k == kind_text), "auto")
@@ -222,7 +231,8 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
             if isinstance(data.get(section), dict) and data[section]:
                 problems.append(f"{section}: applies to backups, not to source.kind = "
                                 "\"export\"")
-        for key in ("backups", "with_incrementals", "encryption_passphrase_file", "kms"):
+        for key in ("backups", "incrementals", "with_incrementals",
+                    "encryption_passphrase_file", "kms"):
             if key in source.values:
                 source.problem(key, "applies to backups, not to source.kind = \"export\"")
 
@@ -273,7 +283,7 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
         source_endpoint_url=source_endpoint,
         kind=kind,
         backups=backups,
-        with_incrementals=with_incrementals,
+        incrementals=incrementals,
         release=release,
         force_version=force,
         platforms=platforms,
@@ -293,6 +303,21 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
 
 
 # --- keys that need more than a type check ----------------------------------------------------
+
+
+INCREMENTAL_POLICIES: tuple[IncrementalPolicy, ...] = ("none", "growing", "closed")
+
+
+def _incrementals(source: SpecTable) -> IncrementalPolicy:
+    """source.incrementals, or the older source.with_incrementals (true meaning "growing")."""
+    if "incrementals" in source.values and "with_incrementals" in source.values:
+        source.problem("with_incrementals", "give incrementals alone (with_incrementals = "
+                       "true is the older spelling of incrementals = \"growing\")")
+        return "none"
+    if "with_incrementals" in source.values:
+        return "growing" if source.boolean("with_incrementals", default=False) else "none"
+    text = source.choice("incrementals", INCREMENTAL_POLICIES, default="none") or "none"
+    return next((p for p in INCREMENTAL_POLICIES if p == text), "none")
 
 
 def _location(table: SpecTable, key: str, base: Path) -> str | None:

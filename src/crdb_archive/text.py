@@ -1,0 +1,24 @@
+"""Numbers as people read them: counted nouns and sizes."""
+
+from __future__ import annotations
+
+_UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def count(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 bundle``, ``2 bundles``; ``plural`` for nouns that do not just take an s."""
+    word = noun if number == 1 else (plural or f"{noun}s")
+    return f"{number:,} {word}"
+
+
+def size(octets: int) -> str:
+    """``573 MiB``: binary units, three significant digits; exact below 1 KiB."""
+    if octets < 1024:
+        return count(octets, "byte")
+    value = float(octets)
+    unit = 0
+    while value >= 1024 and unit < len(_UNITS) - 1:
+        value /= 1024
+        unit += 1
+    digits = 0 if value >= 100 else (1 if value >= 10 else 2)
+    return f"{value:.{digits}f} {_UNITS[unit]}"
