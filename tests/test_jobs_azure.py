@@ -18,7 +18,7 @@ from support.bundles import era_with_binaries, run_cli
 from support.mirror import MirrorServer
 from support.s3 import MotoS3
 
-V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T00000000Z-v24.3.1" for day in ("01", "08", "15")]
+V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T000000Z-v24.3.1" for day in ("01", "08", "15")]
 
 
 @pytest.fixture(autouse=True)
