@@ -63,7 +63,7 @@ def test_a_wrong_client_secret_is_named_by_its_code_and_never_shown(
     result = run_cli(capsys, "inspect", app_uri(entra_azurite, container, "p", wrong))
     assert result.code == 3
     [line] = result.err.strip().splitlines()
-    assert "the Azure credentials could not be obtained (AADSTS7000215)" in line
+    assert "Microsoft Entra ID refused the credentials (AADSTS7000215)" in line
     assert wrong not in result.out + result.err
     assert quote(wrong, safe="") not in result.out + result.err
     assert "Traceback" not in result.err
@@ -86,3 +86,16 @@ def test_auth_implicit_uses_the_default_chain(
     assert result.code == 0, result.err
     bundle = uri.replace("/implicit?", f"/implicit/{result.json()['name']}?")
     assert run_cli(capsys, "verify", bundle).code == 0
+
+
+def test_auth_implicit_without_any_credential_is_named(
+    capsys: pytest.CaptureFixture[str], entra_azurite: EntraAzurite,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no Azure CLI login, no token cache
+    container = entra_azurite.container()
+    result = run_cli(capsys, "inspect", f"azure://{container}/x?AZURE_ACCOUNT_NAME={ACCOUNT}"
+                     f"&AUTH=implicit&ENDPOINT={entra_azurite.endpoint}")
+    assert result.code == 3
+    [line] = result.err.strip().splitlines()
+    assert "AUTH=implicit found no credential in azure-identity's default chain" in line

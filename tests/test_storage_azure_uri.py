@@ -128,6 +128,8 @@ def test_endpoint_parameter_then_option() -> None:
     ("azure://backups/p?AZURE_ACCOUNT_NAME=acct&AUTH=implicit"
      "&ENDPOINT=https://host/acct%3Fsig%3Dabc", "a SAS token is not supported"),
     ("azure://Backups_1/p?AZURE_ACCOUNT_NAME=acct&AUTH=implicit", "not a valid Azure container"),
+    ("azure://backups/p?AZURE_ACCOUNT_NAME=acct&AUTH=implicit&ENDPOINT=http://127.0.0.1:1/a",
+     "only sent over HTTPS"),
     ("azure://ab/p?AZURE_ACCOUNT_NAME=acct&AUTH=implicit", "not a valid Azure container"),
     ("azure://a--b/p?AZURE_ACCOUNT_NAME=acct&AUTH=implicit", "not a valid Azure container"),
     ("azure://backups:9000/p?AZURE_ACCOUNT_NAME=acct&AUTH=implicit", "not host:port"),

@@ -132,6 +132,11 @@ def azure_target(location: Location, *, endpoint_url: str | None = None) -> Azur
     endpoint = location.param("ENDPOINT") or endpoint_url or None
     if endpoint is not None:
         account_url = _endpoint(endpoint, where)
+        if auth != "key" and not account_url.lower().startswith("https://"):
+            # The SDK never sends a bearer token in the clear.
+            raise BadInput(f"{where}: a token from Microsoft Entra ID (AZURE_CLIENT_ID..., or "
+                           "AUTH=implicit) is only sent over HTTPS: the endpoint must be "
+                           "https://")
     else:
         suffix = ENVIRONMENTS[environment or DEFAULT_ENVIRONMENT][0]
         account_url = f"https://{account}.blob.{suffix}"

@@ -68,11 +68,16 @@ def translate_error(
         return error
     if isinstance(error, ClientAuthenticationError) and getattr(error, "error_code", None) is None:
         # From azure-identity, before any request reached the storage service.
-        found = _AADSTS.search(str(error))
+        text = str(error)
+        if "DefaultAzureCredential" in text:
+            return StorageError(f"{head}: AUTH=implicit found no credential in azure-identity's "
+                                "default chain (AZURE_CLIENT_ID with AZURE_CLIENT_SECRET or "
+                                "AZURE_FEDERATED_TOKEN_FILE in the environment, a managed "
+                                "identity, the Azure CLI's login)")
+        found = _AADSTS.search(text)
         why = f" ({found.group(0)})" if found else f" ({type(error).__name__})"
-        return StorageError(f"{head}: the Azure credentials could not be obtained{why}; check "
-                            "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or the "
-                            "environment AUTH=implicit reads")
+        return StorageError(f"{head}: Microsoft Entra ID refused the credentials{why}; check "
+                            "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET")
     if isinstance(error, DecodeError):
         return StorageError(f"{head}: the transfer broke ({type(error).__name__})")
     if isinstance(error, HttpResponseError):
