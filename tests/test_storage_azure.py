@@ -84,6 +84,17 @@ def test_an_unfinished_upload_leaves_no_blob_only_uncommitted_blocks(
         assert storage.read_bytes("cut", limit=len(DATA)) == DATA
 
 
+@pytest.mark.parametrize("tier", ["Hot", "Cool", "Cold", "Archive"])
+def test_every_tier_is_set_on_single_puts_and_block_lists(azure_env: Azurite,
+                                                          tier: str) -> None:
+    container = azure_env.container()
+    with open_storage(azure_env.uri(container)) as storage:
+        storage.put_bytes("small", b"x", options=WriteOptions(storage_class=tier))
+        storage.put_bytes("large", DATA, options=WriteOptions(storage_class=tier))
+        assert {info.key: info.storage_class for info in storage.list()} == {
+            "large": tier, "small": tier}
+
+
 def test_the_archive_tier_refuses_reads_until_rehydrated(azure_env: Azurite) -> None:
     container = azure_env.container()
     with open_storage(azure_env.uri(container)) as storage:
