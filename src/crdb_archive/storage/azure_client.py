@@ -95,6 +95,7 @@ class BoundedRetry(ExponentialRetry):
 
 
 def _count(request: PipelineRequest[Any]) -> int:
+    # The settings the SDK's policy keeps for one request: "count" is the retries it made.
     settings = request.context.get(_SETTINGS)
     return int(settings["count"]) + 1 if isinstance(settings, dict) else 1
 
