@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,50 +18,12 @@ from crdb_archive.bundle.signature import (
     verify_signature,
 )
 from crdb_archive.errors import BadInput
+from support.ssh import allowed_file, make_key, ssh_sign, ssh_verify
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None,
                                 reason="ssh-keygen is the independent checker")
 
 MESSAGE = b"0123abcd  bagit.txt\n4567ef01  bag-info.txt\n"
-
-
-@dataclass(frozen=True)
-class Key:
-    private: Path
-    public_line: str  # "ssh-ed25519 AAAA... comment"
-
-    @property
-    def fingerprint(self) -> str:
-        out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(self.private)],
-                             capture_output=True, text=True, check=True).stdout
-        return out.split()[1]
-
-
-def make_key(directory: Path, name: str, kind: str = "ed25519",
-             passphrase: str = "") -> Key:
-    path = directory / name
-    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", passphrase, "-C", name, "-f",
-                    str(path)], check=True)
-    return Key(path, (directory / f"{name}.pub").read_text().strip())
-
-
-def allowed_file(directory: Path, *lines: str) -> Path:
-    path = directory / "allowed_signers"
-    path.write_text("".join(line + "\n" for line in lines))
-    return path
-
-
-def ssh_verify(allowed: Path, principal: str, signature: Path, message: bytes,
-               namespace: str = NAMESPACE) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        ["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", principal, "-n", namespace,
-         "-s", str(signature)], input=message, capture_output=True, check=False)
-
-
-def ssh_sign(key: Key, message: Path, namespace: str = NAMESPACE) -> Path:
-    subprocess.run(["ssh-keygen", "-Y", "sign", "-f", str(key.private), "-n", namespace,
-                    str(message)], capture_output=True, check=True)
-    return message.with_name(message.name + ".sig")
 
 
 def test_ssh_keygen_accepts_our_signature(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ def test_nightly_example_runs_as_it_is(
     events = events_of(first.out)
     assert {e["job"] for e in events} == {"nightly-orders"}
     assert [e["event"] for e in events] == [
-        "plan", "archive", "verify", "retention", "keep", "done"]
+        "plan", "archive", "verify", "retention", "keep", "audit", "audited", "done"]
     written = events[1]
     assert written["created"] is True
     bundle = Path(str(written["location"]))
@@ -88,7 +88,11 @@ def test_human_output(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     # The fixture's backup ended in December 2024: long outside keep_days = 30.
     assert lines[4].endswith(": keep_last, keep_monthly 2024-12, keep_yearly 2024, "
                              "written by this run")
-    assert lines[5].startswith("done: exit 0; 1 bundle(s) written")
+    # The example's [audit]: the one bundle there, verified again as the least recent.
+    assert re.match(r"audited crdb-5f0e3c1a-20241215T000000Z-v24\.3\.1: OK$", lines[5])
+    assert lines[6] == ("audit: 1 checked, 0 damaged, 0 skipped, 0 left for later runs, "
+                        "0 never verified")
+    assert lines[7].startswith("done: exit 0; 1 bundle(s) written")
     assert result.err == ""  # no progress lines where no terminal watches
     dry = run_cli(capsys, "run", str(EXAMPLES / "nightly-local.toml"), "--dry-run")
     assert dry.out.splitlines()[0].startswith("plan: 0 would archive, 1 already archived")
@@ -117,7 +121,7 @@ def test_killed_run_is_finished_by_the_next(
     bundle = next(Path(str(e["location"])) for e in events if e["event"] == "archive")
     assert verify_bundle(bundle).ok
     assert sorted(p.name for p in archive.iterdir() if p.name.startswith(".")) == [
-        lock.name]
+        ".crdb-archive", lock.name]  # the fixity record of the run's verification, the lock
     assert lock.read_text() == ""
 
 

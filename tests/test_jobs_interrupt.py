@@ -294,8 +294,11 @@ def test_stopped_while_uploading_a_tar(
     events = rerun(spec, env)
     [verified] = [e for e in events if e["event"] == "verify"]
     assert verified["ok"] is True
-    assert sorted(s3_env.all_keys(bucket)) == [
+    keys = sorted(s3_env.all_keys(bucket))
+    assert [k for k in keys if "/.crdb-archive/" not in k] == [
         f"jobs/.crdb-archive-index/{V24_3[2]}.tar.json", f"jobs/{V24_3[2]}.tar"]
+    assert [k.rsplit("/", 1)[0] for k in keys if "/.crdb-archive/" in k] == [
+        f"jobs/.crdb-archive/fixity/{V24_3[2]}.tar"]
     assert s3_env.multipart_uploads(bucket) == []
 
 
@@ -360,4 +363,6 @@ def test_stopped_while_deleting(
     assert len(resumed) == 1  # the delete the stopped run began, finished first
     assert sorted(resumed + deleted) == V24_3[:2]
     keys = s3_env.all_keys(bucket)
-    assert {k.split("/")[1] for k in keys} == {V24_3[2]}
+    assert {k.split("/")[1] for k in keys} == {V24_3[2], ".crdb-archive"}
+    # Only the kept bundle's fixity records are left: the others went with their bundles.
+    assert {k.split("/")[3] for k in keys if k.split("/")[1] == ".crdb-archive"} == {V24_3[2]}

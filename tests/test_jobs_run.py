@@ -100,7 +100,10 @@ def test_second_run_is_a_no_op(tmp_path: Path, mirror: MirrorServer) -> None:
     assert [(v["bundle"], v["ok"], v["mode"]) for v in events.of("verify")] == [
         (name, True, "blake3") for name in V24_3_BUNDLES]
     assert events.one("retention")["applied"] is False  # no [retention]: keep everything
-    assert hidden_in(dest) == [lock_file_name("orders")]
+    # The lock, and the fixity records of the run's own verification of what it wrote.
+    assert hidden_in(dest) == [".crdb-archive", lock_file_name("orders")]
+    assert sorted(p.name for p in (dest / ".crdb-archive" / "fixity").iterdir()) == \
+        V24_3_BUNDLES
     assert (dest / lock_file_name("orders")).read_bytes() == b""  # released cleanly
 
     before = tree(dest)
@@ -168,7 +171,10 @@ def test_retention_deletes_and_does_not_rearchive(
     assert events.of("keep") == [{
         "bundle": V24_3_BUNDLES[2], "location": str(dest / V24_3_BUNDLES[2]),
         "time": "2024-12-15T00:00:00Z", "reasons": ["keep_last"]}]
-    assert hidden_in(dest) == [lock_file_name("orders")]
+    assert hidden_in(dest) == [".crdb-archive", lock_file_name("orders")]
+    # The fixity records of the deleted bundles went with them.
+    assert [p.name for p in (dest / ".crdb-archive" / "fixity").iterdir()] == \
+        [V24_3_BUNDLES[2]]
 
     # The two older backups are still in the collection: archiving them again only to
     # delete them would repeat on every run, so they are skipped.

@@ -11,6 +11,7 @@ import pytest
 
 from crdb_archive.errors import BadInput, InvalidJobSpec
 from crdb_archive.jobs import load_spec, validate_spec
+from crdb_archive.jobs.audit import AUDIT_METRICS, AUDIT_PREFIX
 from crdb_archive.jobs.metrics import METRICS, PREFIX
 from crdb_archive.jobs.spec import SECTIONS
 from support.bundles import run_cli
@@ -411,3 +412,5 @@ def test_readme_documents_every_key_and_metric() -> None:
             assert f"| `{section}.{key}` |" in readme, f"{section}.{key}"
     for name, _ in METRICS:
         assert f"| `{PREFIX}{name}` |" in readme, name
+    for name, _ in AUDIT_METRICS:
+        assert f"| `{AUDIT_PREFIX}{name}` |" in readme, name

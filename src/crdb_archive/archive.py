@@ -39,6 +39,7 @@ from crdb_archive.bundle.publish import (
 )
 from crdb_archive.bundle.reader import BundleReader, open_bundle_in
 from crdb_archive.bundle.restore_doc import render_restore_md
+from crdb_archive.bundle.signature_check import SignatureStatus
 from crdb_archive.bundle.verify import verify_reader
 from crdb_archive.bundle.writer import (
     BundleFormat,
@@ -65,6 +66,7 @@ from crdb_archive.times import utc_iso
 from crdb_archive.versions import VersionSpec, release_index
 
 if TYPE_CHECKING:
+    from crdb_archive.bundle.signature import SigningKey
     from crdb_archive.export.archive import ExportArchiveResult, ExportOptions
 
 # Warn when the binaries of the backup's major disappear from the download site within this.
@@ -94,6 +96,13 @@ class ArchiveRequest:
     retain_until: dt.datetime | None = None
     # Open an encrypted backup's manifest, so that its version is read rather than given.
     keys: EncryptionKeys = field(default=NO_KEYS, repr=False)
+    # Signs each new bundle's tag manifest (loaded and checked before anything is written).
+    sign_key: SigningKey | None = field(default=None, repr=False)
+
+    @property
+    def signing_key(self) -> str | None:
+        """The fingerprint of the key new bundles are signed with, if any."""
+        return self.sign_key.fingerprint if self.sign_key is not None else None
 
     def write_options(self, now: dt.datetime) -> WriteOptions | None:
         """Storage class and Object Lock for the bundle's objects; raises BadInput."""
@@ -279,7 +288,7 @@ class _Archiving:
         with BundleStaging(storage, self.name, fmt) as staging:
             return self._make(staging.scratch, lambda payload, info, describe: staging.write(
                 payload, bag_info=info, describe=describe, options=options,
-                progress=self.progress, guard=self.guard))
+                progress=self.progress, guard=self.guard, sign_key=self.request.sign_key))
 
     def _make(self, scratch: Path, write: WriteBundle) -> ArchiveResult:
         fetched = [
@@ -310,7 +319,8 @@ class _Archiving:
             if problems:  # a defect in this module, never the user's input
                 raise RuntimeError(f"bundle description breaks its schema: {problems[0]}")
             return {layout.DESCRIPTION: render(description),
-                    layout.RESTORE_MD: render_restore_md(description)}
+                    layout.RESTORE_MD: render_restore_md(
+                        description, signing_key=self.request.signing_key)}
 
         written = write(payload, _bag_info(self.name, self.source, self.backup, self.version),
                         describe)
@@ -344,6 +354,8 @@ class _Archiving:
             self.warnings.append(f"{reader.display} exists; its tag files, file presence and "
                                  "sizes were checked (run `crdb-archive verify` for every "
                                  "digest)")
+        self.warnings += existing_signature_warnings(reader.display, report.signature,
+                                                     self.request.signing_key)
         self.platforms = [b["platform"] for b in recorded.get("binaries", [])] or self.platforms
         return self._result(reader.display, report.files, report.bytes, created=False)
 
@@ -359,6 +371,18 @@ class _Archiving:
             created=created,
             warnings=self.warnings,
         )
+
+
+def existing_signature_warnings(display: str, found: SignatureStatus | None,
+                                wanted: str | None) -> list[str]:
+    """A bundle found already written is never changed: say so when it is not signed by the
+    key new bundles are signed with."""
+    if wanted is None or (found is not None and found.fingerprint == wanted):
+        return []
+    now = (f"is signed by {found.fingerprint}" if found is not None and found.fingerprint
+           else "is not signed")
+    return [f"{display} already exists and {now}, not by {wanted}; a bundle never changes "
+            "once written, so it was left as it is"]
 
 
 # --- version ------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ from crdb_archive.versions import compatibility, release_index, restore_plan
 if TYPE_CHECKING:
     from crdb_archive.backup.keys import EncryptionKeys
     from crdb_archive.binaries import FetchResult
+    from crdb_archive.bundle.signature import AllowedSigners, SigningKey
+    from crdb_archive.bundle.verify import VerifyReport
     from crdb_archive.jobs import JobEvent
 
 # Each command imports its core where it runs: the CLI starts in a fraction of the time when
@@ -96,6 +98,20 @@ CacheDirOption = Annotated[
 NoCacheFlag = Annotated[
     bool, typer.Option("--no-cache", help="Neither read nor fill the download cache.")
 ]
+SignKeyOption = Annotated[
+    Path | None,
+    typer.Option("--sign-key", metavar="FILE",
+                 help="Sign each new bundle with this unencrypted OpenSSH Ed25519 private key "
+                 "(ssh-keygen -t ed25519 -N ''): tagmanifest-sha256.txt.sig, checkable with "
+                 "`ssh-keygen -Y verify -n crdb-archive`. Default: the file "
+                 "$CRDB_ARCHIVE_SIGN_KEY names."),
+]
+AllowedSignersOption = Annotated[
+    Path | None,
+    typer.Option("--allowed-signers", metavar="FILE",
+                 help="OpenSSH allowed_signers file: require a valid signature "
+                 "(tagmanifest-sha256.txt.sig) by a key it lists for namespace crdb-archive."),
+]
 ReplaceFlag = Annotated[
     bool,
     typer.Option("--replace", help="Replace an earlier extraction of the same archive (and, "
@@ -154,6 +170,35 @@ def _keys(passphrase_file: Path | None, kms: list[str] | None) -> EncryptionKeys
         return load_keys(passphrase_file=passphrase_file, kms=kms or ())
     finally:
         _forget_passphrase()
+
+
+# A path, not the key: the environment of a process is readable by its user, and a key file
+# keeps its own permissions.
+SIGN_KEY_ENV = "CRDB_ARCHIVE_SIGN_KEY"
+
+
+def _sign_key(path: Path | None) -> SigningKey | None:
+    """The signing key given (``--sign-key``, else the file $CRDB_ARCHIVE_SIGN_KEY names),
+    loaded and checked before anything is written; raises BadInput."""
+    chosen = path if path is not None else (
+        Path(os.environ[SIGN_KEY_ENV]) if os.environ.get(SIGN_KEY_ENV) else None)
+    if chosen is None:
+        return None
+    from crdb_archive.bundle.signature import load_signing_key  # noqa: PLC0415
+
+    return load_signing_key(chosen)
+
+
+def _allowed_signers(path: Path | None) -> AllowedSigners | None:
+    if path is None:
+        return None
+    from crdb_archive.bundle.signature import AllowedSigners  # noqa: PLC0415
+
+    allowed = AllowedSigners.load(path)
+    if not allowed.signers:
+        raise BadInput(f"{path} lists no ssh-ed25519 key: no bundle signature could be "
+                       "accepted")
+    return allowed
 
 
 def _warn_all(warnings: list[str], json_output: bool) -> None:
@@ -510,17 +555,19 @@ def archive_command(
     ] = None,
     encryption_passphrase_file: PassphraseFileOption = None,
     kms: KmsOption = None,
+    sign_key: SignKeyOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Archive the backup, changefeed output or EXPORT output at SOURCE into a verifiable
-    bundle in --dest.
+    bundle in --dest; with --sign-key, signed.
 
     An encrypted backup's version is read with its key (passphrase or KMS); the bundle
     records how it is encrypted, never a key.
 
     Exit 0 written (or already there and sound), 1 checksum mismatch, a damaged bundle of that
-    name, or changefeed output that is incomplete or damaged, 2 bad input (a wrong key, a
-    source that is neither kind or both), 3 network, storage or KMS failure.
+    name, or changefeed output that is incomplete or damaged, 2 bad input (a wrong key, an
+    unusable signing key, a source that is neither kind or both), 3 network, storage or KMS
+    failure.
     """
     from crdb_archive.archive import ArchiveRequest, ArchiveResult, archive_source  # noqa: PLC0415
     from crdb_archive.binaries import DEFAULT_PLATFORM  # noqa: PLC0415
@@ -538,6 +585,7 @@ def archive_command(
         raise BadInput(f"--object-lock-mode {object_lock_mode!r}: expected GOVERNANCE or "
                        "COMPLIANCE")
     source_endpoint, dest_endpoint = endpoints_for(endpoint_url, source, dest)
+    signing = _sign_key(sign_key)
     request = ArchiveRequest(
         source=source, dest=dest, subdir=subdir, version=version,
         force_version=force_version, platforms=tuple(platform or [DEFAULT_PLATFORM]),
@@ -550,6 +598,7 @@ def archive_command(
         object_lock_days=object_lock_days,
         retain_until=retain_until.replace(tzinfo=dt.UTC) if retain_until else None,
         keys=_keys(encryption_passphrase_file, kms),
+        sign_key=signing,
     )
     export = ExportOptions(schema=schema, as_of=as_of, allow_gaps=allow_gaps, table=table)
     with ui.progress_reporter() as progress:
@@ -571,7 +620,8 @@ def archive_command(
 
 @app.command()
 def verify(
-    bundle: Annotated[str, typer.Argument(help="A bundle: directory or .tar, local or s3://.")],
+    bundles: Annotated[list[str], typer.Argument(
+        help="One or more bundles: directory or .tar, local or s3://.")],
     fast: Annotated[
         bool, typer.Option("--fast", help="Presence, sizes and Payload-Oxum only: no digests.")
     ] = False,
@@ -583,17 +633,22 @@ def verify(
                            "file with the backup's key (each AES-GCM tag): proves the files are "
                            "as CockroachDB wrote them."),
     ] = False,
+    allowed_signers: AllowedSignersOption = None,
     endpoint_url: EndpointOption = None,
     encryption_passphrase_file: PassphraseFileOption = None,
     kms: KmsOption = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Check a bundle: complete, every digest right, binaries as published.
+    """Check bundles: complete, every digest right, binaries as published; with
+    --allowed-signers, signed by a key it lists.
 
-    Exit 0 valid, 1 damaged or incomplete, 2 not a bundle or a wrong key, 3 storage or KMS
-    error.
+    With several bundles each is checked and reported, and --json prints
+    {"ok", "bundles": [...]} (one bundle: its report alone).
+    Exit 0 valid, 1 damaged, incomplete or (with --allowed-signers) not validly signed, 2 not a
+    bundle or a wrong key, 3 storage or KMS error; with several, the most severe (1, 3, 2).
     """
     from crdb_archive.bundle.verify import verify_bundle  # noqa: PLC0415
+    from crdb_archive.bundle.verify_many import verify_bundles  # noqa: PLC0415
 
     _json_mode(json_output)
     keys = None
@@ -601,18 +656,48 @@ def verify(
         keys = _keys(encryption_passphrase_file, kms)
     elif encryption_passphrase_file is not None or kms:
         raise BadInput("--encryption-passphrase-file and --kms are for --decrypt-check")
+    allowed = _allowed_signers(allowed_signers)
     with ui.progress_reporter() as progress:
-        report = verify_bundle(bundle, fast=fast, all_digests=all_digests,
-                               endpoint_url=endpoint_url, progress=progress,
-                               decrypt_check=decrypt_check, keys=keys)
+        if len(bundles) == 1:
+            report = verify_bundle(bundles[0], fast=fast, all_digests=all_digests,
+                                   endpoint_url=endpoint_url, progress=progress,
+                                   decrypt_check=decrypt_check, keys=keys, allowed=allowed)
+        else:
+            many = verify_bundles(bundles, fast=fast, all_digests=all_digests,
+                                  endpoint_url=endpoint_url, progress=progress,
+                                  decrypt_check=decrypt_check, keys=keys, allowed=allowed)
+    if len(bundles) == 1:
+        _emit(report.to_json(), _verify_lines(report), json_output)
+        if not report.ok:
+            raise typer.Exit(ExitCode.NO)
+        return
+    lines: list[str] = []
+    for outcome in many.outcomes:
+        if outcome.report is not None:
+            lines += _verify_lines(outcome.report)
+        else:
+            lines.append(f"{outcome.to_json()['bundle']}: NOT CHECKED: {outcome.error}")
+    summary = many.to_json()
+    lines.append(f"{len(many.outcomes)} bundles: {summary['checked'] - summary['damaged']} "
+                 f"OK, {summary['damaged']} damaged, {summary['unchecked']} not checked")
+    _emit(summary, lines, json_output)
+    if many.exit_code:
+        raise typer.Exit(many.exit_code)
+
+
+def _verify_lines(report: VerifyReport) -> list[str]:
     decrypted = ("" if report.decrypted is None
                  else f", {report.decrypted} encrypted file(s) authenticated")
-    lines = [f"{report.bundle}: {'OK' if report.ok else 'DAMAGED'} ({report.files} files, "
+    # A bundle sound in every other respect whose signature fails is not damaged: it is not
+    # vouched for by a key the auditor trusts.
+    verdict = ("OK" if report.ok else "NOT TRUSTED"
+               if all(p.kind == "signature" for p in report.problems) else "DAMAGED")
+    lines = [f"{report.bundle}: {verdict} ({report.files} files, "
              f"{report.bytes} bytes, {report.mode} check{decrypted})"]
+    if report.signature is not None and (report.signature.present or report.signature.checked):
+        lines.append(f"  signature: {report.signature.detail}")
     lines += [f"  {problem}" for problem in report.problems]
-    _emit(report.to_json(), lines, json_output)
-    if not report.ok:
-        raise typer.Exit(ExitCode.NO)
+    return lines
 
 
 @app.command()
@@ -624,24 +709,30 @@ def binary(
                           "linux-amd64."),
     ] = "auto",
     replace: ReplaceFlag = False,
+    allowed_signers: AllowedSignersOption = None,
     endpoint_url: EndpointOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Unpack the bundle's CockroachDB binary for restoring, checked against the bundle.
 
-    The binary is not run: the bundle's own records cannot vouch for its code. The output
-    says how to run `cockroach version` by hand.
+    Without --allowed-signers the binary is not run: the bundle's own records cannot vouch for
+    its code, and the output says how to run `cockroach version` by hand. With it, the bundle
+    must be signed by a key the file lists; the signer vouches for the archive, and
+    `cockroach version` is run to confirm the release (where it runs on this host).
 
-    Exit 0 ok, 1 the bundle lacks the platform or its archive is damaged, 2 not a bundle or
-    bad input (an existing folder in --to included), 3 storage error.
+    Exit 0 ok, 1 the bundle lacks the platform, its archive is damaged, it is not validly
+    signed (--allowed-signers) or the binary reports another release, 2 not a bundle or bad
+    input (an existing folder in --to included), 3 storage error.
     """
     from crdb_archive.bundle.retrieve import retrieve_binary  # noqa: PLC0415
 
     _json_mode(json_output)
     _forget_passphrase()
+    allowed = _allowed_signers(allowed_signers)
     with ui.progress_reporter() as progress:
         result = retrieve_binary(bundle, to, platform=platform, replace=replace,
-                                 endpoint_url=endpoint_url, progress=progress)
+                                 endpoint_url=endpoint_url, progress=progress,
+                                 allowed=allowed)
     check = result.version_check
     lines = [
         f"cockroach {result.version} ({result.platform}): {result.cockroach}",
@@ -650,10 +741,14 @@ def binary(
     if result.lib_dir is not None:
         lines.append(f"  spatial libraries: {result.lib_dir} "
                      f"(cockroach start ... --spatial-libs={result.lib_dir})")
+    if result.signature is not None:
+        lines.append(f"  signature: {result.signature.detail}")
     if not result.verified:
         lines.append("  note: no published SHA-256 existed for this release; the archive "
                      "matches the bundle's own digests")
     _emit(result.to_json(), lines, json_output)
+    if check.matches is False:
+        raise typer.Exit(ExitCode.NO)
 
 
 def _bundle_summary(p: dict[str, Any]) -> list[str]:
@@ -735,6 +830,106 @@ def load_command(
     lines += [f"  {name}: {count} rows" for name, count in result.tables.items()]
     lines += [f"  note: {note}" for note in result.notes]
     _emit({"bundle": reader.display, **result.to_json()}, lines, json_output)
+
+
+# --- the catalog and audits -----------------------------------------------------------------------
+
+
+@app.command("list")
+def list_command(
+    dest: Annotated[str, typer.Argument(help="A destination: the directory, or s3://bucket/"
+                                            "prefix, that holds bundles.")],
+    restorable_into: Annotated[
+        str | None, typer.Option("--restorable-into", metavar="VERSION",
+                                 help="For each bundle: does it restore into a cluster on "
+                                 "VERSION (such as v24.3) directly, through which chain of "
+                                 "majors, or not at all.")
+    ] = None,
+    endpoint_url: EndpointOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Every bundle in DEST: kind, version, backup time, size, form, storage class, lock,
+    signing key and last verification. Reads tag files only, never a payload.
+
+    Exit 0 listed, 2 bad input, 3 storage error.
+    """
+    from crdb_archive.cli_tables import catalog_lines  # noqa: PLC0415
+    from crdb_archive.jobs.catalog import build_catalog, restore_route  # noqa: PLC0415
+    from crdb_archive.jobs.destination import open_destination  # noqa: PLC0415
+
+    _json_mode(json_output)
+    _forget_passphrase()
+    target = release_index().parse(restorable_into) if restorable_into is not None else None
+    destination = open_destination(dest, endpoint_url=endpoint_url)
+    try:
+        catalog = build_catalog(destination)
+    finally:
+        destination.close()
+    routes = None if target is None else {
+        entry.key: restore_route(entry, target) for entry in catalog.entries}
+    bundles = []
+    for entry in catalog.entries:
+        item = entry.to_json()
+        if routes is not None:
+            route = routes[entry.key]
+            item["restore"] = route.to_json() if route is not None else None
+        bundles.append(item)
+    payload: dict[str, Any] = {"destination": destination.display, "bundles": bundles,
+                               "incomplete": catalog.incomplete,
+                               "stale_records": catalog.stale}
+    if target is not None:
+        payload["restorable_into"] = target.release_name or target.major.name
+    _emit(payload, catalog_lines(catalog, routes, restorable_into), json_output)
+
+
+@app.command()
+def audit(
+    dest: Annotated[str, typer.Argument(help="A destination: the directory, or s3://bucket/"
+                                            "prefix, that holds bundles.")],
+    max_bundles: Annotated[
+        int | None, typer.Option("--max-bundles", min=1, help="Verify at most N bundles.")
+    ] = None,
+    max_bytes: Annotated[
+        str | None, typer.Option("--max-bytes", metavar="SIZE",
+                                 help="Read at most about SIZE (such as 50GiB); a bundle larger "
+                                 "than that is still verified when it is first in line.")
+    ] = None,
+    allowed_signers: AllowedSignersOption = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option("--metrics-file", help="Write the audit's metrics in Prometheus text "
+                     "format to PATH, atomically (for node_exporter's textfile collector)."),
+    ] = None,
+    endpoint_url: EndpointOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Verify in full the bundles of DEST that are due: never verified first, then the least
+    recently verified, within the budget. Each result is a new record under
+    DEST/.crdb-archive/fixity/; no bundle is touched.
+
+    Exit 0 all sound, 1 a bundle is damaged (or, with --allowed-signers, not validly signed),
+    2 bad input, 3 storage error (a bundle left unchecked), 130 interrupted.
+    """
+    from crdb_archive.cli_tables import audit_lines  # noqa: PLC0415
+    from crdb_archive.jobs.audit import Budget, parse_size, run_audit  # noqa: PLC0415
+    from crdb_archive.jobs.destination import open_destination  # noqa: PLC0415
+
+    _json_mode(json_output)
+    _forget_passphrase()
+    budget = Budget(max_bundles, parse_size(max_bytes, "--max-bytes") if max_bytes is not None
+                    else None)
+    allowed = _allowed_signers(allowed_signers)
+    destination = open_destination(dest, endpoint_url=endpoint_url)
+    quiet = not json_output and not ui.stderr_is_terminal()  # cron mail wants lines, not bars
+    try:
+        with ui.progress_reporter(quiet=quiet) as progress:
+            report = run_audit(destination, budget, allowed=allowed, progress=progress,
+                               metrics_file=metrics_file)
+    finally:
+        destination.close()
+    _emit(report.to_json(), audit_lines(report), json_output)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
 
 
 # --- scheduled jobs ------------------------------------------------------------------------------
@@ -849,6 +1044,15 @@ def _job_text(kind: str, e: dict[str, Any]) -> str | None:
         if e.get("resumed"):
             return f"finished deleting {e['bundle']} (a delete an earlier run started)"
         return f"{'would delete' if e['dry_run'] else 'deleted'} {e['bundle']}"
+    if kind == "audit":
+        verdict = "OK" if e["ok"] else f"DAMAGED: {e['problems'][0]}"
+        return f"audited {e['bundle']}: {verdict}"
+    if kind == "audit_skip":
+        return f"audit passed by {e['bundle']}: {e['reason']}"
+    if kind == "audited":
+        return (f"audit: {e['checked']} checked, {e['damaged']} damaged, {e['skipped']} "
+                f"skipped, {e['remaining']} left for later runs, {e['never_verified']} never "
+                "verified")
     if kind == "done":
         return (f"done: exit {e['exit_code']}; {e['bundles_written']} bundle(s) written "
                 f"({e['bytes_written']} bytes), {e['bundles_deleted']} deleted, "

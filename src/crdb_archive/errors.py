@@ -33,6 +33,16 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130
 
 
+# When several steps fail, the most severe answer wins: damage (1) above the world failing (3)
+# above bad input (2), so that a damaged archive is never hidden behind a network error.
+_SEVERITY = {ExitCode.OK: 0, ExitCode.BAD_INPUT: 1, ExitCode.WORLD: 2, ExitCode.NO: 3}
+
+
+def most_severe(codes: list[ExitCode]) -> ExitCode:
+    """The exit code of several outcomes: 1, then 3, then 2, else 0."""
+    return max(codes, key=lambda c: _SEVERITY.get(c, 2), default=ExitCode.OK)
+
+
 class CrdbArchiveError(Exception):
     """Root of every error crdb-archive raises on purpose."""
 
@@ -73,6 +83,10 @@ class DamagedManifest(IntegrityError):
 
 class DamagedBundle(IntegrityError):
     """A bundle failed verification."""
+
+
+class UntrustedSignature(IntegrityError):
+    """A bundle is not signed by a key the given allowed signers list (or not validly)."""
 
 
 class PlatformMissing(NegativeAnswer):

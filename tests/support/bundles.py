@@ -61,9 +61,14 @@ def small_filesystem(path: Path, size: str) -> Iterator[bool]:
             subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 
 
-def make_bundle(base: Path, *, fmt: str = "dir", era: str = "v22.2") -> Path:
-    """A real bundle made through a loopback mirror under ``base`` (its cache there too)."""
+def make_bundle(base: Path, *, fmt: str = "dir", era: str = "v22.2",
+                sign_key: Path | None = None, dest: Path | str | None = None) -> Path:
+    """A real bundle made through a loopback mirror under ``base`` (its cache there too),
+    written into ``dest`` (default ``base/bundles``); signed with ``sign_key`` when given.
+
+    Returns the bundle's location (a Path, also for an s3:// one: use str() of it then)."""
     from crdb_archive.archive import ArchiveRequest, archive_backup  # noqa: PLC0415
+    from crdb_archive.bundle.signature import load_signing_key  # noqa: PLC0415
 
     (base / "mirror").mkdir(parents=True, exist_ok=True)
     with MirrorServer(base / "mirror") as server, pytest.MonkeyPatch.context() as patch:
@@ -71,8 +76,9 @@ def make_bundle(base: Path, *, fmt: str = "dir", era: str = "v22.2") -> Path:
         patch.delenv("CRDB_ARCHIVE_MIRROR", raising=False)
         built = era_with_binaries(base, server, era)
         result = archive_backup(ArchiveRequest(
-            source=str(built.path), dest=base / "bundles", mirror=server.url,
-            with_incrementals=True, format="tar" if fmt == "tar" else "dir",
+            source=str(built.path), dest=dest if dest is not None else base / "bundles",
+            mirror=server.url, with_incrementals=True, format="tar" if fmt == "tar" else "dir",
+            sign_key=load_signing_key(sign_key) if sign_key is not None else None,
         ))
     return Path(result.bundle)
 

@@ -67,6 +67,14 @@ def signal_while_archiving(args: list[str], signum: int, *,
                            env: dict[str, str] | None = None) -> Signalled:
     """Run the CLI as a process and send ``signum`` when its first progress line of an archive
     task arrives (the copy is under way); returns what it printed after that and its exit."""
+    return signal_during_task(args, signum, "archive ", env=env)
+
+
+def signal_during_task(args: list[str], signum: int, task: str, *,
+                       env: dict[str, str] | None = None) -> Signalled:
+    """Run the CLI as a process and send ``signum`` when its first progress line of a task
+    whose name starts with ``task`` arrives; returns what it printed after that and its
+    exit."""
     process = subprocess.Popen([sys.executable, "-m", "crdb_archive.cli", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env)
@@ -75,7 +83,7 @@ def signal_while_archiving(args: list[str], signum: int, *,
     try:
         for line in process.stderr:
             event = json.loads(line) if line.startswith("{") else {}
-            if str(event.get("task", "")).startswith("archive ") and not event.get("finished"):
+            if str(event.get("task", "")).startswith(task) and not event.get("finished"):
                 process.send_signal(signum)
                 break
         err = process.stderr.read()

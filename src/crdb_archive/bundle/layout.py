@@ -18,6 +18,11 @@ PAYLOAD_SIZES = "payload-sizes.txt"
 DESCRIPTION = "crdb-archive.json"
 RESTORE_MD = "RESTORE.md"
 TAGMANIFEST_SHA256 = "tagmanifest-sha256.txt"
+# A signed bundle's SSHSIG of the tag manifest. It signs the tag manifest, so the tag manifest
+# cannot list it: a tag file outside the tag manifest, which RFC 8493 allows.
+SIGNATURE = "tagmanifest-sha256.txt.sig"
+# bag-info.txt label naming the signing key's fingerprint (covered by the tag manifest).
+SIGNING_KEY_LABEL = "Bundle-Signing-Key"
 
 PAYLOAD_DIR = "data"
 BACKUP_DIR = "data/backup"

@@ -15,6 +15,7 @@ import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.writer import (
@@ -35,6 +36,9 @@ from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import ObjectWriter, Storage, WriteOptions, storage_errors
 from crdb_archive.storage.capabilities import Staging
+
+if TYPE_CHECKING:
+    from crdb_archive.bundle.signature import SigningKey
 
 
 def bundle_key(name: str, fmt: BundleFormat) -> str:
@@ -139,10 +143,12 @@ class BundleStaging:
         options: WriteOptions | None = None,
         progress: ProgressCallback = no_progress,
         guard: Guard = unguarded,
+        sign_key: SigningKey | None = None,
     ) -> WrittenBundle:
         """Write ``payload`` and its tag files, then publish the bundle.
 
-        ``bag_info`` adds labels to bag-info.txt after the standard ones; ``guard`` is called
+        ``bag_info`` adds labels to bag-info.txt after the standard ones; ``sign_key`` signs
+        the tag manifest (tagmanifest-sha256.txt.sig, published with it); ``guard`` is called
         just before the bundle becomes visible (the rename, the tag manifest, the completion of
         the tar's upload), and what it raises leaves it unpublished. Raises BadInput for a
         payload path outside data/ or options the storage cannot honour, StorageError (and
@@ -153,21 +159,21 @@ class BundleStaging:
         with storage_errors(self.storage.display(self.key)):
             if self.format == "tar":
                 result = self._write_tar(staging, payload, bag_info, describe, options,
-                                         progress, guard)
+                                         progress, guard, sign_key)
             else:
                 result = write_tree(self._tree_sinks(staging, options, guard), self.name,
-                                    payload, bag_info, describe, progress)
+                                    payload, bag_info, describe, progress, sign_key)
         return WrittenBundle(self.storage.display(self.key), self.name, self.format, result)
 
     def _write_tar(self, staging: Staging, payload: Sequence[PayloadItem],
                    bag_info: Sequence[tuple[str, str]], describe: DescribeCallback,
                    options: WriteOptions | None, progress: ProgressCallback,
-                   guard: Guard) -> PayloadResult:
+                   guard: Guard, sign_key: SigningKey | None) -> PayloadResult:
         total = sum(item.size for item in payload) + 512 * (2 * len(payload) + 64)
         with staging.open_object(self.key, size_hint=total, options=options,
                                  check=lambda: guard(f"publishing {self.key}")) as upload:
             return write_tar(_TarTarget(upload), self.name, payload, bag_info, describe,
-                             progress)
+                             progress, sign_key)
 
     def _tree_sinks(self, staging: Staging, options: WriteOptions | None, guard: Guard
                     ) -> OpenSink:
@@ -205,9 +211,10 @@ def write_bundle(
     options: WriteOptions | None = None,
     progress: ProgressCallback = no_progress,
     guard: Guard = unguarded,
+    sign_key: SigningKey | None = None,
 ) -> WrittenBundle:
     """Write bundle ``name`` below ``storage`` in one call (see BundleStaging); raises as
     :meth:`BundleStaging.write`."""
     with BundleStaging(storage, name, fmt) as staging:
         return staging.write(payload, bag_info=bag_info, describe=describe, options=options,
-                             progress=progress, guard=guard)
+                             progress=progress, guard=guard, sign_key=sign_key)

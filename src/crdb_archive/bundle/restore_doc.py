@@ -65,12 +65,37 @@ def _encryption(backup: dict[str, Any]) -> tuple[str, list[str]]:
              "below, or `WITH kms = '<KMS URI>'` if BACKUP was given a KMS key"])
 
 
+def signature_lines(fingerprint: str | None) -> list[str]:
+    """How to check a signed bundle's signature with OpenSSH alone (nothing for an unsigned
+    one); markdown lines, read from the bundle folder."""
+    if fingerprint is None:
+        return []
+    return [
+        "The bundle is signed: `tagmanifest-sha256.txt.sig` is an OpenSSH signature "
+        "(namespace `crdb-archive`) of `tagmanifest-sha256.txt`, which pins every other file. "
+        f"It was made with the key {fingerprint}. Check it with OpenSSH 8.1 or later and "
+        "nothing else: put the signer's public key, obtained from its owner (not from this "
+        "bundle), in a file `allowed_signers` as one line `archive ssh-ed25519 AAAA...` "
+        "(`ssh-keygen -l -f` of the public key must print the fingerprint above), then:",
+        "",
+        "```sh",
+        "ssh-keygen -Y verify -f allowed_signers -I archive -n crdb-archive "
+        "-s tagmanifest-sha256.txt.sig < tagmanifest-sha256.txt",
+        "```",
+        "",
+        "It prints `Good \"crdb-archive\" signature for archive` when the tag manifest is the "
+        "one the key signed; the `sha256sum -c` lines above then tie every file to it.",
+        "",
+    ]
+
+
 def _sql_string(text: str) -> str:
     return text.replace("'", "''")
 
 
-def render_restore_md(description: dict[str, Any]) -> bytes:
-    """The RESTORE.md of a bundle, generated from its crdb-archive.json content."""
+def render_restore_md(description: dict[str, Any], *, signing_key: str | None = None) -> bytes:
+    """The RESTORE.md of a bundle, generated from its crdb-archive.json content; with
+    ``signing_key`` (the key's fingerprint), how to check its signature too."""
     backup = description["backup"]
     crdb = description["cockroachdb"]
     name = description["name"]
@@ -120,6 +145,7 @@ def render_restore_md(description: dict[str, Any]) -> bytes:
         "b3sum -c manifest-blake3.txt          # the same, faster, where b3sum is installed",
         "```",
         "",
+        *signature_lines(signing_key),
         "## 2. Unpack the CockroachDB binary",
         "",
         "Work in a directory outside the bundle, so that the bundle stays as it was made and "

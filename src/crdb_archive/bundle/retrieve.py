@@ -10,13 +10,14 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from crdb_archive.binaries import (
     PLATFORMS,
     ExtractedBinary,
     VersionCheck,
     archive_name,
+    check_binary_version,
     extract_archive,
     host_platform,
     require_directory,
@@ -26,6 +27,7 @@ from crdb_archive.binaries import (
 from crdb_archive.bundle import layout, tagfiles
 from crdb_archive.bundle.model import schema_problems
 from crdb_archive.bundle.reader import BundleReader, open_bundle, require_readable
+from crdb_archive.bundle.signature_check import SignatureStatus, check_signature
 from crdb_archive.errors import (
     BadInput,
     ChecksumMismatch,
@@ -34,9 +36,13 @@ from crdb_archive.errors import (
     PlatformMissing,
     StorageError,
     UnknownPlatform,
+    UntrustedSignature,
 )
 from crdb_archive.hashing import Digests, DigestWriter, iter_chunks, same_digest
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
+
+if TYPE_CHECKING:
+    from crdb_archive.bundle.signature import AllowedSigners
 
 
 @dataclass(frozen=True)
@@ -47,9 +53,11 @@ class RetrievedBinary:
     platform: str
     verified: bool
     version_check: VersionCheck
+    signature: SignatureStatus | None = None  # checked against allowed signers, when given
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **({} if self.signature is None else {"signature": self.signature.to_json()}),
             "cockroach": str(self.cockroach),
             "lib_dir": str(self.lib_dir) if self.lib_dir else None,
             "version": self.version,
@@ -91,23 +99,38 @@ class TrustedTags:
     files: dict[str, bytes]
     # (manifest name, payload path) -> hex digest, for the paths asked for
     digests: dict[tuple[str, str], str]
+    # tagmanifest-sha256.txt.sig, when asked for and present within its size limit
+    signature: bytes | None = None
+    signature_oversized: bool = False
 
 
 def trusted_tag_files(reader: BundleReader, names: tuple[str, ...], *,
-                      lookup: Callable[[str], bool] | None = None) -> TrustedTags:
+                      lookup: Callable[[str], bool] | None = None,
+                      signature: bool = False) -> TrustedTags:
     """Tag files whose SHA-256 matches tagmanifest-sha256.txt, in one pass over the bundle.
 
     ``names`` are read whole, within their size limits. With ``lookup``, both manifests are
     read line by line too (never whole), checked against the tag manifest, and the digests of
-    the payload paths ``lookup`` accepts are kept. Raises DamagedBundle for a missing,
-    oversized, malformed or mismatching tag file.
+    the payload paths ``lookup`` accepts are kept. With ``signature``, the tag manifest's
+    signature is read too, if there is one (the tag manifest cannot list it: it is checked
+    against keys, not digests). Raises DamagedBundle for a missing, oversized, malformed or
+    mismatching tag file.
     """
     manifests = (layout.MANIFEST_SHA256, layout.MANIFEST_BLAKE3) if lookup else ()
     files: dict[str, bytes] = {}
     actual: dict[str, str] = {}
     digests: dict[tuple[str, str], str] = {}
+    armored: bytes | None = None
+    oversized = False
+    wanted = [layout.TAGMANIFEST_SHA256, *names, *manifests]
     for name, size, stream in reader.tag_streams(
-            [layout.TAGMANIFEST_SHA256, *names, *manifests]):
+            [*wanted, layout.SIGNATURE] if signature else wanted):
+        if name == layout.SIGNATURE:
+            limit = tagfiles.limit_of(name)
+            armored = stream.read(limit + 1) if size <= limit else b""
+            oversized = size > limit or len(armored) > limit
+            armored = None if oversized else armored
+            continue
         if name in manifests and lookup is not None:
             lines = tagfiles.LineReader(name)
             for entry in tagfiles.parse_entries(name, lines.lines(stream), lines.errors):
@@ -137,7 +160,20 @@ def trusted_tag_files(reader: BundleReader, names: tuple[str, ...], *,
         if expected is None or not same_digest(actual[name], expected):
             raise DamagedBundle(
                 f"{name} in {reader.display} does not match {layout.TAGMANIFEST_SHA256}")
-    return TrustedTags(files, digests)
+    return TrustedTags(files, digests, armored, oversized)
+
+
+def require_signature(reader: BundleReader, tags: TrustedTags,
+                      allowed: AllowedSigners) -> SignatureStatus:
+    """The signature of ``tags`` (read with ``signature=True``) checked against ``allowed``;
+    raises UntrustedSignature (exit 1) when it is not a valid one by a key they list."""
+    status = check_signature(tags.files.get(layout.TAGMANIFEST_SHA256), tags.signature,
+                             oversized=tags.signature_oversized,
+                             bag_info=tags.files.get(layout.BAG_INFO), allowed=allowed)
+    if not status.valid:
+        raise UntrustedSignature(f"{reader.display} is not signed by a key {allowed.where} "
+                                 f"lists: {status.problems[0]}")
+    return status
 
 
 def _is_binary_path(path: str) -> bool:
@@ -152,18 +188,23 @@ def retrieve_binary(
     replace: bool = False,
     endpoint_url: str | None = None,
     progress: ProgressCallback = no_progress,
+    allowed: AllowedSigners | None = None,
 ) -> RetrievedBinary:
     """Check the bundle's archive for ``platform`` (default: this host's) and unpack it into
     ``dest_dir/<its top folder>`` (``replace``: an earlier extraction of it may be replaced).
 
-    The binary is never run here: a bundle's digests are its own records, which a forged
-    bundle would carry too, so nothing established vouches for its code; the result says how
-    to run ``cockroach version`` by hand.
+    Without ``allowed`` the binary is never run: a bundle's digests are its own records, which
+    a forged bundle would carry too, so nothing established vouches for its code; the result
+    says how to run ``cockroach version`` by hand. With ``allowed`` (an allowed_signers file),
+    the bundle must be validly signed by a key it lists, before anything is written: the
+    signer then vouches for the digests the archive is checked against, and ``cockroach
+    version`` is run (where the platform is this host's) to confirm the release.
 
     Raises UnknownPlatform (2) or BadInput (2) for a bad ``platform`` or a ``dest_dir`` that
     is not a directory, both before anything is read or created; NotABundle (2);
     PlatformMissing (1) naming the platforms the bundle has and the published checksum
-    recorded for the missing one; ChecksumMismatch/DamagedBundle (1) when the archive does not
+    recorded for the missing one; UntrustedSignature (1) with ``allowed`` and no valid
+    signature by a key it lists; ChecksumMismatch/DamagedBundle (1) when the archive does not
     match the bundle; UnsafeArchive/BadReleaseArchive (2); BadInput (2) when the target folder
     exists and may not be replaced; StorageError (3).
     """
@@ -176,7 +217,10 @@ def retrieve_binary(
     # One pass for every tag file needed: a tar in object storage is read from its start.
     # The binaries' manifest lines are kept on the way: their paths are in the description,
     # which a tar holds after the manifests.
-    tags = trusted_tag_files(reader, (layout.DESCRIPTION,), lookup=_is_binary_path)
+    tags = trusted_tag_files(
+        reader, (layout.DESCRIPTION, layout.BAG_INFO) if allowed else (layout.DESCRIPTION,),
+        lookup=_is_binary_path, signature=allowed is not None)
+    signed = require_signature(reader, tags, allowed) if allowed is not None else None
     description = parse_description(reader, tags.files[layout.DESCRIPTION])
     if description.get("kind") == "export":
         raise NotABundle(f"{reader.display} is an export bundle: it holds no CockroachDB "
@@ -219,10 +263,15 @@ def retrieve_binary(
                 f"{path} in {reader.display} differs from the published SHA-256 {published}")
         extracted: ExtractedBinary = extract_archive(archive, dest_dir, replace=replace,
                                                      sha256=digests.sha256)
-    check = version_not_run(
-        extracted.cockroach,
-        "a bundle's digests are its own records, which a forged bundle would carry too, so "
-        "nothing established vouches for this binary's code")
+    if signed is not None:
+        # The signer vouches for the digests the archive matched: its source is established.
+        check = check_binary_version(extracted.cockroach, release, platform=wanted)
+    else:
+        check = version_not_run(
+            extracted.cockroach,
+            "a bundle's digests are its own records, which a forged bundle would carry too, "
+            "so nothing established vouches for this binary's code (a bundle signed by a key "
+            "given with --allowed-signers would)")
     return RetrievedBinary(
         cockroach=extracted.cockroach,
         lib_dir=extracted.lib_dir,
@@ -230,6 +279,7 @@ def retrieve_binary(
         platform=wanted,
         verified=published is not None,
         version_check=check,
+        signature=signed,
     )
 
 

@@ -31,10 +31,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from crdb_archive.bundle.layout import SIGNATURE
 from crdb_archive.errors import BadInput
 
 NAMESPACE = "crdb-archive"
-SIGNATURE_FILE = "tagmanifest-sha256.txt.sig"
+SIGNATURE_FILE = SIGNATURE
 
 _MAGIC = b"SSHSIG"
 _VERSION = 1

@@ -30,6 +30,7 @@ READ_WHOLE = {
     layout.DESCRIPTION: 8 * MiB,  # a few KiB; grows with incrementals and warnings
     layout.RESTORE_MD: 4 * MiB,  # a few KiB of prose
     layout.TAGMANIFEST_SHA256: 64 * KiB,  # 7 lines
+    layout.SIGNATURE: 16 * KiB,  # about 300 bytes: one Ed25519 SSHSIG, armored
 }
 # Read line by line: as long as the payload needs, each line bounded.
 STREAMED = (layout.MANIFEST_SHA256, layout.MANIFEST_BLAKE3, layout.PAYLOAD_SIZES)

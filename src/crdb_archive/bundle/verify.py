@@ -13,7 +13,12 @@ schema     crdb-archive.json is not valid against its JSON schema
 binary     a CockroachDB archive does not match the published SHA-256 recorded at archive time
            (backup bundles)
 decrypt    an encrypted backup file fails AES-GCM authentication (``--decrypt-check``)
+signature  with allowed signers (``--allowed-signers``): tagmanifest-sha256.txt.sig is missing,
+           malformed, by a key they do not list, or does not match the tag manifest
 ========== =================================================================================
+
+Without allowed signers, a signature is reported (present, and the key it names) but never
+checked, so never a problem: see bundle/signature_check.py.
 
 Beyond MAX_LISTED problems of one kind, the rest are counted in one closing problem: a
 manifest of a million lines that lists nothing the bundle holds is one finding, not a million
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from crdb_archive.bundle import layout, tagfiles
 from crdb_archive.bundle.payload_table import PayloadTable
 from crdb_archive.bundle.reader import BundleReader, Member, open_bundle, require_readable
+from crdb_archive.bundle.signature_check import SignatureStatus
 from crdb_archive.bundle.tarstream import TarDamaged
 from crdb_archive.bundle.verify_checks import run_checks
 from crdb_archive.errors import BadInput, CrdbArchiveError, NotABundle, StorageError
@@ -48,10 +54,12 @@ from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
 
 if TYPE_CHECKING:
     from crdb_archive.backup.keys import EncryptionKeys
+    from crdb_archive.bundle.signature import AllowedSigners
 
 Mode = Literal["fast", "blake3", "all"]
 ProblemKind = Literal[
-    "missing", "unexpected", "size", "digest", "tag", "schema", "binary", "decrypt"
+    "missing", "unexpected", "size", "digest", "tag", "schema", "binary", "decrypt",
+    "signature",
 ]
 
 MAX_LISTED = 1000
@@ -85,6 +93,7 @@ class VerifyReport:
     bytes: int = 0
     description: dict[str, Any] | None = None
     decrypted: int | None = None  # encrypted files authenticated by --decrypt-check
+    signature: SignatureStatus | None = None
     _counts: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -114,6 +123,7 @@ class VerifyReport:
             "files": self.files,
             "bytes": self.bytes,
             **({} if self.decrypted is None else {"decrypt_checked": self.decrypted}),
+            **({} if self.signature is None else {"signature": self.signature.to_json()}),
         }
 
 
@@ -146,17 +156,19 @@ def verify_bundle(
     progress: ProgressCallback = no_progress,
     decrypt_check: bool = False,
     keys: EncryptionKeys | None = None,
+    allowed: AllowedSigners | None = None,
 ) -> VerifyReport:
     """Verify the bundle at ``path`` (directory or .tar, local or s3://) and report every
     problem found; with ``decrypt_check``, also authenticate every encrypted backup file
-    with ``keys`` (WrongEncryptionKey when they open none, KeyServiceError when KMS fails).
+    with ``keys`` (WrongEncryptionKey when they open none, KeyServiceError when KMS fails);
+    with ``allowed``, require a valid signature by a key it lists.
 
     Raises NotABundle when ``path`` is not a bundle at all, NeedsRestoreFromColdStorage when
     objects it must read wait in an archive storage class, StorageError when it cannot be read.
     """
     reader = open_bundle(path, endpoint_url=endpoint_url)
     return verify_reader(reader, fast=fast, all_digests=all_digests, progress=progress,
-                         decrypt_check=decrypt_check, keys=keys)
+                         decrypt_check=decrypt_check, keys=keys, allowed=allowed)
 
 
 def verify_reader(
@@ -167,6 +179,7 @@ def verify_reader(
     progress: ProgressCallback = no_progress,
     decrypt_check: bool = False,
     keys: EncryptionKeys | None = None,
+    allowed: AllowedSigners | None = None,
 ) -> VerifyReport:
     """Verify an opened bundle; raises as :func:`verify_bundle`."""
     mode: Mode = "fast" if fast else ("all" if all_digests else "blake3")
@@ -179,7 +192,7 @@ def verify_reader(
             and not report.files):
         # Nothing of a bag at all; a damaged bundle (a tar cut short) still shows some of it.
         raise NotABundle(f"{reader.display} is not a bundle: it has no {layout.BAGIT_TXT}")
-    run_checks(seen, report, full=mode != "fast")
+    run_checks(seen, report, full=mode != "fast", allowed=allowed)
     if decrypt_check and report.description is not None:
         _check_decryption(reader, report, report.description, keys, progress)
     report.finish()

@@ -7,16 +7,21 @@ from typing import TYPE_CHECKING, Any
 
 from crdb_archive.bundle import layout, payload_table, tagfiles
 from crdb_archive.bundle.model import schema_problems
+from crdb_archive.bundle.signature_check import check_signature
 from crdb_archive.hashing import same_digest
 
 if TYPE_CHECKING:
+    from crdb_archive.bundle.signature import AllowedSigners
     from crdb_archive.bundle.verify import Seen, VerifyReport
 
 _MANIFESTS = {layout.MANIFEST_BLAKE3: "blake3", layout.MANIFEST_SHA256: "sha256"}
 
 
-def run_checks(seen: Seen, report: VerifyReport, *, full: bool) -> None:
-    """Every check of format 1, each problem added to ``report``."""
+def run_checks(seen: Seen, report: VerifyReport, *, full: bool,
+               allowed: AllowedSigners | None = None) -> None:
+    """Every check of format 1, each problem added to ``report``; with ``allowed``, the
+    signature must be valid by a key it lists."""
+    _check_signature(seen, report, allowed)
     _check_absent_tags(seen, report)
     _check_bagit_txt(seen, report)
     _check_tag_manifest(seen, report)
@@ -32,10 +37,22 @@ def run_checks(seen: Seen, report: VerifyReport, *, full: bool) -> None:
         _check_binaries(seen, report, report.description)
 
 
+def _check_signature(seen: Seen, report: VerifyReport,
+                     allowed: AllowedSigners | None) -> None:
+    status = check_signature(
+        seen.tags.get(layout.TAGMANIFEST_SHA256), seen.tags.get(layout.SIGNATURE),
+        oversized=layout.SIGNATURE in seen.oversized, bag_info=seen.tags.get(layout.BAG_INFO),
+        allowed=allowed)
+    report.signature = status
+    for problem in status.problems:
+        report.add(layout.SIGNATURE, "signature", problem)
+
+
 def _check_absent_tags(seen: Seen, report: VerifyReport) -> None:
     absent = [n for n in layout.ALL_TAG_FILES
               if n not in seen.tag_sha256 and n not in seen.oversized]
-    for name in sorted(seen.oversized):
+    # An oversized signature is the signature check's to judge (only against allowed signers).
+    for name in sorted(seen.oversized - {layout.SIGNATURE}):
         report.add(name, "tag", "not read: larger than a tag file of format 1 may be ("
                    f"{tagfiles.limit_of(name)} bytes)")
     if seen.damage is not None and seen.cut and absent:

@@ -3,6 +3,12 @@
 The writing is the same wherever a bundle goes; where the bytes land is the storage's staging
 area (bundle/publish.py). The payload comes first, the tag files after it and
 ``tagmanifest-sha256.txt`` last, so a bundle whose tag manifest exists was written completely.
+
+A signed bundle's signature (``tagmanifest-sha256.txt.sig``) is made from the tag manifest's
+bytes before either is written. In the directory form it is written just before the tag
+manifest, which publishes the bundle on an object store: no reader ever sees a complete bundle
+that is not signed yet, and a signature without its tag manifest is part of an incomplete one.
+In the tar form (one upload, visible only whole) it is the member after the tag manifest.
 """
 
 from __future__ import annotations
@@ -12,10 +18,10 @@ import datetime as dt
 import os
 import tarfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import IO, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from crdb_archive import __version__
 from crdb_archive.bundle import layout
@@ -28,6 +34,9 @@ from crdb_archive.hashing import (
     parallel_in_batches,
 )
 from crdb_archive.progress import ProgressCallback, ProgressEvent
+
+if TYPE_CHECKING:
+    from crdb_archive.bundle.signature import SigningKey
 
 BundleFormat = Literal["dir", "tar"]
 
@@ -156,8 +165,10 @@ def write_tree(
     bag_info: Sequence[tuple[str, str]],
     describe: DescribeCallback,
     progress: ProgressCallback,
+    sign_key: SigningKey | None = None,
 ) -> PayloadResult:
-    """The directory form: each file through ``open_sink``, payload in parallel, tags last."""
+    """The directory form: each file through ``open_sink``, payload in parallel, tags last
+    (the signature, with ``sign_key``, just before the tag manifest)."""
     totals = _Totals(f"archive {name}", sum(i.size for i in payload), progress)
     digests: dict[str, Digests] = {}
     stop = threading.Event()
@@ -171,7 +182,10 @@ def write_tree(
             digests[item.path] = item_digests
     totals.finish()
     result = PayloadResult(digests, dt.datetime.now(dt.UTC).date())
-    for tag_name, content in tag_files(result, bag_info, describe):
+    files = tag_files(result, bag_info, describe, sign_key)
+    # The tag manifest last: on an object store it is what publishes the bundle.
+    files.sort(key=lambda item: item[0] == layout.TAGMANIFEST_SHA256)
+    for tag_name, content in files:
         with open_sink(tag_name, len(content)) as sink:
             sink.write(content)
     return result
@@ -223,8 +237,10 @@ def write_tar(
     bag_info: Sequence[tuple[str, str]],
     describe: DescribeCallback,
     progress: ProgressCallback,
+    sign_key: SigningKey | None = None,
 ) -> PayloadResult:
-    """The tar form, written front to back: members under ``<name>/``, tags last."""
+    """The tar form, written front to back: members under ``<name>/``, tags last (the
+    signature, with ``sign_key``, after the tag manifest)."""
     totals = _Totals(f"archive {name}.tar", sum(i.size for i in payload), progress)
     now = dt.datetime.now(dt.UTC)
     digests: dict[str, Digests] = {}
@@ -242,7 +258,7 @@ def write_tar(
             digests[item.path] = writer.digests()
         totals.finish()
         result = PayloadResult(digests, now.date())
-        for tag_name, content in tag_files(result, bag_info, describe):
+        for tag_name, content in tag_files(result, bag_info, describe, sign_key):
             info = _tarinfo(f"{name}/{tag_name}", len(content), now.timestamp())
             tar.addfile(info, _BytesReader(content))
     return result
@@ -267,8 +283,10 @@ def tag_files(
     result: PayloadResult,
     bag_info: Sequence[tuple[str, str]],
     describe: DescribeCallback,
-) -> Iterator[tuple[str, bytes]]:
-    """Every tag file in writing order; tagmanifest-sha256.txt last, covering the others."""
+    sign_key: SigningKey | None = None,
+) -> list[tuple[str, bytes]]:
+    """Every tag file in writing order: tagmanifest-sha256.txt covering the others, then,
+    with ``sign_key``, its signature (whose key bag-info.txt names)."""
     extra = dict(describe(result))
     unknown = set(extra) - {layout.DESCRIPTION, layout.RESTORE_MD}
     if unknown:
@@ -279,6 +297,8 @@ def tag_files(
         ("Bag-Software-Agent", f"crdb-archive {__version__}"),
         *bag_info,
     ]
+    if sign_key is not None:
+        info_lines.append((layout.SIGNING_KEY_LABEL, sign_key.fingerprint))
     files = {
         layout.BAGIT_TXT: layout.BAGIT_TXT_CONTENT.encode(),
         layout.MANIFEST_SHA256: "".join(
@@ -296,6 +316,7 @@ def tag_files(
         **extra,
     }
     tag_digests: list[tuple[str, str]] = []
+    written: list[tuple[str, bytes]] = []
     for tag_name in layout.TAG_FILES:
         if tag_name not in files:
             raise BadInput(f"tag file {tag_name} was not provided")
@@ -303,5 +324,11 @@ def tag_files(
         writer = DigestWriter()
         writer.update(content)
         tag_digests.append((tag_name, writer.digests().sha256))
-        yield tag_name, content
-    yield layout.TAGMANIFEST_SHA256, "".join(layout.manifest_lines(tag_digests)).encode()
+        written.append((tag_name, content))
+    tag_manifest = "".join(layout.manifest_lines(tag_digests)).encode()
+    written.append((layout.TAGMANIFEST_SHA256, tag_manifest))
+    if sign_key is not None:
+        from crdb_archive.bundle.signature import sign  # noqa: PLC0415 - signing is rare
+
+        written.append((layout.SIGNATURE, sign(tag_manifest, sign_key)))
+    return written

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from crdb_archive.archive import ArchiveRequest, check_destination
+from crdb_archive.archive import ArchiveRequest, check_destination, existing_signature_warnings
 from crdb_archive.backup.keys import PASSPHRASE_ENV
 from crdb_archive.binaries import DEFAULT_PLATFORM
 from crdb_archive.bundle import layout
@@ -289,7 +289,7 @@ class _ExportArchiving:
         with BundleStaging(storage, self.name, fmt) as staging:
             return self._make(staging.scratch, lambda payload, info, describe: staging.write(
                 payload, bag_info=info, describe=describe, options=options,
-                progress=self.progress, guard=self.guard))
+                progress=self.progress, guard=self.guard, sign_key=self.request.sign_key))
 
     def _make(self, scratch: Path, write: WriteBundle) -> ExportArchiveResult:
         source_dir = self.source.local_copy(scratch / "source", self.progress)
@@ -315,7 +315,8 @@ class _ExportArchiving:
             if problems:  # a defect in this module, never the user's input
                 raise RuntimeError(f"bundle description breaks its schema: {problems[0]}")
             return {layout.DESCRIPTION: render(document),
-                    layout.RESTORE_MD: render_export_restore_md(description, raw_files)}
+                    layout.RESTORE_MD: render_export_restore_md(
+                        description, raw_files, signing_key=self.request.signing_key)}
 
         schema_copy = scratch / "schema.sql"
         schema_copy.write_bytes(self.schema_bytes)
@@ -348,6 +349,8 @@ class _ExportArchiving:
             self.warnings.append(f"{reader.display} exists; its tag files, file presence and "
                                  "sizes were checked (run `crdb-archive verify` for every "
                                  "digest)")
+        self.warnings += existing_signature_warnings(reader.display, report.signature,
+                                                     self.request.signing_key)
         tables = {str(name): int(entry.get("rows", 0))
                   for name, entry in (export.get("tables") or {}).items()}
         return self._result(reader.display, report.files, report.bytes, tables, created=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import quote as url_quote
 
+from crdb_archive.bundle.restore_doc import signature_lines
 from crdb_archive.export.description import EXPORT_DIR, ExportDescription, TableDescription
 from crdb_archive.export.postgres import LOAD_MARKER, literal
 from crdb_archive.export.tables import quote
@@ -62,8 +63,10 @@ def _import_lines(description: ExportDescription, raw_files: list[str]) -> list[
     return lines
 
 
-def render_export_restore_md(description: ExportDescription, raw_files: list[str]) -> bytes:
-    """The RESTORE.md of an export bundle; ``raw_files`` are its data/export/ paths."""
+def render_export_restore_md(description: ExportDescription, raw_files: list[str], *,
+                             signing_key: str | None = None) -> bytes:
+    """The RESTORE.md of an export bundle; ``raw_files`` are its data/export/ paths; with
+    ``signing_key`` (the key's fingerprint), how to check its signature too."""
     d = description
     name = d.name
     what = "changefeed output" if d.source_kind == "changefeed" else "`EXPORT` output"
@@ -97,6 +100,7 @@ def render_export_restore_md(description: ExportDescription, raw_files: list[str
         "bagit.py --validate .                 # bagit-python, where installed",
         "```",
         "",
+        *signature_lines(signing_key),
         "## 2. Load into PostgreSQL with psql",
         "",
         "`data/schema/postgresql.sql` creates the tables; the line "

@@ -19,7 +19,9 @@ tar's own retention lock.
 A directory bundle is deleted under a marker object ``.deleting-<name>``, tag manifest first,
 so that an interrupted delete never leaves a bundle that looks complete, and the next run
 finishes it. (Earlier versions renamed a local bundle to ``.deleting-<name>`` before removing
-it; such a leftover is finished too.)
+it; such a leftover is finished too.) A deleted bundle's fixity records (jobs/fixity.py) go
+with it: they describe nothing any more, and a bundle written again under its name must start
+as never verified.
 """
 
 from __future__ import annotations
@@ -28,23 +30,27 @@ import contextlib
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from crdb_archive import __version__
 from crdb_archive.backup.layout import subdir_end_time
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.publish import bundle_key
-from crdb_archive.bundle.reader import open_bundle_in
+from crdb_archive.bundle.reader import DirReader, open_bundle_in
 from crdb_archive.bundle.retrieve import read_description
 from crdb_archive.bundle.verify import VerifyReport, verify_reader
 from crdb_archive.bundle.writer import Guard, unguarded
 from crdb_archive.errors import BadInput, CrdbArchiveError, StorageError
+from crdb_archive.jobs.fixity import FIXITY_DIR
 from crdb_archive.jobs.lock import JobLock
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import ObjectInfo, Prefix, Storage, WriteOptions, open_storage
 from crdb_archive.storage.places import check_destination_location
 from crdb_archive.storage.uri import parse_location
 from crdb_archive.times import utc_iso
+
+if TYPE_CHECKING:
+    from crdb_archive.bundle.signature import AllowedSigners
 
 INDEX_DIR = ".crdb-archive-index"
 DELETING_PREFIX = ".deleting-"
@@ -70,6 +76,8 @@ class StoredBundle:
     created: dt.datetime | None = None
     retain_until: dt.datetime | None = None
     problem: str | None = None
+    kind: Literal["backup", "export"] | None = None
+    signing_key: str | None = None  # the fingerprint of the key that signed it, if known
 
     def locked(self, now: dt.datetime) -> bool:
         """Under Object Lock retention at ``now``: the store itself would refuse a delete."""
@@ -85,7 +93,7 @@ class Checked:
 
 
 @dataclass
-class _Scan:
+class Scan:
     """One listing of the destination's top level, sorted into what a job cares about."""
 
     dirs: dict[str, bool] = field(default_factory=dict)  # name -> complete
@@ -138,8 +146,10 @@ class Destination:
 
     # --- finding bundles -------------------------------------------------------------------
 
-    def _scan(self) -> _Scan:
-        scan = _Scan()
+    def scan(self) -> Scan:
+        """One listing of the top level: bundles complete and not, records, deletes under
+        way; raises StorageError."""
+        scan = Scan()
         for entry in self.storage.list_level():
             name = entry.name if isinstance(entry, Prefix) else entry.key
             if isinstance(entry, Prefix):
@@ -157,7 +167,7 @@ class Destination:
                 scan.tars[name.removesuffix(".tar")] = entry
         return scan
 
-    def _scan_dir(self, scan: _Scan, name: str) -> None:
+    def _scan_dir(self, scan: Scan, name: str) -> None:
         if self.storage.exists(f"{name}/{layout.TAGMANIFEST_SHA256}"):
             scan.dirs[name] = True
         elif self.storage.publishes_atomically:
@@ -170,7 +180,7 @@ class Destination:
 
     def bundles(self) -> list[StoredBundle]:
         """Every complete bundle, readable or not; raises StorageError."""
-        scan = self._scan()
+        scan = self.scan()
         found = [self._describe_dir(name) for name in sorted(scan.dirs)
                  if name not in scan.deleting]
         found += [self._describe_tar(name, name in scan.records)
@@ -179,13 +189,21 @@ class Destination:
 
     def incomplete(self) -> list[str]:
         """Names of bundles that are partly there (an interrupted upload); never deleted here."""
-        scan = self._scan()
+        scan = self.scan()
         return sorted(name for name in scan.unfinished if name not in scan.deleting)
+
+    def read_record(self, name: str) -> StoredBundle:
+        """What the job record of the tar ``name`` says (a problem when there is none, or it
+        cannot be read)."""
+        return self._describe_tar(name, True)
 
     def _describe_dir(self, name: str) -> StoredBundle:
         location = self.storage.display(name)
         try:
-            description = read_description(open_bundle_in(self.storage, name))
+            # Its top level only: the tag files, not a listing of every payload object.
+            tree = self.storage.child(name)
+            top = [e for e in tree.list_level() if isinstance(e, ObjectInfo)]
+            description = read_description(DirReader(tree, top))
             info = self.storage.stat(f"{name}/{layout.TAGMANIFEST_SHA256}")
         except CrdbArchiveError as error:
             return StoredBundle(name, location, "dir", None, None, None, problem=str(error))
@@ -219,12 +237,16 @@ class Destination:
                                 "job record of this bundle")
         version = record.get("version")
         source = record.get("source")
+        signing_key = record.get("signing_key")
+        kind = record.get("kind")
         return StoredBundle(
             name=name, location=location, form="tar", time=parse_time(record.get("time")),
             source=source if isinstance(source, str) else None,
             version=version if isinstance(version, str) else None,
             created=parse_time(record.get("created")),
             retain_until=info.retain_until if info is not None else None,
+            kind="backup" if kind == "backup" else ("export" if kind == "export" else None),
+            signing_key=signing_key if isinstance(signing_key, str) else None,
         )
 
     def remember(self, bundle: StoredBundle) -> None:
@@ -243,6 +265,8 @@ class Destination:
             "time": utc_iso(bundle.time),
             "version": bundle.version,
             "created": utc_iso(bundle.created),
+            "kind": bundle.kind,
+            "signing_key": bundle.signing_key,
             "recorded_by": f"crdb-archive {__version__}",
         }
         # The record lives exactly as long as its tar may: same lock, same date.
@@ -256,20 +280,22 @@ class Destination:
     # --- checking --------------------------------------------------------------------------
 
     def check(self, location: str, *, full: bool,
-              progress: ProgressCallback = no_progress) -> Checked:
+              progress: ProgressCallback = no_progress,
+              allowed: AllowedSigners | None = None) -> Checked:
         """Verify the bundle at ``location``: ``full`` reads every digest, otherwise presence
-        and sizes only."""
+        and sizes only; with ``allowed``, it must be validly signed by a key it lists."""
         key = self._key(location)
         reader = open_bundle_in(self.storage, key)
         cold = reader.cold()
         if not cold:
-            return Checked(verify_reader(reader, fast=not full, progress=progress))
+            return Checked(verify_reader(reader, fast=not full, progress=progress,
+                                         allowed=allowed))
         classes = ", ".join(sorted({o.storage_class or "an archive class" for o in cold}))
         restore = (f"request a restore (crdb-archive restore-request {reader.display} --days "
                    "7) to verify every digest")
         if reader.form == "dir":
             # Tag files are kept in the default class, so the quick check still reads them.
-            report = verify_reader(reader, fast=True, progress=progress)
+            report = verify_reader(reader, fast=True, progress=progress, allowed=allowed)
             limited = None if not full else (
                 f"the payload of {reader.display} is in {classes}: its tag files, the presence "
                 f"and size of every file were checked, not the digests; {restore}")
@@ -282,6 +308,11 @@ class Destination:
             report.bytes = info.size
         return Checked(report, f"{reader.display} is in {classes}: only its presence and size "
                        f"were checked; {restore}")
+
+    def key_of(self, location: str) -> str:
+        """The key below the destination of a bundle at ``location`` (name, or name.tar);
+        raises BadInput for a location elsewhere."""
+        return self._key(location)
 
     def _key(self, location: str) -> str:
         root = self.storage.display().rstrip("/") + "/"
@@ -300,22 +331,31 @@ class Destination:
         if bundle.form == "tar":
             # The tar first: a record without its tar is cleared later, never the reverse.
             self.storage.delete(bundle_key(bundle.name, "tar"))
+            self._forget_checks(bundle_key(bundle.name, "tar"))
             self.storage.delete(_index_key(bundle.name))
             return
         marker = f"{DELETING_PREFIX}{bundle.name}"
         self.storage.put_bytes(marker, b"")
         self._finish_delete(bundle.name)
 
+    def _forget_checks(self, key: str) -> None:
+        # The fixity records of a bundle that is gone describe nothing, and a bundle written
+        # again under its name must start as never verified. Records kept by a bucket's
+        # retention stay; an audit reports them as stale.
+        with contextlib.suppress(StorageError):
+            self.storage.delete_tree(f"{FIXITY_DIR}/{key}/")
+
     def _finish_delete(self, name: str) -> None:
         # The tag manifest first: from then on the bundle reads as incomplete, never as whole.
         self.storage.delete(f"{name}/{layout.TAGMANIFEST_SHA256}")
         self.storage.delete_tree(f"{name}/")
+        self._forget_checks(name)
         self.storage.delete(f"{DELETING_PREFIX}{name}")
 
     def clear_leftovers(self, *, guard: Guard = unguarded) -> list[str]:
         """Finish deletes an earlier run started, each after ``guard``; returns the names
         removed."""
-        scan = self._scan()
+        scan = self.scan()
         finished = []
         for name in sorted(scan.deleting):
             guard(f"finishing the delete of {name}")
@@ -330,9 +370,11 @@ class Destination:
             name = renamed.removeprefix(DELETING_PREFIX).removesuffix(".tar")
             guard(f"finishing the delete of {name}")
             self.storage.delete_tree(f"{renamed}/")
+            self._forget_checks(renamed.removeprefix(DELETING_PREFIX))
             finished.append(name)
         for name in sorted(scan.records - set(scan.tars)):
             guard(f"deleting the job record of {name}")
+            self._forget_checks(bundle_key(name, "tar"))
             # A record retained by Object Lock as long as its tar was is harmless.
             with contextlib.suppress(StorageError):
                 self.storage.delete(_index_key(name))
@@ -348,7 +390,8 @@ def described(name: str, location: str, form: Literal["dir", "tar"],
         return StoredBundle(
             name=name, location=location, form=form, time=bundle_time(description),
             source=export.get("source"), version=None,
-            created=parse_time(description.get("created")), retain_until=retain_until)
+            created=parse_time(description.get("created")), retain_until=retain_until,
+            kind="export")
     backup: dict[str, Any] = description.get("backup") or {}
     return StoredBundle(
         name=name,
@@ -359,6 +402,7 @@ def described(name: str, location: str, form: Literal["dir", "tar"],
         version=(description.get("cockroachdb") or {}).get("version"),
         created=parse_time(description.get("created")),
         retain_until=retain_until,
+        kind="backup",
     )
 
 

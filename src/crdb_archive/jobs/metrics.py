@@ -56,6 +56,20 @@ class RunMetrics:
         return self.exit_code == 0 and self.failures == 0
 
 
+def render_gauges(prefix: str, label: tuple[str, str],
+                  gauges: list[tuple[str, str, float | int]]) -> str:
+    """Gauges ``(name, help, value)`` in the exposition format, each with one label."""
+    pair = f'{label[0]}="{_escape(label[1])}"'
+    lines = []
+    for name, help_text, value in gauges:
+        lines += [
+            f"# HELP {prefix}{name} {help_text}",
+            f"# TYPE {prefix}{name} gauge",
+            f"{prefix}{name}{{{pair}}} {_number(value)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def render_metrics(run: RunMetrics, last_success: float | None) -> str:
     """The exposition text for one run; ``last_success`` is used when this run failed."""
     values: dict[str, float | int] = {
@@ -71,20 +85,21 @@ def render_metrics(run: RunMetrics, last_success: float | None) -> str:
         "failures": run.failures,
         "warnings": run.warnings,
     }
-    label = _escape(run.job)
-    lines = []
-    for name, help_text in METRICS:
-        lines += [
-            f"# HELP {PREFIX}{name} {help_text}",
-            f"# TYPE {PREFIX}{name} gauge",
-            f'{PREFIX}{name}{{job="{label}"}} {_number(values[name])}',
-        ]
-    return "\n".join(lines) + "\n"
+    return render_gauges(PREFIX, ("job", run.job),
+                         [(name, help_text, values[name]) for name, help_text in METRICS])
 
 
-def write_metrics(path: Path, run: RunMetrics) -> None:
-    """Replace the metrics file at ``path`` atomically; raises StorageError."""
+def write_metrics(path: Path, run: RunMetrics, *, extra: str = "") -> None:
+    """Replace the metrics file at ``path`` atomically, ``extra`` (more families) appended;
+    raises StorageError."""
     text = render_metrics(run, None if run.success else previous_last_success(path, run.job))
+    write_text_atomically(path, text + extra)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Replace the file at ``path`` with ``text``: a temporary file beside it (whose name does
+    not end in .prom, so the collector passes it by), flushed, then renamed; raises
+    StorageError."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with temporary.open("w", encoding="utf-8") as stream:
@@ -97,6 +112,9 @@ def write_metrics(path: Path, run: RunMetrics) -> None:
         temporary.unlink(missing_ok=True)
         raise StorageError(
             f"cannot write the metrics file {path}: {error.strerror or error}") from None
+    except BaseException:  # an interrupt: no temporary file left beside the metrics
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def previous_last_success(path: Path, job: str) -> float | None:
@@ -122,6 +140,10 @@ def previous_last_success(path: Path, job: str) -> float | None:
 def _number(value: float | int) -> str:
     if isinstance(value, int):
         return str(value)
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
     return f"{value:.3f}"
 
 

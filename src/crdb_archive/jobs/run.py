@@ -1,4 +1,4 @@
-"""Run an archive job: plan, archive what has no bundle yet, verify it, apply retention.
+"""Run an archive job: plan, archive what has no bundle yet, verify it, apply retention, audit.
 
 A run is safe to repeat: a backup whose bundle exists is not archived again, a run killed
 midway leaves only hidden staging that the next run clears, and deletes go through a hidden
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from crdb_archive.archive import ArchiveRequest, archive_backup
 from crdb_archive.bundle.writer import Guard, unguarded
@@ -33,9 +33,18 @@ from crdb_archive.errors import (
     JobAlreadyRunning,
     JobLockLost,
     StorageError,
+    most_severe,
 )
 from crdb_archive.export.archive import ExportOptions, archive_export
+from crdb_archive.jobs.audit import (
+    Audited,
+    AuditReport,
+    NotAudited,
+    audit_destination,
+    render_audit_metrics,
+)
 from crdb_archive.jobs.destination import Destination, StoredBundle, open_destination
+from crdb_archive.jobs.fixity import record_of, write_record
 from crdb_archive.jobs.metrics import RunMetrics, write_metrics
 from crdb_archive.jobs.plan import Candidate, advisories, select_backups
 from crdb_archive.jobs.retention import Decision, RetentionItem, decide
@@ -45,23 +54,23 @@ from crdb_archive.sources import SourceKind, source_key
 from crdb_archive.storage.base import WriteOptions
 from crdb_archive.times import utc_iso
 
+if TYPE_CHECKING:
+    from crdb_archive.bundle.signature import AllowedSigners
+    from crdb_archive.bundle.verify import VerifyReport
+
 # Retention items of backups not archived yet; stored bundles are keyed by their location.
 _PLANNED = "planned:"
 _NO_RULES = "no [retention] section: every bundle is kept"
 
-_SEVERITY = {
-    ExitCode.OK: 0,
-    ExitCode.BAD_INPUT: 1,
-    ExitCode.WORLD: 2,
-    ExitCode.NO: 3,
-}
 
 
 @dataclass(frozen=True)
 class JobEvent:
     """One step of a run, as one JSON object: ``{"event": ..., "job": ..., ...}``."""
 
-    event: str  # plan, skip, archive, verify, retention, keep, delete, warning, error, done
+    # plan, skip, archive, verify, retention, keep, delete, audit, audit_skip, audited, warning,
+    # error, done
+    event: str
     job: str
     fields: dict[str, Any]
 
@@ -97,11 +106,11 @@ class JobReport:
     deleted: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     warnings: int = 0
+    audit: AuditReport | None = None
 
     @property
     def exit_code(self) -> ExitCode:
-        codes = [f.exit_code for f in self.failures]
-        return max(codes, key=lambda c: _SEVERITY.get(c, 2), default=ExitCode.OK)
+        return most_severe([f.exit_code for f in self.failures])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +122,10 @@ class JobReport:
             "failures": len(self.failures),
             "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
+            **({} if self.audit is None else {
+                "bundles_audited": len(self.audit.checked),
+                "bundles_damaged": self.audit.damaged,
+            }),
         }
 
 
@@ -182,12 +195,15 @@ def run_job(
 
 
 def _write_metrics(path: Path, report: JobReport, code: ExitCode) -> None:
+    # The audit's own gauges follow the run's, when this run audited.
+    extra = ("" if report.audit is None
+             else render_audit_metrics(report.audit, ("job", report.job)))
     write_metrics(path, RunMetrics(
         job=report.job, finished=time.time(), exit_code=int(code),
         bundles_written=len(report.written), bytes_written=report.bytes_written,
         bundles_deleted=len(report.deleted), duration_seconds=report.seconds,
         failures=len(report.failures), warnings=report.warnings,
-    ))
+    ), extra=extra)
 
 
 
@@ -305,6 +321,7 @@ class _Run:
         for candidate in to_archive:
             self._archive(destination, candidate)
         self._retention(destination)
+        self._audit(destination)
 
     def _locks(self, bundles: int) -> dict[str, Any]:
         """What the plan locks: how many new bundles, in which mode, until when."""
@@ -351,15 +368,17 @@ class _Run:
             # Its name is derived from this job's backup: a run that died before recording
             # what it wrote left it so.
             self._remember(destination, candidate, bundle.name, bundle.location,
-                           bundle.form, bundle.version or candidate.release)
+                           bundle.form, bundle.version or candidate.release, self.kind)
 
     def _remember(self, destination: Destination, candidate: Candidate, name: str,
-                  location: str, form: Literal["dir", "tar"], version: str | None) -> None:
+                  location: str, form: Literal["dir", "tar"], version: str | None,
+                  kind: Literal["backup", "export"], signing_key: str | None = None) -> None:
         self.guard(f"recording {name}")
         try:
             destination.remember(StoredBundle(
                 name=name, location=location, form=form, time=candidate.time,
-                source=self.source, version=version, created=self.now))
+                source=self.source, version=version, created=self.now, kind=kind,
+                signing_key=signing_key))
         except CrdbArchiveError as error:
             self.fail("record", error, bundle=name)
 
@@ -381,6 +400,7 @@ class _Run:
             object_lock_days=lock.days if lock else None,
             retain_until=lock.retain_until if lock else None,
             keys=spec.keys,
+            sign_key=spec.sign_key,
         )
         try:
             result = archive_backup(request, progress=self.progress, guard=self.guard)
@@ -398,7 +418,7 @@ class _Run:
             self.report.written.append(result.name)
             self.report.bytes_written += result.bytes
         self._remember(destination, candidate, result.name, location, spec.format,
-                       result.version)
+                       result.version, "backup", self._signing_key(result.created))
         self._verify(destination, result.name, location, full=True)
 
     def _archive_export(self, destination: Destination, candidate: Candidate) -> None:
@@ -415,6 +435,7 @@ class _Run:
             object_lock_mode=lock.mode if lock else None,
             object_lock_days=lock.days if lock else None,
             retain_until=lock.retain_until if lock else None,
+            sign_key=spec.sign_key,
         )
         try:
             result = archive_export(
@@ -435,20 +456,30 @@ class _Run:
         if result.created:
             self.report.written.append(result.name)
             self.report.bytes_written += result.bytes
-        self._remember(destination, candidate, result.name, location, spec.format, None)
+        self._remember(destination, candidate, result.name, location, spec.format, None,
+                       "export", self._signing_key(result.created))
         self._verify(destination, result.name, location, full=True)
+
+    def _signing_key(self, created: bool) -> str | None:
+        """The key a bundle this run archived is signed with (one found already there keeps
+        whatever it had, which its job record does not claim)."""
+        return self.spec.sign_key.fingerprint if created and self.spec.sign_key else None
 
     def _verify(self, destination: Destination, name: str, location: str, *,
                 full: bool) -> bool:
         """A full check of what this run wrote, presence and sizes of what it found; whether
         the bundle is sound."""
         try:
-            checked = destination.check(location, full=full, progress=self.progress)
+            checked = destination.check(location, full=full, progress=self.progress,
+                                        allowed=self._allowed() if full else None)
         except CrdbArchiveError as error:
             self.damaged.add(name)
             self.fail("verify", error, bundle=name)
             return False
         report = checked.report
+        if full:
+            # The check of what this run wrote counts as the bundle's first verification.
+            self._record(destination, name, location, report, checked.limited)
         problems = [str(p) for p in report.problems]
         extra = {"limited": checked.limited} if checked.limited else {}
         self.emit("verify", bundle=name, location=location, ok=report.ok, mode=report.mode,
@@ -461,6 +492,67 @@ class _Run:
                 f"bundle {location} failed verification ({len(problems)} problem(s), first: "
                 f"{problems[0]}); move it aside and run again"), bundle=name)
         return report.ok
+
+    def _allowed(self) -> AllowedSigners | None:
+        """The keys a bundle must be signed by: [audit]'s allowed signers, else this job's own
+        key (so a signature that does not verify is caught as it is written)."""
+        if self.spec.audit is not None and self.spec.audit.allowed_signers is not None:
+            return self.spec.audit.allowed_signers
+        if self.spec.sign_key is None:
+            return None
+        from crdb_archive.bundle.signature import AllowedSigners, Signer  # noqa: PLC0415
+
+        own = Signer((self.spec.name,), self.spec.sign_key.public_blob, None, None, None)
+        return AllowedSigners((own,), f"the key of job {self.spec.name}")
+
+    def _record(self, destination: Destination, name: str, location: str,
+                report: VerifyReport, limited: str | None) -> None:
+        try:
+            key = destination.key_of(location)
+            write_record(destination.storage, record_of(key, report, "run", limited=limited))
+        except CrdbArchiveError as error:
+            self.fail("fixity", error, bundle=name)
+
+    def _audit(self, destination: Destination) -> None:
+        audit = self.spec.audit
+        if audit is None:
+            return
+
+        def on_outcome(outcome: Audited | NotAudited) -> None:
+            if isinstance(outcome, Audited):
+                self.emit("audit", bundle=outcome.name, location=outcome.location,
+                          ok=outcome.ok, mode=outcome.mode, problems=outcome.problems,
+                          bytes=outcome.bytes_read, record=outcome.record)
+                if not outcome.ok:
+                    self.fail("audit", DamagedBundle(
+                        f"bundle {outcome.location} failed its audit ({len(outcome.problems)} "
+                        f"problem(s), first: {outcome.problems[0]})"), bundle=outcome.name)
+                if outcome.record_error:
+                    self.fail("audit", StorageError(outcome.record_error), bundle=outcome.name)
+            elif outcome.kind == "skipped":
+                self.emit("audit_skip", bundle=outcome.name, location=outcome.location,
+                          reason=outcome.reason)
+            else:
+                self.fail("audit", StorageError(f"{outcome.location} was not audited: "
+                                                f"{outcome.reason}"), bundle=outcome.name)
+
+        try:
+            report = audit_destination(destination, audit.budget,
+                                       allowed=audit.allowed_signers, progress=self.progress,
+                                       on_outcome=on_outcome, guard=self.guard)
+        except JobLockLost:
+            raise
+        except CrdbArchiveError as error:
+            self.fail("audit", error)
+            return
+        self.report.audit = report
+        summary = report.to_json()
+        self.emit("audited", checked=len(report.checked), damaged=report.damaged,
+                  skipped=len(report.skipped), unchecked=len(report.unchecked),
+                  remaining=report.remaining, bytes_read=report.bytes_read,
+                  never_verified=report.never_verified,
+                  oldest_verification=summary["oldest_verification"],
+                  stale_records=report.stale)
 
     def _retention(self, destination: Destination) -> None:
         rules = self.spec.retention

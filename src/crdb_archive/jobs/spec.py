@@ -17,7 +17,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from crdb_archive.backup.keys import NO_KEYS, PASSPHRASE_ENV, EncryptionKeys, load_keys
@@ -27,11 +27,15 @@ from crdb_archive.bundle.writer import BundleFormat
 from crdb_archive.errors import BadInput, CrdbArchiveError, InvalidJobSpec
 from crdb_archive.export.hlc import Hlc
 from crdb_archive.jobs.spec_table import SpecTable, kind_of, unknown
+from crdb_archive.jobs.spec_trust import AUDIT_KEYS, AuditSpec, audit_spec, signing_key
 from crdb_archive.sources import KIND_CHOICES, KindChoice
 from crdb_archive.storage.kms import KmsUri
 from crdb_archive.storage.places import location_problem, overlap_problem, storage_classes
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import release_index
+
+if TYPE_CHECKING:
+    from crdb_archive.bundle.signature import SigningKey
 
 IncrementalPolicy = Literal["none", "growing", "closed"]
 
@@ -48,10 +52,12 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                "encryption_passphrase_file", "kms", "schema", "as_of", "allow_gaps", "table"),
     "version": ("release", "force"),
     "binaries": ("platforms", "mirror", "cache_dir"),
-    "destination": ("uri", "endpoint_url", "format", "storage_class", "object_lock"),
+    "destination": ("uri", "endpoint_url", "format", "storage_class", "object_lock",
+                    "sign_key"),
     "destination.object_lock": ("mode", "days", "retain_until"),
     "retention": ("keep_last", "keep_days", "keep_monthly", "keep_yearly"),
     "warnings": ("binary_removal_days",),
+    "audit": AUDIT_KEYS,
 }
 _REQUIREDSECTIONS = ("job", "source", "destination")
 
@@ -123,6 +129,9 @@ class JobSpec:
     # Opens encrypted backups: a passphrase (file or environment) or KMS URIs.
     keys: EncryptionKeys = field(default=NO_KEYS, repr=False)
     export: ExportSpec | None = None  # exports: the schema file and the snapshot wanted
+    # Signs every bundle the job writes (destination.sign_key); loaded when the spec is read.
+    sign_key: SigningKey | None = field(default=None, repr=False)
+    audit: AuditSpec | None = None  # [audit]: audit the destination after retention
 
     @property
     def with_incrementals(self) -> bool:
@@ -154,6 +163,8 @@ class JobSpec:
                 "kms": [uri.display for uri in self.keys.kms],
             },
             "export": self.export.to_json() if self.export else None,
+            "sign_key": self.sign_key.fingerprint if self.sign_key else None,
+            "audit": self.audit.to_json() if self.audit else None,
         }
 
 
@@ -267,8 +278,10 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
         if apart is not None:
             destination.problem("uri", apart)
 
+    sign_key = signing_key(destination, base)
     retention = _retention(tables["retention"],
                            present=isinstance(data.get("retention"), dict))
+    audit = audit_spec(tables["audit"], base, present=isinstance(data.get("audit"), dict))
     removal_days = tables["warnings"].integer(
         "binary_removal_days", minimum=0, default=DEFAULT_BINARY_REMOVAL_DAYS)
 
@@ -299,6 +312,8 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
         binary_removal_days=removal_days if removal_days is not None else 0,
         keys=keys,
         export=export,
+        sign_key=sign_key,
+        audit=audit,
     )
 
 
