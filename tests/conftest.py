@@ -3,10 +3,11 @@
 pytest_plugins = [
     "support.mirror",
     "support.s3",
+    "support.azure",
+    "support.azure_identity",
     "support.faultproxy",
     "support.postgres",
     "support.gcs",
     "support.google_token",
-    "support.azure",
     "support.storage_backends",
 ]

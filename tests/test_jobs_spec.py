@@ -118,6 +118,28 @@ def test_source_and_destination_in_two_clouds_with_their_own_endpoints(tmp_path:
     assert (spec.source_endpoint_url, spec.destination_endpoint_url) == (
         "http://minio.lan:9000", "http://127.0.0.1:4443")
     assert (spec.format, spec.storage_class) == ("tar", "ARCHIVE")
+def test_source_and_destination_in_different_clouds(tmp_path: Path) -> None:
+    # Each end has its own endpoint: a run reads from one store and writes to another.
+    spec = validate_spec(tomllib.loads("""
+[job]
+name = "cross"
+[source]
+uri = "s3://backups/orders"
+endpoint_url = "http://minio.lan:9000"
+[destination]
+uri = "azure-blob://bundles/orders?AZURE_ACCOUNT_NAME=acct&AUTH=implicit"
+endpoint_url = "https://acct.blob.core.usgovcloudapi.net"
+storage_class = "Archive"
+[destination.object_lock]
+mode = "COMPLIANCE"
+days = 30
+"""), tmp_path / "job.toml", now=NOW)
+    assert spec.source_endpoint_url == "http://minio.lan:9000"
+    assert spec.destination_endpoint_url == "https://acct.blob.core.usgovcloudapi.net"
+    assert spec.format == "tar"  # the default for object storage
+    assert spec.storage_class == "Archive"
+    assert spec.destination_display == ("azure-blob://bundles/orders?AZURE_ACCOUNT_NAME=redacted"
+                                         "&AUTH=redacted")
 
 
 # Each case: a spec fragment added to a valid spec, and the exact problem it must produce.
@@ -139,6 +161,8 @@ MISTAKES: list[tuple[str, str, str]] = [
      "supported"),
     ("gs without bucket", '[source]\nuri = "gs:///x"', "source.uri: gs:///x names no bucket"),
     ("s3 without bucket", '[source]\nuri = "s3:///x"', "source.uri: s3:///x names no bucket"),
+    ("azure without container", '[destination]\nuri = "azure-blob:///x"',
+     "destination.uri: azure-blob:///x names no container"),
     ("unset variable", '[source]\nuri = "${CRDB_JOB_TEST_UNSET}/x"',
      "source.uri: environment variable CRDB_JOB_TEST_UNSET is not set"),
     ("empty uri", '[source]\nuri = ""', "source.uri: must not be empty"),
@@ -159,10 +183,12 @@ MISTAKES: list[tuple[str, str, str]] = [
     ("storage class on a directory", '[destination]\nuri = "d"\nstorage_class = "DEEP_ARCHIVE"',
      "destination.storage_class: applies only to destinations in object storage"),
     ("storage class", '[destination]\nuri = "s3://b/p"\nstorage_class = "COLD"',
-     "destination.storage_class: bucket b: unknown storage class 'COLD'"),
+     "destination.storage_class: 'COLD' is not one of"),
     ("gs storage class", '[destination]\nuri = "gs://bkt/p"\nstorage_class = "DEEP_ARCHIVE"',
-     "destination.storage_class: bucket bkt: Cloud Storage has no storage class "
-     "'DEEP_ARCHIVE'"),
+     "destination.storage_class: 'DEEP_ARCHIVE' is not one of STANDARD, NEARLINE, COLDLINE, "
+     "ARCHIVE"),
+    ("azure access tier", '[destination]\nuri = "azure://c0ntainer/p"\nstorage_class = '
+     '"GLACIER"', "destination.storage_class: 'GLACIER' is not one of Hot, Cool, Cold, Archive"),
     ("lock days", '[destination]\nuri = "s3://b/p"\n[destination.object_lock]\n'
      'mode = "COMPLIANCE"\ndays = 0', "destination.object_lock.days: must be > 0"),
     ("lock mode", '[destination]\nuri = "s3://b/p"\n[destination.object_lock]\n'

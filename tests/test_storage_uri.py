@@ -122,7 +122,6 @@ def test_open_storage_chooses_the_backend(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("uri", "name"), [
     ("userfile://defaultdb.public.userfiles_root/x?CREDENTIALS=c2VjcmV0", "userfile"),
-    ("azure://container/path?AZURE_ACCOUNT_KEY=secret", "Azure Blob Storage"),
     ("nodelocal://1/backups", "nodelocal"),
     ("ftp://host/x", "the scheme ftp://"),
 ])

@@ -1,4 +1,5 @@
-"""The fault proxy itself: each fault does to a real boto3 client what it promises."""
+"""The fault proxy itself: each fault does to a real client (boto3, azure-storage-blob) what it
+promises."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from azure.core.exceptions import AzureError
+from azure.storage.blob import BlobServiceClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from support.azure import ACCOUNT, ACCOUNT_KEY, Azurite
 from support.faultproxy import (
     FaultProxy,
     fail_after,
@@ -135,3 +139,23 @@ def test_a_stalled_request_whose_client_hangs_up_is_never_forwarded(
     assert (logged.method, logged.path, logged.fault, logged.status) == (
         "PUT", f"/{bucket}/dropped", "stall", None)
     assert "dropped" not in moto_s3.all_keys(bucket)
+
+
+def test_a_short_chunked_body_is_sent_plain_and_short(azurite: Azurite) -> None:
+    # Azurite sends listings chunked; a short body must still be short and consistent, not a
+    # chunk cut in the middle that leaves the client waiting for the rest.
+    container = azurite.container()
+    seen: list[dict[str, str]] = []
+    with FaultProxy(azurite.endpoint_url.rsplit("/", 1)[0]) as proxy, BlobServiceClient(
+        f"{proxy.url}/{ACCOUNT}", credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY},
+        retry_total=0, read_timeout=20,
+    ) as service:
+        proxy.fail("GET", rf"/{container}$", short_body(20))
+        listing = service.get_container_client(container).list_blobs(
+            raw_response_hook=lambda answer: seen.append(dict(answer.http_response.headers)))
+        with pytest.raises(AzureError):
+            list(listing)
+        [logged] = proxy.requests()
+    assert (logged.fault, logged.body_bytes) == ("short", 20)
+    assert seen[0]["Content-Length"] == "20"
+    assert "Transfer-Encoding" not in seen[0]

@@ -60,11 +60,7 @@ from crdb_archive.errors import (
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.sources import KindChoice, recognise_source, recorded_source
 from crdb_archive.storage.base import LockMode, Storage, WriteOptions, open_storage
-from crdb_archive.storage.places import (
-    check_destination_location,
-    overlap_problem,
-    split_endpoint,
-)
+from crdb_archive.storage.places import check_destination_location, overlap_problem
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.times import utc_iso
 from crdb_archive.versions import VersionSpec, release_index
@@ -91,9 +87,7 @@ class ArchiveRequest:
     with_incrementals: bool = False
     cache_dir: Path | None = None
     use_cache: bool = True
-    # --endpoint-url: the endpoint of the one location in object storage (of both, when both
-    # are in the same kind of store); the two below, when given, name each end's own.
-    endpoint_url: str | None = None
+    # Each end's endpoint (an S3-compatible store, an emulator): they may be different clouds.
     source_endpoint_url: str | None = None
     dest_endpoint_url: str | None = None
     storage_class: str | None = None
@@ -109,12 +103,6 @@ class ArchiveRequest:
     def signing_key(self) -> str | None:
         """The fingerprint of the key new bundles are signed with, if any."""
         return self.sign_key.fingerprint if self.sign_key is not None else None
-
-    def endpoints(self) -> tuple[str | None, str | None]:
-        """The endpoints of the source and of the destination; raises BadInput when one
-        --endpoint-url is given for two locations in different clouds."""
-        source, dest = split_endpoint(self.source, str(self.dest), self.endpoint_url)
-        return self.source_endpoint_url or source, self.dest_endpoint_url or dest
 
     def write_options(self, now: dt.datetime) -> WriteOptions | None:
         """Storage class and Object Lock for the bundle's objects; raises BadInput."""
@@ -195,7 +183,8 @@ def archive_source(
     export options given for a backup, and what :func:`archive_backup` or
     :func:`crdb_archive.export.archive.archive_export` raise.
     """
-    chosen = recognise_source(request.source, kind, endpoint_url=request.endpoints()[0])
+    chosen = recognise_source(request.source, kind,
+                              endpoint_url=request.source_endpoint_url)
     if chosen == "export":
         from crdb_archive.export.archive import ExportOptions, archive_export  # noqa: PLC0415
 
@@ -215,10 +204,9 @@ def check_destination(request: ArchiveRequest) -> WriteOptions | None:
     """
     options = request.write_options(dt.datetime.now(dt.UTC))
     check_destination_location(parse_location(str(request.dest)), options)
-    source_endpoint, dest_endpoint = request.endpoints()
     problem = overlap_problem(request.source, str(request.dest),
-                              source_endpoint_url=source_endpoint,
-                              dest_endpoint_url=dest_endpoint)
+                              source_endpoint_url=request.source_endpoint_url,
+                              dest_endpoint_url=request.dest_endpoint_url)
     if problem is not None:
         raise BadInput(problem)
     return options
@@ -244,9 +232,8 @@ def archive_backup(
     """
     started = time.monotonic()
     options = check_destination(request)
-    source_endpoint, dest_endpoint = request.endpoints()
     with inspect_backup(request.source, subdir=request.subdir,
-                        endpoint_url=source_endpoint, keys=request.keys) as backup:
+                        endpoint_url=request.source_endpoint_url, keys=request.keys) as backup:
         version = _settle_version(backup, request)
         names = backup_bundle_names(backup, version.release, request.with_incrementals)
         name = request.name or names.current
@@ -262,7 +249,7 @@ def archive_backup(
         if request.name is None:
             job.earlier_names = (names.legacy,)
         # Not created yet: the staging area makes what it needs, and removes it on failure.
-        with open_storage(str(request.dest), endpoint_url=dest_endpoint) as storage:
+        with open_storage(str(request.dest), endpoint_url=request.dest_endpoint_url) as storage:
             if options is not None:
                 storage.check_write_options(options)
             return job.to_storage(storage, options)

@@ -70,11 +70,12 @@ MirrorOption = Annotated[
 ]
 EndpointOption = Annotated[
     str | None,
-    typer.Option("--endpoint-url", help="Endpoint of the location in object storage: an "
-                 "S3-compatible store for s3:// (default AWS_ENDPOINT in the URI, else "
-                 "$AWS_ENDPOINT_URL, else AWS), a Cloud Storage endpoint for gs:// (default "
-                 "ENDPOINT in the URI, else $STORAGE_EMULATOR_HOST, else Google). With two "
-                 "locations in different clouds, give each its endpoint in its URI."),
+    typer.Option("--endpoint-url", help="Endpoint of the location in object storage when its "
+                 "URI names none: an S3-compatible store for s3:// (default $AWS_ENDPOINT_URL, "
+                 "else AWS), a Cloud Storage endpoint for gs:// (default "
+                 "$STORAGE_EMULATOR_HOST, else Google), an emulator or private endpoint for "
+                 "azure-blob://. With two locations in different clouds, give each its "
+                 "endpoint in its URI."),
 ]
 PassphraseFileOption = Annotated[
     Path | None,
@@ -312,8 +313,9 @@ def _iso(value: dt.date | None) -> str | None:
 @app.command()
 def inspect(
     path: Annotated[str, typer.Argument(help="A backup directory, a backup collection, or a "
-                                              "bundle (directory or .tar); or s3:// or gs:// "
-                                              "bucket/prefix, as given to BACKUP INTO.")],
+                                              "bundle (directory or .tar); or s3://, gs:// or "
+                                              "azure-blob:// bucket/prefix, as given to BACKUP "
+                                              "INTO.")],
     subdir: Annotated[
         str | None,
         typer.Option("--subdir", help="In a collection, the full backup to inspect "
@@ -481,10 +483,11 @@ def _fetch_summary(result: FetchResult) -> list[str]:
 def archive_command(
     source: Annotated[str, typer.Argument(help="A backup (directory, collection), or a "
                                                 "changefeed's cloud-storage sink or EXPORT "
-                                                "output; a path, file://, s3:// or gs:// "
-                                                "URI.")],
-    dest: Annotated[str, typer.Option("--dest", help="Directory, s3://bucket/prefix or "
-                                      "gs://bucket/prefix that receives the bundle.")],
+                                                "output; a path, file://, s3://, gs:// or "
+                                                "azure-blob:// URI.")],
+    dest: Annotated[str, typer.Option("--dest", help="Directory, s3://bucket/prefix, "
+                                      "gs://bucket/prefix or azure-blob://container/prefix "
+                                      "that receives the bundle.")],
     kind: Annotated[
         str, typer.Option("--kind", help="auto (tell by the file names), backup, or export "
                           "(changefeed or EXPORT output).")
@@ -539,13 +542,16 @@ def archive_command(
         str | None, typer.Option("--storage-class", help="Storage class of the payload: for "
                                  "s3:// STANDARD, STANDARD_IA, GLACIER_IR, GLACIER, "
                                  "DEEP_ARCHIVE, ...; for gs:// STANDARD, NEARLINE, COLDLINE, "
-                                 "ARCHIVE."),
+                                 "ARCHIVE; for azure-blob:// the access tiers Hot, Cool, Cold, "
+                                 "Archive."),
     ] = None,
     object_lock_mode: Annotated[
         str | None, typer.Option("--object-lock-mode", help="Retention lock: GOVERNANCE or "
                                  "COMPLIANCE. s3://: Object Lock (the bucket must have it); "
                                  "gs://: object retention, Unlocked or Locked (or a bucket "
-                                 "retention policy that keeps objects as long)."),
+                                 "retention policy that keeps objects as long); azure-blob://: "
+                                 "an unlocked or locked immutability policy, on a container "
+                                 "with version-level immutability."),
     ] = None,
     object_lock_days: Annotated[
         int | None, typer.Option("--object-lock-days", help="Keep the bundle locked N days.")
@@ -574,6 +580,7 @@ def archive_command(
     from crdb_archive.binaries import DEFAULT_PLATFORM  # noqa: PLC0415
     from crdb_archive.export.archive import ExportOptions  # noqa: PLC0415
     from crdb_archive.sources import KIND_CHOICES  # noqa: PLC0415
+    from crdb_archive.storage.places import endpoints_for  # noqa: PLC0415
 
     _json_mode(json_output)
     chosen = next((k for k in KIND_CHOICES if k == kind), None)
@@ -584,13 +591,14 @@ def archive_command(
     if object_lock_mode not in (None, "GOVERNANCE", "COMPLIANCE"):
         raise BadInput(f"--object-lock-mode {object_lock_mode!r}: expected GOVERNANCE or "
                        "COMPLIANCE")
+    source_endpoint, dest_endpoint = endpoints_for(endpoint_url, source, dest)
     signing = _sign_key(sign_key)
     request = ArchiveRequest(
         source=source, dest=dest, subdir=subdir, version=version,
         force_version=force_version, platforms=tuple(platform or [DEFAULT_PLATFORM]),
         mirror=mirror, name=name, format="tar" if fmt == "tar" else "dir",
         with_incrementals=with_incrementals, cache_dir=cache_dir, use_cache=not no_cache,
-        endpoint_url=endpoint_url,
+        source_endpoint_url=source_endpoint, dest_endpoint_url=dest_endpoint,
         storage_class=storage_class,
         object_lock_mode="COMPLIANCE" if object_lock_mode == "COMPLIANCE" else (
             "GOVERNANCE" if object_lock_mode == "GOVERNANCE" else None),
@@ -1069,18 +1077,21 @@ def _job_text(kind: str, e: dict[str, Any]) -> str | None:
 @app.command("restore-request")
 def restore_request(
     bundle: Annotated[str, typer.Argument(help="A bundle in object storage: "
-                                               "s3://bucket/prefix/name (a bundle directory) "
-                                               "or .../name.tar; gs:// too.")],
+                                               "s3://bucket/prefix/name or "
+                                               "azure-blob://container/prefix/name (a bundle "
+                                               "directory), or .../name.tar; gs:// too.")],
     days: Annotated[int, typer.Option("--days", help="How long the restored copies stay "
-                                      "readable.")],
+                                      "readable (S3; Azure rehydrates for good).")],
     tier: Annotated[
         str, typer.Option("--tier", help="Standard, Bulk (cheapest, slowest) or Expedited "
-                          "(GLACIER only).")
+                          "(GLACIER only); on Azure, Expedited is High priority and the "
+                          "others Standard.")
     ] = "Standard",
     endpoint_url: EndpointOption = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Ask S3 to restore a bundle's GLACIER / DEEP_ARCHIVE objects, so it can be verified or
+    """Ask the store to make a bundle's archived objects readable (S3: restore from GLACIER /
+    DEEP_ARCHIVE; Azure: rehydrate from the Archive tier to Hot), so it can be verified or
     its binary retrieved; run it again to see what is still pending. Cloud Storage reads every
     storage class as it is: nothing there needs a restore.
 

@@ -16,8 +16,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import closing, suppress
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from azure.storage.blob import BlobServiceClient
@@ -71,9 +72,48 @@ class Azurite:
             service.create_container(name)
         return name
 
+    def uri(self, container: str, prefix: str = "", *, scheme: str = "azure-blob") -> str:
+        """A URI of ``container`` (and ``prefix``) with the account key and this endpoint, as a
+        user would write it: the base64 key URL-encoded."""
+        return (f"{scheme}://{container}/{prefix}?AZURE_ACCOUNT_NAME={ACCOUNT}"
+                f"&AZURE_ACCOUNT_KEY={quote(ACCOUNT_KEY, safe='')}&ENDPOINT={self.endpoint_url}")
+
+    def uncommitted(self, container: str) -> dict[str, int]:
+        """Every name holding uncommitted blocks, and how many: what unfinished uploads left."""
+        found: dict[str, int] = {}
+        with self.service() as service:
+            client = service.get_container_client(container)
+            for blob in client.list_blobs(include=["uncommittedblobs"]):
+                _, uncommitted = client.get_blob_client(blob.name).get_block_list("uncommitted")
+                if uncommitted:
+                    found[blob.name] = len(uncommitted)
+        return found
+
+    def committed(self, container: str) -> set[str]:
+        return set(self.keys(container))
+
     def keys(self, container: str) -> list[str]:
         with self.service() as service:
             return sorted(b.name for b in service.get_container_client(container).list_blobs())
+
+    def upload_tree(self, root: Path, prefix: str, *, container: str | None = None) -> str:
+        """Copy every file below ``root`` to ``prefix`` in a container (a new one unless
+        given), straight through the SDK; returns the location's URI."""
+        container = container or self.container()
+        with self.service() as service:
+            client = service.get_container_client(container)
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                name = f"{prefix}/{path.relative_to(root).as_posix()}"
+                client.get_blob_client(name).upload_blob(path.read_bytes(), overwrite=True)
+        return self.uri(container, prefix)
+
+    def xor_byte(self, container: str, name: str, offset: int) -> None:
+        """Flip the bits of one byte of a blob in place (never a no-op, unlike a new value)."""
+        with self.service() as service:
+            blob = service.get_container_client(container).get_blob_client(name)
+            data = bytearray(blob.download_blob().readall())
+            data[offset] ^= 0xFF
+            blob.upload_blob(bytes(data), overwrite=True)
 
     def object_bytes(self, container: str) -> Iterator[tuple[str, bytes]]:
         """Every blob's name and content, to search stored data for what must not be."""
@@ -94,19 +134,20 @@ def _wait_until_serving(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("Azurite did not start within 60 s")
 
 
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[Azurite]:
-    """Azurite's blob service on a free port of 127.0.0.1, for the whole session."""
+@contextmanager
+def running_azurite(*options: str, scheme: str = "http") -> Iterator[str]:
+    """An Azurite blob service on a free port of 127.0.0.1 with ``options`` (such as --cert,
+    --key, --oauth); yields the account's endpoint."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="azurite-") as data:
         process = subprocess.Popen(
             [str(azurite_blob()), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-             "--location", data, "--skipApiVersionCheck", "--loose", "--silent"],
+             "--location", data, "--skipApiVersionCheck", "--loose", "--silent", *options],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
             _wait_until_serving(port, process)
-            yield Azurite(f"http://127.0.0.1:{port}/{ACCOUNT}")
+            yield f"{scheme}://127.0.0.1:{port}/{ACCOUNT}"
         finally:
             process.terminate()
             try:
@@ -116,12 +157,19 @@ def azurite() -> Iterator[Azurite]:
                 process.wait()
 
 
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Azurite's blob service on a free port of 127.0.0.1, for the whole session."""
+    with running_azurite() as endpoint:
+        yield Azurite(endpoint)
+
+
 @pytest.fixture
 def azure_env(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Azurite:
     """Nothing of the machine's own Azure configuration reaches the tests."""
     for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID",
                  "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT",
                  "AZURE_STORAGE_KEY", "AZURE_FEDERATED_TOKEN_FILE", "IDENTITY_ENDPOINT",
-                 "MSI_ENDPOINT"):
+                 "MSI_ENDPOINT", "AZURE_AUTHORITY_HOST", "AZURE_MAX_ATTEMPTS"):
         monkeypatch.delenv(name, raising=False)
     return azurite

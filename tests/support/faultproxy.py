@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from support.azure import ACCOUNT, Azurite
 from support.s3 import MotoS3
 
 FaultKind = Literal["refuse", "fail_after", "reset", "truncate", "short", "stall"]
@@ -530,3 +531,17 @@ def s3_proxy(s3_env: MotoS3) -> Iterator[FaultProxy]:
     with FaultProxy(s3_env.endpoint_url) as proxy, pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_ENDPOINT_URL", proxy.url)
         yield proxy
+
+
+@pytest.fixture
+def azure_proxy(azure_env: Azurite) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the session's Azurite; the account's endpoint through it is
+    ``proxy.url + "/" + ACCOUNT`` (see :func:`through`)."""
+    origin = azure_env.endpoint_url.rsplit("/", 1)[0]
+    with FaultProxy(origin) as proxy:
+        yield proxy
+
+
+def through(proxy: FaultProxy) -> str:
+    """The Azurite account's endpoint as seen through ``proxy``."""
+    return f"{proxy.url}/{ACCOUNT}"

@@ -8,6 +8,7 @@ is adding its factory to BACKENDS. Use the ``backend`` fixture (from tests/conft
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,12 @@ from pathlib import Path
 import pytest
 
 from crdb_archive.storage import Storage, open_storage
+from crdb_archive.storage.azure import AzureStorage
 from crdb_archive.storage.base import PARTIAL_PREFIX
+from crdb_archive.storage.gcs import GcsStorage
+from crdb_archive.storage.local import LocalStorage
+from crdb_archive.storage.s3 import S3Storage
+from support.azure import Azurite
 from support.faultproxy import FaultProxy
 from support.gcs import FakeGcs, open_upload_sessions
 from support.s3 import MotoS3
@@ -28,13 +34,17 @@ CAPABILITIES = ("local_paths", "cold_storage", "retention_lock")
 class Backend:
     storage: Storage
     uri: str  # opens the same root, from another process too
-    leftovers: Callable[[], list[str]]  # partial writes still lying around
+    # Partial writes the store keeps until someone removes them.
+    leftovers: Callable[[], list[str]]
     capabilities: frozenset[str]
-    # A fresh root where objects can be written under a retention lock, for RetentionLock
-    # (None where the store the tests run cannot make one).
-    locked_root: Callable[[], Storage] | None = None
-    # A storage class other than the default, where the store has classes.
+    storage_type: type[Storage]
+    # Where the objects are served: a loopback endpoint, never a real cloud; None on disk.
+    endpoint: str | None = None
+    # A storage class the store offers besides its default one; None when it has none.
     storage_class: str | None = None
+    # A fresh root where objects can be written under a retention lock, for RetentionLock;
+    # None where the emulator cannot make one (the refusal is still tested).
+    locked_root: Callable[[], Storage] | None = None
 
 
 @contextmanager
@@ -45,7 +55,7 @@ def local_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ba
         return [str(p) for p in root.rglob(f"{PARTIAL_PREFIX}*")]
 
     with open_storage(str(root), for_write=True) as local:
-        yield Backend(local, str(root), partial_files, frozenset({"local_paths"}))
+        yield Backend(local, str(root), partial_files, frozenset({"local_paths"}), LocalStorage)
 
 
 @contextmanager
@@ -55,9 +65,10 @@ def s3_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backe
     uri = f"s3://{bucket}/some/root"
     with open_storage(uri) as remote:
         yield Backend(remote, uri, lambda: env.multipart_uploads(bucket),
-                      frozenset({"cold_storage", "retention_lock"}),
-                      lambda: open_storage(f"s3://{env.bucket(object_lock=True)}/locked"),
-                      "STANDARD_IA")
+                      frozenset({"cold_storage", "retention_lock"}), S3Storage,
+                      endpoint=os.environ["AWS_ENDPOINT_URL"], storage_class="STANDARD_IA",
+                      locked_root=lambda: open_storage(
+                          f"s3://{env.bucket(object_lock=True)}/locked"))
 
 
 @contextmanager
@@ -72,13 +83,34 @@ def gcs_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Back
         # fake-gcs-server has no bucket with object retention or a retention policy: the
         # locked part of the RetentionLock contract cannot run there.
         yield Backend(remote, uri, lambda: open_upload_sessions(proxy),
-                      frozenset({"retention_lock"}), None, "NEARLINE")
+                      frozenset({"retention_lock"}), GcsStorage,
+                      endpoint=os.environ["STORAGE_EMULATOR_HOST"], storage_class="NEARLINE")
+
+
+@contextmanager
+def azure_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    env: Azurite = request.getfixturevalue("azure_env")
+    container = env.container()
+    uri = env.uri(container, "some/root")
+
+    def stray_blocks() -> list[str]:
+        # Blocks left uncommitted beside a committed blob: staged and then left out of the
+        # blob's own list. The blocks of an upload that never committed are not blobs; the
+        # service discards them (test_storage_azure.py pins down what such an upload leaves).
+        committed = env.committed(container)
+        return sorted(name for name in env.uncommitted(container) if name in committed)
+
+    with open_storage(uri) as remote:
+        # Azurite has no version-level immutability: no locked root can be made.
+        yield Backend(remote, uri, stray_blocks, frozenset({"cold_storage", "retention_lock"}),
+                      AzureStorage, endpoint=env.endpoint_url, storage_class="Cool")
 
 
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], AbstractContextManager[Backend]]] = {
     "local": local_backend,
     "s3": s3_backend,
     "gcs": gcs_backend,
+    "azure": azure_backend,
 }
 
 

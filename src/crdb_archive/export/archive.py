@@ -134,9 +134,9 @@ def archive_export(
     started = time.monotonic()
     _refuse_backup_options(request)
     write_options = check_destination(request)
-    source_endpoint, dest_endpoint = request.endpoints()
     schema_bytes, schema = read_schema_file(options.schema)
-    with open_export_source(request.source, endpoint_url=source_endpoint) as source:
+    with open_export_source(request.source,
+                            endpoint_url=request.source_endpoint_url) as source:
         scan = scan_export(source.listing, schema, source.open_small,
                            allow_gaps=options.allow_gaps)
         plan = plan_snapshot(scan, options.as_of)
@@ -147,7 +147,8 @@ def archive_export(
         job = _ExportArchiving(request, options, source, scan, plan, schema, schema_bytes,
                                name, started, progress, guard or unguarded)
         # Not created yet: the staging area makes what it needs, and removes it on failure.
-        with open_storage(str(request.dest), endpoint_url=dest_endpoint) as storage:
+        with open_storage(str(request.dest),
+                          endpoint_url=request.dest_endpoint_url) as storage:
             if write_options is not None:
                 storage.check_write_options(write_options)
             return job.to_storage(storage, write_options)

@@ -29,9 +29,15 @@ from crdb_archive.export.hlc import Hlc
 from crdb_archive.jobs.spec_table import SpecTable, kind_of, unknown
 from crdb_archive.jobs.spec_trust import AUDIT_KEYS, AuditSpec, audit_spec, signing_key
 from crdb_archive.sources import KIND_CHOICES, KindChoice
-from crdb_archive.storage.base import SCHEMES, WriteOptions, unsupported
+from crdb_archive.storage.base import WriteOptions
 from crdb_archive.storage.kms import KmsUri
-from crdb_archive.storage.places import check_options, is_remote, overlap_problem
+from crdb_archive.storage.places import (
+    check_options,
+    is_remote,
+    location_problem,
+    overlap_problem,
+    storage_classes,
+)
 from crdb_archive.storage.uri import parse_location, redact
 from crdb_archive.versions import release_index
 
@@ -265,15 +271,17 @@ def validate_spec(data: dict[str, Any], path: Path, *, now: dt.datetime) -> JobS
     dest_endpoint = _endpoint_url(destination, dest_uri)
     dest_remote = dest_uri is not None and is_remote(parse_location(dest_uri))
     fmt = destination.choice("format", ("dir", "tar"), default="tar" if dest_remote else "dir")
-    storage_class = destination.string("storage_class")
+    classes = storage_classes(parse_location(dest_uri)) if dest_uri is not None else ()
+    storage_class = (destination.choice("storage_class", classes, default=None) if classes
+                     else destination.string("storage_class"))
     object_lock = _object_lock(destination, now)
     if dest_uri is not None and not dest_remote:
         for key, value in (("storage_class", storage_class), ("object_lock", object_lock)):
             if value is not None:
                 destination.problem(key, "applies only to destinations in object storage "
-                                    "(s3://, gs://)")
+                                    "(s3://, gs://, azure-blob://)")
     elif dest_uri is not None and storage_class is not None:
-        try:  # the classes the destination's cloud has
+        try:  # what else the destination's cloud needs of a storage class
             check_options(parse_location(dest_uri), WriteOptions(storage_class=storage_class))
         except BadInput as error:
             destination.problem("storage_class", str(error))
@@ -341,25 +349,19 @@ def _incrementals(source: SpecTable) -> IncrementalPolicy:
 
 
 def _location(table: SpecTable, key: str, base: Path) -> str | None:
-    """A local directory (made absolute) or an object storage URI (s3://, gs://); the text
-    keeps its credentials."""
+    """A local directory (made absolute) or an object storage URI (s3://, gs://,
+    azure-blob://); the text keeps its credentials."""
     text = table.string(key, required=True, expand=True)
     if text is None:
         return None
     location = parse_location(text)
+    problem = location_problem(location)
+    if problem is not None:
+        table.problem(key, problem)
+        return None
     if location.scheme == "file":
-        if location.params:
-            table.problem(key, "a local path takes no ?parameters")
-            return None
         return os.path.normpath(base / location.path)
-    if location.scheme in SCHEMES:
-        if not location.host:
-            table.problem(key, f"{location.redacted} names no bucket "
-                          f"({location.scheme}://bucket/prefix)")
-            return None
-        return text.strip()
-    table.problem(key, unsupported(location))
-    return None
+    return text.strip()
 
 
 def _export(source: SpecTable, kind: KindChoice, base: Path) -> ExportSpec | None:
@@ -422,15 +424,15 @@ def _encryption_keys(table: SpecTable, base: Path) -> EncryptionKeys:
 
 
 def _endpoint_url(table: SpecTable, uri: str | None) -> str | None:
-    """The endpoint of the location's store (an S3-compatible store, a Cloud Storage
-    emulator); empty means the default one."""
+    """The endpoint of the location's store (an S3-compatible store, a Cloud Storage or Azure
+    emulator, a sovereign cloud); empty means the default one."""
     text = table.string("endpoint_url", expand=True, allow_empty=True)
     if text is None:
         return None
     text = text.strip()
     if uri is not None and not is_remote(parse_location(uri)):
         table.problem("endpoint_url", "applies only to locations in object storage (s3://, "
-                      "gs://), not to a local path")
+                      "gs://, azure-blob://), not to a local path")
         return None
     try:
         parts = urlsplit(text)

@@ -375,9 +375,6 @@ def empty_reader() -> IO[bytes]:
 
 
 _UNSUPPORTED = {
-    "azure": "Azure Blob Storage",
-    "azure-blob": "Azure Blob Storage",
-    "azure-storage": "Azure Blob Storage",
     "nodelocal": "a node's local storage (nodelocal)",
     "userfile": "CockroachDB userfile storage",
 }
@@ -390,8 +387,9 @@ def open_storage(
     for_write: bool = False,
     parallelism: int = DEFAULT_PARALLELISM,
 ) -> Storage:
-    """The storage rooted at ``uri``: a local path or ``file://`` URI, ``s3://bucket/prefix`` or
-    ``gs://bucket/prefix``.
+    """The storage rooted at ``uri``: a local path or ``file://`` URI, ``s3://bucket/prefix``,
+    ``gs://bucket/prefix`` or ``azure-blob://container/prefix`` (also ``azure://``,
+    ``azure-storage://``).
 
     ``for_write`` creates a local root directory. ``parallelism`` sizes the connection pool.
     Raises BadInput for an unsupported scheme or a malformed URI, StorageError when a local
@@ -426,11 +424,15 @@ def open_location(
         from crdb_archive.storage.gcs import GcsStorage  # noqa: PLC0415
 
         return GcsStorage.open(location, endpoint_url=endpoint_url, parallelism=parallelism)
+    if location.scheme in ("azure", "azure-blob", "azure-storage"):
+        from crdb_archive.storage.azure import AzureStorage  # noqa: PLC0415
+
+        return AzureStorage.open(location, endpoint_url=endpoint_url, parallelism=parallelism)
     raise BadInput(unsupported(location))
 
 
 # The schemes open_location opens; "file" is a local path.
-SCHEMES = ("file", "s3", "gs")
+SCHEMES = ("file", "s3", "gs", "azure", "azure-blob", "azure-storage")
 
 
 def unsupported(location: Location) -> str:
@@ -438,7 +440,8 @@ def unsupported(location: Location) -> str:
     known = _UNSUPPORTED.get(location.scheme)
     what = f"{known} ({location.scheme}://)" if known else f"the scheme {location.scheme}://"
     return (f"{location}: {what} is not supported; use a local directory, file://, s3:// "
-            "(S3 and S3-compatible stores) or gs:// (Google Cloud Storage)")
+            "(S3 and S3-compatible stores), gs:// (Google Cloud Storage) or azure-blob:// "
+            "(Azure Blob Storage)")
 
 
 def open_object(
@@ -476,5 +479,6 @@ def _refuse_userinfo(uri: str) -> None:
         raise BadInput("malformed location: expected a path or scheme://host/path") from None
     if "@" in netloc:
         raise BadInput(f"{_parse(uri)}: credentials before the host name are not "
-                       "supported; give them as the URI's parameters, as for BACKUP INTO "
-                       "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, CREDENTIALS)")
+                       "supported; give them as parameters of the URI, as for BACKUP INTO "
+                       "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, CREDENTIALS, "
+                       "AZURE_ACCOUNT_NAME and AZURE_ACCOUNT_KEY)")

@@ -15,8 +15,21 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from crdb_archive.errors import BadInput
-from crdb_archive.storage.base import WriteOptions
+from crdb_archive.storage.base import SCHEMES, WriteOptions, unsupported
 from crdb_archive.storage.uri import Location, parse_location
+
+AZURE_SCHEMES = ("azure", "azure-blob", "azure-storage")
+# S3's storage classes that keep data durable (REDUCED_REDUNDANCY is deprecated; OUTPOSTS,
+# SNOW and EXPRESS_ONEZONE are not for archives).
+S3_STORAGE_CLASSES = (
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+)
 
 # How a destination lies relative to a source.
 Overlap = Literal["same", "dest-inside-source", "source-inside-dest"]
@@ -93,14 +106,35 @@ def check_destination_location(location: Location, options: WriteOptions | None 
         return
     if options is not None:
         raise BadInput("a local --dest has no storage class or Object Lock; those are for "
-                       "object storage destinations (s3://, gs://)")
+                       "object storage destinations (s3://, gs://, azure-blob://)")
     require_directory(location.local_path)
+
+
+def is_remote(location: Location) -> bool:
+    """Whether ``location`` is in object storage rather than a local path."""
+    return location.scheme != "file"
+
+
+def storage_classes(location: Location) -> tuple[str, ...]:
+    """The storage classes bundles may be written with at ``location`` (S3's durable storage
+    classes, Cloud Storage's classes, Azure's access tiers); none for a local directory."""
+    # Imported here: a command imports the SDK of the one cloud it talks to.
+    if location.scheme == "s3":
+        return S3_STORAGE_CLASSES
+    if location.scheme == "gs":
+        from crdb_archive.storage.gcs_retention import STORAGE_CLASSES  # noqa: PLC0415
+
+        return STORAGE_CLASSES
+    if location.scheme in AZURE_SCHEMES:
+        from crdb_archive.storage.azure_options import TIERS  # noqa: PLC0415
+
+        return TIERS
+    return ()
 
 
 def check_options(location: Location, options: WriteOptions) -> None:
     """Raise BadInput when the cloud of ``location`` can never honour ``options`` (an unknown
     storage class, a lock mode without a date), naming the bucket; no request is made."""
-    # Imported here: a command imports the SDK of the one cloud it talks to.
     if location.scheme == "s3":
         from crdb_archive.storage.s3_upload import validate_options  # noqa: PLC0415
 
@@ -109,32 +143,53 @@ def check_options(location: Location, options: WriteOptions) -> None:
         from crdb_archive.storage.gcs_retention import check_static  # noqa: PLC0415
 
         check_static(options, location.host)
+    elif location.scheme in AZURE_SCHEMES:
+        from crdb_archive.storage.azure_options import validate_options as check  # noqa: PLC0415
+
+        check(options, f"container {location.host}")
 
 
-def is_remote(location: Location) -> bool:
-    """Whether ``location`` is in object storage rather than a local path."""
-    return location.scheme != "file"
+def location_problem(location: Location) -> str | None:
+    """Why ``location`` can never be opened as a storage, from its text alone, or None."""
+    if location.scheme == "file":
+        return "a local path takes no ?parameters" if location.params else None
+    if location.scheme not in SCHEMES:
+        return unsupported(location)
+    if not location.host:
+        what = "container" if location.scheme in AZURE_SCHEMES else "bucket"
+        return f"{location.redacted} names no {what} ({location.scheme}://{what}/prefix)"
+    return None
 
 
-def split_endpoint(source: str, dest: str, endpoint_url: str | None
-                   ) -> tuple[str | None, str | None]:
-    """The endpoints of ``source`` and ``dest`` given one ``--endpoint-url``: it belongs to the
-    one location in object storage, or to both when both are in the same kind of store (one
-    S3-compatible store holding backups and bundles).
+def endpoints_for(endpoint_url: str | None, source: str, dest: str
+                  ) -> tuple[str | None, str | None]:
+    """The endpoint of the source and of the destination when ``--endpoint-url`` is given
+    for a command that reads one location and writes another.
 
-    Raises BadInput when the two are in different clouds: one endpoint cannot serve both.
+    The option names the endpoint of the one remote location (or of both, when both are in
+    the same kind of store). Raises BadInput when the two are in different clouds: each then
+    gives its own endpoint in its URI.
     """
     if endpoint_url is None:
         return None, None
     try:
-        a, b = parse_location(source), parse_location(dest)
+        kinds = {name: _cloud(parse_location(text)) for name, text in (("source", source),
+                                                                        ("dest", dest))}
     except ValueError:
         return endpoint_url, endpoint_url  # malformed: reported where it is opened
-    if is_remote(a) and is_remote(b) and a.scheme != b.scheme:
-        raise BadInput(f"--endpoint-url names one endpoint, and {a.scheme}:// and {b.scheme}:// "
-                       "are two different stores: give each its endpoint in its URI "
-                       "(AWS_ENDPOINT=... for s3://, ENDPOINT=... for gs://)")
-    return (endpoint_url if is_remote(a) else None), (endpoint_url if is_remote(b) else None)
+    if len({kind for kind in kinds.values() if kind is not None}) > 1:
+        raise BadInput("--endpoint-url names the endpoint of one remote location, and the "
+                       "source and --dest are in different clouds: give each its own endpoint "
+                       "in its URI (AWS_ENDPOINT= for s3://, ENDPOINT= for gs:// and "
+                       "azure-blob://)")
+    return (endpoint_url if kinds["source"] else None,
+            endpoint_url if kinds["dest"] else None)
+
+
+def _cloud(location: Location) -> str | None:
+    if location.scheme == "file":
+        return None
+    return "azure" if location.scheme in AZURE_SCHEMES else location.scheme
 
 
 def require_directory(path: Path) -> None:
@@ -157,17 +212,27 @@ def _place(location: Location, endpoint_url: str | None) -> _Place:
         real = os.path.realpath(location.path)
         return _Place(("file",), tuple(part for part in real.split("/") if part))
     endpoint = ""
+    scheme = location.scheme
     # Imported here: a local archive never needs a cloud's SDK.
-    if location.scheme == "s3":
+    if scheme == "s3":
         from crdb_archive.storage.s3_config import s3_target  # noqa: PLC0415
 
         endpoint = _endpoint(s3_target(location, endpoint_url=endpoint_url).endpoint_url)
-    elif location.scheme == "gs":
+    elif scheme == "gs":
         from crdb_archive.storage.gcs_config import gcs_target  # noqa: PLC0415
 
         endpoint = _endpoint(gcs_target(location, endpoint_url=endpoint_url).endpoint)
+    elif scheme in AZURE_SCHEMES:
+        from crdb_archive.storage.azure_config import (  # noqa: PLC0415
+            azure_target,
+            endpoint_origin,
+        )
+
+        # The three schemes name one service; the endpoint names the account.
+        scheme = "azure"
+        endpoint = endpoint_origin(azure_target(location, endpoint_url=endpoint_url))
     segments = tuple(part for part in location.path.split("/") if part)
-    return _Place((location.scheme, endpoint, location.host), segments)
+    return _Place((scheme, endpoint, location.host), segments)
 
 
 def _endpoint(url: str | None) -> str:

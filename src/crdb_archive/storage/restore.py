@@ -1,6 +1,7 @@
-"""Ask the store to restore a bundle's archived objects (S3's GLACIER / DEEP_ARCHIVE), and say
-what is pending. A store without the ColdStorage capability (Cloud Storage, whose every class
-is read as it is) has nothing to restore, and the report says so."""
+"""Ask the store to make a bundle's archived objects readable again (S3's GLACIER and
+DEEP_ARCHIVE, Azure's Archive tier), and say what is pending. A store without the ColdStorage
+capability (Cloud Storage, whose every class is read as it is) has nothing to restore, and the
+report says so."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from crdb_archive.errors import (
     ObjectNotFound,
     StorageError,
 )
-from crdb_archive.storage.uri import REDACTED, redact
+from crdb_archive.storage.uri import redact, scrub
 
 NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 _CREDENTIALS = frozenset({
@@ -42,14 +42,6 @@ _UNAVAILABLE = frozenset({
     "SlowDown", "ServiceUnavailable", "InternalError", "500", "502", "503", "504",
     "RequestTimeout", "Throttling", "ThrottlingException", "RequestTimeTooSkewed",
 })
-
-
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every known secret value replaced, and folded onto one line."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return " ".join(text.split())
 
 
 def error_code(error: ClientError) -> str:

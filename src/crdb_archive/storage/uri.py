@@ -1,13 +1,16 @@
 """Locations given as paths or URIs, and the removal of secrets from them.
 
 Users paste the URI they gave CockroachDB's ``BACKUP INTO``; such URIs carry credentials as
-query parameters (``AWS_SECRET_ACCESS_KEY=...``, ``AWS_SESSION_TOKEN=...``). Only the scheme,
-host (bucket), path (prefix) and parameter *names* may ever be shown or stored.
+query parameters (``AWS_SECRET_ACCESS_KEY=...``, ``AWS_SESSION_TOKEN=...``,
+``AZURE_ACCOUNT_KEY=...``, ``AZURE_CLIENT_SECRET=...``). Every parameter's value is treated as
+secret: only the scheme, host (bucket or container), path (prefix) and parameter *names* may
+ever be shown or stored.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -119,3 +122,11 @@ def redact(text: str) -> str:
         return parse_location(text).redacted
     except ValueError:
         return "<unparseable location>"
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every known secret value replaced, and folded onto one line."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return " ".join(text.split())
