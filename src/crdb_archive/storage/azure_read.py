@@ -14,7 +14,6 @@ repeats a GET whose body broke, up to three times, before it reports it here.)
 from __future__ import annotations
 
 import io
-import random
 import re
 import time
 from dataclasses import dataclass
@@ -33,14 +32,13 @@ from azure.core.exceptions import (
 from crdb_archive.errors import ObjectNotFound, StorageError
 from crdb_archive.storage.azure_client import READ_CHUNK, requests_sent
 from crdb_archive.storage.azure_errors import Translator
+from crdb_archive.storage.backoff import backoff
 from crdb_archive.storage.streams import READ_BUFFER
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d{1,20})-(\d{1,20})/(\d{1,20})$")
-_BACKOFF_BASE = 0.05
-_BACKOFF_CAP = 2.0
 
 
 @dataclass(frozen=True)
@@ -66,11 +64,6 @@ class _Broken(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to wait before attempt ``attempt`` (from 2): full jitter, capped."""
-    return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * (2 ** (attempt - 1))))  # noqa: S311 - jitter, not a secret
 
 
 def _fetch(read: BlobRead, offset: int, count: int, etag: str | None) -> _Piece | None:
