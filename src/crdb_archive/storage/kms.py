@@ -24,6 +24,7 @@ from crdb_archive.errors import (
     KeyServiceError,
     WrongEncryptionKey,
 )
+from crdb_archive.storage.cloud_config import check_aws_auth, check_params, with_scheme
 from crdb_archive.storage.uri import REDACTED, parse_location, redact
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ _REFUSED = {
     "gs": "Google Cloud KMS",
     "gcp-kms": "Google Cloud KMS",
     "azure-kms": "Azure Key Vault",
+}
+_UNSUPPORTED = {
+    "ASSUME_ROLE": "ASSUME_ROLE is not supported; use AUTH=implicit with a profile that assumes "
+                   "the role (AWS_PROFILE with role_arn)",
 }
 _PARAMS = ("AUTH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
            "REGION", "AWS_ENDPOINT")
@@ -126,33 +131,17 @@ def parse_kms_uri(text: str) -> KmsUri:
     key_id = location.path.removeprefix("/")
     if not key_id:
         raise BadInput(f"{shown} names no key: expected aws:///<key id or ARN>")
-    names = [name for name, _ in location.params]
-    for name in names:
-        if name == "ASSUME_ROLE":
-            raise BadInput(f"{shown}: ASSUME_ROLE is not supported; use AUTH=implicit with a "
-                           "profile that assumes the role (AWS_PROFILE with role_arn)")
-        if name not in _PARAMS:
-            raise BadInput(f"{shown}: unknown KMS parameter {name}")
-        if names.count(name) > 1:
-            raise BadInput(f"{shown}: parameter {name} given twice")
+    check_params(location, _PARAMS, _UNSUPPORTED, where=shown, kind="KMS parameter")
     auth = (location.param("AUTH") or "").lower()
     key = location.param("AWS_ACCESS_KEY_ID") or None
     # Go's query parser, like ours, reads '+' as a space; AWS secrets never hold spaces, so
     # CockroachDB turns them back into '+', and so do we.
     secret = (location.param("AWS_SECRET_ACCESS_KEY") or "").replace(" ", "+") or None
     token = location.param("AWS_SESSION_TOKEN") or None
-    if auth not in ("", "specified", "implicit"):
-        raise BadInput(f"{shown}: AUTH must be specified or implicit")
-    if auth == "implicit" and (key or secret or token):
-        raise BadInput(f"{shown}: AUTH=implicit uses the default credential chain, yet the URI "
-                       "also carries keys; drop one or the other")
-    if (auth == "specified" or key or secret) and not (key and secret):
-        raise BadInput(f"{shown}: AUTH=specified needs both AWS_ACCESS_KEY_ID and "
-                       "AWS_SECRET_ACCESS_KEY")
+    check_aws_auth(shown, auth, key, secret, token)
     endpoint = location.param("AWS_ENDPOINT") or None
     if endpoint is not None:
-        if "://" not in endpoint:
-            endpoint = "https://" + endpoint
+        endpoint = with_scheme(endpoint)
         if urlsplit(endpoint).scheme not in ("http", "https"):
             raise BadInput(f"{shown}: AWS_ENDPOINT is not an http(s) URL")
     return KmsUri(scheme=scheme, key_id=key_id, auth=auth, region=location.param("REGION") or None,
