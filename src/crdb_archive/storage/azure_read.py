@@ -81,25 +81,34 @@ def _fetch(read: BlobRead, offset: int, count: int, etag: str | None) -> _Piece 
         found = str(downloader.properties.etag or "")
     except (ResourceNotFoundError, ServiceRequestError) as error:
         raise read.errors.translate(error, "read", read.where) from None
-    except (DecodeError, ServiceResponseError) as error:
-        raise _Broken(type(error).__name__) from None
-    except OSError as error:
+    except (DecodeError, ServiceResponseError, OSError) as error:
         # The SDK reads a body inside its pipeline to check its MD5, and lets the transport's
         # own exception out when that body breaks (requests' exceptions are OSErrors).
         raise _Broken(type(error).__name__) from None
     except HttpResponseError as error:
-        if error.status_code == 416 and etag is None:
-            return None
-        if error.status_code == 412:
-            raise StorageError(f"cannot read {read.where}: the blob was replaced while it was "
-                               "being read") from None
-        if error.status_code is None:  # the SDK's own wrapping of a body that broke
-            raise _Broken(type(error).__name__) from None
-        raise read.errors.translate(error, "read", read.where) from None
+        _unless_past_the_end(read, error, etag)
+        return None
     except AzureError as error:
         if "MD5 mismatch" in str(error):
             raise _Broken("the bytes did not match their MD5") from None
         raise read.errors.translate(error, "read", read.where) from None
+    return _piece(read, bytes(data), content_range, found, offset)
+
+
+def _unless_past_the_end(read: BlobRead, error: HttpResponseError, etag: str | None) -> None:
+    """Raises for every refusal but that of a range past the end asked without an ETag."""
+    if error.status_code == 416 and etag is None:
+        return
+    if error.status_code == 412:
+        raise StorageError(f"cannot read {read.where}: the blob was replaced while it was "
+                           "being read") from None
+    if error.status_code is None:  # the SDK's own wrapping of a body that broke
+        raise _Broken(type(error).__name__) from None
+    raise read.errors.translate(error, "read", read.where) from None
+
+
+def _piece(read: BlobRead, data: bytes, content_range: str, etag: str, offset: int) -> _Piece:
+    """The answer's bytes, checked to start at ``offset`` by its Content-Range."""
     match = _CONTENT_RANGE.match(content_range)
     if match is None:
         raise StorageError(f"cannot read {read.where}: the service answered a ranged request "
@@ -107,7 +116,7 @@ def _fetch(read: BlobRead, offset: int, count: int, etag: str | None) -> _Piece 
     if int(match.group(1)) != offset:
         raise StorageError(f"cannot read {read.where}: asked for bytes from {offset}, the "
                            f"service sent them from {match.group(1)}")
-    return _Piece(bytes(data), found, int(match.group(3)))
+    return _Piece(data, etag, int(match.group(3)))
 
 
 def open_blob_range(read: BlobRead, start: int, length: int | None) -> IO[bytes] | None:
