@@ -23,10 +23,7 @@ from support.mirror import MirrorServer
 V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T000000Z-v24.3.1" for day in ("01", "08", "15")]
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("CRDB_ARCHIVE_MIRROR", raising=False)
-    monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def readable_here(capsys: pytest.CaptureFixture[str], bundle: str, tmp_path: Path) -> None:
