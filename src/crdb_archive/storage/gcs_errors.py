@@ -136,20 +136,7 @@ def translate(error: BaseException, action: str, where: str, secrets: Sequence[s
     after = f" after {attempts_text(attempts)}"
     status = status_of(error)
     if status is not None:
-        message = scrub(_REQUEST_LINE.sub("", str(getattr(error, "message", "") or "")), secrets)
-        detail = f": {message}" if message else ""
-        if status == 404:
-            return ObjectNotFound(f"{where} does not exist")
-        if status == 401:
-            return StorageError(f"{head}: Cloud Storage rejected the credentials (401); check "
-                                "CREDENTIALS, BEARER_TOKEN or the application default "
-                                "credentials")
-        if status == 403:
-            return StorageError(f"{head}: access denied (403){detail}")
-        if status in TRANSIENT_STATUSES:
-            return StorageError(f"{head}: Cloud Storage is unavailable or throttling "
-                                f"({status}){after}")
-        return StorageError(f"{head}: {status}{detail}")
+        return _answered(error, status, head, where, secrets, after)
     if isinstance(error, auth_exceptions.RefreshError):
         code = _oauth_error(error)
         return StorageError(f"{head}: no access token could be obtained for the credentials"
@@ -169,6 +156,24 @@ def translate(error: BaseException, action: str, where: str, secrets: Sequence[s
     if isinstance(error, OSError):
         return StorageError(f"{head}: {error.strerror or type(error).__name__}")
     return StorageError(f"{head}: {type(error).__name__}")
+
+
+def _answered(error: BaseException, status: int, head: str, where: str,
+              secrets: Sequence[str], after: str) -> CrdbArchiveError:
+    """Our error for an HTTP answer of ``status``."""
+    message = scrub(_REQUEST_LINE.sub("", str(getattr(error, "message", "") or "")), secrets)
+    detail = f": {message}" if message else ""
+    if status == 404:
+        return ObjectNotFound(f"{where} does not exist")
+    if status == 401:
+        return StorageError(f"{head}: Cloud Storage rejected the credentials (401); check "
+                            "CREDENTIALS, BEARER_TOKEN or the application default credentials")
+    if status == 403:
+        return StorageError(f"{head}: access denied (403){detail}")
+    if status in TRANSIENT_STATUSES:
+        return StorageError(f"{head}: Cloud Storage is unavailable or throttling "
+                            f"({status}){after}")
+    return StorageError(f"{head}: {status}{detail}")
 
 
 def _oauth_error(error: auth_exceptions.RefreshError) -> str | None:
