@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from crdb_archive.bundle.description import from_json
 from crdb_archive.bundle.reader import open_bundle_in
 from crdb_archive.bundle.verify import VerifyReport, verify_reader
 from crdb_archive.bundle.writer import Guard, unguarded
 from crdb_archive.errors import (
     BadInput,
     CrdbArchiveError,
+    DamagedBundle,
     ExitCode,
     Interrupted,
     NeedsRestoreFromColdStorage,
@@ -302,8 +304,11 @@ def _remember_tar(destination: Destination, entry: CatalogEntry, report: VerifyR
         return
     if destination.storage.local_paths() is not None:
         return
-    stored = described(entry.name, entry.location, "tar", report.description,
-                       entry.lock_until)
+    try:
+        description = from_json(report.description)
+    except DamagedBundle:  # schema-valid yet inconsistent: listing it will say so
+        return
+    stored = described(entry.name, entry.location, "tar", description, entry.lock_until)
     fingerprint = report.signature.fingerprint if report.signature else None
     # Should it fail, the audit's verdict stands, and the next audit records it.
     with contextlib.suppress(StorageError):
