@@ -56,6 +56,7 @@ from crdb_archive.export.source_files import ExportSource, open_export_source
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.sources import recorded_source, source_key
 from crdb_archive.storage.base import Storage, WriteOptions, open_storage
+from crdb_archive.times import basic, basic_nanos
 
 SCHEMA_LIMIT = 64 << 20  # a schema file larger than this is not SHOW CREATE output
 NAME_PREFIX = "crdb-export"
@@ -230,7 +231,7 @@ def export_bundle_name(source: ExportSource, scan: ExportScan, plan: SnapshotPla
     if isinstance(time, Hlc):
         when = _basic(time)
     elif time is not None:
-        when = f"{time:%Y%m%dT%H%M%S}Z"
+        when = basic(time, fraction="none")
     else:
         when = "undated"
     return f"{NAME_PREFIX}-{digest}-{when}"
@@ -254,10 +255,7 @@ def _wall_time(time: Hlc | dt.datetime | None) -> dt.datetime | None:
 
 
 def _basic(time: Hlc) -> str:
-    seconds, nanos = divmod(time.wall, 1_000_000_000)
-    moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    text = f"{moment:%Y%m%dT%H%M%S}.{nanos:09d}Z"
-    return text + (f"-{time.logical}" if time.logical else "")
+    return basic_nanos(time.wall) + (f"-{time.logical}" if time.logical else "")
 
 
 class _ExportArchiving:

@@ -42,6 +42,7 @@ from crdb_archive.jobs.destination import Destination, StoredBundle, described
 from crdb_archive.jobs.fixity import Origin, failure_record, record_of, write_record
 from crdb_archive.jobs.metrics import render_gauges, write_text_atomically
 from crdb_archive.progress import ProgressCallback, no_progress
+from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
     from crdb_archive.bundle.signature import AllowedSigners
@@ -165,8 +166,7 @@ class AuditReport:
             "remaining": self.remaining,
             "bytes_read": self.bytes_read,
             "never_verified": self.never_verified,
-            "oldest_verification": (self.oldest_verification.isoformat().replace(
-                "+00:00", "Z") if self.oldest_verification else None),
+            "oldest_verification": utc_iso(self.oldest_verification),
             "oldest_verification_age_seconds": round(age, 3) if age is not None else None,
             "stale_records": self.stale,
             "seconds": round(self.seconds, 3),

@@ -12,6 +12,7 @@ from crdb_archive.bundle.writer import BundleFormat
 from crdb_archive.jobs.spec_trust import AUDIT_KEYS, AuditSpec
 from crdb_archive.sources import KindChoice
 from crdb_archive.storage.uri import parse_location
+from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
     from crdb_archive.bundle.signature import SigningKey
@@ -52,7 +53,7 @@ class ObjectLock:
         return {
             "mode": self.mode,
             "days": self.days,
-            "retain_until": self.retain_until.isoformat() if self.retain_until else None,
+            "retain_until": utc_iso(self.retain_until),
         }
 
 
