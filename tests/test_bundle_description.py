@@ -216,6 +216,8 @@ BACKUP_DAMAGE: list[tuple[str, Edit, str]] = [
     ("negative bytes", _set("backup.bytes", -1),
      "crdb-archive.json: backup.bytes: expected a count, found -1"),
     ("no release", _delete("cockroachdb"), "crdb-archive.json: cockroachdb: missing"),
+    ("no format version", _delete("format_version"),
+     "crdb-archive.json: format_version: missing"),
     ("an unknown key", _set("surprise", 1),
      "crdb-archive.json: surprise: not a key of the format"),
     ("an unknown nested key", _set("backup.encryption.passphrase", "x"),

@@ -310,8 +310,9 @@ def from_json(data: object) -> Description:
     f = Fields(data)
     if f.text("format") != FORMAT:
         raise damaged("format", f"expected {FORMAT}, found {f.data['format']!r}")
-    version = f.data.get("format_version")
-    f.has("format_version")
+    if not f.has("format_version"):
+        raise damaged("format_version", "missing")
+    version = f.data["format_version"]
     if version != layout.FORMAT_VERSION or isinstance(version, bool):
         raise damaged("format_version", f"{version!r} is not a format version this "
                                         f"crdb-archive reads (it reads {layout.FORMAT_VERSION})")
