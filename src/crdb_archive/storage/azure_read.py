@@ -86,29 +86,28 @@ def _fetch(read: BlobRead, offset: int, count: int, etag: str | None) -> _Piece 
         # own exception out when that body breaks (requests' exceptions are OSErrors).
         raise _Broken(type(error).__name__) from None
     except HttpResponseError as error:
-        _unless_past_the_end(read, error, etag)
-        return None
+        if error.status_code == 416 and etag is None:
+            return None
+        raise _http_failure(read, error) from None
     except AzureError as error:
         if "MD5 mismatch" in str(error):
             raise _Broken("the bytes did not match their MD5") from None
         raise read.errors.translate(error, "read", read.where) from None
-    return _piece(read, bytes(data), content_range, found, offset)
+    return _piece(read, offset, bytes(data), content_range, found)
 
 
-def _unless_past_the_end(read: BlobRead, error: HttpResponseError, etag: str | None) -> None:
-    """Raises for every refusal but that of a range past the end asked without an ETag."""
-    if error.status_code == 416 and etag is None:
-        return
+def _http_failure(read: BlobRead, error: HttpResponseError) -> Exception:
+    """What to raise for an HTTP error answer to a ranged read."""
     if error.status_code == 412:
-        raise StorageError(f"cannot read {read.where}: the blob was replaced while it was "
-                           "being read") from None
+        return StorageError(f"cannot read {read.where}: the blob was replaced while it was "
+                            "being read")
     if error.status_code is None:  # the SDK's own wrapping of a body that broke
-        raise _Broken(type(error).__name__) from None
-    raise read.errors.translate(error, "read", read.where) from None
+        return _Broken(type(error).__name__)
+    return read.errors.translate(error, "read", read.where)
 
 
-def _piece(read: BlobRead, data: bytes, content_range: str, etag: str, offset: int) -> _Piece:
-    """The answer's bytes, checked to start at ``offset`` by its Content-Range."""
+def _piece(read: BlobRead, offset: int, data: bytes, content_range: str, etag: str) -> _Piece:
+    """The bytes of a ranged answer, checked to start where they were asked for."""
     match = _CONTENT_RANGE.match(content_range)
     if match is None:
         raise StorageError(f"cannot read {read.where}: the service answered a ranged request "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Collection, Mapping
+from urllib.parse import urlsplit
 
 from crdb_archive.errors import BadInput
 from crdb_archive.storage.base import validate_key
@@ -65,6 +66,15 @@ def check_aws_auth(where: str, auth: str, key_id: str | None, secret: str | None
 def with_scheme(value: str, default: str = "https") -> str:
     """An endpoint as a URL: ``default``:// before one given as a bare host."""
     return value if "://" in value else f"{default}://{value}"
+
+
+def http_endpoint(value: str, where: str, name: str) -> str:
+    """An endpoint as an http(s) URL, https:// before one given as a bare host; raises
+    BadInput saying that ``name`` (the endpoint, without secrets) is not one."""
+    value = with_scheme(value)
+    if urlsplit(value).scheme not in ("http", "https"):
+        raise BadInput(f"{where}: {name} is not an http(s) URL")
+    return value
 
 
 def max_attempts(variable: str, default: int) -> int:

@@ -24,7 +24,7 @@ from crdb_archive.errors import (
     KeyServiceError,
     WrongEncryptionKey,
 )
-from crdb_archive.storage.cloud_config import check_aws_auth, check_params, with_scheme
+from crdb_archive.storage.cloud_config import check_aws_auth, check_params, http_endpoint
 from crdb_archive.storage.uri import REDACTED, parse_location, redact
 
 if TYPE_CHECKING:
@@ -141,12 +141,10 @@ def parse_kms_uri(text: str) -> KmsUri:
     check_aws_auth(shown, auth, key, secret, token)
     endpoint = location.param("AWS_ENDPOINT") or None
     if endpoint is not None:
-        endpoint = with_scheme(endpoint)
-        if urlsplit(endpoint).scheme not in ("http", "https"):
-            raise BadInput(f"{shown}: AWS_ENDPOINT is not an http(s) URL")
+        endpoint = http_endpoint(endpoint, shown, "AWS_ENDPOINT")
     return KmsUri(scheme=scheme, key_id=key_id, auth=auth, region=location.param("REGION") or None,
-                  endpoint=endpoint, access_key_id=key, secret_access_key=secret,
-                  session_token=token)
+                  endpoint=endpoint,
+                  access_key_id=key, secret_access_key=secret, session_token=token)
 
 
 def _endpoint_display(endpoint: str) -> str:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from crdb_archive.errors import BadInput
 from crdb_archive.storage.base import WriteOptions
+from crdb_archive.times import utc_iso
 
 _MODES = ("GOVERNANCE", "COMPLIANCE")
 
@@ -29,5 +30,5 @@ def check_lock(options: WriteOptions, where: str, *, lock: str, mode: str) -> No
         if until.tzinfo is None:
             raise BadInput(f"{where}: the retain-until date needs a time zone")
         if until <= datetime.now(until.tzinfo):
-            raise BadInput(f"{where}: the retain-until date {until.isoformat()} is not in the "
+            raise BadInput(f"{where}: the retain-until date {utc_iso(until)} is not in the "
                            "future")

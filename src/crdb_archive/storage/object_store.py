@@ -26,6 +26,7 @@ from crdb_archive.storage.base import (
 )
 from crdb_archive.storage.in_place import InPlaceStaging, in_place_staging
 from crdb_archive.storage.uri import Location
+from crdb_archive.times import utc_iso
 
 
 class RootedTarget(Protocol):
@@ -184,7 +185,7 @@ class ObjectStore(Storage, Generic[TargetT]):
             mode = f" {info.lock_mode}" if info.lock_mode else ""
             retention = self.RETENTION_WORDS.format(mode=mode)
             raise StorageError(f"cannot delete {self.display(info.key)}: {retention} until "
-                               f"{info.retain_until.isoformat()}")
+                               f"{utc_iso(info.retain_until)}")
         if info.legal_hold:
             raise StorageError(f"cannot delete {self.display(info.key)}: it is under "
                                f"{self.HOLD_WORDS}")

@@ -28,7 +28,7 @@ from botocore.hooks import BaseEventHooks
 from crdb_archive import __version__
 from crdb_archive.errors import BadInput
 from crdb_archive.storage import cloud_config
-from crdb_archive.storage.cloud_config import check_aws_auth, check_params, root_of, with_scheme
+from crdb_archive.storage.cloud_config import check_aws_auth, check_params, http_endpoint, root_of
 from crdb_archive.storage.uri import Location, redact
 
 if TYPE_CHECKING:
@@ -101,25 +101,21 @@ def s3_target(location: Location, *, endpoint_url: str | None = None) -> S3Targe
         or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
     )
     if endpoint is not None:
-        endpoint = _endpoint(endpoint, where)
-    path_style_param = (location.param("AWS_USE_PATH_STYLE") or "").lower()
-    if path_style_param not in ("", "true", "false"):
-        raise BadInput(f"{where}: AWS_USE_PATH_STYLE must be true or false")
-    # S3-compatible stores (MinIO, Ceph, moto) rarely have wildcard DNS for virtual hosts.
-    path_style = path_style_param == "true" or (endpoint is not None and path_style_param == "")
+        endpoint = http_endpoint(endpoint, where, f"the S3 endpoint {redact(endpoint)}")
     return S3Target(
         bucket=bucket, prefix=prefix, region=location.param("AWS_REGION") or None,
-        endpoint_url=endpoint, path_style=path_style,
+        endpoint_url=endpoint, path_style=_path_style(location, where, endpoint),
         access_key_id=key_id, secret_access_key=secret, session_token=token,
     )
 
 
-def _endpoint(value: str, where: str) -> str:
-    value = with_scheme(value)
-    scheme = value.split("://", 1)[0].lower()
-    if scheme not in ("http", "https"):
-        raise BadInput(f"{where}: the S3 endpoint {redact(value)} is not an http(s) URL")
-    return value
+def _path_style(location: Location, where: str, endpoint: str | None) -> bool:
+    """AWS_USE_PATH_STYLE, by default true with a custom endpoint; raises BadInput."""
+    given = (location.param("AWS_USE_PATH_STYLE") or "").lower()
+    if given not in ("", "true", "false"):
+        raise BadInput(f"{where}: AWS_USE_PATH_STYLE must be true or false")
+    # S3-compatible stores (MinIO, Ceph, moto) rarely have wildcard DNS for virtual hosts.
+    return given == "true" or (endpoint is not None and given == "")
 
 
 def max_attempts() -> int:
