@@ -6,6 +6,7 @@ inspect the backup -> settle the version -> fetch and verify the official releas
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import time
@@ -68,6 +69,7 @@ from crdb_archive.versions import VersionSpec, release_index
 if TYPE_CHECKING:
     from crdb_archive.bundle.signature import SigningKey
     from crdb_archive.export.archive import ExportArchiveResult, ExportOptions
+    from crdb_archive.storage.receipts import Receipt
 
 # Warn when the binaries of the backup's major disappear from the download site within this.
 BINARY_REMOVAL_WARNING_DAYS = 180
@@ -139,6 +141,8 @@ class ArchiveResult:
     seconds: float
     created: bool
     warnings: list[str] = field(default_factory=list)
+    # What the uploads computed of each object written (object stores), for confirming them.
+    receipts: tuple[Receipt, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -324,8 +328,9 @@ class _Archiving:
 
         written = write(payload, _bag_info(self.name, self.source, self.backup, self.version),
                         describe)
-        return self._result(written.location, written.payload.files, written.payload.bytes,
-                            created=True)
+        return dataclasses.replace(
+            self._result(written.location, written.payload.files, written.payload.bytes,
+                         created=True), receipts=written.receipts)
 
     def _existing(self, reader: BundleReader) -> ArchiveResult:
         """A bundle of this name exists: sound means done, damaged means stop and say so.

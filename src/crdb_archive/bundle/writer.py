@@ -37,6 +37,7 @@ from crdb_archive.progress import ProgressCallback, ProgressEvent
 
 if TYPE_CHECKING:
     from crdb_archive.bundle.signature import SigningKey
+    from crdb_archive.storage.receipts import Receipt
 
 BundleFormat = Literal["dir", "tar"]
 
@@ -93,6 +94,8 @@ class WrittenBundle:
     name: str
     format: BundleFormat
     payload: PayloadResult
+    # What the uploads computed of each object, for the store to confirm (object stores).
+    receipts: tuple[Receipt, ...] = ()
 
 
 # Where one file's bytes go: a local file or an object upload.
