@@ -143,6 +143,7 @@ class ArchiveResult:
     warnings: list[str] = field(default_factory=list)
     # What the uploads computed of each object written (object stores), for confirming them.
     receipts: tuple[Receipt, ...] = ()
+    tags_at: int | None = None  # a tar's: where its tag files start
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -330,7 +331,8 @@ class _Archiving:
                         describe)
         return dataclasses.replace(
             self._result(written.location, written.payload.files, written.payload.bytes,
-                         created=True), receipts=written.receipts)
+                         created=True), receipts=written.receipts,
+            tags_at=written.payload.tags_at)
 
     def _existing(self, reader: BundleReader) -> ArchiveResult:
         """A bundle of this name exists: sound means done, damaged means stop and say so.

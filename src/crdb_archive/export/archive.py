@@ -97,6 +97,7 @@ class ExportArchiveResult:
     warnings: list[str] = field(default_factory=list)
     # What the uploads computed of each object written (object stores), for confirming them.
     receipts: tuple[Receipt, ...] = ()
+    tags_at: int | None = None  # a tar's: where its tag files start
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -333,7 +334,8 @@ class _ExportArchiving:
         return dataclasses.replace(
             self._result(written.location, written.payload.files, written.payload.bytes,
                          {t.name: t.rows for t in description.tables}, created=True),
-            receipts=written.receipts)
+            receipts=written.receipts,
+            tags_at=written.payload.tags_at)
 
     def _existing(self, reader: BundleReader, *, quick: bool) -> ExportArchiveResult:
         """A bundle of this name exists: sound and of this snapshot means done."""

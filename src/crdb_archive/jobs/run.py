@@ -17,10 +17,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from crdb_archive.archive import ArchiveRequest, archive_backup
 from crdb_archive.bundle.writer import Guard, unguarded
@@ -44,7 +43,7 @@ from crdb_archive.jobs.destination import Destination, StoredBundle, open_destin
 from crdb_archive.jobs.metrics import RunMetrics, write_metrics
 from crdb_archive.jobs.plan import Candidate, advisories, select_backups
 from crdb_archive.jobs.retention import Decision, RetentionItem, decide
-from crdb_archive.jobs.run_check import BundleCheck
+from crdb_archive.jobs.run_check import BundleCheck, Uploaded
 from crdb_archive.jobs.run_report import (
     EventCallback,
     Failure,
@@ -58,9 +57,6 @@ from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.sources import SourceKind, source_key
 from crdb_archive.storage.base import WriteOptions
 from crdb_archive.times import utc_iso
-
-if TYPE_CHECKING:
-    from crdb_archive.storage.receipts import Receipt
 
 __all__ = ["EventCallback", "Failure", "JobEvent", "JobReport", "ignore_events", "run_job"]
 # Retention items of backups not archived yet; stored bundles are keyed by their location.
@@ -383,7 +379,8 @@ class _Run(Reporter):
             self.report.bytes_written += result.bytes
         self._remember(destination, candidate, result.name, location, spec.format,
                        result.version, "backup", self._signing_key(result.created))
-        self._check_written(destination, result.name, location, result.receipts)
+        self._check_written(destination, result.name, location, Uploaded(
+            result.receipts, result.tags_at, result.files, result.bytes))
 
     def _archive_export(self, destination: Destination, candidate: Candidate) -> None:
         spec = self.spec
@@ -422,7 +419,8 @@ class _Run(Reporter):
             self.report.bytes_written += result.bytes
         self._remember(destination, candidate, result.name, location, spec.format, None,
                        "export", self._signing_key(result.created))
-        self._check_written(destination, result.name, location, result.receipts)
+        self._check_written(destination, result.name, location, Uploaded(
+            result.receipts, result.tags_at, result.files, result.bytes))
 
     def _signing_key(self, created: bool) -> str | None:
         """The key a bundle this run archived is signed with (one found already there keeps
@@ -430,10 +428,10 @@ class _Run(Reporter):
         return self.spec.sign_key.fingerprint if created and self.spec.sign_key else None
 
     def _check_written(self, destination: Destination, name: str, location: str,
-                       receipts: Sequence[Receipt]) -> None:
+                       upload: Uploaded) -> None:
         """The full check of what this run wrote (or found written by an earlier one): by the
         store's checksums of the upload where there are receipts, else read back."""
-        self._checked(name, self.checks.written(destination, name, location, receipts))
+        self._checked(name, self.checks.written(destination, name, location, upload))
 
     def _checked(self, name: str, sound: bool) -> bool:
         if not sound:

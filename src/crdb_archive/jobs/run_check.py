@@ -12,24 +12,53 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crdb_archive import text
+from crdb_archive.bundle.tar_tags import check_tar_tags
 from crdb_archive.errors import CrdbArchiveError, DamagedBundle
 from crdb_archive.jobs.confirm import Confirmed, bundle_receipts, confirm_receipts
 from crdb_archive.jobs.destination import Destination
-from crdb_archive.jobs.fixity import record_of, write_record
+from crdb_archive.jobs.fixity import (
+    MAX_DETAIL,
+    MAX_LISTED_PROBLEMS,
+    record_of,
+    write_record,
+)
 from crdb_archive.jobs.run_report import Reporter
 from crdb_archive.jobs.spec import JobSpec
 from crdb_archive.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from crdb_archive.bundle.signature import AllowedSigners
+    from crdb_archive.bundle.signature_check import SignatureStatus
     from crdb_archive.bundle.verify import VerifyReport
     from crdb_archive.storage.receipts import Receipt
 
 # The mode of the check (in its event and fixity record) that read no payload back.
 STORE_CHECKSUMS = "store-checksums"
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """What the archiving of a bundle says of its upload: the receipts of its objects (none
+    where nothing needs confirming), where a tar's tag files start, what the payload held."""
+
+    receipts: Sequence[Receipt]
+    tags_at: int | None
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Tags:
+    """What reading back a new bundle's tag files found."""
+
+    problems: list[str]
+    files: int
+    signature: SignatureStatus | None
+    read: bool = True
 
 
 class BundleCheck:
@@ -62,30 +91,40 @@ class BundleCheck:
         return ok
 
     def written(self, destination: Destination, name: str, location: str,
-                receipts: Sequence[Receipt]) -> bool:
+                upload: Uploaded) -> bool:
         """The check of a bundle this run has just written; whether it is sound.
 
         Without receipts (a local directory, read back cheaply) it is the full check.
         """
-        if not receipts:
+        if not upload.receipts:
             return self.verify(destination, name, location, full=True)
         try:
             key = destination.key_of(location)
-            tags = None
-            if not key.endswith(".tar"):
-                # The tag files of a tar lie at its end, behind the whole payload: its one
-                # object's checksum covers them.
-                tags = destination.check(location, full=False, progress=self.progress,
-                                         allowed=self.allowed()).report
-            confirmed = confirm_receipts(destination.storage, bundle_receipts(receipts, key))
+            tags = self._tags(destination, name, location, key, upload)
+            confirmed = confirm_receipts(destination.storage,
+                                         bundle_receipts(upload.receipts, key))
         except CrdbArchiveError as error:
             self.out.fail("verify", error, bundle=name)
             return False
-        problems = [str(p) for p in tags.problems] if tags is not None else []
-        problems += [f"digest: {k}: {detail}" for k, detail in confirmed.problems]
+        problems = [*tags.problems, *(f"digest: {k}: {detail}"
+                                      for k, detail in confirmed.problems)]
         self._record_confirmed(destination, name, location, tags, confirmed, problems)
         return self._report(name, location, STORE_CHECKSUMS, problems,
                             **confirmation_fields(confirmed, tags))
+
+    def _tags(self, destination: Destination, name: str, location: str, key: str,
+              upload: Uploaded) -> Tags:
+        """The tag files of a bundle just written, read back and checked: through the quick
+        check of a directory, from where the writer put them in a tar."""
+        if not key.endswith(".tar"):
+            report = destination.check(location, full=False, progress=self.progress,
+                                       allowed=self.allowed()).report
+            return Tags([str(p) for p in report.problems], report.files, report.signature)
+        if upload.tags_at is None:  # a tar written whole elsewhere: none to find
+            return Tags([], upload.files, None, read=False)
+        found = check_tar_tags(destination.storage, key, name, upload.tags_at,
+                               files=upload.files, size=upload.bytes, allowed=self.allowed())
+        return Tags(found.problems, upload.files, found.signature)
 
     def _report(self, name: str, location: str, mode: str, problems: list[str],
                 **extra: Any) -> bool:
@@ -119,18 +158,18 @@ class BundleCheck:
             self.out.fail("fixity", error, bundle=name)
 
     def _record_confirmed(self, destination: Destination, name: str, location: str,
-                          tags: VerifyReport | None, confirmed: Confirmed,
-                          problems: list[str]) -> None:
+                          tags: Tags, confirmed: Confirmed, problems: list[str]) -> None:
         from crdb_archive.bundle.verify import VerifyReport  # noqa: PLC0415
 
         key = destination.key_of(location)
-        report = tags or VerifyReport(location, "tar", "fast")
-        record = record_of(key, report, "run")
-        first = [{"path": key, "kind": "digest", "detail": p} for p in problems]
+        report = VerifyReport(location, "tar" if key.endswith(".tar") else "dir", "fast",
+                              files=tags.files, signature=tags.signature)
         record = dataclasses.replace(
-            record, mode=STORE_CHECKSUMS, bytes_read=confirmed.bytes_read,
-            result="ok" if not problems else "damaged", problems=len(problems),
-            first_problems=record.first_problems or first[:5],
+            record_of(key, report, "run"), mode=STORE_CHECKSUMS,
+            bytes_read=confirmed.bytes_read, result="ok" if not problems else "damaged",
+            problems=len(problems), first_problems=[
+                {"path": key, "kind": p.partition(":")[0], "detail": p[:MAX_DETAIL]}
+                for p in problems[:MAX_LISTED_PROBLEMS]],
             note=confirmation_note(confirmed))
         try:
             write_record(destination.storage, record)
@@ -138,12 +177,12 @@ class BundleCheck:
             self.out.fail("fixity", error, bundle=name)
 
 
-def confirmation_fields(confirmed: Confirmed, tags: VerifyReport | None) -> dict[str, Any]:
+def confirmation_fields(confirmed: Confirmed, tags: Tags) -> dict[str, Any]:
     """The fields of a verify event that say how a written bundle was confirmed."""
     fields: dict[str, Any] = {
         "confirmed": STORE_CHECKSUMS, "objects": confirmed.objects,
         "by_store": confirmed.by_store, "read_back": confirmed.read_back,
-        "bytes_read": confirmed.bytes_read, "tag_files_read": tags is not None,
+        "bytes_read": confirmed.bytes_read, "tag_files_read": tags.read,
     }
     if confirmed.read_back:
         unreported = text.count(len(confirmed.read_back), "object")
