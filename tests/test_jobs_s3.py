@@ -115,6 +115,9 @@ def test_weekly_deep_archive_example_runs_as_it_is(
     assert (verify["ok"], verify["mode"], verify["confirmed"]) == (
         True, "store-checksums", "store-checksums")
     assert (verify["objects"], verify["by_store"], verify["read_back"]) == (1, 1, [])
+    # Its tag files, at its end, cannot be read before a restore.
+    assert verify["tag_files_read"] is False
+    assert "archive storage class" in str(verify["tag_files_unread"])
     assert not [e for e in events if e["event"] == "warning" and e["code"] == "cold_storage"]
 
     keys = sorted(s3_env.all_keys(bucket))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from crdb_archive import text
 from crdb_archive.bundle.tar_tags import check_tar_tags
-from crdb_archive.errors import CrdbArchiveError, DamagedBundle
+from crdb_archive.errors import CrdbArchiveError, DamagedBundle, NeedsRestoreFromColdStorage
 from crdb_archive.jobs.confirm import Confirmed, bundle_receipts, confirm_receipts
 from crdb_archive.jobs.destination import Destination
 from crdb_archive.jobs.fixity import (
@@ -59,6 +59,7 @@ class Tags:
     files: int
     signature: SignatureStatus | None
     read: bool = True
+    unread: str | None = None  # why they could not be read
 
 
 class BundleCheck:
@@ -122,8 +123,16 @@ class BundleCheck:
             return Tags([str(p) for p in report.problems], report.files, report.signature)
         if upload.tags_at is None:  # a tar written whole elsewhere: none to find
             return Tags([], upload.files, None, read=False)
-        found = check_tar_tags(destination.storage, key, name, upload.tags_at,
-                               files=upload.files, size=upload.bytes, allowed=self.allowed())
+        try:
+            found = check_tar_tags(destination.storage, key, name, upload.tags_at,
+                                   files=upload.files, size=upload.bytes,
+                                   allowed=self.allowed())
+        except NeedsRestoreFromColdStorage:
+            # Nothing of a tar in an archive class can be read before a restore; its checksum
+            # still confirms every byte, the tag files among them.
+            return Tags([], upload.files, None, read=False,
+                        unread=f"{location} is in an archive storage class: its tag files "
+                        "cannot be read before a restore")
         return Tags(found.problems, upload.files, found.signature)
 
     def _report(self, name: str, location: str, mode: str, problems: list[str],
@@ -184,6 +193,8 @@ def confirmation_fields(confirmed: Confirmed, tags: Tags) -> dict[str, Any]:
         "by_store": confirmed.by_store, "read_back": confirmed.read_back,
         "bytes_read": confirmed.bytes_read, "tag_files_read": tags.read,
     }
+    if tags.unread is not None:
+        fields["tag_files_unread"] = tags.unread
     if confirmed.read_back:
         unreported = text.count(len(confirmed.read_back), "object")
         fields["note"] = (f"the store reported no checksum of {unreported} "
