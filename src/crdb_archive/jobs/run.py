@@ -15,6 +15,7 @@ run may be working in the same destination now).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,6 @@ from crdb_archive.archive import ArchiveRequest, archive_backup
 from crdb_archive.bundle.writer import Guard, unguarded
 from crdb_archive.errors import (
     CrdbArchiveError,
-    DamagedBundle,
     ExitCode,
     Interrupted,
     JobAlreadyRunning,
@@ -34,15 +34,13 @@ from crdb_archive.errors import (
 )
 from crdb_archive.export.archive import ExportOptions, archive_export
 from crdb_archive.jobs.audit import (
-    Audited,
-    NotAudited,
-    audit_destination,
     render_audit_metrics,
 )
 from crdb_archive.jobs.destination import Destination, StoredBundle, open_destination
 from crdb_archive.jobs.metrics import RunMetrics, write_metrics
 from crdb_archive.jobs.plan import Candidate, advisories, select_backups
 from crdb_archive.jobs.retention import Decision, RetentionItem, decide
+from crdb_archive.jobs.run_audit import audit_step
 from crdb_archive.jobs.run_check import BundleCheck, Uploaded
 from crdb_archive.jobs.run_report import (
     EventCallback,
@@ -219,7 +217,7 @@ class _Run(Reporter):
         for candidate in plan.to_archive:
             self._archive(destination, candidate)
         self._retention(destination)
-        self._audit(destination)
+        audit_step(self, destination, self.spec, self.progress, self.guard)
 
     def _existing(self, destination: Destination) -> list[StoredBundle]:
         """The bundles already there, with a warning for each that cannot be read."""
@@ -347,21 +345,11 @@ class _Run(Reporter):
             self._archive_export(destination, candidate)
             return
         spec = self.spec
-        lock = spec.object_lock
-        request = ArchiveRequest(
-            source=spec.source, dest=destination.archive_target, subdir=candidate.subdir,
-            version=spec.release, force_version=spec.force_version, platforms=spec.platforms,
-            mirror=spec.mirror, format=spec.format, with_incrementals=spec.with_incrementals,
-            cache_dir=spec.cache_dir, use_cache=spec.use_cache,
-            source_endpoint_url=spec.source_endpoint_url,
-            dest_endpoint_url=spec.destination_endpoint_url,
-            storage_class=spec.storage_class,
-            object_lock_mode=lock.mode if lock else None,
-            object_lock_days=lock.days if lock else None,
-            retain_until=lock.retain_until if lock else None,
-            keys=spec.keys,
-            sign_key=spec.sign_key,
-        )
+        request = dataclasses.replace(
+            self._request(destination), subdir=candidate.subdir, version=spec.release,
+            force_version=spec.force_version, platforms=spec.platforms, mirror=spec.mirror,
+            with_incrementals=spec.with_incrementals, cache_dir=spec.cache_dir,
+            use_cache=spec.use_cache, keys=spec.keys)
         try:
             result = archive_backup(request, progress=self.progress, guard=self.guard)
         except JobLockLost:
@@ -384,20 +372,10 @@ class _Run(Reporter):
 
     def _archive_export(self, destination: Destination, candidate: Candidate) -> None:
         spec = self.spec
-        lock = spec.object_lock
         options = spec.export
         if options is None:  # select_backups names no candidate then
             raise RuntimeError("an export candidate without source.schema")
-        request = ArchiveRequest(
-            source=spec.source, dest=destination.archive_target, format=spec.format,
-            source_endpoint_url=spec.source_endpoint_url,
-            dest_endpoint_url=spec.destination_endpoint_url,
-            storage_class=spec.storage_class,
-            object_lock_mode=lock.mode if lock else None,
-            object_lock_days=lock.days if lock else None,
-            retain_until=lock.retain_until if lock else None,
-            sign_key=spec.sign_key,
-        )
+        request = self._request(destination)
         try:
             result = archive_export(
                 request, ExportOptions(schema=options.schema, as_of=options.as_of,
@@ -422,6 +400,19 @@ class _Run(Reporter):
         self._check_written(destination, result.name, location, Uploaded(
             result.receipts, result.tags_at, result.files, result.bytes))
 
+    def _request(self, destination: Destination) -> ArchiveRequest:
+        """What every archiving of this job asks for: source, destination, storage class,
+        Object Lock and signing key."""
+        spec = self.spec
+        lock = spec.object_lock
+        return ArchiveRequest(
+            source=spec.source, dest=destination.archive_target, format=spec.format,
+            source_endpoint_url=spec.source_endpoint_url,
+            dest_endpoint_url=spec.destination_endpoint_url, storage_class=spec.storage_class,
+            object_lock_mode=lock.mode if lock else None,
+            object_lock_days=lock.days if lock else None,
+            retain_until=lock.retain_until if lock else None, sign_key=spec.sign_key)
+
     def _signing_key(self, created: bool) -> str | None:
         """The key a bundle this run archived is signed with (one found already there keeps
         whatever it had, which its job record does not claim)."""
@@ -437,47 +428,6 @@ class _Run(Reporter):
         if not sound:
             self.damaged.add(name)
         return sound
-
-    def _audit(self, destination: Destination) -> None:
-        audit = self.spec.audit
-        if audit is None:
-            return
-
-        def on_outcome(outcome: Audited | NotAudited) -> None:
-            if isinstance(outcome, Audited):
-                self.emit("audit", bundle=outcome.name, location=outcome.location,
-                          ok=outcome.ok, mode=outcome.mode, problems=outcome.problems,
-                          bytes=outcome.bytes_read, record=outcome.record)
-                if not outcome.ok:
-                    self.fail("audit", DamagedBundle(
-                        f"bundle {outcome.location} failed its audit ({len(outcome.problems)} "
-                        f"problem(s), first: {outcome.problems[0]})"), bundle=outcome.name)
-                if outcome.record_error:
-                    self.fail("audit", StorageError(outcome.record_error), bundle=outcome.name)
-            elif outcome.kind == "skipped":
-                self.emit("audit_skip", bundle=outcome.name, location=outcome.location,
-                          reason=outcome.reason)
-            else:
-                self.fail("audit", StorageError(f"{outcome.location} was not audited: "
-                                                f"{outcome.reason}"), bundle=outcome.name)
-
-        try:
-            report = audit_destination(destination, audit.budget,
-                                       allowed=audit.allowed_signers, progress=self.progress,
-                                       on_outcome=on_outcome, guard=self.guard)
-        except JobLockLost:
-            raise
-        except CrdbArchiveError as error:
-            self.fail("audit", error)
-            return
-        self.report.audit = report
-        summary = report.to_json()
-        self.emit("audited", checked=len(report.checked), damaged=report.damaged,
-                  skipped=len(report.skipped), unchecked=len(report.unchecked),
-                  remaining=report.remaining, bytes_read=report.bytes_read,
-                  never_verified=report.never_verified,
-                  oldest_verification=summary["oldest_verification"],
-                  stale_records=report.stale)
 
     def _retention(self, destination: Destination) -> None:
         rules = self.spec.retention
