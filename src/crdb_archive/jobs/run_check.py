@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from crdb_archive.bundle.verify import VerifyReport
     from crdb_archive.storage.receipts import Receipt
 
+# Keys of objects read back that an event lists (a store that keeps no checksum at all has
+# every object read back: the count says how many).
+MAX_READ_BACK = 20
 # The mode of the check (in its event and fixity record) that read no payload back.
 STORE_CHECKSUMS = "store-checksums"
 
@@ -190,7 +193,7 @@ def confirmation_fields(confirmed: Confirmed, tags: Tags) -> dict[str, Any]:
     """The fields of a verify event that say how a written bundle was confirmed."""
     fields: dict[str, Any] = {
         "confirmed": STORE_CHECKSUMS, "objects": confirmed.objects,
-        "by_store": confirmed.by_store, "read_back": confirmed.read_back,
+        "by_store": confirmed.by_store, "read_back": confirmed.read_back[:MAX_READ_BACK],
         "bytes_read": confirmed.bytes_read, "tag_files_read": tags.read,
     }
     if tags.unread is not None:

@@ -44,7 +44,7 @@ def b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per object written: 100k for a large backup
 class Receipt:
     """What the writer of one object computed while uploading it, in the store's forms.
 
