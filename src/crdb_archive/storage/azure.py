@@ -48,6 +48,7 @@ from crdb_archive.storage.base import (
     validate_prefix,
 )
 from crdb_archive.storage.in_place import InPlaceStaging, in_place_staging
+from crdb_archive.storage.receipts import MD5, Receipt, Reported, b64
 from crdb_archive.storage.uri import Location
 from crdb_archive.times import utc_iso
 
@@ -175,6 +176,15 @@ class AzureStorage(Storage):
             return None
         return self._info(key, properties)
 
+    def reported(self, receipt: Receipt) -> Reported | None:
+        try:
+            with self._around("read", receipt.key):
+                properties = self._blob(receipt.key).get_blob_properties()
+        except ObjectNotFound:
+            return None
+        md5 = properties.content_settings.content_md5
+        return Reported(properties.size, {MD5: b64(bytes(md5))} if md5 else {})
+
     def open_read(
         self, key: str, *, start: int = 0, length: int | None = None
     ) -> AbstractContextManager[IO[bytes]]:
@@ -227,7 +237,7 @@ class AzureStorage(Storage):
         if options is not None:
             validate_options(options, self.display(key))
         return _committed(AzureUpload(blob, self.display(key), self._errors,
-                                      size_hint=size_hint, options=options))
+                                      size_hint=size_hint, options=options, receipt_key=key))
 
     def check_write_options(self, options: WriteOptions) -> None:
         validate_options(options, self.display())

@@ -63,6 +63,7 @@ from crdb_archive.storage.gcs_retention import (
 )
 from crdb_archive.storage.gcs_upload import TIMEOUT, GcsUpload, ObjectTarget
 from crdb_archive.storage.in_place import InPlaceStaging, in_place_staging
+from crdb_archive.storage.receipts import CRC32C, MD5, Receipt, Reported
 from crdb_archive.storage.uri import Location
 from crdb_archive.times import utc_iso
 
@@ -223,6 +224,13 @@ class GcsStorage(Storage):
             return None
         return self._info(key, blob)
 
+    def reported(self, receipt: Receipt) -> Reported | None:
+        blob = self._get_blob(receipt.key)
+        if blob is None:
+            return None
+        checksums = {CRC32C: blob.crc32c, MD5: blob.md5_hash}  # MD5: not of composed objects
+        return Reported(blob.size or 0, {k: v for k, v in checksums.items() if v})
+
     def _get_blob(self, key: str) -> Blob | None:
         full = self._full(key)
         found: Blob | None = self._retried(
@@ -302,7 +310,7 @@ class GcsStorage(Storage):
     ) -> AbstractContextManager[GcsUpload]:
         target = self._object(key)
         upload = GcsUpload(target, self._placement(options), lambda generation: self._discard(
-            target.name, generation, key))
+            target.name, generation, key), receipt_key=key)
         return _committed(upload)
 
     def _placement(self, options: WriteOptions | None) -> Placement:

@@ -38,6 +38,7 @@ from crdb_archive.storage.base import (
     validate_prefix,
 )
 from crdb_archive.storage.in_place import InPlaceStaging, in_place_staging
+from crdb_archive.storage.receipts import SHA256, SHA256_COMPOSITE, Receipt, Reported
 from crdb_archive.storage.s3_config import S3Target, make_client, max_attempts, s3_target
 from crdb_archive.storage.s3_errors import error_code, s3_errors
 from crdb_archive.storage.s3_read import ObjectRead, open_object_range
@@ -215,6 +216,17 @@ class S3Storage(Storage):
             legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON",
         )
 
+    def reported(self, receipt: Receipt) -> Reported | None:
+        full = self._full(receipt.key)
+        try:
+            with self._errors("read", receipt.key):
+                head = self._client.head_object(Bucket=self.bucket, Key=full,
+                                                ChecksumMode="ENABLED")
+        except ObjectNotFound:
+            return None
+        return Reported(head["ContentLength"], reported_sha256(
+            head.get("ChecksumSHA256"), head.get("ChecksumType"), receipt))
+
     def open_read(
         self, key: str, *, start: int = 0, length: int | None = None
     ) -> AbstractContextManager[IO[bytes]]:
@@ -269,7 +281,8 @@ class S3Storage(Storage):
         if options is not None:
             validate_options(options, self.display(key))
         upload = S3Upload(self._client, self.bucket, full, self.display(key),
-                          self._target.secrets, size_hint=size_hint, options=options)
+                          self._target.secrets, size_hint=size_hint, options=options,
+                          receipt_key=key)
         return _committed(upload)
 
     def check_write_options(self, options: WriteOptions) -> None:
@@ -398,6 +411,21 @@ class S3Storage(Storage):
         # 202: a restore started; 200: a restored copy exists (its expiry is now extended).
         status = answer["ResponseMetadata"]["HTTPStatusCode"]
         return "available" if status == 200 else "requested"
+
+
+def reported_sha256(value: str | None, kind: str | None, receipt: Receipt) -> dict[str, str]:
+    """S3's ``x-amz-checksum-sha256`` of an object in the receipt's forms: nothing when it has
+    none; a multipart upload's is composite (``<digest>-<parts>``, or ``ChecksumType``
+    COMPOSITE; some S3-compatible stores give neither, and the receipt then says which)."""
+    if not value:
+        return {}
+    digest, _, parts = value.partition("-")
+    composite = bool(parts) or kind == "COMPOSITE" or (
+        kind is None and SHA256_COMPOSITE in receipt.checksums)
+    if not composite:
+        return {SHA256: value}
+    # The part count is implied by the digest (it hashes one 32-byte digest per part).
+    return {SHA256_COMPOSITE: f"{digest}-{parts or len(receipt.parts)}"}
 
 
 def check_restore_request(days: int, tier: str) -> None:
