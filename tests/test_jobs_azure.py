@@ -48,7 +48,7 @@ def test_a_job_into_azure_run_twice_writes_nothing_the_second_time(
     assert first.code == 0, first.out + first.err
     events = events_of(first.out)
     assert events[-1]["bundles_written"] == 2
-    assert [e["mode"] for e in events if e["event"] == "verify"] == ["blake3", "blake3"]
+    assert [e["mode"] for e in events if e["event"] == "verify"] == ["store-checksums"] * 2
     keys = azure_env.keys(container)
     for name in V24_3_BUNDLES[1:]:
         if fmt == "tar":
@@ -97,7 +97,7 @@ def test_a_job_from_s3_into_azure(
     report, recorder = run(spec)
     assert report.exit_code == ExitCode.OK, report.failures
     assert report.written == V24_3_BUNDLES
-    assert [v["mode"] for v in recorder.of("verify")] == ["blake3"] * 3
+    assert [v["mode"] for v in recorder.of("verify")] == ["store-checksums"] * 3
     report, recorder = run(spec)
     assert report.exit_code == ExitCode.OK, report.failures
     assert (report.written, report.deleted) == ([], [])

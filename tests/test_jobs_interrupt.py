@@ -312,8 +312,9 @@ def test_stopped_while_verifying(
     era = era_with_binaries(tmp_path, mirror, "v24.3")
     bucket = s3_env.bucket()
     spec = write_spec(tmp_path, era.path, f"s3://{bucket}/jobs")
-    # Only verification reads a new bundle back; the checksum file is read on its own.
-    s3_proxy.fail("GET", rf"^/{bucket}/jobs/{V24_3[2]}/data/cockroach/.*\.sha256sum$",
+    # Only the check of a new bundle asks the store about its payload objects (one HEAD each,
+    # for the checksum the store keeps).
+    s3_proxy.fail("HEAD", rf"^/{bucket}/jobs/{V24_3[2]}/data/cockroach/.*\.sha256sum$",
                   stall(HOLD))
     metrics = tmp_path / "m.prom"
     stopped = stop_run(spec, env, signal.SIGINT, s3_proxy.stalled.wait, metrics)

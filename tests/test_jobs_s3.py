@@ -80,14 +80,16 @@ def test_weekly_deep_archive_example_runs_as_it_is(
     assert (lock["mode"], lock["bundles"]) == ("COMPLIANCE", 1)
     written = next(e for e in events if e["event"] == "archive")
     assert (written["created"], written["location"]) == (True, f"s3://{bucket}/orders/{name}.tar")
-    # DEEP_ARCHIVE cannot be read back without a restore (moto refuses GetObject as S3 does):
-    # the check falls back to presence and size, and says so.
+    # DEEP_ARCHIVE cannot be read back without a restore (moto refuses GetObject as S3 does),
+    # and need not be: the store's checksum of the upload confirms every byte of the new tar.
     verify = next(e for e in events if e["event"] == "verify")
-    assert (verify["ok"], verify["mode"]) == (True, "fast")
-    cold = [e for e in events if e["event"] == "warning" and e["code"] == "cold_storage"]
-    assert len(cold) == 1
-    assert "DEEP_ARCHIVE" in str(cold[0]["message"])
-    assert "restore-request" in str(cold[0]["message"])
+    assert (verify["ok"], verify["mode"], verify["confirmed"]) == (
+        True, "store-checksums", "store-checksums")
+    assert (verify["objects"], verify["by_store"], verify["read_back"]) == (1, 1, [])
+    # Its tag files, at its end, cannot be read before a restore.
+    assert verify["tag_files_read"] is False
+    assert "archive storage class" in str(verify["tag_files_unread"])
+    assert not [e for e in events if e["event"] == "warning" and e["code"] == "cold_storage"]
 
     records = check_deep_archive_objects(s3_env, bucket, name)
     text = metrics.read_text()
@@ -104,11 +106,11 @@ def check_deep_archive_objects(s3_env: MotoS3, bucket: str, name: str) -> list[s
     keys = sorted(s3_env.all_keys(bucket))
     assert [k for k in keys if "/.crdb-archive/" not in k] == [
         f"orders/.crdb-archive-index/{name}.tar.json", f"orders/{name}.tar"]
-    # One fixity record of the run's check, limited to presence and size in DEEP_ARCHIVE.
+    # One fixity record of the run's check: the whole tar, confirmed by the store.
     records = [k for k in keys if "/.crdb-archive/" in k]
     assert len(records) == 1
     assert records[0].startswith(f"orders/.crdb-archive/fixity/{name}.tar/")
-    assert "-limited-" in records[0]
+    assert "-ok-" in records[0]
     with closing(s3_env.client()) as client:
         head = client.head_object(Bucket=bucket, Key=f"orders/{name}.tar")
         assert head["StorageClass"] == "DEEP_ARCHIVE"
@@ -161,7 +163,7 @@ def test_backups_read_from_s3_into_s3(
     report, events = run(spec)
     assert report.exit_code == ExitCode.OK, report.failures
     assert report.written == V24_3_BUNDLES[1:]
-    assert [v["mode"] for v in events.of("verify")] == ["blake3", "blake3"]
+    assert [v["mode"] for v in events.of("verify")] == ["store-checksums"] * 2
     assert events.of("plan")[0]["skipped"] == V24_3_BUNDLES[:1]
     assert verify_bundle(f"s3://{bucket}/bundles/{V24_3_BUNDLES[2]}").ok
 
@@ -202,7 +204,7 @@ def test_retention_deletes_what_the_rules_say_and_never_a_locked_bundle(
     report, events = run(write_spec(tmp_path, era.path, dest, destination=endpoint))
     assert report.exit_code == ExitCode.OK, report.failures
     assert report.written == V24_3_BUNDLES[1:]
-    assert [v["mode"] for v in events.of("verify")] == ["fast", "blake3", "blake3"]
+    assert [v["mode"] for v in events.of("verify")] == ["fast", *["store-checksums"] * 2]
 
     spec = write_spec(tmp_path, era.path, dest, destination=endpoint, retention="keep_last = 1")
     report, events = run(spec, dry_run=True)

@@ -6,6 +6,7 @@ inspect the backup -> settle the version -> fetch and verify the official releas
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -174,8 +175,10 @@ class _Archiving:
 
         written = write(payload, backup_bag_info(self.name, self.archived, self.version),
                         describe)
-        return self._result(written.location, written.payload.files, written.payload.bytes,
-                            created=True)
+        return dataclasses.replace(
+            self._result(written.location, written.payload.files, written.payload.bytes,
+                         created=True), receipts=written.receipts,
+            tags_at=written.payload.tags_at)
 
     def _existing(self, reader: BundleReader) -> ArchiveResult:
         """A bundle of this name exists: sound means done, damaged means stop and say so.

@@ -19,6 +19,7 @@ from crdb_archive.storage.uri import parse_location
 
 if TYPE_CHECKING:
     from crdb_archive.bundle.signature import SigningKey
+    from crdb_archive.storage.receipts import Receipt
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,9 @@ class ArchiveResult:
     seconds: float
     created: bool
     warnings: list[str] = field(default_factory=list)
+    # What the uploads computed of each object written (object stores), for confirming them.
+    receipts: tuple[Receipt, ...] = ()
+    tags_at: int | None = None  # a tar's: where its tag files start
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -163,7 +163,8 @@ class BundleStaging:
             else:
                 result = write_tree(self._tree_sinks(staging, options, guard), self.name,
                                     payload, bag_info, describe, progress, sign_key)
-        return WrittenBundle(self.storage.display(self.key), self.name, self.format, result)
+        return WrittenBundle(self.storage.display(self.key), self.name, self.format, result,
+                             tuple(staging.receipts()))
 
     def _write_tar(self, staging: Staging, payload: Sequence[PayloadItem],
                    bag_info: Sequence[tuple[str, str]], describe: DescribeCallback,

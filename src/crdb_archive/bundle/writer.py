@@ -37,6 +37,7 @@ from crdb_archive.progress import ProgressCallback, ProgressEvent
 
 if TYPE_CHECKING:
     from crdb_archive.bundle.signature import SigningKey
+    from crdb_archive.storage.receipts import Receipt
 
 BundleFormat = Literal["dir", "tar"]
 
@@ -61,6 +62,9 @@ class PayloadResult:
 
     digests: Mapping[str, Digests]
     bagging_date: dt.date
+    # The tar form: where the first tag file's header starts (the tag files follow the payload
+    # there, to the end), so that they can be read without the payload.
+    tags_at: int | None = None
 
     @property
     def files(self) -> int:
@@ -93,6 +97,8 @@ class WrittenBundle:
     name: str
     format: BundleFormat
     payload: PayloadResult
+    # What the uploads computed of each object, for the store to confirm (object stores).
+    receipts: tuple[Receipt, ...] = ()
 
 
 # Where one file's bytes go: a local file or an object upload.
@@ -257,7 +263,7 @@ def write_tar(
             _check_size(item, writer.size)
             digests[item.path] = writer.digests()
         totals.finish()
-        result = PayloadResult(digests, now.date())
+        result = PayloadResult(digests, now.date(), tags_at=target.tell())
         for tag_name, content in tag_files(result, bag_info, describe, sign_key):
             info = _tarinfo(f"{name}/{tag_name}", len(content), now.timestamp())
             tar.addfile(info, _BytesReader(content))

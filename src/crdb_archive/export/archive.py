@@ -10,6 +10,7 @@ have succeeded; a failure leaves nothing in the destination.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from crdb_archive.archive_backup import existing_signature_warnings
 from crdb_archive.archive_request import ArchiveRequest, check_destination
@@ -58,6 +59,9 @@ from crdb_archive.sources import recorded_source, source_key
 from crdb_archive.storage.base import Storage, WriteOptions, open_storage
 from crdb_archive.times import basic, basic_nanos
 
+if TYPE_CHECKING:
+    from crdb_archive.storage.receipts import Receipt
+
 SCHEMA_LIMIT = 64 << 20  # a schema file larger than this is not SHOW CREATE output
 NAME_PREFIX = "crdb-export"
 
@@ -93,6 +97,9 @@ class ExportArchiveResult:
     seconds: float
     created: bool
     warnings: list[str] = field(default_factory=list)
+    # What the uploads computed of each object written (object stores), for confirming them.
+    receipts: tuple[Receipt, ...] = ()
+    tags_at: int | None = None  # a tar's: where its tag files start
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -323,8 +330,11 @@ class _ExportArchiving:
                    _file_item(POSTGRESQL_SQL_PATH, postgresql)]
         payload += _snapshot_items(snapshot, description)
         written = write(payload, description.bag_info(), describe)
-        return self._result(written.location, written.payload.files, written.payload.bytes,
-                            {t.name: t.rows for t in description.tables}, created=True)
+        return dataclasses.replace(
+            self._result(written.location, written.payload.files, written.payload.bytes,
+                         {t.name: t.rows for t in description.tables}, created=True),
+            receipts=written.receipts,
+            tags_at=written.payload.tags_at)
 
     def _existing(self, reader: BundleReader, *, quick: bool) -> ExportArchiveResult:
         """A bundle of this name exists: sound and of this snapshot means done."""

@@ -43,6 +43,7 @@ from crdb_archive.storage.base import (
     level_order,
 )
 from crdb_archive.storage.object_store import ObjectStore, utc
+from crdb_archive.storage.receipts import MD5, Receipt, Reported, b64
 from crdb_archive.storage.uri import Location
 
 if TYPE_CHECKING:
@@ -144,6 +145,15 @@ class AzureStorage(ObjectStore[AzureTarget]):
             return None
         return self._info(key, properties)
 
+    def reported(self, receipt: Receipt) -> Reported | None:
+        try:
+            with self._around("read", receipt.key):
+                properties = self._blob(receipt.key).get_blob_properties()
+        except ObjectNotFound:
+            return None
+        md5 = properties.content_settings.content_md5
+        return Reported(properties.size, {MD5: b64(bytes(md5))} if md5 else {})
+
     def _open_range(self, key: str, full: str, start: int, length: int | None
                     ) -> IO[bytes] | None:
         read = BlobRead(self._container.get_blob_client(full), self.display(key),
@@ -174,7 +184,7 @@ class AzureStorage(ObjectStore[AzureTarget]):
         if options is not None:
             validate_options(options, self.display(key))
         return _committed(AzureUpload(blob, self.display(key), self._errors,
-                                      size_hint=size_hint, options=options))
+                                      size_hint=size_hint, options=options, receipt_key=key))
 
     def check_write_options(self, options: WriteOptions) -> None:
         validate_options(options, self.display())

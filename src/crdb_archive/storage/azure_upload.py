@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from azure.storage.blob import (
     BlobBlock,
     BlobImmutabilityPolicyMode,
+    ContentSettings,
     ImmutabilityPolicy,
     StandardBlobTier,
 )
@@ -27,6 +28,7 @@ from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.storage.azure_errors import Translator
 from crdb_archive.storage.azure_options import POLICY_MODES
 from crdb_archive.storage.base import WriteOptions
+from crdb_archive.storage.receipts import MD5, Receipt, b64
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
@@ -72,8 +74,15 @@ class AzureUpload:
     """The writer behind ``AzureStorage.open_write``: call :meth:`finish` or :meth:`abort`."""
 
     def __init__(self, blob: BlobClient, where: str, errors: Translator, *,
-                 size_hint: int | None, options: WriteOptions | None) -> None:
+                 size_hint: int | None, options: WriteOptions | None,
+                 receipt_key: str) -> None:
         self._blob = blob
+        self._receipt_key = receipt_key  # the key below the storage's root
+        self._receipt: Receipt | None = None
+        # Of the whole blob: Put Blob has the service compute it; a block list is given it on
+        # commit (the service keeps, not computes, that one: each block's own MD5 was
+        # checked as it was staged).
+        self._md5 = hashlib.md5()  # noqa: S324 - the service's content checksum
         self._where = where
         self._errors = errors
         self._arguments = blob_arguments(options)
@@ -90,12 +99,19 @@ class AzureUpload:
         return self._written
 
     @property
+    def receipt(self) -> Receipt | None:
+        """The blob's MD5 as the service reports it (Content-MD5), once :meth:`finish`
+        returned."""
+        return self._receipt
+
+    @property
     def staged_blocks(self) -> int:
         return len(self._blocks)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._buffer += data
         self._written += len(data)
+        self._md5.update(data)
         while len(self._buffer) >= (size := block_size(self._base, len(self._blocks) + 1)):
             with memoryview(self._buffer) as view, view[:size] as head:
                 block = bytes(head)
@@ -104,17 +120,26 @@ class AzureUpload:
 
     def finish(self) -> None:
         """Make the blob visible: one Put Blob, or the last block and Put Block List."""
+        md5 = self._md5.digest()
+        self._receipt = None
         if not self._blocks:
             self._put(bytes(self._buffer))
             self._buffer.clear()
-            return
+        else:
+            self._commit(md5)
+        self._receipt = Receipt(self._receipt_key, self._written, {MD5: b64(md5)})
+
+    def _commit(self, md5: bytes) -> None:
         if self._buffer:
             self._stage(bytes(self._buffer))
             self._buffer.clear()
         try:
             with self._errors.around("commit the blocks of", self._where):
                 self._blob.commit_block_list([BlobBlock(block_id=b) for b in self._blocks],
-                                             validate_content=True, **self._arguments)
+                                             validate_content=True,
+                                             content_settings=ContentSettings(
+                                                 content_md5=bytearray(md5)),
+                                             **self._arguments)
         except StorageError:
             # Applied, and the answer lost: a retry then meets an immutable blob, or the
             # blocks already committed; the blob is ours when it is made of our blocks.

@@ -25,11 +25,12 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Literal, Protocol, Self
 from urllib.parse import urlsplit
 
-from crdb_archive.errors import BadInput, StorageError
+from crdb_archive.errors import BadInput, ObjectNotFound, StorageError
 from crdb_archive.storage.uri import Location, parse_location, redact
 
 if TYPE_CHECKING:
     from crdb_archive.storage.capabilities import ColdStorage, LocalPaths, RetentionLock, Staging
+    from crdb_archive.storage.receipts import Confirmation, Receipt, Reported
 
 RestoreState = Literal["not-needed", "needed", "in-progress", "available"]
 RestoreRequestState = Literal["requested", "in-progress", "available", "not-needed"]
@@ -112,6 +113,12 @@ class ObjectWriter(Protocol):
 
     @property
     def bytes_written(self) -> int: ...
+
+    @property
+    def receipt(self) -> Receipt | None:
+        """What was computed of the object while writing it, for :meth:`Storage.confirm`,
+        once the block ended cleanly; None where the store keeps no checksum to confirm
+        (a local file, read back cheaply)."""
 
 
 def validate_key(key: str) -> str:
@@ -279,6 +286,32 @@ class Storage(abc.ABC):
         Raises BadInput (an unknown storage class, a lock on a bucket without Object Lock, a
         local directory asked for either), StorageError when the check itself fails.
         """
+
+    # --- confirming uploads ----------------------------------------------------------------
+
+    def confirm(self, receipt: Receipt) -> Confirmation:
+        """Whether the object at ``receipt.key`` holds what its writer uploaded, by the
+        checksums the store reports (no bytes read); where it reports none of the receipt's,
+        by reading the object back whole (see storage/receipts.py).
+
+        Raises ObjectNotFound when there is no object, NeedsRestoreFromColdStorage when it
+        must be read and waits in an archive storage class, StorageError.
+        """
+        from crdb_archive.storage.receipts import compare, read_back  # noqa: PLC0415
+
+        reported = self.reported(receipt)
+        if reported is None:
+            raise ObjectNotFound(f"{self.display(receipt.key)} does not exist")
+        return compare(receipt, reported) or read_back(self, receipt)
+
+    def reported(self, receipt: Receipt) -> Reported | None:
+        """The size and checksums the store reports of ``receipt.key`` (in the receipt's
+        forms, where the store keeps them), or None when there is no object; raises
+        StorageError. Here: the size alone."""
+        from crdb_archive.storage.receipts import Reported  # noqa: PLC0415
+
+        info = self.stat(receipt.key)
+        return None if info is None else Reported(info.size)
 
     # --- conditional writes of small objects ------------------------------------------------
 

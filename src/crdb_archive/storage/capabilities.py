@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from crdb_archive.storage.base import ObjectWriter, RestoreRequestState, WriteOptions
+
+if TYPE_CHECKING:
+    from crdb_archive.storage.receipts import Receipt
 
 # Called just before staged objects become visible; what it raises stops the publication.
 PublishCheck = Callable[[], None]
@@ -30,6 +33,10 @@ class Staging(Protocol):
     @property
     def scratch(self) -> Path:
         """A local directory for files the objects are made from; removed with the staging."""
+
+    def receipts(self) -> list[Receipt]:
+        """The receipts of the objects written so far (see :meth:`Storage.confirm`), in no
+        particular order; empty where nothing needs confirming (a directory on disk)."""
 
     def open_member(
         self, key: str, *, size_hint: int | None = None, options: WriteOptions | None = None

@@ -61,6 +61,7 @@ from crdb_archive.storage.gcs_retention import (
 )
 from crdb_archive.storage.gcs_upload import TIMEOUT, GcsUpload, ObjectTarget
 from crdb_archive.storage.object_store import ObjectStore
+from crdb_archive.storage.receipts import CRC32C, MD5, Receipt, Reported
 from crdb_archive.storage.uri import Location
 
 T = TypeVar("T")
@@ -196,6 +197,13 @@ class GcsStorage(ObjectStore[GcsTarget]):
             return None
         return self._info(key, blob)
 
+    def reported(self, receipt: Receipt) -> Reported | None:
+        blob = self._get_blob(receipt.key)
+        if blob is None:
+            return None
+        checksums = {CRC32C: blob.crc32c, MD5: blob.md5_hash}  # MD5: not of composed objects
+        return Reported(blob.size or 0, {k: v for k, v in checksums.items() if v})
+
     def _get_blob(self, key: str) -> Blob | None:
         full = self._full(key)
         found: Blob | None = self._retried(
@@ -247,7 +255,7 @@ class GcsStorage(ObjectStore[GcsTarget]):
     ) -> AbstractContextManager[GcsUpload]:
         target = self._object(key)
         upload = GcsUpload(target, self._placement(options), lambda generation: self._discard(
-            target.name, generation, key))
+            target.name, generation, key), receipt_key=key)
         return _committed(upload)
 
     def _placement(self, options: WriteOptions | None) -> Placement:

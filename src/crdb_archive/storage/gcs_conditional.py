@@ -27,7 +27,8 @@ from crdb_archive.storage.gcs_errors import (
     with_retries,
 )
 from crdb_archive.storage.gcs_retention import Placement
-from crdb_archive.storage.gcs_upload import TIMEOUT, Crc32c, ObjectTarget, Stored, b64, put_whole
+from crdb_archive.storage.gcs_upload import TIMEOUT, ObjectTarget, Stored, put_whole
+from crdb_archive.storage.receipts import Crc32c, b64
 
 
 def _generation(version: str, target: ObjectTarget, action: str) -> int:

@@ -15,7 +15,6 @@ it holds, and the upload goes on from there.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import time
@@ -23,7 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import google_crc32c
 import requests
 from google.cloud.storage import Blob, Bucket
 
@@ -39,6 +37,7 @@ from crdb_archive.storage.gcs_errors import (
     with_retries,
 )
 from crdb_archive.storage.gcs_retention import Placement
+from crdb_archive.storage.receipts import CRC32C, MD5, Crc32c, Receipt, b64
 
 CHUNK_SIZE = 8 << 20  # a multiple of 256 KiB, as resumable uploads require
 OCTET_STREAM = "application/octet-stream"
@@ -62,25 +61,6 @@ class ObjectTarget:
     def retried(self, call: Callable[[], Any], action: str) -> Any:
         return with_retries(call, action, self.where, self.secrets, attempts=self.attempts,
                             endpoint=self.endpoint)
-
-
-def b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode("ascii")
-
-
-class Crc32c:
-    """A running CRC32C (Castagnoli), as Cloud Storage computes it."""
-
-    def __init__(self, data: bytes = b"") -> None:
-        self._sum = google_crc32c.Checksum(data)  # type: ignore[no-untyped-call]
-
-    def update(self, data: bytes) -> None:
-        self._sum.update(data)  # type: ignore[no-untyped-call]
-
-    def b64(self) -> str:
-        """The checksum as the JSON API writes it: base64 of its 4 big-endian bytes."""
-        digest: bytes = self._sum.digest()  # type: ignore[no-untyped-call]
-        return b64(digest)
 
 
 @dataclass(frozen=True)
@@ -150,8 +130,11 @@ class GcsUpload:
     """The writer behind ``GcsStorage.open_write``: call :meth:`finish` or :meth:`abort`."""
 
     def __init__(self, target: ObjectTarget, placement: Placement,
-                 discard: Callable[[int], None], *, chunk_size: int = CHUNK_SIZE) -> None:
+                 discard: Callable[[int], None], *, receipt_key: str,
+                 chunk_size: int = CHUNK_SIZE) -> None:
         self._target = target
+        self._receipt_key = receipt_key  # the key below the storage's root
+        self._receipt: Receipt | None = None
         self._placement = placement
         self._discard = discard  # removes a generation we made that must not stay
         self._chunk_size = chunk_size
@@ -166,6 +149,12 @@ class GcsUpload:
     @property
     def bytes_written(self) -> int:
         return self._written
+
+    @property
+    def receipt(self) -> Receipt | None:
+        """The object's CRC32C and MD5 as the store reports them, once :meth:`finish`
+        returned."""
+        return self._receipt
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._buffer += data
@@ -199,6 +188,8 @@ class GcsUpload:
             resource = done
             self._session_url = None
         self._check_stored(resource)
+        self._receipt = Receipt(self._receipt_key, self._written,
+                                {CRC32C: self._crc.b64(), MD5: b64(self._md5.digest())})
         return resource
 
     def abort(self) -> None:
@@ -229,23 +220,10 @@ class GcsUpload:
         position = offset
         failures = 0
         while True:
-            try:
-                answer = self._put(chunk[position - offset:], position, end, total)
-            except _SessionGone:
+            answer, failures = self._attempt(chunk[position - offset:], position, end, total,
+                                             failures)
+            if answer is None:
                 return self._gone(total)
-            except CrdbArchiveError:
-                raise
-            except TRANSPORT_ERRORS as error:
-                failures += 1
-                limit = (min(CONNECTION_ATTEMPTS, self._target.attempts)
-                         if cannot_connect(error) else self._target.attempts)
-                if not is_transient(error) or failures >= limit:
-                    raise translate(error, "write", self._target.where, self._target.secrets,
-                                    attempts=failures, endpoint=self._target.endpoint) from None
-                status = self._status(total, failures)
-                if status is None:
-                    return self._gone(total)
-                answer = status
             resource, held = answer
             if resource is not None:
                 stored = Stored.of_resource(resource)
@@ -260,12 +238,37 @@ class GcsUpload:
             if held == end and total is None:
                 self._sent = end
                 return None
-            if held == position:
-                failures += 1  # no progress: bounded like a failure
-                if failures >= self._target.attempts:
-                    raise StorageError(f"cannot write {self._target.where}: the store took "
-                                       f"none of a chunk after {attempts_text(failures)}")
+            failures = self._count_stall(held == position, failures)
             position = held
+
+    def _attempt(self, piece: bytes, position: int, end: int, total: int | None,
+                 failures: int) -> tuple[tuple[dict[str, Any] | None, int] | None, int]:
+        """One PUT of ``piece``, or after a transient failure the store's account of what it
+        holds; (None when the session is gone, failures so far)."""
+        try:
+            return self._put(piece, position, end, total), failures
+        except _SessionGone:
+            return None, failures
+        except CrdbArchiveError:
+            raise
+        except TRANSPORT_ERRORS as error:
+            failures += 1
+            limit = (min(CONNECTION_ATTEMPTS, self._target.attempts)
+                     if cannot_connect(error) else self._target.attempts)
+            if not is_transient(error) or failures >= limit:
+                raise translate(error, "write", self._target.where, self._target.secrets,
+                                attempts=failures, endpoint=self._target.endpoint) from None
+            return self._status(total, failures), failures
+
+    def _count_stall(self, stalled: bool, failures: int) -> int:
+        """A round that moved nothing counts as a failure, bounded as failures are."""
+        if not stalled:
+            return failures
+        failures += 1
+        if failures >= self._target.attempts:
+            raise StorageError(f"cannot write {self._target.where}: the store took none of a "
+                               f"chunk after {attempts_text(failures)}")
+        return failures
 
     def _put(self, piece: bytes, start: int, end: int, total: int | None
              ) -> tuple[dict[str, Any] | None, int]:

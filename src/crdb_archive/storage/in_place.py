@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 from crdb_archive.errors import CrdbArchiveError
@@ -25,6 +25,7 @@ from crdb_archive.storage.base import (
     validate_key,
 )
 from crdb_archive.storage.capabilities import PublishCheck, no_check
+from crdb_archive.storage.receipts import Receipt
 
 
 class InPlaceStaging:
@@ -36,23 +37,43 @@ class InPlaceStaging:
         self._trees: set[str] = set()
         self._published = False
         self._keep = False
+        # Members are written from several threads at once.
+        self._receipts: list[Receipt] = []
+        self._lock = threading.Lock()
 
     @property
     def scratch(self) -> Path:
         return self._scratch
 
+    def receipts(self) -> list[Receipt]:
+        with self._lock:
+            return list(self._receipts)
+
+    @contextlib.contextmanager
     def open_member(
         self, key: str, *, size_hint: int | None = None, options: WriteOptions | None = None
-    ) -> AbstractContextManager[ObjectWriter]:
-        self._trees.add(validate_key(key).split("/", 1)[0])
-        return self._storage.open_write(key, size_hint=size_hint, options=options)
+    ) -> Iterator[ObjectWriter]:
+        with self._lock:
+            self._trees.add(validate_key(key).split("/", 1)[0])
+        with self._storage.open_write(key, size_hint=size_hint, options=options) as writer:
+            yield writer
+        self._keep_receipt(writer)
 
     def publish_tree(self, key: str, content: bytes, *, options: WriteOptions | None = None,
                      check: PublishCheck = no_check) -> None:
-        self._trees.add(validate_key(key).split("/", 1)[0])
+        with self._lock:
+            self._trees.add(validate_key(key).split("/", 1)[0])
         self._check(check)
-        self._storage.put_bytes(key, content, options=options)
+        with self._storage.open_write(key, size_hint=len(content), options=options) as writer:
+            writer.write(content)
         self._published = True
+        self._keep_receipt(writer)
+
+    def _keep_receipt(self, writer: ObjectWriter) -> None:
+        receipt = writer.receipt
+        if receipt is not None:
+            with self._lock:
+                self._receipts.append(receipt)
 
     @contextlib.contextmanager
     def open_object(
@@ -63,6 +84,7 @@ class InPlaceStaging:
             yield writer
             self._check(check)  # inside the block: raising aborts the upload
         self._published = True
+        self._keep_receipt(writer)
 
     def _check(self, check: PublishCheck) -> None:
         try:

@@ -33,6 +33,7 @@ from crdb_archive.storage.base import (
     level_order,
 )
 from crdb_archive.storage.object_store import ObjectStore, utc
+from crdb_archive.storage.receipts import SHA256, SHA256_COMPOSITE, Receipt, Reported
 from crdb_archive.storage.s3_config import S3Target, make_client, max_attempts, s3_target
 from crdb_archive.storage.s3_errors import error_code, s3_errors
 from crdb_archive.storage.s3_read import ObjectRead, open_object_range
@@ -185,6 +186,17 @@ class S3Storage(ObjectStore[S3Target]):
             legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON",
         )
 
+    def reported(self, receipt: Receipt) -> Reported | None:
+        full = self._full(receipt.key)
+        try:
+            with self._errors("read", receipt.key):
+                head = self._client.head_object(Bucket=self.bucket, Key=full,
+                                                ChecksumMode="ENABLED")
+        except ObjectNotFound:
+            return None
+        return Reported(head["ContentLength"], reported_sha256(
+            head.get("ChecksumSHA256"), head.get("ChecksumType"), receipt))
+
     def _open_range(self, key: str, full: str, start: int, length: int | None
                     ) -> IO[bytes] | None:
         read = ObjectRead(self._client, self.bucket, full, self.display(key),
@@ -216,7 +228,8 @@ class S3Storage(ObjectStore[S3Target]):
         if options is not None:
             validate_options(options, self.display(key))
         upload = S3Upload(self._client, self.bucket, full, self.display(key),
-                          self._target.secrets, size_hint=size_hint, options=options)
+                          self._target.secrets, size_hint=size_hint, options=options,
+                          receipt_key=key)
         return _committed(upload)
 
     def check_write_options(self, options: WriteOptions) -> None:
@@ -308,6 +321,21 @@ class S3Storage(ObjectStore[S3Target]):
         # 202: a restore started; 200: a restored copy exists (its expiry is now extended).
         status = answer["ResponseMetadata"]["HTTPStatusCode"]
         return "available" if status == 200 else "requested"
+
+
+def reported_sha256(value: str | None, kind: str | None, receipt: Receipt) -> dict[str, str]:
+    """S3's ``x-amz-checksum-sha256`` of an object in the receipt's forms: nothing when it has
+    none; a multipart upload's is composite (``<digest>-<parts>``, or ``ChecksumType``
+    COMPOSITE; some S3-compatible stores give neither, and the receipt then says which)."""
+    if not value:
+        return {}
+    digest, _, parts = value.partition("-")
+    composite = bool(parts) or kind == "COMPOSITE" or (
+        kind is None and SHA256_COMPOSITE in receipt.checksums)
+    if not composite:
+        return {SHA256: value}
+    # The part count is implied by the digest (it hashes one 32-byte digest per part).
+    return {SHA256_COMPOSITE: f"{digest}-{parts or len(receipt.parts)}"}
 
 
 def check_restore_request(days: int, tier: str) -> None:

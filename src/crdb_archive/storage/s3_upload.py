@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.storage.base import WriteOptions
 from crdb_archive.storage.lock_options import check_lock
+from crdb_archive.storage.receipts import SHA256, SHA256_COMPOSITE, Receipt, b64, sha256_composite
 from crdb_archive.storage.s3_errors import s3_errors
 from crdb_archive.storage.s3_outcome import (
     SentObject,
@@ -96,8 +97,11 @@ class S3Upload:
         *,
         size_hint: int | None,
         options: WriteOptions | None,
+        receipt_key: str,
     ) -> None:
         self._client = client
+        self._receipt_key = receipt_key  # the key below the storage's root
+        self._receipt: Receipt | None = None
         self._bucket = bucket
         self._key = key
         self._where = where
@@ -109,12 +113,19 @@ class S3Upload:
         self._parts: list[CompletedPartTypeDef] = []
         self._part_etags: list[str] = []
         self._part_sha256: list[bytes] = []
+        self._part_sizes: list[int] = []
         self._start: UploadStart | None = None
         self._written = 0
 
     @property
     def bytes_written(self) -> int:
         return self._written
+
+    @property
+    def receipt(self) -> Receipt | None:
+        """The object's SHA-256 as S3 reports it (composite for a multipart upload), once
+        :meth:`finish` returned."""
+        return self._receipt
 
     @property
     def upload_id(self) -> str | None:
@@ -134,8 +145,10 @@ class S3Upload:
     def finish(self) -> None:
         """Make the object visible: one PUT, or the last part and CompleteMultipartUpload."""
         if self._upload_id is None:
-            self._put(bytes(self._buffer))
+            body = bytes(self._buffer)
             self._buffer.clear()
+            digest = self._put(body)
+            self._receipt = Receipt(self._receipt_key, len(body), {SHA256: b64(digest)})
             return
         if self._buffer:
             self._upload_part(bytes(self._buffer))
@@ -155,8 +168,12 @@ class S3Upload:
         if self._start is not None and self._start.retried:
             abort_leftovers(self._client, self._bucket, self._key, self._start, keep=None)
         self._ensure_retention()
+        self._receipt = Receipt(self._receipt_key, self._written,
+                                {SHA256_COMPOSITE: sha256_composite(self._part_sha256)},
+                                tuple(self._part_sizes))
 
-    def _put(self, body: bytes) -> None:
+    def _put(self, body: bytes) -> bytes:
+        """One PUT of the whole object; returns its SHA-256."""
         digest = hashlib.sha256(body).digest()
         try:
             with s3_errors("write", self._where, self._secrets):
@@ -172,6 +189,7 @@ class S3Upload:
             if not object_is(self._client, self._bucket, self._key,
                              SentObject(len(body), [md5], [digest], False)):
                 raise
+        return digest
 
     def _ensure_retention(self) -> None:
         # AWS applies the lock given to CreateMultipartUpload; some S3-compatible stores
@@ -243,3 +261,4 @@ class S3Upload:
         )
         self._part_etags.append(answer["ETag"])
         self._part_sha256.append(digest)
+        self._part_sizes.append(len(body))
