@@ -151,7 +151,7 @@ def test_truncated_and_corrupt_gzip() -> None:
 def test_inflation_is_capped() -> None:
     # A well-formed field to skip, so that only the cap can stop the inflating.
     bomb = gzip.compress(bytes_field(4, b"\x00" * (8 << 20)), compresslevel=9)
-    with pytest.raises(MalformedManifest, match="inflates to more than 1048576 bytes"):
+    with pytest.raises(MalformedManifest, match="inflates to more than 1 MiB"):
         decode_manifest(bomb, limit=1 << 20)
 
 

@@ -1,6 +1,6 @@
 """The main job: a backup in, one verified archive bundle out.
 
-inspect the backup -> settle the version -> fetch and verify the official release archive(s)
+inspect the backup -> settle the version -> fetch and verify the official release archives
 -> write the bundle atomically (or find that it already exists and is sound).
 """
 
@@ -62,6 +62,7 @@ from crdb_archive.sources import KindChoice, recognise_source, recorded_source
 from crdb_archive.storage.base import LockMode, Storage, WriteOptions, open_storage
 from crdb_archive.storage.places import check_destination_location, overlap_problem
 from crdb_archive.storage.uri import parse_location, redact
+from crdb_archive.text import count
 from crdb_archive.times import utc_iso
 from crdb_archive.versions import VersionSpec, release_index
 
@@ -340,8 +341,8 @@ class _Archiving:
             first = report.problems[0]
             raise DamagedBundle(
                 f"bundle {reader.display} already exists and is damaged "
-                f"({len(report.problems)} problem(s), first: {first}); move it aside and run "
-                "again"
+                f"({count(len(report.problems), 'problem')}, first: {first}); move it aside and "
+                "run again"
             )
         recorded = report.description or {}
         recorded_version = recorded.get("cockroachdb", {}).get("version")

@@ -40,6 +40,7 @@ from crdb_archive.backup.unlock import (
 from crdb_archive.errors import InvalidVersion, NotABackup, UnknownVersion
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import Storage
+from crdb_archive.text import count, size
 from crdb_archive.times import utc_iso
 from crdb_archive.versions import Major, release_index
 
@@ -267,18 +268,20 @@ def _inspect(
 
 def _cold_files(tree: BackupTree, files: list[BackupFile]) -> list[str]:
     waiting: dict[str, int] = {}
-    size = 0
+    octets = 0
     for f in files:
         state = tree.waiting(f.path)
         if state is not None:
             waiting[state] = waiting.get(state, 0) + 1
-            size += f.size
+            octets += f.size
     if not waiting:
         return []
-    classes = ", ".join(f"{count} in {state}" for state, count in sorted(waiting.items()))
+    number = sum(waiting.values())
+    classes = ", ".join(f"{n:,} in {state}" for state, n in sorted(waiting.items()))
     return [
-        f"{sum(waiting.values())} file(s) of the backup ({size} bytes: {classes}) wait in an "
-        "archive storage class: they must be restored before the backup can be archived"
+        f"{count(number, 'file')} of the backup ({size(octets)}: {classes}) "
+        f"{'waits' if number == 1 else 'wait'} in an archive storage class: "
+        f"{'it' if number == 1 else 'they'} must be restored before the backup can be archived"
     ]
 
 

@@ -55,6 +55,7 @@ from crdb_archive.export.source_files import ExportSource, open_export_source
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.sources import recorded_source, source_key
 from crdb_archive.storage.base import Storage, WriteOptions, open_storage
+from crdb_archive.text import count
 
 SCHEMA_LIMIT = 64 << 20  # a schema file larger than this is not SHOW CREATE output
 NAME_PREFIX = "crdb-export"
@@ -333,7 +334,7 @@ class _ExportArchiving:
         if not report.ok:
             raise DamagedBundle(
                 f"bundle {reader.display} already exists and is damaged "
-                f"({len(report.problems)} problem(s), first: {report.problems[0]}); move it "
+                f"({count(len(report.problems), 'problem')}, first: {report.problems[0]}); move it "
                 "aside and run again")
         recorded = report.description or {}
         export = recorded.get("export") or {}

@@ -52,6 +52,7 @@ from crdb_archive.jobs.spec import JobSpec
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.sources import SourceKind, source_key
 from crdb_archive.storage.base import WriteOptions
+from crdb_archive.text import count
 from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
@@ -489,7 +490,7 @@ class _Run:
         if not report.ok:
             self.damaged.add(name)
             self.fail("verify", DamagedBundle(
-                f"bundle {location} failed verification ({len(problems)} problem(s), first: "
+                f"bundle {location} failed verification ({count(len(problems), 'problem')}, first: "
                 f"{problems[0]}); move it aside and run again"), bundle=name)
         return report.ok
 
@@ -525,8 +526,9 @@ class _Run:
                           bytes=outcome.bytes_read, record=outcome.record)
                 if not outcome.ok:
                     self.fail("audit", DamagedBundle(
-                        f"bundle {outcome.location} failed its audit ({len(outcome.problems)} "
-                        f"problem(s), first: {outcome.problems[0]})"), bundle=outcome.name)
+                        f"bundle {outcome.location} failed its audit "
+                        f"({count(len(outcome.problems), 'problem')}, first: "
+                        f"{outcome.problems[0]})"), bundle=outcome.name)
                 if outcome.record_error:
                     self.fail("audit", StorageError(outcome.record_error), bundle=outcome.name)
             elif outcome.kind == "skipped":
@@ -560,8 +562,9 @@ class _Run:
             self.emit("retention", applied=False, reason=_NO_RULES)
             return
         if self.report.failures:
-            self.emit("retention", applied=False, reason=f"{len(self.report.failures)} "
-                      "failure(s) in this run: nothing is deleted")
+            failures = count(len(self.report.failures), "failure")
+            self.emit("retention", applied=False,
+                      reason=f"{failures} in this run: nothing is deleted")
             return
         bundles = self._mine(destination.bundles())
         written = set(self.report.written)
