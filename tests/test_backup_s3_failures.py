@@ -90,7 +90,8 @@ def test_cold_data_files_are_a_warning(moto: MotoS3, tmp_path: Path) -> None:
         ssts = [f for f in remote.files + remote.incremental_files if f.path.endswith(".sst")]
         assert remote.warnings[:-1] == local.warnings
         total = sum(f.size for f in ssts)
-        assert 1 < len(ssts) and 1024 <= total < 10 * 1024  # shown in KiB, two decimals
+        assert len(ssts) > 1
+        assert 1024 <= total < 10 * 1024  # shown in KiB, two decimals
         assert remote.warnings[-1] == (
             f"{len(ssts)} files of the backup ({total / 1024:.2f} KiB: "
             f"{len(ssts)} in DEEP_ARCHIVE) wait in an archive storage class: they must be "
