@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from support.s3 import MotoS3
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+INCREMENTALS_DIR = "incrementals"
 MAX_UINT64 = (1 << 64) - 1
 CLUSTER_ID = uuid.UUID("5f0e3c1a-8c2b-4c36-9d3e-2a1b0c9d8e7f")
 
@@ -439,6 +440,47 @@ ERAS: dict[str, Callable[[Path], Era]] = {
     "dev": development_build,
     "mixed": mixed_version,
 }
+
+
+@dataclass(frozen=True)
+class MixedCollection:
+    """A collection holding more than one backup's files: what a bundle takes and leaves."""
+
+    root: Path
+    older: str  # a full backup with incrementals, not chosen
+    chosen: str  # the newest full backup, named by LATEST, with incrementals
+    chosen_incrementals: list[str]
+    unfinished: str  # a dated directory without a manifest: a failed full backup
+    stray: str  # a file no backup wrote
+
+
+def mixed_collection(tmp: Path, *, older_ssts: int = 2) -> MixedCollection:
+    """Two full backups of v24.3, each with incrementals under incrementals/, both named by
+    metadata/latest files; a failed full backup, an unfinished incremental of the chosen one
+    and a stray file beside them."""
+    root = tmp / "mixed"
+    m = Manifest(end_time=T0, build_tag="v24.3.1", cluster_version=(24, 3, 0, 0))
+    older_time = dt.datetime(2024, 12, 1, tzinfo=dt.UTC)
+    chosen_time = dt.datetime(2024, 12, 8, tzinfo=dt.UTC)
+    chosen_incrementals: list[str] = []
+    for when, ssts in ((older_time, older_ssts), (chosen_time, 2)):
+        subdir = full_subdir(when)
+        write_backup(root / subdir, replace(m, end_time=when), ssts=ssts)
+        write_latest(root, subdir, at=when, root_file=False, history=True)
+        for hours in (6, 12):
+            inc_time = when + dt.timedelta(hours=hours)
+            rel = f"incrementals/{subdir}/{incremental_name(inc_time)}"
+            write_backup(root / rel, replace(m, start_time=when, end_time=inc_time), ssts=1)
+            if when == chosen_time:
+                chosen_incrementals.append(rel)
+    chosen = full_subdir(chosen_time)
+    unfinished = full_subdir(dt.datetime(2024, 12, 15, tzinfo=dt.UTC))
+    write(root / unfinished / "data" / "800000.sst", b"half a backup")
+    late = incremental_name(chosen_time + dt.timedelta(hours=18))
+    write(root / INCREMENTALS_DIR / chosen / late / "data" / "800000.sst", b"no manifest yet")
+    write(root / "notes.txt", b"not a backup file")
+    return MixedCollection(root, full_subdir(older_time), chosen, chosen_incrementals,
+                           unfinished, "notes.txt")
 
 
 # --- in S3 ----------------------------------------------------------------------------------------
