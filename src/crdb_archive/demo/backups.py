@@ -109,13 +109,20 @@ class Manifest:
 
     def encode(self) -> bytes:
         """Fields in number order, as CockroachDB's generated marshaller writes them."""
-        out = bytearray()
+        return b"".join((self._times(), self._contents(), self._origin(), self._filler(),
+                         self._cluster_version()))
+
+    def _times(self) -> bytes:
+        out = b""
         if self.start_time is not None:
             out += bytes_field(1, int_field(1, nanos(self.start_time)))
         end = int_field(1, self.end_wall_time)
         if self.end_logical:
             end += int_field(2, self.end_logical)
-        out += bytes_field(2, end)
+        return out + bytes_field(2, end)
+
+    def _contents(self) -> bytes:
+        out = bytearray()
         for i in range(self.files):
             span = bytes_field(1, b"/Table/%d/1" % (100 + i)) + bytes_field(2, b"/Table/%d/2" % i)
             entry = (
@@ -127,6 +134,10 @@ class Manifest:
         for i in range(self.descriptors):
             table = string_field(1, f"table_{i}") + int_field(3, 100 + i)
             out += bytes_field(5, bytes_field(1, table))
+        return bytes(out)
+
+    def _origin(self) -> bytes:
+        out = b""
         if self.cluster_id is not None:
             out += bytes_field(9, self.cluster_id.bytes)
         if self.node_id is not None:
@@ -138,6 +149,11 @@ class Manifest:
                 build += string_field(number, value)
         if build or self.build_tag is not None:
             out += bytes_field(11, build + string_field(7, "linux amd64"))
+        return out
+
+    def _filler(self) -> bytes:
+        """Fields the toolkit must skip: unknown numbers of every wire type, and padding."""
+        out = b""
         if self.unknown_fields:
             out += fixed64_field(13, 0xDEADBEEF) + fixed32_field(14, 7)
             out += group_field(15, int_field(1, 5) + group_field(2, string_field(3, "x")))
@@ -145,16 +161,18 @@ class Manifest:
         if self.padding:
             filler = random.Random(self.padding)  # noqa: S311 - incompressible, not secret
             out += bytes_field(40, filler.randbytes(self.padding))
-        if self.cluster_version is not None:
-            major, minor, patch, internal = self.cluster_version
-            version = int_field(1, major) + int_field(2, minor)
-            if patch:
-                version += int_field(3, patch)
-            if internal:
-                version += int_field(4, internal)
-            out += bytes_field(25, version)
-        return bytes(out)
+        return out
 
+    def _cluster_version(self) -> bytes:
+        if self.cluster_version is None:
+            return b""
+        major, minor, patch, internal = self.cluster_version
+        version = int_field(1, major) + int_field(2, minor)
+        if patch:
+            version += int_field(3, patch)
+        if internal:
+            version += int_field(4, internal)
+        return bytes_field(25, version)
 
 def gzipped(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
