@@ -56,8 +56,8 @@ from crdb_archive.export.source_files import ExportSource, open_export_source
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.sources import recorded_source, source_key
 from crdb_archive.storage.base import Storage, WriteOptions, open_storage
-from crdb_archive.times import basic, basic_nanos
 from crdb_archive.text import count
+from crdb_archive.times import basic, basic_nanos
 
 SCHEMA_LIMIT = 64 << 20  # a schema file larger than this is not SHOW CREATE output
 NAME_PREFIX = "crdb-export"

@@ -49,8 +49,8 @@ from crdb_archive.storage.base import (
 )
 from crdb_archive.storage.in_place import InPlaceStaging, in_place_staging
 from crdb_archive.storage.uri import Location
-from crdb_archive.times import utc_iso
 from crdb_archive.text import count
+from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient

@@ -19,8 +19,8 @@ from google.cloud.storage import Blob, Bucket
 
 from crdb_archive.errors import BadInput
 from crdb_archive.storage.base import LockMode, WriteOptions
-from crdb_archive.times import utc_iso
 from crdb_archive.text import count
+from crdb_archive.times import utc_iso
 
 MODES: dict[LockMode, str] = {"COMPLIANCE": "Locked", "GOVERNANCE": "Unlocked"}
 _LOCK_MODES = {value: key for key, value in MODES.items()}

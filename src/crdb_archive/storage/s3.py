@@ -43,8 +43,8 @@ from crdb_archive.storage.s3_errors import error_code, s3_errors
 from crdb_archive.storage.s3_read import ObjectRead, open_object_range
 from crdb_archive.storage.s3_upload import COLD_CLASSES, S3Upload, validate_options
 from crdb_archive.storage.uri import Location
-from crdb_archive.times import utc_iso
 from crdb_archive.text import count
+from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
