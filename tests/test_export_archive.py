@@ -288,7 +288,7 @@ def test_kind_auto_tells_sources_apart(capsys: pytest.CaptureFixture[str],
                "output (2024-01-02/",
         empty: "holds no files: expected a CockroachDB backup or changefeed or EXPORT output",
         other: "holds neither a CockroachDB backup (no BACKUP_MANIFEST, BACKUP_METADATA, "
-               "BACKUP or LATEST) nor changefeed or EXPORT output: 1 file(s), such as notes.txt",
+               "BACKUP or LATEST) nor changefeed or EXPORT output: 1 file, such as notes.txt",
         tmp_path / "missing": "does not exist: expected a directory holding",
     }
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -358,7 +358,7 @@ def test_incomplete_or_damaged_output_leaves_nothing(
     if damage == "gap":
         lost = next(p for p in _files(feed, "*-00000001-customers-1.ndjson"))
         lost.unlink()
-        expected = "lost changefeed file: file id(s) 00000001 of session"
+        expected = "lost changefeed file: file id 00000001 of session"
     elif damage == "broken line":
         victim = _files(feed, "*-00000000-orders-1.ndjson")[0]
         victim.write_bytes(victim.read_bytes()[:-20] + b"\n")

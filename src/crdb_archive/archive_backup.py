@@ -1,6 +1,6 @@
 """The main job: a backup in, one verified archive bundle out.
 
-inspect the backup -> settle the version -> fetch and verify the official release archive(s)
+inspect the backup -> settle the version -> fetch and verify the official release archives
 -> write the bundle atomically (or find that it already exists and is sound).
 """
 
@@ -59,6 +59,7 @@ from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.sources import recorded_source
 from crdb_archive.storage.base import Storage, WriteOptions, open_storage
 from crdb_archive.storage.uri import redact
+from crdb_archive.text import count
 
 # Writes the bundle from its payload, bag-info labels and description callback.
 WriteBundle = Callable[
@@ -225,8 +226,8 @@ def _sound_description(display: str, report: VerifyReport) -> BackupDescription 
     if not report.ok:
         raise DamagedBundle(
             f"bundle {display} already exists and is damaged "
-            f"({len(report.problems)} problem(s), first: {report.problems[0]}); move it "
-            "aside and run again"
+            f"({count(len(report.problems), 'problem')}, first: {report.problems[0]}); "
+            "move it aside and run again"
         )
     if report.description is None:
         return None

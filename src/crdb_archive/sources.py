@@ -20,6 +20,7 @@ from crdb_archive.errors import UnrecognisedSource
 from crdb_archive.export.names import parse_data_file, parse_export_file, parse_resolved_file
 from crdb_archive.storage.base import open_storage
 from crdb_archive.storage.uri import parse_location, redact
+from crdb_archive.text import count
 
 SourceKind = Literal["backup", "export"]
 KindChoice = Literal["auto", "backup", "export"]
@@ -82,7 +83,8 @@ class SourceEvidence:
                 "changefeed or EXPORT output")
         return UnrecognisedSource(
             f"{self.display} holds neither a CockroachDB backup (no {', '.join(MANIFEST_NAMES)} "
-            f"or {LATEST}) nor changefeed or EXPORT output: {self.files} file(s), such as "
+            f"or {LATEST}) nor changefeed or EXPORT output: {count(self.files, 'file')}, such "
+            "as "
             + ", ".join(self.other[:_SAMPLES]))
 
 

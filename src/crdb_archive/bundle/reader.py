@@ -31,6 +31,7 @@ from crdb_archive.errors import (
 from crdb_archive.storage.base import ObjectInfo, Prefix, Storage, open_location, open_object
 from crdb_archive.storage.ranged import PART_SIZE, RangedReader
 from crdb_archive.storage.uri import Location
+from crdb_archive.text import count
 
 Opener = Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
 Form = Literal["dir", "tar"]
@@ -301,7 +302,8 @@ def require_readable(reader: BundleReader, *, payload: bool) -> None:
         return
     classes = ", ".join(sorted({o.storage_class or "an archive class" for o in cold}))
     raise NeedsRestoreFromColdStorage(
-        f"{len(cold)} object(s) of {reader.display} are in {classes} and not restored (first: "
+        f"{count(len(cold), 'object')} of {reader.display} {'is' if len(cold) == 1 else 'are'} in "
+        f"{classes} and not restored (first: "
         f"{cold[0].key}); request a restore with `crdb-archive restore-request "
         f"{reader.display} --days 7` and run again when it is done"
     )

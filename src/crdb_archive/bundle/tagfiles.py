@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import IO, Any
 
+from crdb_archive import text
 from crdb_archive.bundle import layout
+from crdb_archive.text import exact
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -64,7 +66,7 @@ def limit_of(name: str) -> int:
 
 
 def too_large(name: str, size: int) -> str:
-    return (f"{size} bytes: larger than the {limit_of(name)} bytes a {name} of format 1 "
+    return (f"{exact(size)}: larger than the {text.size(limit_of(name))} a {name} of format 1 "
             "may be")
 
 
@@ -103,7 +105,7 @@ class LineReader:
                     break
                 yield number, line
             if parsing and len(carry) > MAX_LINE:
-                self.errors.append(f"line {number + 1} is longer than {MAX_LINE} bytes")
+                self.errors.append(f"line {number + 1} is longer than {text.size(MAX_LINE)}")
                 parsing = False
             if not parsing:
                 carry = b""
@@ -113,7 +115,7 @@ class LineReader:
 
     def _fits(self, number: int, line: bytes) -> bool:
         if len(line) > MAX_LINE:
-            self.errors.append(f"line {number} is longer than {MAX_LINE} bytes")
+            self.errors.append(f"line {number} is longer than {text.size(MAX_LINE)}")
             return False
         if line.endswith(b"\r"):
             self.errors.append(f"line {number} ends in CR LF: lines of format 1 tag files end "

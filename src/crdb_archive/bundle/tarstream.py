@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import IO, Literal
 
 from crdb_archive.errors import DamagedBundle
+from crdb_archive.text import exact
 
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
@@ -237,7 +238,7 @@ class StrictTar:
     def _extended(self, size: int, start: int) -> bytes:
         if size > MAX_EXTENDED:
             raise self._damage("unexpected", f"the extended header at byte {start} is "
-                                             f"{size} bytes long")
+                                             f"{exact(size)} long")
         data = self._read_exact(size, f"the extended header at byte {start}")
         self._skip(-size % BLOCK, f"the extended header at byte {start}")
         return data

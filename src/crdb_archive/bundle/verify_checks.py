@@ -9,6 +9,7 @@ from crdb_archive.bundle import layout, payload_table, tagfiles
 from crdb_archive.bundle.model import schema_problems
 from crdb_archive.bundle.signature_check import check_signature
 from crdb_archive.hashing import same_digest
+from crdb_archive.text import count, exact, size
 
 if TYPE_CHECKING:
     from crdb_archive.bundle.signature import AllowedSigners
@@ -54,7 +55,7 @@ def _check_absent_tags(seen: Seen, report: VerifyReport) -> None:
     # An oversized signature is the signature check's to judge (only against allowed signers).
     for name in sorted(seen.oversized - {layout.SIGNATURE}):
         report.add(name, "tag", "not read: larger than a tag file of format 1 may be ("
-                   f"{tagfiles.limit_of(name)} bytes)")
+                   f"{size(tagfiles.limit_of(name))})")
     if seen.damage is not None and seen.cut and absent:
         # One line, not one per file: the tar ended before them.
         report.add(seen.damage.where, "missing", "the tar ends before these tag files: "
@@ -138,8 +139,8 @@ def _check_payload(seen: Seen, report: VerifyReport) -> None:
         if sizes_read and not flags & payload_table.IN_SIZES:
             report.add(layout.PAYLOAD_SIZES, "tag", f"does not list {path}")
         elif sizes_read and table.listed_size(row) != table.present_size(row):
-            report.add(path, "size", f"{table.present_size(row)} bytes, {layout.PAYLOAD_SIZES} "
-                       f"says {table.listed_size(row)}")
+            report.add(path, "size", f"{exact(table.present_size(row))}, {layout.PAYLOAD_SIZES} "
+                       f"says {table.listed_size(row):,}")
         for algorithm, manifest in (("blake3", layout.MANIFEST_BLAKE3),
                                     ("sha256", layout.MANIFEST_SHA256)):
             actual = table.actual(algorithm, row)  # type: ignore[arg-type]
@@ -158,13 +159,18 @@ def _check_oxum(seen: Seen, report: VerifyReport) -> None:
         return
     try:
         values = tagfiles.parse_bag_info(content).get("Payload-Oxum", [])
-        octets, count = tagfiles.parse_oxum(values[0] if len(values) == 1 else "")
+        octets, number = tagfiles.parse_oxum(values[0] if len(values) == 1 else "")
     except tagfiles.TagFileError as error:
         report.add(layout.BAG_INFO, "tag", str(error))
         return
-    if (octets, count) != (report.bytes, report.files):
+    if (octets, number) != (report.bytes, report.files):
         report.add(layout.BAG_INFO, "size",
-                   f"Payload-Oxum {octets}.{count}, payload is {report.bytes}.{report.files}")
+                   f"Payload-Oxum says {_oxum(octets, number)}; the payload holds "
+                   f"{_oxum(report.bytes, report.files)}")
+
+
+def _oxum(octets: int, number: int) -> str:
+    return f"{count(number, 'file')} of {exact(octets)}"
 
 
 def _check_description(seen: Seen, report: VerifyReport) -> dict[str, Any] | None:
@@ -200,8 +206,8 @@ def _check_binaries(seen: Seen, report: VerifyReport, description: dict[str, Any
         if published is not None and not same_digest(sha256, published):
             report.add(path, "binary", "SHA-256 differs from the published SHA-256")
         if table.present_size(row) != binary["size"]:
-            report.add(path, "binary", f"{table.present_size(row)} bytes, recorded "
-                       f"{binary['size']}")
+            report.add(path, "binary", f"{exact(table.present_size(row))}, recorded "
+                       f"{binary['size']:,}")
         checksum_file = binary["published_checksum_file"]
         if checksum_file is None:
             continue

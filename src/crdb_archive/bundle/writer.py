@@ -34,6 +34,7 @@ from crdb_archive.hashing import (
     parallel_in_batches,
 )
 from crdb_archive.progress import ProgressCallback, ProgressEvent
+from crdb_archive.text import exact
 
 if TYPE_CHECKING:
     from crdb_archive.bundle.signature import SigningKey
@@ -159,8 +160,8 @@ def _copy_item(item: PayloadItem, open_sink: OpenSink, totals: _Totals,
 def _check_size(item: PayloadItem, size: int) -> None:
     if size != item.size:
         raise StorageError(
-            f"{item.path} changed while it was archived: expected {item.size} bytes, "
-            f"read {size}"
+            f"{item.path} changed while it was archived: expected {exact(item.size)}, "
+            f"read {size:,}"
         )
 
 

@@ -50,6 +50,7 @@ from crdb_archive.storage.base import (
 from crdb_archive.storage.in_place import InPlaceStaging, in_place_staging
 from crdb_archive.storage.receipts import MD5, Receipt, Reported, b64
 from crdb_archive.storage.uri import Location
+from crdb_archive.text import count
 from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
@@ -311,7 +312,7 @@ class AzureStorage(Storage):
         if failed:
             name, status = failed[0]
             raise StorageError(f"cannot delete {self._target.scheme}://{self.container}/{name}:"
-                               f" HTTP {status} ({len(failed)} blob(s) not deleted)")
+                               f" HTTP {status} ({count(len(failed), 'blob')} not deleted)")
 
     def _refuse_locked(self, info: ObjectInfo) -> None:
         if info.retain_until is not None and info.retain_until > datetime.now(UTC):

@@ -44,6 +44,7 @@ from crdb_archive.storage.s3_errors import error_code, s3_errors
 from crdb_archive.storage.s3_read import ObjectRead, open_object_range
 from crdb_archive.storage.s3_upload import COLD_CLASSES, S3Upload, validate_options
 from crdb_archive.storage.uri import Location
+from crdb_archive.text import count
 from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
@@ -371,7 +372,7 @@ class S3Storage(Storage):
             first = errors[0]
             raise StorageError(
                 f"cannot delete s3://{self.bucket}/{first.get('Key', '?')}: "
-                f"{first.get('Code', 'Unknown')} ({len(errors)} object(s) not deleted)")
+                f"{first.get('Code', 'Unknown')} ({count(len(errors), 'object')} not deleted)")
 
     def _refuse_locked(self, info: ObjectInfo) -> None:
         if info.retain_until is not None and info.retain_until > datetime.now(UTC):
