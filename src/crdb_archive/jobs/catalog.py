@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ from crdb_archive.errors import (
 from crdb_archive.jobs.destination import Destination, StoredBundle, described
 from crdb_archive.jobs.fixity import Mark, latest_marks
 from crdb_archive.storage.base import ObjectInfo
+from crdb_archive.times import utc_iso
 from crdb_archive.versions import VersionSpec, release_index, restore_plan
 
 
@@ -79,18 +80,18 @@ class CatalogEntry:
             "location": self.location,
             "kind": self.kind,
             "version": self.version,
-            "major": self.major,
-            "backup_time": _iso(self.time),
-            "created": _iso(self.created),
+            "major_version": self.major,
+            "backup_time": utc_iso(self.time),
+            "created": utc_iso(self.created),
             "source": self.source,
-            "size": self.size,
-            "format": self.form,
+            "bytes": self.size,
+            "form": self.form,
             "storage_class": self.storage_class,
             "readable": self.readable,
-            "lock_until": _iso(self.lock_until),
+            "lock_until": utc_iso(self.lock_until),
             "signed": self.signed,
             "signature": self.signature,
-            "last_verified": _iso(self.last.time) if self.last else None,
+            "last_verified": utc_iso(self.last.time) if self.last else None,
             "last_result": self.last.result if self.last else None,
             "last_record": self.last.key if self.last else None,
             "problem": self.problem,
@@ -104,6 +105,24 @@ class Catalog:
     stale: list[str]
     # Directory prefixes without a tag manifest: an upload cut short, or one in progress.
     incomplete: list[str]
+
+    def to_json(self, destination: str,
+                routes: Mapping[str, RestoreRoute | None] | None = None,
+                target: VersionSpec | None = None) -> dict[str, Any]:
+        """The ``list --json`` contract: every entry, with its route into ``target`` (keyed by
+        entry key in ``routes``) when one is asked for."""
+        bundles = []
+        for entry in self.entries:
+            item = entry.to_json()
+            if routes is not None:
+                route = routes[entry.key]
+                item["restore"] = route.to_json() if route is not None else None
+            bundles.append(item)
+        payload: dict[str, Any] = {"destination": destination, "bundles": bundles,
+                                   "incomplete": self.incomplete, "stale_records": self.stale}
+        if target is not None:
+            payload["restorable_into"] = target.release_name or target.major.name
+        return payload
 
 
 def build_catalog(destination: Destination) -> Catalog:
@@ -279,6 +298,3 @@ def restore_route(entry: CatalogEntry, target: VersionSpec) -> RestoreRoute | No
     return RestoreRoute(index.can_restore(backup.major, target.major),
                         [m.name for m in plan.majors])
 
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None
