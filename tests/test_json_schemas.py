@@ -20,6 +20,7 @@ from support.bundles import make_bundle, run_cli, xor_byte
 from support.catalog import Destination, make_destination
 from support.export_demo import SCHEMA_SQL, write_shop_changefeed
 from support.json_contracts import (
+    SCHEMAS,
     SHARED,
     check,
     check_error,
@@ -87,6 +88,12 @@ def test_every_command_has_a_schema(capsys: pytest.CaptureFixture[str]) -> None:
     described = set(schema_names()) - set(SHARED)
     assert commands - described == set(), "commands without a JSON Schema"
     assert described - commands == set(), "schemas of commands that do not exist"
+
+
+def test_the_index_names_every_schema() -> None:
+    index = (SCHEMAS / "README.md").read_text()
+    for name in schema_names():
+        assert f"[`{name}.schema.json`]({name}.schema.json)" in index, name
 
 
 def test_the_schemas_refuse_what_the_contract_forbids() -> None:
