@@ -4,16 +4,19 @@ S3 server, objects in GLACIER)."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from crdb_archive.storage import WriteOptions, open_storage
-from support.backups import ERAS
+from support.backups import ERAS, add_random_sst
 from support.bundles import era_with_binaries, make_bundle, run_cli
 from support.catalog import make_destination
-from support.json_contracts import check_error, check_lines, check_output
+from support.cli import signal_while_archiving
+from support.json_contracts import check, check_error, check_lines, check_output
 from support.mirror import MirrorServer
 from support.postgres import PostgresDatabase
 from support.s3 import MotoS3
@@ -52,6 +55,59 @@ def test_run_events(capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: 
     again = check_lines(second.out)
     archived = next(e for e in again if e["event"] == "archive")
     assert archived["created"] is False
+
+
+def write_spec(tmp_path: Path, source: Path, *, backups: str, retention: str = "") -> Path:
+    spec = tmp_path / "job.toml"
+    spec.write_text(
+        f'[job]\nname = "orders"\n[source]\nuri = "{source}"\nbackups = "{backups}"\n'
+        '[destination]\nuri = "bundles"\n' + (f"[retention]\n{retention}\n" if retention else ""))
+    return spec
+
+
+def test_run_events_of_retention_skips_and_warnings(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mirror: MirrorServer, job_env: None,
+) -> None:
+    seen: set[str] = set()
+    collection = era_with_binaries(tmp_path / "a", mirror, "v24.3")
+    # The same destination twice (archive all, then keep one), then a new one where the
+    # latest backup is older than the rules keep.
+    for where, backups, retention in (("kept", "all", ""), ("kept", "all", "keep_last = 1"),
+                                      ("skipped", "latest", "keep_days = 7")):
+        (tmp_path / where).mkdir(exist_ok=True)
+        spec = write_spec(tmp_path / where, collection.path, backups=backups,
+                          retention=retention)
+        done = run_cli(capsys, "run", str(spec), "--json")
+        assert done.code == 0, done.err
+        seen |= {e["event"] for e in check_lines(done.out)}
+    # v23.1 is past its end of support, and its binaries leave the site within 180 days of
+    # this writing; a warning of either kind is an event of the schema's.
+    old = era_with_binaries(tmp_path / "b", mirror, "v23.1")
+    done = run_cli(capsys, "run", str(write_spec(tmp_path, old.path, backups="latest")),
+                   "--json")
+    assert done.code == 0, done.err
+    events = check_lines(done.out)
+    assert any(e["event"] == "warning" and e["code"] == "end_of_support" for e in events)
+    seen |= {e["event"] for e in events}
+    assert {"plan", "archive", "verify", "retention", "keep", "delete", "skip", "warning",
+            "done"} <= seen
+
+
+def test_an_interrupted_run_ends_with_the_error_object(
+    tmp_path: Path, mirror: MirrorServer, job_env: None,
+) -> None:
+    era = era_with_binaries(tmp_path, mirror, "v24.3", platforms=("linux-amd64", "linux-arm64"))
+    # Enough data that the copy is still running when its first progress line arrives.
+    add_random_sst(era.path / "2024/12/15-000000.00", 64)
+    stopped = signal_while_archiving(["run", str(EXAMPLES / "nightly-local.toml"), "--json"],
+                                     signal.SIGTERM, env=dict(os.environ))
+    assert stopped.returncode == 130, stopped.err
+    *events, last = stopped.out.splitlines()
+    for line in events:
+        check_lines(line)
+    interrupted = json.loads(last)
+    check("error", interrupted)
+    assert interrupted == {"error": "interrupted by SIGTERM", "exit_code": 130}
 
 
 def test_run_failures(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
