@@ -252,9 +252,16 @@ def test_archive_a_backup(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     publish(mirror.root, era.build_tag, ["linux-amd64"])
     args = ("archive", str(era.path), "--dest", str(tmp_path / "out"), "--mirror", mirror.url,
             "--with-incrementals", "--json")
-    written = check_output(run_cli(capsys, *args), "archive")
+    first = run_cli(capsys, *args)
+    written = check_output(first, "archive")
     assert (written["kind"], written["created"], written["version"]) == (
         "backup", True, era.build_tag)
+    # Progress went to stderr, a JSON line at a time, as stderr is no terminal here.
+    progress = [json.loads(line) for line in first.err.splitlines() if line.startswith("{")]
+    assert progress
+    for line in progress:
+        check("progress", line)
+    assert any(line["finished"] for line in progress)
     again = check_output(run_cli(capsys, *args), "archive")
     assert again["created"] is False
     tar = check_output(run_cli(capsys, *args[:-1], "--format", "tar", "--json"), "archive")

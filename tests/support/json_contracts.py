@@ -17,7 +17,7 @@ from support.cli import CliResult
 SCHEMAS = Path(__file__).resolve().parents[2] / "archive-specs" / "json"
 BASE = "https://crdb-archive.invalid/schemas/json/"
 # Schemas that describe no command of their own.
-SHARED = ("common", "error")
+SHARED = ("common", "error", "progress")
 
 
 def schema_names() -> list[str]:
