@@ -68,7 +68,7 @@ class Hlc:
         return f"{self.wall}.{self.logical:010d}"
 
     def to_json(self) -> dict[str, str]:
-        """``{"hlc", "time"}``: how every JSON output and description writes a snapshot time."""
+        """``{"hlc", "time"}``: a snapshot time as crdb-archive.json and ``--json`` write it."""
         return {"hlc": self.decimal(), "time": self.iso()}
 
     def file_time(self) -> str:
