@@ -119,7 +119,7 @@ def test_latest_snapshot_verifies_and_loads(shop: tuple[Path, Path, History], tm
     latest = RESOLVED[-1]
     assert result["kind"] == "export"
     assert result["source_kind"] == "changefeed"
-    assert result["as_of"] == latest.decimal()
+    assert result["as_of"] == {"hlc": latest.decimal(), "time": latest.iso()}
     assert result["tables"] == {f"public.{t}": len(history.model_at(latest)[t])
                                 for t in TABLES}
     assert result["created"] is True
@@ -178,7 +178,7 @@ def test_an_earlier_resolved_timestamp_as_a_tar_loads_with_psql_alone(
     dest = tmp_path / "bundles"
     result = archive(str(feed), "--dest", str(dest), "--schema", str(schema), "--format",
                      "tar", "--as-of", earlier.decimal())
-    assert result["as_of"] == earlier.decimal()
+    assert result["as_of"]["hlc"] == earlier.decimal()
     tar_path = Path(result["bundle"])
     assert tar_path.name == f"{result['name']}.tar"
     assert run_subprocess("verify", str(tar_path)).returncode == 0

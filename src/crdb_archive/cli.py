@@ -280,7 +280,7 @@ def releases(
                 f"{r['support_end'] or '-':11}  {r['binary_removal_date'] or '-':16}  "
                 f"{left_text}"
             )
-        _emit(rows, text, json_output)
+        _emit({"releases": rows}, text, json_output)
         return
     spec = index.parse(major)
     rows = [
@@ -300,7 +300,7 @@ def releases(
     for r in rows:
         flags = [f for f in ("withdrawn", "cloud_only") if r[f]]
         text.append(f"{r['release']:24} {r['date']}  {r['type']:10} {' '.join(flags)}".rstrip())
-    _emit(rows, text, json_output)
+    _emit({"releases": rows}, text, json_output)
 
 
 def _iso(value: dt.date | None) -> str | None:
@@ -837,7 +837,7 @@ def load_command(
              f"{rows} rows, every count as the bundle records"]
     lines += [f"  {name}: {count} rows" for name, count in result.tables.items()]
     lines += [f"  note: {note}" for note in result.notes]
-    _emit({"bundle": reader.display, **result.to_json()}, lines, json_output)
+    _emit(result.to_json(), lines, json_output)
 
 
 # --- the catalog and audits -----------------------------------------------------------------------
@@ -876,18 +876,7 @@ def list_command(
         destination.close()
     routes = None if target is None else {
         entry.key: restore_route(entry, target) for entry in catalog.entries}
-    bundles = []
-    for entry in catalog.entries:
-        item = entry.to_json()
-        if routes is not None:
-            route = routes[entry.key]
-            item["restore"] = route.to_json() if route is not None else None
-        bundles.append(item)
-    payload: dict[str, Any] = {"destination": destination.display, "bundles": bundles,
-                               "incomplete": catalog.incomplete,
-                               "stale_records": catalog.stale}
-    if target is not None:
-        payload["restorable_into"] = target.release_name or target.major.name
+    payload = catalog.to_json(destination.display, routes, target)
     _emit(payload, catalog_lines(catalog, routes, restorable_into), json_output)
 
 

@@ -326,8 +326,8 @@ def upload(
 def assert_same_report(local: BackupInfo, remote: BackupInfo, uri: str) -> None:
     """Everything but the location is the same, down to each file's key and size."""
     mine, theirs = local.to_json(), remote.to_json()
-    assert mine.pop("root") == str(local.root)
-    assert theirs.pop("root") == uri
+    assert mine.pop("source") == str(local.root)
+    assert theirs.pop("source") == uri
     assert theirs == mine
     assert remote.manifest == local.manifest
     assert remote.files == local.files

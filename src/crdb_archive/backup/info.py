@@ -113,7 +113,7 @@ class BackupInfo:
         every = self.files + self.incremental_files
         return {
             "kind": self.kind,
-            "root": self.location,
+            "source": self.location,
             "subdir": self.subdir,
             "manifest": m.file,
             "manifest_checksum": "verified" if m.checksum_verified else "absent",
