@@ -198,7 +198,7 @@ def test_archive_with_a_passphrase_without_version(
             "'<your passphrase>';") in restore
     assert "Backup-Encryption: passphrase" in (bundle / "bag-info.txt").read_text()
     summary = run_cli(capsys, "inspect", str(bundle))
-    assert "0 incremental(s), encrypted (passphrase)" in summary.out
+    assert "0 incremental backups, encrypted (passphrase)" in summary.out
     assert_no_secret([], tree(bundle), PASSPHRASE)
     # The backup is archived byte for byte, ENCRYPTION-INFO included.
     assert (bundle / "data" / "backup" / "ENCRYPTION-INFO").read_bytes() == (

@@ -8,19 +8,20 @@ runs: `verify` starts without loading boto3, requests, DuckDB or the job machine
 from __future__ import annotations
 
 import importlib
-import json
 import signal
 import sys
-import textwrap
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
-from crdb_archive import __version__, ui
-from crdb_archive.cli.options import PROG, WIDTH, UsageError, build_parser, exit_status
+from crdb_archive import __version__
+from crdb_archive.cli.usage import PROG, UsageError
 from crdb_archive.errors import CrdbArchiveError, ExitCode, Interrupted
 
 if TYPE_CHECKING:
     from crdb_archive.cli.options import Command
+
+# `--version` answers before argparse, the option declarations and the output helpers are
+# loaded: each of those is imported where it is first needed.
 
 ABOUT = ("Keep CockroachDB data restorable for decades: backups with the binaries that restore "
          "them, and copies that need no CockroachDB.")
@@ -59,6 +60,10 @@ def command(name: str) -> Command:
 
 def top_help() -> str:
     """``crdb-archive --help``: every command with its one-line summary."""
+    import textwrap  # noqa: PLC0415
+
+    from crdb_archive.cli.options import WIDTH, exit_status  # noqa: PLC0415
+
     width = max(len(name) for name in COMMANDS) + 4
     lines = [f"usage: {PROG} [-h] [--version] COMMAND [OPTIONS] [ARGUMENTS]", "",
              textwrap.fill(ABOUT, WIDTH), "", "commands:"]
@@ -88,12 +93,14 @@ def _dispatch(args: list[str]) -> int:
         sys.stderr.write(top_help())
         return int(ExitCode.BAD_INPUT)
     first = args[0]
-    if first in ("-h", "--help"):
-        ui.line(top_help().rstrip("\n"))
-        return 0
     if first == "--version":
-        ui.line(f"{PROG} {__version__}")
+        sys.stdout.write(f"{PROG} {__version__}\n")
         return 0
+    if first in ("-h", "--help"):
+        sys.stdout.write(top_help())
+        return 0
+    from crdb_archive.cli.options import build_parser  # noqa: PLC0415
+
     if first.startswith("-"):
         raise UsageError(f"no such option: {first}")
     if first not in COMMANDS:
@@ -138,11 +145,6 @@ def main(argv: list[str] | None = None) -> None:
         code = _dispatch(args)
     except Interrupted as stop:  # not a CrdbArchiveError: nothing below may treat it as data
         _fail(str(stop), stop.exit_code)
-    except UsageError as error:
-        _State.json = _State.json or "--json" in args
-        _State.json_lines = _State.json_lines or (
-            _State.json and args[:1] == ["run"] and command("run").json_lines)
-        _fail(str(error), ExitCode.BAD_INPUT)
     except Exception as error:
         # A library that polls for signals itself (DuckDB does, mid-query) answers our
         # interrupt with an error of its own: the interrupt is still the outcome.
@@ -150,6 +152,11 @@ def main(argv: list[str] | None = None) -> None:
             _fail(_State.interrupted, Interrupted.exit_code)
         if isinstance(error, CrdbArchiveError):
             _fail(str(error), error.exit_code)
+        if isinstance(error, UsageError):
+            _State.json = _State.json or "--json" in args
+            _State.json_lines = _State.json_lines or (
+                _State.json and args[:1] == ["run"] and command("run").json_lines)
+            _fail(str(error), ExitCode.BAD_INPUT)
         raise
     except SystemExit:  # help pages: argparse prints them and exits 0
         _State.reporting = True
@@ -159,6 +166,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(message: str, code: ExitCode) -> NoReturn:
+    import json  # noqa: PLC0415
+
+    from crdb_archive import ui  # noqa: PLC0415
+
     _State.reporting = True
     ui.error_line(message)
     if _State.json:

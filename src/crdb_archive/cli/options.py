@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from crdb_archive.cli.usage import PROG, UsageError
 from crdb_archive.errors import BadInput
 
 if TYPE_CHECKING:
     from crdb_archive.backup.keys import EncryptionKeys
     from crdb_archive.bundle.signature import AllowedSigners, SigningKey
 
-PROG = "crdb-archive"
+__all__ = ["PROG", "UsageError"]
+
 INTERRUPTED = (130, "interrupted by SIGINT or SIGTERM (nothing half-written is left behind)")
 WIDTH = 100
 
@@ -40,14 +42,6 @@ class Command:
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     json_lines: bool = False  # `run --json` prints JSON Lines: one compact object per line
-
-
-class UsageError(Exception):
-    """A command line that does not parse: exit 2 with one line naming the problem."""
-
-    def __init__(self, problem: str, prog: str = PROG) -> None:
-        super().__init__(f"{problem} (see `{prog} --help`)")
-        self.problem = problem
 
 
 class _Formatter(argparse.HelpFormatter):
