@@ -42,7 +42,7 @@ def _restore_request(args: argparse.Namespace) -> int:
         lines = [f"{report.bundle}: no restore needed: this store reads every storage class "
                  f"as it is ({count(report.not_needed, 'object')})"]
     elif report.pending:
-        lines.append(f"still pending, not readable yet: {count(len(report.pending), 'object')}")
+        lines.append(f"still pending, not readable yet ({count(len(report.pending), 'object')}):")
         lines += [f"  {key}" for key in report.pending]
     else:
         lines.append("every object is readable now")

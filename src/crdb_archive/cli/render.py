@@ -3,6 +3,7 @@ human sizes. Presentation only; every fact comes from the core's result."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crdb_archive import ui
@@ -258,7 +259,7 @@ def _verdict(e: dict[str, Any]) -> str:
     return "OK" if e["ok"] else f"DAMAGED: {e['problems'][0]}"
 
 
-_JOB_TEXT: dict[str, Any] = {
+_JOB_TEXT: dict[str, Callable[[dict[str, Any]], str]] = {
     "plan": _plan_text,
     "skip": lambda e: f"skip {e['bundle'] or e['backup']}: {e['reason']}",
     "archive": _archive_text,
