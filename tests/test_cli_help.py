@@ -252,3 +252,19 @@ def test_abbreviated_options_are_not_guessed(
     result = run_cli(capsys, "verify", str(tmp_path), "--all")
     assert result.code == 2
     assert "no such option: --all" in result.err
+
+
+def test_a_stray_uri_is_named_without_its_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    stray = "s3://bucket/x?AWS_ACCESS_KEY_ID=AKIAEXAMPLE&AWS_SECRET_ACCESS_KEY=hunter2secret"
+    result = run_cli(capsys, "releases", "v23.1", stray, "--json")
+    assert result.code == 2
+    assert "unexpected argument: s3://bucket/x" in result.err
+    assert "hunter2secret" not in result.err + result.out
+
+
+def test_an_unknown_option_is_named_without_its_value(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "verify", "b", "--kmss=aws:///k?AWS_SECRET_ACCESS_KEY=hunter2secret")
+    assert result.code == 2
+    [line] = result.err.splitlines()
+    assert "no such option: --kmss " in line
+    assert "hunter2secret" not in line

@@ -117,7 +117,10 @@ def _reword(message: str) -> str:
         return "missing " + message.removeprefix(required).replace(", ", " and ")
     unrecognized = "unrecognized arguments: "
     if message.startswith(unrecognized):
-        extra = message.removeprefix(unrecognized).split()
+        # A stray argument may be a URI with a key in it: never echo a secret.
+        from crdb_archive.storage.uri import redact  # noqa: PLC0415
+
+        extra = [redact(arg) for arg in message.removeprefix(unrecognized).split()]
         return f"unexpected argument{'s' if len(extra) > 1 else ''}: {' '.join(extra)}"
     if message.startswith("argument "):
         # "argument --days: 'soon': expected a whole number" -> "--days 'soon': expected ..."
