@@ -4,6 +4,9 @@ on stdout (one compact line for `run`, whose stdout is JSON Lines)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -77,3 +80,19 @@ def test_help_and_version_still_exit_zero(capsys: pytest.CaptureFixture[str]) ->
     version = run_cli(capsys, "--version")
     assert version.code == 0
     assert version.out.startswith("crdb-archive ")
+
+
+def test_a_reader_that_goes_away_is_one_line_not_a_traceback() -> None:
+    """`crdb-archive releases | head -1`, with head gone before the first write."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "crdb_archive.cli", "releases"],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=120, check=False)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 3
+    [line] = done.stderr.splitlines()
+    assert line == ("crdb-archive: error: stdout was closed before the output was all written "
+                    "(broken pipe)")

@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
             _fail(_State.interrupted, Interrupted.exit_code)
         if isinstance(error, CrdbArchiveError):
             _fail(str(error), error.exit_code)
+        if _is_output_closed(error):
+            _output_lost()
         if isinstance(error, UsageError):
             _State.json = _State.json or "--json" in args
             _State.json_lines = _State.json_lines or (
@@ -168,8 +170,29 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
+def _is_output_closed(error: Exception) -> bool:
+    if not isinstance(error, BrokenPipeError):
+        return False
+    from crdb_archive import ui  # noqa: PLC0415
+
+    return isinstance(error, ui.OutputClosed)
+
+
+def _output_lost() -> NoReturn:
+    """The reader of stdout went away (``| head``): one line, exit 3, and no second complaint
+    from the interpreter flushing stdout at exit."""
+    import os  # noqa: PLC0415
+
+    from crdb_archive import ui  # noqa: PLC0415
+
+    _State.reporting = True
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    ui.error_line("stdout was closed before the output was all written (broken pipe)")
+    sys.exit(int(ExitCode.WORLD))
+
+
 def _fail(message: str, code: ExitCode) -> NoReturn:
-    import json  # noqa: PLC0415
+    import contextlib  # noqa: PLC0415
 
     from crdb_archive import ui  # noqa: PLC0415
 
@@ -177,9 +200,9 @@ def _fail(message: str, code: ExitCode) -> NoReturn:
     ui.error_line(message)
     if _State.json:
         payload = {"error": message, "exit_code": int(code)}
-        if _State.json_lines:
-            sys.stdout.write(json.dumps(payload, separators=(",", ":")) + "\n")
-            sys.stdout.flush()
-        else:
-            ui.print_json(payload)
+        with contextlib.suppress(ui.OutputClosed):  # the one line on stderr said it
+            if _State.json_lines:
+                ui.json_line(payload)
+            else:
+                ui.print_json(payload)
     sys.exit(int(code))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,8 +58,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _job_event(event: JobEvent, json_output: bool) -> None:
     if json_output:
-        sys.stdout.write(event.to_line() + "\n")
-        sys.stdout.flush()
+        ui.line(event.to_line())
         return
     e = event.fields
     if event.event == "warning":
