@@ -18,6 +18,7 @@ from support.backups import (
     write,
     write_backup,
 )
+from support.cli import run_cli
 from support.s3 import MotoS3
 
 OTHER_FULL = "another full backup"
@@ -162,3 +163,18 @@ def test_latest_chooses_the_newest_full_backup(tmp_path: Path, subdir: str | Non
         assert info.subdir == c.chosen
         assert info.left_out is not None
         assert info.left_out.count == len(expected_reasons(c)[1])
+
+
+def test_inspect_says_which_files_it_leaves_out(capsys: pytest.CaptureFixture[str],
+                                                tmp_path: Path) -> None:
+    c = mixed_collection(tmp_path)
+    taken, reasons = expected_reasons(c)
+    result = run_cli(capsys, "inspect", str(c.root))
+    assert result.code == 0, result.err
+    line = next(x for x in result.out.splitlines() if x.startswith("left out:"))
+    left = {path for path in on_disk(c.root) if path not in taken}
+    assert f"in {len(left)} files (" in line
+    for reason in set(reasons.values()):
+        assert f"{reason}: {list(reasons.values()).count(reason)}" in line
+    files_line = next(x for x in result.out.splitlines() if x.startswith("files:"))
+    assert "2 incremental backups (archived with --with-incrementals)" in files_line

@@ -41,5 +41,5 @@ def test_exact_keeps_every_digit() -> None:
 
 
 def test_files_with_their_size() -> None:
-    assert files(12, 5 << 20) == "12 files, 5 MiB"
-    assert files(1, 10) == "1 file, 10 bytes"
+    assert files(12, 5 << 20) == "5 MiB in 12 files"
+    assert files(1, 10) == "10 bytes in 1 file"

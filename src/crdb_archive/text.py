@@ -31,5 +31,5 @@ def exact(octets: int) -> str:
 
 
 def files(number: int, octets: int) -> str:
-    """``12 files, 1.2 GiB``: how much a set of files holds."""
-    return f"{count(number, 'file')}, {size(octets)}"
+    """``1.2 GiB in 12 files``: how much a set of files holds."""
+    return f"{size(octets)} in {count(number, 'file')}"
