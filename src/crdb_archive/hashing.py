@@ -124,6 +124,28 @@ def blake3_of_file(path: str | os.PathLike[str]) -> Digests:
         return Digests(size=size, sha256="", blake3=hasher.hexdigest())
 
 
+def digest_mapped(mapped: mmap.mmap, start: int, size: int, *, sha256: bool = True) -> Digests:
+    """Both digests (BLAKE3 alone without ``sha256``) of ``size`` bytes of ``mapped`` from
+    ``start``, hashed in place, without a copy.
+
+    A large range is hashed a window at a time, each window's pages dropped from the process
+    once hashed, so that resident memory stays at one window. Raises ValueError when the
+    range runs past the end of the map.
+    """
+    if start + size > len(mapped):
+        raise ValueError(f"bytes {start}-{start + size} are past the end of the map")
+    writer = DigestWriter(sha256=sha256, size_hint=size)
+    with memoryview(mapped) as whole:
+        for offset in range(start, start + size, _MAP_WINDOW):
+            end = min(offset + _MAP_WINDOW, start + size)
+            with whole[offset:end] as window:
+                writer.update(window)
+            if size >= _MAP_WINDOW:
+                page = offset - offset % mmap.PAGESIZE
+                mapped.madvise(mmap.MADV_DONTNEED, page, end - page)
+    return writer.digests()
+
+
 class Writable(Protocol):
     """Anything bytes can be written to: a file, an upload."""
 

@@ -41,6 +41,7 @@ class Member:
     size: int
     open: Opener
     local_path: str | None = None  # set for files on local disk: they can be mapped
+    offset: int | None = None  # in a tar file here: where the member's bytes start in it
 
 
 @dataclass(frozen=True)

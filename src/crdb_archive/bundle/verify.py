@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -46,6 +47,7 @@ from crdb_archive.bundle.reader import (
     require_readable,
 )
 from crdb_archive.bundle.signature_check import SignatureStatus
+from crdb_archive.bundle.tar_reader import TarReader
 from crdb_archive.bundle.tarstream import TarDamaged
 from crdb_archive.bundle.verify_checks import run_checks
 from crdb_archive.errors import BadInput, CrdbArchiveError, NotABundle, StorageError
@@ -53,6 +55,7 @@ from crdb_archive.hashing import (
     Digests,
     DigestWriter,
     blake3_of_file,
+    digest_mapped,
     digest_stream,
     iter_chunks,
     parallel_in_batches,
@@ -71,6 +74,8 @@ ProblemKind = Literal[
 
 MAX_LISTED = 1000
 
+# Bytes of a mapped tar hashed between two releases of its pages.
+_DROP_STEP = 8 << 20
 # Bytes hashed between two progress events.
 _PROGRESS_STEP = 1 << 20
 
@@ -299,6 +304,8 @@ def _read(
     with _read_errors(reader, report, seen):
         if isinstance(reader, DirReader) and reader.local_root is not None and mode != "fast":
             _read_local_dir(reader, report, seen, mode, counter)
+        elif isinstance(reader, TarReader) and mode != "fast":
+            _read_tar(reader, report, seen, mode, counter)
         else:
             _read_members(reader, report, seen, mode, counter)
     counter.finish()
@@ -361,6 +368,52 @@ def _read_local_dir(reader: DirReader, report: VerifyReport, seen: Seen, mode: s
         report.files += 1
         report.bytes += digests.size
         counter.add(digests.size)
+
+
+def _read_tar(reader: TarReader, report: VerifyReport, seen: Seen, mode: str,
+              counter: _Counter) -> None:
+    """A tar, read once, front to back; where it is a file here, the members' bytes are
+    hashed in place (mapped) on other threads while the reading goes on."""
+    with reader.mapped() as mapped:
+        if mapped is None:
+            _read_members(reader, report, seen, mode, counter)
+            return
+
+        dropped = 0
+
+        def payload() -> Iterator[Member]:
+            for member in reader.members():
+                if not _is_payload(member.path):
+                    _read_tag(member, seen)
+                    continue
+                _present(seen, report, member.path, member.size)
+                if _is_checksum_file(member):
+                    _read_checksum_file(member, seen)
+                elif member.offset is None or member.offset + member.size > len(mapped):
+                    # The tar is cut short in this member: reading it says where.
+                    seen.table.digested(member.path, _digest_member(member, mode, counter))
+                else:
+                    yield member
+
+        for member, digests in parallel_in_batches(
+            lambda m: digest_mapped(mapped, m.offset or 0, m.size,
+                                    sha256=_needs_sha256(m.path, mode)),
+            payload(), lambda m: m.size, threads=_HASH_THREADS,
+        ):
+            seen.table.digested(member.path, digests)
+            counter.add(digests.size)
+            dropped = _drop_hashed(mapped, dropped, (member.offset or 0) + member.size)
+
+
+def _drop_hashed(mapped: mmap.mmap, dropped: int, end: int) -> int:
+    """Release the mapped pages of members hashed so far (every member before ``end`` is),
+    a large step at a time, so that resident memory does not grow with the tar; returns
+    where the released pages now end."""
+    end -= end % mmap.PAGESIZE
+    if end - dropped < _DROP_STEP:
+        return dropped
+    mapped.madvise(mmap.MADV_DONTNEED, dropped, end - dropped)
+    return end
 
 
 def _present(seen: Seen, report: VerifyReport, path: str, size: int) -> None:
