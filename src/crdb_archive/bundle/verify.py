@@ -74,6 +74,8 @@ ProblemKind = Literal[
 
 MAX_LISTED = 1000
 
+# Members of a tar smaller than this are hashed by the thread reading the tar.
+_HASH_HERE_BELOW = 256 << 10
 # Bytes of a mapped tar hashed between two releases of its pages.
 _DROP_STEP = 8 << 20
 # Bytes hashed between two progress events.
@@ -379,7 +381,7 @@ def _read_tar(reader: TarReader, report: VerifyReport, seen: Seen, mode: str,
             _read_members(reader, report, seen, mode, counter)
             return
 
-        dropped = 0
+        release = _Release(mapped)
 
         def payload() -> Iterator[Member]:
             for member in reader.members():
@@ -392,6 +394,12 @@ def _read_tar(reader: TarReader, report: VerifyReport, seen: Seen, mode: str,
                 elif member.offset is None or member.offset + member.size > len(mapped):
                     # The tar is cut short in this member: reading it says where.
                     seen.table.digested(member.path, _digest_member(member, mode, counter))
+                elif member.size < _HASH_HERE_BELOW:
+                    # Handing a small member to a thread costs more than hashing it here.
+                    seen.table.digested(member.path, digest_mapped(
+                        mapped, member.offset, member.size,
+                        sha256=_needs_sha256(member.path, mode)))
+                    release.upto(member.offset + member.size)
                 else:
                     yield member
 
@@ -402,18 +410,23 @@ def _read_tar(reader: TarReader, report: VerifyReport, seen: Seen, mode: str,
         ):
             seen.table.digested(member.path, digests)
             counter.add(digests.size)
-            dropped = _drop_hashed(mapped, dropped, (member.offset or 0) + member.size)
+            release.upto((member.offset or 0) + member.size)
 
 
-def _drop_hashed(mapped: mmap.mmap, dropped: int, end: int) -> int:
-    """Release the mapped pages of members hashed so far (every member before ``end`` is),
-    a large step at a time, so that resident memory does not grow with the tar; returns
-    where the released pages now end."""
-    end -= end % mmap.PAGESIZE
-    if end - dropped < _DROP_STEP:
-        return dropped
-    mapped.madvise(mmap.MADV_DONTNEED, dropped, end - dropped)
-    return end
+class _Release:
+    """Releases the pages of a mapped tar behind the hashing, a step at a time, so that
+    resident memory does not grow with the tar. A page released while a thread still hashes
+    it is read again from the page cache: slower, never wrong."""
+
+    def __init__(self, mapped: mmap.mmap) -> None:
+        self._mapped = mapped
+        self._done = 0
+
+    def upto(self, end: int) -> None:
+        end -= end % mmap.PAGESIZE
+        if end - self._done >= _DROP_STEP:
+            self._mapped.madvise(mmap.MADV_DONTNEED, self._done, end - self._done)
+            self._done = end
 
 
 def _present(seen: Seen, report: VerifyReport, path: str, size: int) -> None:
