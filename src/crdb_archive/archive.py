@@ -483,12 +483,15 @@ def _other_platforms(
 def _payload(
     backup: BackupInfo, files: list[BackupFile], fetched: list[FetchedArchive], scratch: Path
 ) -> list[PayloadItem]:
-    # Backup files stream straight from where they are (a local disk or a bucket).
+    # Backup files stream straight from where they are (a local disk or a bucket); small
+    # files on a local disk are read whole, in one call each.
+    paths = backup.storage.local_paths()
     items = [
         PayloadItem(
             path=f"{layout.BACKUP_DIR}/{f.path}",
             size=f.size,
             open=functools.partial(backup.storage.open_read, f.path),
+            read_whole=None if paths is None else functools.partial(paths.read_whole, f.path),
         )
         for f in files
     ]

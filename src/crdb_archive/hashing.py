@@ -94,6 +94,12 @@ def digest_stream(
     return writer.digests()
 
 
+def digest_bytes(data: bytes) -> Digests:
+    """Both digests of bytes held whole."""
+    return Digests(size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                   blake3=blake3.blake3(data).hexdigest())
+
+
 def blake3_of_file(path: str | os.PathLike[str]) -> Digests:
     """BLAKE3 (no SHA-256) of a local file, the fastest way this machine allows.
 

@@ -192,6 +192,10 @@ class PayloadTable:
         self.flags[row] |= IN_SIZES
         self._listed_size[row] = size
 
+    def listed_total(self) -> int:
+        """The sum of the sizes payload-sizes.txt lists."""
+        return sum(size for size in self._listed_size if size > 0)
+
     def listed_size(self, row: int) -> int:
         return self._listed_size[row]
 

@@ -352,11 +352,17 @@ def _read_local_dir(reader: DirReader, report: VerifyReport, seen: Seen, mode: s
         for path, local in files:
             if not _is_payload(path):
                 _read_tag(reader.local_member(path, local), seen)
-            elif _is_checksum_path(path):
+                continue
+            if counter.total is None:
+                # The tag files come first (the top level is walked first): payload-sizes.txt
+                # gives the total to hash.
+                counter.total = seen.table.listed_total()
+            if _is_checksum_path(path):
                 member = reader.local_member(path, local)
                 _present(seen, report, path, member.size)
                 if member.size <= _CHECKSUM_FILE_LIMIT:
                     _read_checksum_file(member, seen)
+                    counter.add(member.size)
                 else:
                     seen.table.digested(path, _digest_member(member, mode, counter))
             else:

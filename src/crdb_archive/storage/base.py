@@ -362,11 +362,16 @@ def storage_errors(where: object) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise StorageError(f"no space left on the device while writing {where}") from error
-        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise StorageError(f"cannot write {where}: {error.strerror}") from error
-        raise StorageError(f"{where}: {error.strerror or error}") from error
+        raise storage_error(where, error) from error
+
+
+def storage_error(where: object, error: OSError) -> StorageError:
+    """The StorageError, one line naming ``where``, for an OSError while writing there."""
+    if error.errno == errno.ENOSPC:
+        return StorageError(f"no space left on the device while writing {where}")
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"cannot write {where}: {error.strerror}")
+    return StorageError(f"{where}: {error.strerror or error}")
 
 
 def empty_reader() -> IO[bytes]:

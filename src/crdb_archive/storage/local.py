@@ -57,6 +57,9 @@ class _FileWriter:
         return self._written
 
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
 class LocalStorage(Storage):
     """A directory tree; keys are paths below ``root``. Symbolic links are refused."""
 
@@ -181,6 +184,25 @@ class LocalStorage(Storage):
         self, key: str, *, start: int = 0, length: int | None = None
     ) -> AbstractContextManager[IO[bytes]]:
         return self._read(self._file(key), start, length)
+
+    def read_whole(self, key: str, limit: int) -> bytes:
+        path = self._file(key)
+        try:
+            fd = os.open(path, _READ_FLAGS)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(f"{path} does not exist") from None
+        except OSError as error:
+            raise StorageError(f"cannot read {path}: {error.strerror or error}") from error
+        try:
+            if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+                raise ObjectNotFound(f"{path} is not a regular file")
+            # One read: a regular file gives fewer bytes than asked only at its end.
+            data = os.read(fd, limit)
+        except OSError as error:
+            raise StorageError(f"cannot read {path}: {error.strerror or error}") from error
+        finally:
+            os.close(fd)
+        return data
 
     @contextmanager
     def _read(self, path: Path, start: int, length: int | None) -> Iterator[IO[bytes]]:
