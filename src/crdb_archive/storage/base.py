@@ -197,6 +197,11 @@ class Storage(abc.ABC):
         Raises BadInput for an invalid prefix, StorageError when the storage cannot be read.
         """
 
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        """The keys :meth:`list` gives, for when sizes and times do not matter (a backend
+        may then spare a system call per object). Raises as :meth:`list`."""
+        return (info.key for info in self.list(prefix))
+
     @abc.abstractmethod
     def stat(self, key: str) -> ObjectInfo | None:
         """The object at ``key``, or None when there is none.

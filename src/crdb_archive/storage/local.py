@@ -109,11 +109,19 @@ class LocalStorage(Storage):
         return LocalStorage(self._file(key), self.location.child(key))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        entries = self._entries(prefix)  # a bad prefix is refused here, not when iterated
+        return (self._info(key, entry.stat(follow_symlinks=False)) for key, entry in entries)
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        # The directory entries' types suffice: no stat per file.
+        return (key for key, _ in self._entries(prefix))
+
+    def _entries(self, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
         prefix = validate_prefix(prefix)
         start = self._root / prefix if prefix else self._root
         return self._walk(start, f"{prefix}/" if prefix else "")
 
-    def _walk(self, directory: Path, base: str) -> Iterator[ObjectInfo]:
+    def _walk(self, directory: Path, base: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
         try:
             with os.scandir(directory) as scan:
                 entries = list(scan)
@@ -133,7 +141,7 @@ class LocalStorage(Storage):
             elif kind == "file":
                 if entry.name.startswith(PARTIAL_PREFIX):
                     continue
-                yield self._info(key, entry.stat(follow_symlinks=False))
+                yield key, entry
             else:
                 raise BadInput(f"{entry.path} is a symbolic link or special file; only regular "
                                "files and directories can be read")
