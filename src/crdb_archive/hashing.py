@@ -112,7 +112,12 @@ def blake3_of_file(path: str | os.PathLike[str]) -> Digests:
     """
     size = os.stat(path).st_size  # noqa: PTH116 - a str path: no Path object per file
     if size < _BLAKE3_THREADS_FROM:
-        digest = blake3.blake3().update_mmap(path).hexdigest()
+        try:
+            digest = blake3.blake3().update_mmap(path).hexdigest()
+        except OSError:
+            # Its errors carry no strerror, and some file systems cannot map files: read it
+            # the ordinary way, which hashes it or raises what reading raises.
+            return _blake3_by_reading(path)
         return Digests(size=size, sha256="", blake3=digest)
     with open(path, "rb") as stream:  # noqa: PTH123 - a str path: no Path object per file
         size = os.fstat(stream.fileno()).st_size
@@ -128,6 +133,11 @@ def blake3_of_file(path: str | os.PathLike[str]) -> Digests:
             finally:
                 view.release()
         return Digests(size=size, sha256="", blake3=hasher.hexdigest())
+
+
+def _blake3_by_reading(path: str | os.PathLike[str]) -> Digests:
+    with open(path, "rb") as stream:  # noqa: PTH123 - a str path: no Path object per file
+        return digest_stream(stream, sha256=False)
 
 
 def digest_mapped(mapped: mmap.mmap, start: int, size: int, *, sha256: bool = True) -> Digests:

@@ -77,8 +77,7 @@ class TarReader(BundleReader):
             return
         try:
             with self.location.open("rb") as stream:
-                mapped = (mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
-                          if os.fstat(stream.fileno()).st_size else None)
+                mapped = _map(stream.fileno())
         except OSError as error:
             raise StorageError(f"cannot read {self.location}: {error.strerror}") from error
         if mapped is None:
@@ -178,6 +177,17 @@ class TarReader(BundleReader):
         with file_window(raw, found.size, lambda error: StorageError(
                 f"cannot read {location}: {error.strerror}")) as stream:
             yield stream
+
+
+def _map(fd: int) -> mmap.mmap | None:
+    """The file mapped read-only; None when it is empty or its file system cannot map it
+    (the tar is then read as a stream). Raises OSError when it cannot be examined."""
+    if not os.fstat(fd).st_size:
+        return None
+    try:
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
 
 
 def _tar_opener(tar: StrictTar, entry: TarEntry) -> Opener:
