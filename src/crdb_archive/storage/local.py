@@ -67,6 +67,8 @@ class LocalStorage(Storage):
 
     def __init__(self, root: Path, location: Location | None = None) -> None:
         self._root = root
+        # Keys joined as text where a path is built per file of 100k: no Path object each.
+        self._root_prefix = str(root).rstrip("/") + "/"
         self.location = location or Location("file", "", str(root), ())
 
     @classmethod
@@ -194,7 +196,7 @@ class LocalStorage(Storage):
         return self._read(self._file(key), start, length)
 
     def read_whole(self, key: str, limit: int) -> bytes:
-        path = self._file(key)
+        path = self._root_prefix + validate_key(key)
         try:
             fd = os.open(path, _READ_FLAGS)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
