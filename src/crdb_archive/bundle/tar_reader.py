@@ -83,8 +83,14 @@ class TarReader(BundleReader):
         if mapped is None:
             yield None
             return
-        with mapped:
+        try:
             yield mapped
+        finally:
+            # A hashing thread may still hold a view of it after a second interrupt: the
+            # map is then unmapped when the last view goes, and the interrupt stays the
+            # error that is reported.
+            with contextlib.suppress(BufferError):
+                mapped.close()
 
     def members(self) -> Iterator[Member]:
         with self._open_tar() as tar:
