@@ -7,15 +7,15 @@ inspect the backup -> settle the version -> fetch and verify the official releas
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from crdb_archive import __version__
-from crdb_archive.backup import BackupFile, BackupInfo, inspect_backup
+from crdb_archive.archive_payload import backup_payload
+from crdb_archive.backup import BackupInfo, inspect_backup
 from crdb_archive.backup.keys import NO_KEYS, EncryptionKeys
 from crdb_archive.binaries import (
     DEFAULT_PLATFORM,
@@ -306,7 +306,7 @@ class _Archiving:
         others = _other_platforms(self.version, self.platforms, self.mirror, self.warnings,
                                   cache_dir=self.request.cache_dir,
                                   use_cache=self.request.use_cache)
-        payload = _payload(self.backup, self.files, fetched, scratch)
+        payload = backup_payload(self.backup, self.files, fetched, scratch)
 
         def describe(result: PayloadResult) -> dict[str, bytes]:
             description = _description(
@@ -478,42 +478,6 @@ def _other_platforms(
 
 
 # --- payload and tag files ------------------------------------------------------------------------
-
-
-def _payload(
-    backup: BackupInfo, files: list[BackupFile], fetched: list[FetchedArchive], scratch: Path
-) -> list[PayloadItem]:
-    # Backup files stream straight from where they are (a local disk or a bucket); small
-    # files on a local disk are read whole, in one call each.
-    paths = backup.storage.local_paths()
-    items = [
-        PayloadItem(
-            path=f"{layout.BACKUP_DIR}/{f.path}",
-            size=f.size,
-            open=functools.partial(backup.storage.open_read, f.path),
-            read_whole=None if paths is None else functools.partial(paths.read_whole, f.path),
-        )
-        for f in files
-    ]
-    for archive in fetched:
-        items.append(PayloadItem(
-            path=f"{layout.BINARY_DIR}/{archive.path.name}",
-            size=archive.size,
-            open=functools.partial(_open_read, archive.path),
-        ))
-        if archive.published_checksum_file is not None:
-            checksum = scratch / f"{archive.path.name}.sha256sum"
-            checksum.write_bytes(archive.published_checksum_file)
-            items.append(PayloadItem(
-                path=f"{layout.BINARY_DIR}/{checksum.name}",
-                size=len(archive.published_checksum_file),
-                open=functools.partial(_open_read, checksum),
-            ))
-    return items
-
-
-def _open_read(path: Path) -> IO[bytes]:
-    return path.open("rb")
 
 
 def _description(

@@ -36,7 +36,7 @@ _BATCHES_AHEAD = 4
 _MAP_WINDOW = 16 << 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per payload file: 100k of them
 class Digests:
     """The digests and size of one stream of bytes."""
 

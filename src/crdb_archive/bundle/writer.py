@@ -44,13 +44,15 @@ BundleFormat = Literal["dir", "tar"]
 # Small files are copied by several threads at once: per-file overhead, not bandwidth, is what
 # limits a backup of 100k small SSTs.
 COPY_THREADS = max(2, min(8, os.cpu_count() or 2))
+# Manifest lines encoded at once.
+_LINES_AT_ONCE = 4096
 # Bytes copied between two progress events.
 _PROGRESS_STEP = 1 << 20
 # Files up to this size are read whole, when their item can (PayloadItem.read_whole).
 READ_WHOLE_UP_TO = 1 << 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PayloadItem:
     """One payload file: where it goes in the bundle and how to read it."""
 
@@ -282,6 +284,8 @@ def write_tar(
                             item.mtime if item.mtime is not None else now.timestamp())
             with item.open() as source:
                 tar.addfile(info, _HashingReader(source, writer, totals))
+            # tarfile keeps every member it wrote, for reading back: 100k of them here.
+            tar.getmembers().clear()  # in write mode, the list tarfile appends to
             _check_size(item, writer.size)
             digests[item.path] = writer.digests()
         totals.finish()
@@ -307,6 +311,21 @@ class _BytesReader:
 # --- tag files ----------------------------------------------------------------------------------
 
 
+def _payload_lines(digests: Mapping[str, Digests], value: Callable[[Digests], str]) -> bytes:
+    """``<value>  <path>`` lines sorted by path, as layout.manifest_lines makes them, encoded
+    a few thousand lines at a time: not a list of 100k strings beside the result."""
+    out = bytearray()
+    lines: list[str] = []
+    for path in sorted(digests):
+        lines.append(f"{value(digests[path])}  {layout.encode_path(path)}\n")
+        if len(lines) >= _LINES_AT_ONCE:
+            out += "".join(lines).encode()
+            lines.clear()
+    out += "".join(lines).encode()
+    return bytes(out)
+
+
+
 def tag_files(
     result: PayloadResult,
     bag_info: Sequence[tuple[str, str]],
@@ -329,15 +348,9 @@ def tag_files(
         info_lines.append((layout.SIGNING_KEY_LABEL, sign_key.fingerprint))
     files = {
         layout.BAGIT_TXT: layout.BAGIT_TXT_CONTENT.encode(),
-        layout.MANIFEST_SHA256: "".join(
-            layout.manifest_lines((p, d.sha256) for p, d in result.digests.items())
-        ).encode(),
-        layout.MANIFEST_BLAKE3: "".join(
-            layout.manifest_lines((p, d.blake3) for p, d in result.digests.items())
-        ).encode(),
-        layout.PAYLOAD_SIZES: "".join(
-            f"{d.size}  {layout.encode_path(p)}\n" for p, d in sorted(result.digests.items())
-        ).encode(),
+        layout.MANIFEST_SHA256: _payload_lines(result.digests, lambda d: d.sha256),
+        layout.MANIFEST_BLAKE3: _payload_lines(result.digests, lambda d: d.blake3),
+        layout.PAYLOAD_SIZES: _payload_lines(result.digests, lambda d: str(d.size)),
         layout.BAG_INFO: "".join(
             f"{label}: {' '.join(value.split())}\n" for label, value in info_lines
         ).encode(),
