@@ -80,16 +80,7 @@ def test_archive_verify_and_retrieve(
         directory = unpacked / str(result["name"])
     else:
         directory = bundle
-    bagit.Bag(str(directory)).validate()
-    subprocess.run(["sha256sum", "-c", "--quiet", "manifest-sha256.txt"], cwd=directory,
-                   check=True)
-    subprocess.run(["sha256sum", "-c", "--quiet", "tagmanifest-sha256.txt"], cwd=directory,
-                   check=True)
-    if shutil.which("b3sum"):
-        subprocess.run(["b3sum", "-c", "--quiet", "manifest-blake3.txt"], cwd=directory,
-                       check=True)
-    subprocess.run("sha256sum -c --quiet *.sha256sum", shell=True,  # noqa: S602
-                   cwd=directory / "data" / "cockroach", check=True)
+    check_with_standard_tools(directory)
 
     # The backup is in the bundle byte for byte, incrementals included.
     backup_files = tree(directory / "data" / "backup")
@@ -109,7 +100,25 @@ def test_archive_verify_and_retrieve(
     assert "RESTORE FROM" in restore_md
     assert f"Fetched from {mirror.url}/cockroach-v24.3.1.linux-amd64.tgz" in restore_md
 
-    out = tmp_path / "restore"
+    check_retrieved(capsys, bundle, tmp_path / "restore")
+
+
+def check_with_standard_tools(directory: Path) -> None:
+    """The bundle directory passes bagit-python, sha256sum -c and (where present) b3sum -c."""
+    bagit.Bag(str(directory)).validate()
+    subprocess.run(["sha256sum", "-c", "--quiet", "manifest-sha256.txt"], cwd=directory,
+                   check=True)
+    subprocess.run(["sha256sum", "-c", "--quiet", "tagmanifest-sha256.txt"], cwd=directory,
+                   check=True)
+    if shutil.which("b3sum"):
+        subprocess.run(["b3sum", "-c", "--quiet", "manifest-blake3.txt"], cwd=directory,
+                       check=True)
+    subprocess.run("sha256sum -c --quiet *.sha256sum", shell=True,  # noqa: S602
+                   cwd=directory / "data" / "cockroach", check=True)
+
+
+def check_retrieved(capsys: pytest.CaptureFixture[str], bundle: Path, out: Path) -> None:
+    """`binary` takes v24.3.1's cockroach out of the bundle into ``out``, and it runs."""
     retrieved = run_cli(capsys, "binary", str(bundle), "--to", str(out), "--platform",
                         "linux-amd64", "--json")
     assert retrieved.code == 0, retrieved.err

@@ -175,7 +175,7 @@ def test_one_endpoint_for_two_clouds_is_refused(
     result = run_cli(capsys, "archive", source, "--dest", f"gs://{bucket}/x", "--mirror",
                      mirror.url, "--endpoint-url", s3_env.endpoint_url)
     assert result.code == 2
-    assert "--endpoint-url names one endpoint" in result.err
+    assert "--endpoint-url names the endpoint of one remote location" in result.err
     assert "ENDPOINT=" in result.err
     assert result.err.count("\n") == 1
     assert gcs_env.keys(bucket) == []

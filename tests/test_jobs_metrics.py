@@ -53,22 +53,7 @@ def parse_prometheus(text: str) -> dict[str, Family]:
         if not line.strip():
             continue
         if line.startswith("#"):
-            parts = line.split(" ", 3)
-            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
-                name = parts[2]
-                if not re.fullmatch(_NAME, name):
-                    raise ValueError(f"line {number}: bad metric name {name!r}")
-                family = families.setdefault(name, Family(name))
-                if parts[1] == "HELP":
-                    if family.help is not None:
-                        raise ValueError(f"line {number}: second HELP for {name}")
-                    family.help = parts[3] if len(parts) > 3 else ""
-                else:
-                    if family.samples or (len(parts) > 3 and parts[3] not in _TYPES):
-                        raise ValueError(f"line {number}: TYPE after samples or unknown type")
-                    if family.type != "untyped":
-                        raise ValueError(f"line {number}: second TYPE for {name}")
-                    family.type = parts[3]
+            _comment_line(families, line, number)
             continue
         match = _SAMPLE.match(line)
         if match is None:
@@ -80,15 +65,39 @@ def parse_prometheus(text: str) -> dict[str, Family]:
             if current is not None:
                 finished.add(current)
             current = name
-        labels = tuple(sorted((k, _unescape(v[1:-1]))
-                              for k, v in _PAIR.findall(match["labels"] or "")))
-        if len({k for k, _ in labels}) != len(labels):
-            raise ValueError(f"line {number}: a label appears twice")
-        family = families.setdefault(name, Family(name))
-        if labels in family.samples:
-            raise ValueError(f"line {number}: duplicate series {name}{labels}")
-        family.samples[labels] = _float(match["value"], number)
+        _sample_line(families.setdefault(name, Family(name)), match, number)
     return families
+
+
+def _comment_line(families: dict[str, Family], line: str, number: int) -> None:
+    """A HELP or TYPE line (other comments are ignored)."""
+    parts = line.split(" ", 3)
+    if len(parts) < 3 or parts[1] not in ("HELP", "TYPE"):
+        return
+    name = parts[2]
+    if not re.fullmatch(_NAME, name):
+        raise ValueError(f"line {number}: bad metric name {name!r}")
+    family = families.setdefault(name, Family(name))
+    if parts[1] == "HELP":
+        if family.help is not None:
+            raise ValueError(f"line {number}: second HELP for {name}")
+        family.help = parts[3] if len(parts) > 3 else ""
+        return
+    if family.samples or (len(parts) > 3 and parts[3] not in _TYPES):
+        raise ValueError(f"line {number}: TYPE after samples or unknown type")
+    if family.type != "untyped":
+        raise ValueError(f"line {number}: second TYPE for {name}")
+    family.type = parts[3]
+
+
+def _sample_line(family: Family, match: re.Match[str], number: int) -> None:
+    labels = tuple(sorted((k, _unescape(v[1:-1]))
+                          for k, v in _PAIR.findall(match["labels"] or "")))
+    if len({k for k, _ in labels}) != len(labels):
+        raise ValueError(f"line {number}: a label appears twice")
+    if labels in family.samples:
+        raise ValueError(f"line {number}: duplicate series {family.name}{labels}")
+    family.samples[labels] = _float(match["value"], number)
 
 
 def _float(text: str, number: int) -> float:

@@ -90,7 +90,7 @@ def test_locked_bundles_are_never_deleted() -> None:
     ]
     decisions = {d.item.name: d for d in decide(items, Retention(keep_last=1), NOW)}
     assert decisions["locked"].keep
-    assert decisions["locked"].reasons == ("object lock until 2030-01-01T00:00:00+00:00",)
+    assert decisions["locked"].reasons == ("object lock until 2030-01-01T00:00:00Z",)
     assert not decisions["lock-expired"].keep
     assert not decisions["lock-ends-now"].keep
     assert decisions["new"].keep

@@ -218,7 +218,7 @@ def test_locked_bundles_are_never_deleted(
     assert report.deleted == [V24_3_BUNDLES[1]]
     assert bundles_in(dest) == [V24_3_BUNDLES[0], V24_3_BUNDLES[2]]
     kept = {k["bundle"]: k["reasons"] for k in events.of("keep")}
-    assert kept[V24_3_BUNDLES[0]] == ["object lock until 2035-01-01T00:00:00+00:00"]
+    assert kept[V24_3_BUNDLES[0]] == ["object lock until 2035-01-01T00:00:00Z"]
 
 
 def test_only_this_jobs_bundles_are_subject_to_retention(

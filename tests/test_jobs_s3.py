@@ -118,6 +118,18 @@ def test_weekly_deep_archive_example_runs_as_it_is(
     assert "DEEP_ARCHIVE" in str(cold[0]["message"])
     assert "restore-request" in str(cold[0]["message"])
 
+    records = check_deep_archive_objects(s3_env, bucket, name)
+    text = metrics.read_text()
+    assert f'{PREFIX}success{{job="weekly-orders-deep-archive"}} 1' in text
+    assert f'{PREFIX}bundles_written{{job="weekly-orders-deep-archive"}} 1' in text
+
+    mirror.clear_log()
+    check_second_run_finds_it(capsys, example, metrics, mirror, s3_env, bucket, name, records)
+
+
+def check_deep_archive_objects(s3_env: MotoS3, bucket: str, name: str) -> list[str]:
+    """The tar and its job record under a 10-year COMPLIANCE lock, the tar in DEEP_ARCHIVE,
+    and one limited fixity record; returns the fixity records' keys."""
     keys = sorted(s3_env.all_keys(bucket))
     assert [k for k in keys if "/.crdb-archive/" not in k] == [
         f"orders/.crdb-archive-index/{name}.tar.json", f"orders/{name}.tar"]
@@ -136,11 +148,13 @@ def test_weekly_deep_archive_example_runs_as_it_is(
                                     Key=f"orders/.crdb-archive-index/{name}.tar.json")
         assert record.get("StorageClass", "STANDARD") == "STANDARD"
         assert record["ObjectLockRetainUntilDate"] == head["ObjectLockRetainUntilDate"]
-    text = metrics.read_text()
-    assert f'{PREFIX}success{{job="weekly-orders-deep-archive"}} 1' in text
-    assert f'{PREFIX}bundles_written{{job="weekly-orders-deep-archive"}} 1' in text
+    return records
 
-    mirror.clear_log()
+
+def check_second_run_finds_it(capsys: pytest.CaptureFixture[str], example: str, metrics: Path,
+                              mirror: MirrorServer, s3_env: MotoS3, bucket: str, name: str,
+                              records: list[str]) -> None:
+    """A second run finds the bundle, writes and downloads nothing, and keeps it locked."""
     second = run_cli(capsys, "run", example, "--json", "--metrics-file", str(metrics))
     assert second.code == 0, second.out + second.err
     again = events_of(second.out)

@@ -18,7 +18,6 @@ import pytest
 
 from crdb_archive.errors import BadInput, ExitCode, Interrupted, ObjectNotFound
 from crdb_archive.storage import Storage, WriteOptions
-from crdb_archive.storage.gcs import GcsStorage
 from crdb_archive.storage.local import LocalStorage
 from support.storage_backends import Backend
 

@@ -15,7 +15,7 @@ from crdb_archive.storage import WriteOptions
 from crdb_archive.storage.gcs_config import DEFAULT_ENDPOINT, GcsTarget, gcs_target, max_attempts
 from crdb_archive.storage.gcs_errors import scrub
 from crdb_archive.storage.gcs_retention import BucketRetention, Placement, placement
-from crdb_archive.storage.places import check_options, overlap, split_endpoint
+from crdb_archive.storage.places import check_options, endpoints_for, overlap
 from crdb_archive.storage.uri import parse_location, redact
 
 NOW = dt.datetime.now(dt.UTC)
@@ -131,12 +131,12 @@ def test_locations_in_two_clouds_never_overlap_and_take_their_own_endpoints() ->
     assert overlap("gs://bkt/backups", "s3://bkt/backups/bundles") is None
     assert overlap("gs://bkt/b", "gs://bkt/b/x", source_endpoint_url="http://a:1",
                    dest_endpoint_url="http://b:1") is None
-    assert split_endpoint("gs://a/x", "/srv/bundles", "http://e:1") == ("http://e:1", None)
-    assert split_endpoint("/srv/b", "gs://a/x", "http://e:1") == (None, "http://e:1")
-    assert split_endpoint("s3://a/x", "s3://b/y", "http://e:1") == ("http://e:1", "http://e:1")
-    assert split_endpoint("s3://a/x", "gs://b/y", None) == (None, None)
-    with pytest.raises(BadInput, match="two different stores"):
-        split_endpoint("s3://a/x", "gs://b/y", "http://e:1")
+    assert endpoints_for("http://e:1", "gs://a/x", "/srv/bundles") == ("http://e:1", None)
+    assert endpoints_for("http://e:1", "/srv/b", "gs://a/x") == (None, "http://e:1")
+    assert endpoints_for("http://e:1", "s3://a/x", "s3://b/y") == ("http://e:1", "http://e:1")
+    assert endpoints_for(None, "s3://a/x", "gs://b/y") == (None, None)
+    with pytest.raises(BadInput, match="different clouds"):
+        endpoints_for("http://e:1", "s3://a/x", "gs://b/y")
 
 
 @pytest.mark.parametrize(("storage_class", "expected"), [

@@ -1137,9 +1137,12 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def _unraisable(event: sys.UnraisableHookArgs) -> None:
     # An interrupt raised while a worker thread is being started can leave CPython's thread
     # bookkeeping to complain from that thread as it exits; after an interrupt that is noise
-    # on top of the one-line message, not news.
-    if not _State.interrupted:
-        sys.__unraisablehook__(event)
+    # on top of the one-line message, not news. So is a ResourceWarning about the socket of a
+    # connection that broke mid-body, which a cloud SDK drops without closing (Python hides
+    # those unless warnings are turned on): the read that used it was resumed or reported.
+    if _State.interrupted or isinstance(event.exc_value, ResourceWarning):
+        return
+    sys.__unraisablehook__(event)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -134,6 +134,24 @@ class Manifest:
         if self.end_logical:
             end += int_field(2, self.end_logical)
         out += bytes_field(2, end)
+        out += self._files_and_descriptors()
+        if self.cluster_id is not None:
+            out += bytes_field(9, self.cluster_id.bytes)
+        if self.node_id is not None:
+            out += int_field(10, self.node_id)
+        out += self._build_info()
+        if self.unknown_fields:
+            out += fixed64_field(13, 0xDEADBEEF) + fixed32_field(14, 7)
+            out += group_field(15, int_field(1, 5) + group_field(2, string_field(3, "x")))
+            out += int_field(16, 1)
+        if self.padding:
+            filler = random.Random(self.padding)  # noqa: S311 - incompressible, not secret
+            out += bytes_field(40, filler.randbytes(self.padding))
+        return bytes(out + self._cluster_version())
+
+    def _files_and_descriptors(self) -> bytes:
+        """Fields 4 (files) and 5 (descriptors)."""
+        out = bytearray()
         for i in range(self.files):
             span = bytes_field(1, b"/Table/%d/1" % (100 + i)) + bytes_field(2, b"/Table/%d/2" % i)
             entry = (
@@ -145,33 +163,30 @@ class Manifest:
         for i in range(self.descriptors):
             table = string_field(1, f"table_{i}") + int_field(3, 100 + i)
             out += bytes_field(5, bytes_field(1, table))
-        if self.cluster_id is not None:
-            out += bytes_field(9, self.cluster_id.bytes)
-        if self.node_id is not None:
-            out += int_field(10, self.node_id)
+        return bytes(out)
+
+    def _build_info(self) -> bytes:
+        """Field 11, the build info, when any of it is set."""
         build = b""
         for number, value in ((1, self.go_version), (2, self.build_tag), (3, self.build_time),
                               (4, self.revision)):
             if value is not None:
                 build += string_field(number, value)
         if build or self.build_tag is not None:
-            out += bytes_field(11, build + string_field(7, "linux amd64"))
-        if self.unknown_fields:
-            out += fixed64_field(13, 0xDEADBEEF) + fixed32_field(14, 7)
-            out += group_field(15, int_field(1, 5) + group_field(2, string_field(3, "x")))
-            out += int_field(16, 1)
-        if self.padding:
-            filler = random.Random(self.padding)  # noqa: S311 - incompressible, not secret
-            out += bytes_field(40, filler.randbytes(self.padding))
-        if self.cluster_version is not None:
-            major, minor, patch, internal = self.cluster_version
-            version = int_field(1, major) + int_field(2, minor)
-            if patch:
-                version += int_field(3, patch)
-            if internal:
-                version += int_field(4, internal)
-            out += bytes_field(25, version)
-        return bytes(out)
+            return bytes_field(11, build + string_field(7, "linux amd64"))
+        return b""
+
+    def _cluster_version(self) -> bytes:
+        """Field 25, the cluster version, when set."""
+        if self.cluster_version is None:
+            return b""
+        major, minor, patch, internal = self.cluster_version
+        version = int_field(1, major) + int_field(2, minor)
+        if patch:
+            version += int_field(3, patch)
+        if internal:
+            version += int_field(4, internal)
+        return bytes_field(25, version)
 
 
 def gzipped(data: bytes) -> bytes:

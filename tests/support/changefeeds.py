@@ -17,6 +17,7 @@ import io
 import json
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -436,30 +437,29 @@ def parse_array_text(text: str) -> list[str | None]:
     return items
 
 
+def _csv_bytes(text: str) -> bytes:
+    assert text.startswith("\\x")
+    return bytes.fromhex(text[2:])
+
+
+# How a CSV field of each kind reads back; any other kind stays text.
+_CSV_SCALARS: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "decimal": Decimal,
+    "float": float,
+    "bool": {"true": True, "false": False}.__getitem__,
+    "bytes": _csv_bytes,
+    "jsonb": lambda text: json.loads(text, parse_float=Decimal),
+    "uuid": uuid.UUID,
+    "timestamptz": lambda text: datetime.fromisoformat(text).astimezone(UTC),
+    "timestamp": datetime.fromisoformat,
+    "date": date.fromisoformat,
+}
+
+
 def _csv_scalar(text: str, t: SqlType) -> Any:
-    kind = t.kind
-    if kind == "int":
-        return int(text)
-    if kind == "decimal":
-        return Decimal(text)
-    if kind == "float":
-        return float(text)
-    if kind == "bool":
-        return {"true": True, "false": False}[text]
-    if kind == "bytes":
-        assert text.startswith("\\x")
-        return bytes.fromhex(text[2:])
-    if kind == "jsonb":
-        return json.loads(text, parse_float=Decimal)
-    if kind == "uuid":
-        return uuid.UUID(text)
-    if kind == "timestamptz":
-        return datetime.fromisoformat(text).astimezone(UTC)
-    if kind == "timestamp":
-        return datetime.fromisoformat(text)
-    if kind == "date":
-        return date.fromisoformat(text)
-    return text
+    read = _CSV_SCALARS.get(t.kind)
+    return text if read is None else read(text)
 
 
 def csv_value(text: str, t: SqlType) -> Any:

@@ -41,7 +41,7 @@ from crdb_archive.errors import InvalidVersion, NotABackup, UnknownVersion
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import Storage
 from crdb_archive.times import utc_iso
-from crdb_archive.versions import Major, release_index
+from crdb_archive.versions import Major, ReleaseIndex, VersionSpec, release_index
 
 ENCRYPTED_WARNING = (
     "the backup is encrypted: its manifest cannot be read without the key, so the version "
@@ -321,38 +321,8 @@ def assess_versions(manifest: ManifestInfo) -> tuple[Major | None, list[Major], 
     warnings: list[str] = []
     if not manifest.readable:
         return None, [], [ENCRYPTED_WARNING]
-    tag_spec = None
-    tag = manifest.build_tag
-    if tag is None:
-        warnings.append("the manifest records no build tag")
-    else:
-        try:
-            tag_spec = index.parse(tag)
-        except (InvalidVersion, UnknownVersion) as error:
-            warnings.append(f"build tag {tag}: {error}")
-    cluster_major = None
-    parts = manifest.cluster_version_parts
-    if manifest.cluster_version is None or parts is None:
-        warnings.append(
-            "the manifest records no cluster version (written before v21.1); the major "
-            "version comes from the build tag"
-        )
-    else:
-        try:
-            cluster_major = index.parse(manifest.cluster_version).major
-        except (InvalidVersion, UnknownVersion) as error:
-            warnings.append(f"cluster version {manifest.cluster_version}: {error}")
-        if manifest.development_build:
-            warnings.append(
-                f"a development build took this backup (cluster version "
-                f"{parts[0] + 1_000_000}.{parts[1]}, read as {manifest.cluster_version}): no "
-                "official release binary matches it exactly"
-            )
-        if parts[3]:
-            warnings.append(
-                f"cluster version {manifest.cluster_version}-{parts[3]} is an intermediate "
-                f"step of an upgrade past {manifest.cluster_version} that was not finalized"
-            )
+    tag_spec = _tag_spec(manifest, index, warnings)
+    cluster_major = _cluster_major(manifest, index, warnings)
     if tag_spec is not None:
         warnings.extend(tag_spec.warnings())
         if cluster_major is not None and cluster_major != tag_spec.major:
@@ -367,6 +337,49 @@ def assess_versions(manifest: ManifestInfo) -> tuple[Major | None, list[Major], 
             f"{major} backups once it is released"
         )
     return major, index.restorable_into(major), warnings
+
+
+def _tag_spec(manifest: ManifestInfo, index: ReleaseIndex,
+              warnings: list[str]) -> VersionSpec | None:
+    """The release the manifest's build tag names, or None with a warning."""
+    tag = manifest.build_tag
+    if tag is None:
+        warnings.append("the manifest records no build tag")
+        return None
+    try:
+        return index.parse(tag)
+    except (InvalidVersion, UnknownVersion) as error:
+        warnings.append(f"build tag {tag}: {error}")
+        return None
+
+
+def _cluster_major(manifest: ManifestInfo, index: ReleaseIndex,
+                   warnings: list[str]) -> Major | None:
+    """The major of the manifest's cluster version, with what is odd about that version."""
+    parts = manifest.cluster_version_parts
+    if manifest.cluster_version is None or parts is None:
+        warnings.append(
+            "the manifest records no cluster version (written before v21.1); the major "
+            "version comes from the build tag"
+        )
+        return None
+    cluster_major = None
+    try:
+        cluster_major = index.parse(manifest.cluster_version).major
+    except (InvalidVersion, UnknownVersion) as error:
+        warnings.append(f"cluster version {manifest.cluster_version}: {error}")
+    if manifest.development_build:
+        warnings.append(
+            f"a development build took this backup (cluster version "
+            f"{parts[0] + 1_000_000}.{parts[1]}, read as {manifest.cluster_version}): no "
+            "official release binary matches it exactly"
+        )
+    if parts[3]:
+        warnings.append(
+            f"cluster version {manifest.cluster_version}-{parts[3]} is an intermediate "
+            f"step of an upgrade past {manifest.cluster_version} that was not finalized"
+        )
+    return cluster_major
 
 
 def _disagreement(binary: Major, cluster: Major, manifest: ManifestInfo) -> str:

@@ -95,16 +95,7 @@ def read_collection(root: Path | BackupTree) -> Collection:
     tree = as_tree(root)
     warnings: list[str] = []
     backups = _dated_full_backups(tree, warnings)
-    history: list[str] = []
-    for name, kind in tree.entries(LATEST_HISTORY):
-        if not name.startswith(LATEST):
-            continue
-        if kind == "file":
-            history.append(f"{LATEST_HISTORY}/{name}")
-        else:
-            warnings.append(f"{LATEST_HISTORY}/{name} is not a regular file; ignored")
-    # Names sort newest first: CockroachDB lists the directory and takes the first name.
-    history.sort()
+    history = _latest_history(tree, warnings)
     has_root = tree.kind(LATEST) == "file"
     raw = _read_pointers(tree, [*history, *([LATEST] if has_root else [])])
     pointers: list[LatestPointer] = []
@@ -116,19 +107,7 @@ def read_collection(root: Path | BackupTree) -> Collection:
     root_pointer = _pointer(LATEST, raw[LATEST], warnings) if has_root else None
     if root_pointer is not None:
         pointers.append(root_pointer)
-    # CockroachDB reads metadata/latest first and the root LATEST only when that finds nothing.
-    if newest is not None:
-        latest: str | None = newest.subdir
-        if root_pointer is not None and root_pointer.subdir != newest.subdir:
-            warnings.append(
-                f"the root LATEST names {root_pointer.subdir} but the newest "
-                f"{newest.path} names {newest.subdir}; CockroachDB, and this report, "
-                "follow metadata/latest"
-            )
-    else:
-        if history:
-            warnings.append(f"{history[0]} names no backup; falling back to the root LATEST")
-        latest = root_pointer.subdir if root_pointer is not None else None
+    latest = _latest(newest, root_pointer, history, warnings)
     if not backups and latest is None and not history:
         raise NotABackup(f"{tree.display()} holds no CockroachDB backup: {EXPECTED}")
     if latest is not None and not any(b.subdir == latest for b in backups):
@@ -137,6 +116,37 @@ def read_collection(root: Path | BackupTree) -> Collection:
             backups.append(extra)
             backups.sort(key=lambda b: b.subdir)
     return Collection(backups, pointers, latest, warnings)
+
+
+def _latest_history(tree: BackupTree, warnings: list[str]) -> list[str]:
+    """The files of metadata/latest, newest first: CockroachDB lists the directory and takes
+    the first name."""
+    history: list[str] = []
+    for name, kind in tree.entries(LATEST_HISTORY):
+        if not name.startswith(LATEST):
+            continue
+        if kind == "file":
+            history.append(f"{LATEST_HISTORY}/{name}")
+        else:
+            warnings.append(f"{LATEST_HISTORY}/{name} is not a regular file; ignored")
+    return sorted(history)
+
+
+def _latest(newest: LatestPointer | None, root_pointer: LatestPointer | None,
+            history: list[str], warnings: list[str]) -> str | None:
+    """The subdirectory LATEST names. CockroachDB reads metadata/latest first and the root
+    LATEST only when that finds nothing."""
+    if newest is not None:
+        if root_pointer is not None and root_pointer.subdir != newest.subdir:
+            warnings.append(
+                f"the root LATEST names {root_pointer.subdir} but the newest "
+                f"{newest.path} names {newest.subdir}; CockroachDB, and this report, "
+                "follow metadata/latest"
+            )
+        return newest.subdir
+    if history:
+        warnings.append(f"{history[0]} names no backup; falling back to the root LATEST")
+    return root_pointer.subdir if root_pointer is not None else None
 
 
 def as_tree(root: Path | BackupTree) -> BackupTree:

@@ -123,22 +123,12 @@ def resolve_data_key(infos: list[EncryptionInfo], keys: EncryptionKeys, where: s
     for uri in keys.kms:
         kms = AwsKmsKey(uri)
         try:
-            for info in infos:
-                wrapped = info.wrapped_for(kms.master_key_id)
-                if wrapped is None:
-                    continue
-                try:
-                    key = kms.unwrap(wrapped)
-                except WrongEncryptionKey as error:
-                    failure = failure or error
-                    continue
-                if len(key) != KEY_BYTES:
-                    raise DamagedEncryptionInfo(
-                        f"{kms.display} unwrapped a {len(key)}-byte data key from {info.file}; "
-                        f"CockroachDB's data keys are {KEY_BYTES} bytes")
-                return DataKey(key, "kms", info.file, kms.display)
+            found, refused = _unwrap_with(kms, infos)
         finally:
             kms.close()
+        if found is not None:
+            return found
+        failure = failure or refused
     if failure is not None:
         raise failure
     given = ", ".join(uri.display for uri in keys.kms)
@@ -146,6 +136,29 @@ def resolve_data_key(infos: list[EncryptionInfo], keys: EncryptionKeys, where: s
         f"no ENCRYPTION-INFO entry of the backup in {where} matches the KMS key(s) {given} "
         f"({_kms_count(infos)}); the key must be written exactly as in the BACKUP statement, "
         "since an ARN and a bare key id of the same key are different ids")
+
+
+def _unwrap_with(kms: AwsKmsKey,
+                 infos: list[EncryptionInfo]) -> tuple[DataKey | None, CrdbArchiveError | None]:
+    """The data key ``kms`` unwraps from the first ENCRYPTION-INFO with an entry for it, or
+    the first refusal of KMS; raises DamagedEncryptionInfo for a key of the wrong size, and
+    what KMS raises besides WrongEncryptionKey."""
+    refused: CrdbArchiveError | None = None
+    for info in infos:
+        wrapped = info.wrapped_for(kms.master_key_id)
+        if wrapped is None:
+            continue
+        try:
+            key = kms.unwrap(wrapped)
+        except WrongEncryptionKey as error:
+            refused = refused or error
+            continue
+        if len(key) != KEY_BYTES:
+            raise DamagedEncryptionInfo(
+                f"{kms.display} unwrapped a {len(key)}-byte data key from {info.file}; "
+                f"CockroachDB's data keys are {KEY_BYTES} bytes")
+        return DataKey(key, "kms", info.file, kms.display), refused
+    return None, refused
 
 
 def _kms_count(infos: list[EncryptionInfo]) -> str:

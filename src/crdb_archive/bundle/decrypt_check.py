@@ -29,6 +29,7 @@ from crdb_archive.backup.encryption_info import (
 from crdb_archive.backup.keys import EncryptionKeys
 from crdb_archive.backup.unlock import DataKey, resolve_data_key
 from crdb_archive.bundle import layout
+from crdb_archive.bundle.description import BackupDescription, BackupFacts, from_json
 from crdb_archive.bundle.reader import BundleReader, Member
 from crdb_archive.errors import (
     BadInput,
@@ -57,7 +58,7 @@ class DecryptCheck:
 
 def check_decryption(
     reader: BundleReader,
-    description: dict[str, Any],
+    description: dict[str, Any],  # as VerifyReport holds it, schema-checked
     keys: EncryptionKeys | None,
     add_problem: AddProblem,
     *,
@@ -69,15 +70,17 @@ def check_decryption(
     ``damaged`` are payload paths the digest checks already found damaged. Each failing file
     is reported through ``add_problem``. Raises BadInput when the backup is encrypted and no
     key is given, WrongEncryptionKey for a key that opens nothing, KeyServiceError when KMS
-    fails, StorageError when the bundle cannot be read.
+    fails, StorageError when the bundle cannot be read, DamagedBundle for a description the
+    model refuses.
     """
-    backup = description["backup"]
-    if not backup["encrypted"]:
+    described = from_json(description)
+    if not isinstance(described, BackupDescription) or not described.backup.encrypted:
         return DecryptCheck(False, 0, 0)
+    backup = described.backup
     if keys is None or not keys.given:
         raise BadInput("--decrypt-check needs the backup's key: --encryption-passphrase-file, "
                        "$CRDB_ARCHIVE_ENCRYPTION_PASSPHRASE or --kms")
-    base = f"{layout.BACKUP_DIR}/{backup['subdir']}" if backup["subdir"] else layout.BACKUP_DIR
+    base = f"{layout.BACKUP_DIR}/{backup.subdir}" if backup.subdir else layout.BACKUP_DIR
     infos, missing = _encryption_infos(reader, base, backup)
     for path, detail in missing:
         add_problem(path, detail)
@@ -90,10 +93,10 @@ def check_decryption(
 
 
 def _encryption_infos(
-    reader: BundleReader, base: str, backup: dict[str, Any]
+    reader: BundleReader, base: str, backup: BackupFacts
 ) -> tuple[list[EncryptionInfo], list[tuple[str, str]]]:
     # The files recorded at archive time; an older bundle recorded none: the first one.
-    recorded = (backup.get("encryption") or {}).get("encryption_info_files") or []
+    recorded = backup.encryption.encryption_info_files if backup.encryption else ()
     names = newest_first(name.rsplit("/", 1)[-1] for name in recorded) or [ENCRYPTION_INFO]
     infos: list[EncryptionInfo] = []
     problems: list[tuple[str, str]] = []

@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from crdb_archive.bundle.description import BackupDescription, BackupFacts, BinaryEntry
 from crdb_archive.versions import release_index
 
 
-def _binary_section(binary: dict[str, Any]) -> list[str]:
-    file_name = binary["file"].rsplit("/", 1)[-1]
+def _binary_section(binary: BinaryEntry) -> list[str]:
+    file_name = binary.file_name
     folder = file_name.removesuffix(".tgz").removesuffix(".zip")
-    executable = "cockroach.exe" if binary["platform"].startswith("windows") else "cockroach"
+    executable = "cockroach.exe" if binary.platform.startswith("windows") else "cockroach"
     unpack = (f'unzip "$BUNDLE/data/cockroach/{file_name}"' if file_name.endswith(".zip")
               else f'tar xzf "$BUNDLE/data/cockroach/{file_name}"')
-    lines = [f"### {binary['platform']}", ""]
-    if not binary.get("official"):
-        checksum = binary.get("published_checksum_url")
+    lines = [f"### {binary.platform}", ""]
+    if not binary.official:
+        checksum = binary.published_checksum_url
         with_checksum = f", with the checksum published at {checksum}" if checksum else ""
-        lines += [f"Fetched from {binary['url']}{with_checksum}: not from "
+        lines += [f"Fetched from {binary.url}{with_checksum}: not from "
                   "https://binaries.cockroachdb.com itself.", ""]
     lines.append("```sh")
-    if binary["published_checksum_file"]:
+    if binary.published_checksum_file:
         lines += [
             "# the archive against its published checksum (checksum file kept verbatim):",
             f'(cd "$BUNDLE/data/cockroach" && sha256sum -c {file_name}.sha256sum)',
         ]
     else:
         lines.append("# no published checksum exists for this release; compare with "
-                     f"{binary['sha256']}")
+                     f"{binary.sha256}")
         lines.append(f'sha256sum "$BUNDLE/data/cockroach/{file_name}"')
     lines += [unpack, f"./{folder}/{executable} version", "```", ""]
     lines.append(
@@ -42,10 +41,9 @@ def _binary_section(binary: dict[str, Any]) -> list[str]:
 _KMS_PLACEHOLDER = "aws:///<the KMS key id or ARN given to BACKUP>?AUTH=implicit&REGION=<region>"
 
 
-def _encryption(backup: dict[str, Any]) -> tuple[str, list[str]]:
+def _encryption(backup: BackupFacts) -> tuple[str, list[str]]:
     """The RESTORE option that opens the backup, and lines that say what it needs."""
-    recorded = backup.get("encryption") or {}
-    mode = recorded.get("mode") or ("unknown" if backup["encrypted"] else "none")
+    mode = backup.encryption_mode
     if mode == "none":
         return "", ["- Encrypted: no"]
     if mode == "passphrase":
@@ -53,7 +51,8 @@ def _encryption(backup: dict[str, Any]) -> tuple[str, list[str]]:
                 ["- Encrypted: yes, with a passphrase: RESTORE needs the passphrase given to "
                  "BACKUP (it is not stored in this bundle)"])
     if mode == "kms":
-        uri = (recorded.get("kms") or [_KMS_PLACEHOLDER])[0]
+        recorded = backup.encryption.kms if backup.encryption is not None else ()
+        uri = (recorded or (_KMS_PLACEHOLDER,))[0]
         lines = ["- Encrypted: yes, with a KMS key: RESTORE needs access to a KMS key that "
                  "BACKUP used (ENCRYPTION-INFO in the backup holds the data key it wrapped)"]
         if "=redacted" in uri:
@@ -93,24 +92,24 @@ def _sql_string(text: str) -> str:
     return text.replace("'", "''")
 
 
-def render_restore_md(description: dict[str, Any], *, signing_key: str | None = None) -> bytes:
-    """The RESTORE.md of a bundle, generated from its crdb-archive.json content; with
+def render_restore_md(description: BackupDescription, *,
+                      signing_key: str | None = None) -> bytes:
+    """The RESTORE.md of a backup bundle, generated from its crdb-archive.json content; with
     ``signing_key`` (the key's fingerprint), how to check its signature too."""
-    backup = description["backup"]
-    crdb = description["cockroachdb"]
-    name = description["name"]
-    version = crdb["version"]
-    major = crdb["major_version"]
-    first = description["binaries"][0]
-    folder = first["file"].rsplit("/", 1)[-1].removesuffix(".tgz").removesuffix(".zip")
+    backup = description.backup
+    crdb = description.cockroachdb
+    name = description.name
+    version = crdb.version
+    major = crdb.major_version
+    folder = description.binaries[0].file_name.removesuffix(".tgz").removesuffix(".zip")
     options, encryption_lines = _encryption(backup)
-    if backup["kind"] == "collection":
-        target = f"'/{backup['subdir'].lstrip('/')}' IN 'nodelocal://1/backup'"
+    if backup.kind == "collection":
+        target = f"'/{(backup.subdir or '').lstrip('/')}' IN 'nodelocal://1/backup'"
         show = f"SHOW BACKUP FROM {target}{options};"
     else:
         target = "'nodelocal://1/backup'"
         show = f"SHOW BACKUP {target}{options};"
-    restore_into = ", ".join(crdb["restorable_into"])
+    restore_into = ", ".join(crdb.restorable_into)
 
     out = [
         f"# Restoring {name}",
@@ -119,20 +118,20 @@ def render_restore_md(description: dict[str, Any], *, signing_key: str | None = 
         f"(major version {major}) and the CockroachDB release archive(s) of that version, "
         + ("downloaded from Cockroach Labs (https://binaries.cockroachdb.com) and checked "
            "against their published SHA-256."
-           if all(b.get("official") for b in description["binaries"]) else
+           if all(b.official for b in description.binaries) else
            "checked against the SHA-256 published where they were fetched from (recorded "
            "below and in crdb-archive.json)."),
         "Nothing but standard tools (`sha256sum`, `tar`, a shell) is needed to restore it.",
         "",
-        f"- Backup end time: {backup['end_time'] or 'unknown (encrypted manifest)'}",
-        f"- Cluster ID: {backup['cluster_id'] or 'unknown'}",
-        f"- Backup kind: {backup['kind']}"
-        + (f", full backup `{backup['subdir']}`" if backup["subdir"] else ""),
-        f"- Incremental backups included: {len(backup['incrementals'])}",
+        f"- Backup end time: {backup.end_time or 'unknown (encrypted manifest)'}",
+        f"- Cluster ID: {backup.cluster_id or 'unknown'}",
+        f"- Backup kind: {backup.kind}"
+        + (f", full backup `{backup.subdir}`" if backup.subdir else ""),
+        f"- Incremental backups included: {len(backup.incrementals)}",
         *encryption_lines,
         f"- Restorable into CockroachDB {restore_into}"
         + (" (and possibly a later major released after this bundle was made)"
-           if crdb["restorable_into_may_grow"] else ""),
+           if crdb.restorable_into_may_grow else ""),
         "",
         "## 1. Check the bundle",
         "",
@@ -157,16 +156,16 @@ def render_restore_md(description: dict[str, Any], *, signing_key: str | None = 
         "```",
         "",
     ]
-    for binary in description["binaries"]:
+    for binary in description.binaries:
         out += _binary_section(binary)
-    if description["other_platforms"]:
+    if description.other_platforms:
         out += [
             "Checksums published for the release's other platforms, recorded so that a later "
             "download can be checked:",
             "",
         ]
-        out += [f"- {p['file_name']}: `{p['published_sha256'] or 'none published'}`"
-                for p in description["other_platforms"]]
+        out += [f"- {p.file_name}: `{p.published_sha256 or 'none published'}`"
+                for p in description.other_platforms]
         out.append("")
     out += [
         "## 3. Start a temporary single-node cluster on this version",

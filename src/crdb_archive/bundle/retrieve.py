@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from crdb_archive.binaries import (
     PLATFORMS,
@@ -25,6 +25,12 @@ from crdb_archive.binaries import (
     version_not_run,
 )
 from crdb_archive.bundle import layout, tagfiles
+from crdb_archive.bundle.description import (
+    BackupDescription,
+    BinaryEntry,
+    Description,
+    from_json,
+)
 from crdb_archive.bundle.model import schema_problems
 from crdb_archive.bundle.reader import BundleReader, open_bundle, require_readable
 from crdb_archive.bundle.signature_check import SignatureStatus, check_signature
@@ -67,7 +73,7 @@ class RetrievedBinary:
         }
 
 
-def read_description(reader: BundleReader) -> dict[str, Any]:
+def read_description(reader: BundleReader) -> Description:
     """crdb-archive.json, trusted only after its digest matches the tag manifest.
 
     Raises DamagedBundle when it or the tag manifest is damaged or invalid.
@@ -76,9 +82,9 @@ def read_description(reader: BundleReader) -> dict[str, Any]:
     return parse_description(reader, tags.files[layout.DESCRIPTION])
 
 
-def parse_description(reader: BundleReader, content: bytes) -> dict[str, Any]:
-    """Parse and schema-check crdb-archive.json within the format's bounds; raises
-    DamagedBundle."""
+def parse_description(reader: BundleReader, content: bytes) -> Description:
+    """Parse and schema-check crdb-archive.json within the format's bounds, into its model;
+    raises DamagedBundle."""
     try:
         description = tagfiles.load_json(content)
     except tagfiles.TagFileError as error:
@@ -89,7 +95,10 @@ def parse_description(reader: BundleReader, content: bytes) -> dict[str, Any]:
     problems = schema_problems(description)
     if problems:
         raise DamagedBundle(f"{layout.DESCRIPTION} in {reader.display}: {problems[0]}")
-    return dict(description)
+    try:
+        return from_json(description)
+    except DamagedBundle as error:
+        raise DamagedBundle(f"{reader.display}: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -117,50 +126,77 @@ def trusted_tag_files(reader: BundleReader, names: tuple[str, ...], *,
     mismatching tag file.
     """
     manifests = (layout.MANIFEST_SHA256, layout.MANIFEST_BLAKE3) if lookup else ()
-    files: dict[str, bytes] = {}
-    actual: dict[str, str] = {}
-    digests: dict[tuple[str, str], str] = {}
-    armored: bytes | None = None
-    oversized = False
+    found = _TagPass(reader.display, manifests, lookup)
     wanted = [layout.TAGMANIFEST_SHA256, *names, *manifests]
     for name, size, stream in reader.tag_streams(
             [*wanted, layout.SIGNATURE] if signature else wanted):
+        found.read(name, size, stream)
+    found.check((*names, *manifests))
+    return TrustedTags(found.files, found.digests, found.armored, found.oversized)
+
+
+class _TagPass:
+    """What one pass over the tag files found: contents, their SHA-256, manifest lines."""
+
+    def __init__(self, display: str, manifests: tuple[str, ...],
+                 lookup: Callable[[str], bool] | None) -> None:
+        self.display = display
+        self.manifests = manifests
+        self.lookup = lookup
+        self.files: dict[str, bytes] = {}
+        self.actual: dict[str, str] = {}
+        self.digests: dict[tuple[str, str], str] = {}
+        self.armored: bytes | None = None
+        self.oversized = False
+
+    def read(self, name: str, size: int, stream: IO[bytes]) -> None:
         if name == layout.SIGNATURE:
-            limit = tagfiles.limit_of(name)
-            armored = stream.read(limit + 1) if size <= limit else b""
-            oversized = size > limit or len(armored) > limit
-            armored = None if oversized else armored
-            continue
-        if name in manifests and lookup is not None:
-            lines = tagfiles.LineReader(name)
-            for entry in tagfiles.parse_entries(name, lines.lines(stream), lines.errors):
-                if lookup(entry.path):
-                    digests[(name, entry.path)] = cast(bytes, entry.value).hex()
-            if lines.errors:
-                raise DamagedBundle(f"{name} in {reader.display}: {lines.errors[0]}")
-            actual[name] = lines.sha256
-            continue
+            self._signature(size, stream)
+        elif name in self.manifests:
+            self._manifest(name, stream)
+        else:
+            self._whole(name, size, stream)
+
+    def _signature(self, size: int, stream: IO[bytes]) -> None:
+        limit = tagfiles.limit_of(layout.SIGNATURE)
+        armored = stream.read(limit + 1) if size <= limit else b""
+        self.oversized = size > limit or len(armored) > limit
+        self.armored = None if self.oversized else armored
+
+    def _manifest(self, name: str, stream: IO[bytes]) -> None:
+        """Read line by line, never whole; keeps the digests of the paths looked up."""
+        lines = tagfiles.LineReader(name)
+        for entry in tagfiles.parse_entries(name, lines.lines(stream), lines.errors):
+            if self.lookup is not None and self.lookup(entry.path):
+                self.digests[(name, entry.path)] = cast(bytes, entry.value).hex()
+        if lines.errors:
+            raise DamagedBundle(f"{name} in {self.display}: {lines.errors[0]}")
+        self.actual[name] = lines.sha256
+
+    def _whole(self, name: str, size: int, stream: IO[bytes]) -> None:
         limit = tagfiles.limit_of(name)
         content = stream.read(limit + 1) if size <= limit else b""
         if size > limit or len(content) > limit:
-            raise DamagedBundle(f"{name} in {reader.display}: "
+            raise DamagedBundle(f"{name} in {self.display}: "
                                 f"{tagfiles.too_large(name, max(size, len(content)))}")
-        files[name] = content
-        actual[name] = hashlib.sha256(content).hexdigest()
-    if layout.TAGMANIFEST_SHA256 not in files:
-        raise DamagedBundle(f"{reader.display} has no {layout.TAGMANIFEST_SHA256}: the bundle "
-                            "is incomplete")
-    listed, errors = tagfiles.parse_tag_manifest(files[layout.TAGMANIFEST_SHA256])
-    if errors:
-        raise DamagedBundle(f"{layout.TAGMANIFEST_SHA256} in {reader.display}: {errors[0]}")
-    for name in (*names, *manifests):
-        if name not in actual:
-            raise DamagedBundle(f"{reader.display} has no {name}")
-        expected = listed.get(name)
-        if expected is None or not same_digest(actual[name], expected):
-            raise DamagedBundle(
-                f"{name} in {reader.display} does not match {layout.TAGMANIFEST_SHA256}")
-    return TrustedTags(files, digests, armored, oversized)
+        self.files[name] = content
+        self.actual[name] = hashlib.sha256(content).hexdigest()
+
+    def check(self, names: tuple[str, ...]) -> None:
+        """Raises DamagedBundle unless each of ``names`` matches the tag manifest."""
+        if layout.TAGMANIFEST_SHA256 not in self.files:
+            raise DamagedBundle(f"{self.display} has no {layout.TAGMANIFEST_SHA256}: the "
+                                "bundle is incomplete")
+        listed, errors = tagfiles.parse_tag_manifest(self.files[layout.TAGMANIFEST_SHA256])
+        if errors:
+            raise DamagedBundle(f"{layout.TAGMANIFEST_SHA256} in {self.display}: {errors[0]}")
+        for name in names:
+            if name not in self.actual:
+                raise DamagedBundle(f"{self.display} has no {name}")
+            expected = listed.get(name)
+            if expected is None or not same_digest(self.actual[name], expected):
+                raise DamagedBundle(
+                    f"{name} in {self.display} does not match {layout.TAGMANIFEST_SHA256}")
 
 
 def require_signature(reader: BundleReader, tags: TrustedTags,
@@ -221,77 +257,100 @@ def retrieve_binary(
         reader, (layout.DESCRIPTION, layout.BAG_INFO) if allowed else (layout.DESCRIPTION,),
         lookup=_is_binary_path, signature=allowed is not None)
     signed = require_signature(reader, tags, allowed) if allowed is not None else None
-    description = parse_description(reader, tags.files[layout.DESCRIPTION])
-    if description.get("kind") == "export":
-        raise NotABundle(f"{reader.display} is an export bundle: it holds no CockroachDB "
-                         "binary (see its RESTORE.md, or load it with `crdb-archive load`)")
+    description = _backup_description(reader, tags)
     wanted = platform if platform not in (None, "auto") else host_platform()
     if wanted is None:
         raise BadInput("cannot tell this host's platform: choose one with --platform")
-    binary = next((b for b in description["binaries"] if b["platform"] == wanted), None)
-    if binary is None:
-        raise PlatformMissing(_missing_message(reader.display, description, wanted))
-
-    release = description["cockroachdb"]["version"]
-    path = binary["file"]
-    file_name = path.rsplit("/", 1)[-1]
-    if file_name != archive_name(release, wanted):
-        # The name decides the folder the archive unpacks into: only the official one.
-        raise DamagedBundle(f"{reader.display} holds {path} for {wanted}, not the official "
-                            f"{archive_name(release, wanted)} of {release}")
+    binary = _official_binary(reader.display, description, wanted)
+    release = description.cockroachdb.version
     if not replace:
-        require_free_target(dest_dir / file_name.removesuffix(".tgz").removesuffix(".zip"),
-                            file_name)
+        require_free_target(dest_dir / binary.file_name.removesuffix(".tgz").removesuffix(".zip"),
+                            binary.file_name)
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StorageError(f"cannot create {dest_dir}: {error.strerror}") from error
-    with _scratch_copy(reader, path, dest_dir, file_name, progress) as (archive, digests):
-        expected = [
-            ("the bundle's manifest-sha256.txt",
-             tags.digests.get((layout.MANIFEST_SHA256, path)), digests.sha256),
-            ("the bundle's manifest-blake3.txt",
-             tags.digests.get((layout.MANIFEST_BLAKE3, path)), digests.blake3),
-            ("crdb-archive.json", binary["sha256"], digests.sha256),
-        ]
-        for where, recorded, actual in expected:
-            if recorded is None or not same_digest(recorded, actual):
-                raise DamagedBundle(f"{path} in {reader.display} does not match {where}")
-        published = binary["published_sha256"]
-        if published is not None and not same_digest(published, digests.sha256):
-            raise ChecksumMismatch(
-                f"{path} in {reader.display} differs from the published SHA-256 {published}")
+    with _scratch_copy(reader, binary.file, dest_dir, binary.file_name,
+                       progress) as (archive, digests):
+        _check_copy(reader.display, binary, tags, digests)
         extracted: ExtractedBinary = extract_archive(archive, dest_dir, replace=replace,
                                                      sha256=digests.sha256)
-    if signed is not None:
-        # The signer vouches for the digests the archive matched: its source is established.
-        check = check_binary_version(extracted.cockroach, release, platform=wanted)
-    else:
-        check = version_not_run(
-            extracted.cockroach,
-            "a bundle's digests are its own records, which a forged bundle would carry too, "
-            "so nothing established vouches for this binary's code (a bundle signed by a key "
-            "given with --allowed-signers would)")
     return RetrievedBinary(
         cockroach=extracted.cockroach,
         lib_dir=extracted.lib_dir,
         version=release,
         platform=wanted,
-        verified=published is not None,
-        version_check=check,
+        verified=binary.published_sha256 is not None,
+        version_check=_version_check(extracted, release, wanted, signed=signed is not None),
         signature=signed,
     )
 
 
-def _missing_message(bundle: str, description: dict[str, Any], wanted: str) -> str:
-    have = ", ".join(b["platform"] for b in description["binaries"])
-    other = next((p for p in description["other_platforms"] if p["platform"] == wanted), None)
+def _backup_description(reader: BundleReader, tags: TrustedTags) -> BackupDescription:
+    """The trusted description, of a backup bundle; raises NotABundle for an export one."""
+    description = parse_description(reader, tags.files[layout.DESCRIPTION])
+    if not isinstance(description, BackupDescription):
+        raise NotABundle(f"{reader.display} is an export bundle: it holds no CockroachDB "
+                         "binary (see its RESTORE.md, or load it with `crdb-archive load`)")
+    return description
+
+
+def _official_binary(display: str, description: BackupDescription,
+                     wanted: str) -> BinaryEntry:
+    """The archive for ``wanted``; raises PlatformMissing, or DamagedBundle for one that is
+    not named as the official archive (the name decides the folder it unpacks into)."""
+    binary = description.binary(wanted)
+    if binary is None:
+        raise PlatformMissing(_missing_message(display, description, wanted))
+    release = description.cockroachdb.version
+    if binary.file_name != archive_name(release, wanted):
+        raise DamagedBundle(f"{display} holds {binary.file} for {wanted}, not the official "
+                            f"{archive_name(release, wanted)} of {release}")
+    return binary
+
+
+def _check_copy(display: str, binary: BinaryEntry, tags: TrustedTags,
+                digests: Digests) -> None:
+    """The copied archive against both manifests, the description and the published
+    SHA-256; raises DamagedBundle, or ChecksumMismatch for the published one."""
+    path = binary.file
+    expected = [
+        ("the bundle's manifest-sha256.txt",
+         tags.digests.get((layout.MANIFEST_SHA256, path)), digests.sha256),
+        ("the bundle's manifest-blake3.txt",
+         tags.digests.get((layout.MANIFEST_BLAKE3, path)), digests.blake3),
+        ("crdb-archive.json", binary.sha256, digests.sha256),
+    ]
+    for where, recorded, actual in expected:
+        if recorded is None or not same_digest(recorded, actual):
+            raise DamagedBundle(f"{path} in {display} does not match {where}")
+    published = binary.published_sha256
+    if published is not None and not same_digest(published, digests.sha256):
+        raise ChecksumMismatch(
+            f"{path} in {display} differs from the published SHA-256 {published}")
+
+
+def _version_check(extracted: ExtractedBinary, release: str, platform: str, *,
+                   signed: bool) -> VersionCheck:
+    if signed:
+        # The signer vouches for the digests the archive matched: its source is established.
+        return check_binary_version(extracted.cockroach, release, platform=platform)
+    return version_not_run(
+        extracted.cockroach,
+        "a bundle's digests are its own records, which a forged bundle would carry too, "
+        "so nothing established vouches for this binary's code (a bundle signed by a key "
+        "given with --allowed-signers would)")
+
+
+def _missing_message(bundle: str, description: BackupDescription, wanted: str) -> str:
+    have = ", ".join(description.platforms)
+    other = description.other_platform(wanted)
     message = f"{bundle} holds no {wanted} binary; it has: {have}."
-    if other is not None and other["published_sha256"]:
-        message += (f" The published SHA-256 of {other['file_name']} recorded at archive "
-                    f"time is {other['published_sha256']}: check a later download against it.")
+    if other is not None and other.published_sha256:
+        message += (f" The published SHA-256 of {other.file_name} recorded at archive "
+                    f"time is {other.published_sha256}: check a later download against it.")
     elif other is not None:
-        message += f" No published SHA-256 was recorded for {other['file_name']}."
+        message += f" No published SHA-256 was recorded for {other.file_name}."
     return message
 
 

@@ -347,29 +347,48 @@ def _parse_time(value: str) -> dt.datetime:
     return when.replace(tzinfo=dt.UTC) if utc else when.astimezone(dt.UTC)
 
 
+@dataclass
+class _SignerOptions:
+    """The options of an allowed_signers line that bundle signatures use."""
+
+    namespaces: tuple[str, ...] | None = None
+    valid_after: dt.datetime | None = None
+    valid_before: dt.datetime | None = None
+    cert_authority: bool = False
+
+
+def _parse_options(text: str) -> _SignerOptions:
+    """``namespaces=...,valid-after=...``; raises ValueError for an unknown option."""
+    options = _SignerOptions()
+    for option in _split_options(text):
+        name, _, value = option.partition("=")
+        name = name.strip().lower()
+        value = value.strip().strip('"')
+        if name == "cert-authority":  # the rest does not matter: the line is passed by
+            options.cert_authority = True
+            return options
+        if name == "namespaces":
+            options.namespaces = tuple(v for v in value.split(",") if v)
+        elif name == "valid-after":
+            options.valid_after = _parse_time(value)
+        elif name == "valid-before":
+            options.valid_before = _parse_time(value)
+        else:
+            raise ValueError(f"unknown option {name!r}")
+    return options
+
+
 def _parse_signer(line: str) -> Signer | None:
     fields = _split_fields(line)
     if len(fields) < 3:
         raise ValueError("expected 'principals [options] keytype base64-key'")
     principals = tuple(p for p in fields[0].strip('"').split(",") if p)
     rest = fields[1:]
-    namespaces: tuple[str, ...] | None = None
-    valid_after = valid_before = None
+    options = _SignerOptions()
     if not rest[0].startswith(("ssh-", "ecdsa-", "sk-")):
-        for option in _split_options(rest[0]):
-            name, _, value = option.partition("=")
-            name = name.strip().lower()
-            value = value.strip().strip('"')
-            if name == "cert-authority":
-                return None  # certificates are not used for bundle signatures
-            if name == "namespaces":
-                namespaces = tuple(v for v in value.split(",") if v)
-            elif name == "valid-after":
-                valid_after = _parse_time(value)
-            elif name == "valid-before":
-                valid_before = _parse_time(value)
-            else:
-                raise ValueError(f"unknown option {name!r}")
+        options = _parse_options(rest[0])
+        if options.cert_authority:
+            return None  # certificates are not used for bundle signatures
         rest = rest[1:]
     if len(rest) < 2:
         raise ValueError("expected a key type and a base64 key after the principals")
@@ -381,7 +400,8 @@ def _parse_signer(line: str) -> Signer | None:
         _ed25519_from_blob(blob)
     except (binascii.Error, ValueError, SignatureProblem):
         raise ValueError("the key is not a valid ssh-ed25519 public key") from None
-    return Signer(principals, blob, namespaces, valid_after, valid_before)
+    return Signer(principals, blob, options.namespaces, options.valid_after,
+                  options.valid_before)
 
 
 @dataclass(frozen=True)

@@ -111,13 +111,23 @@ def check_signature(
         problems.append(f"cannot be checked: {layout.TAGMANIFEST_SHA256} is missing or "
                         "unreadable")
     elif armored is not None:
-        try:
-            principals = signature.verify_signature(tag_manifest, armored, allowed).principals
-        except signature.SignatureProblem as error:
-            problems.append(str(error))
-        else:
-            if label is not None and label != fingerprint:
-                problems.append(f"{layout.BAG_INFO} names the signing key {label}, and the "
-                                f"signature is by {fingerprint}")
+        principals = _verify(tag_manifest, armored, allowed, label, fingerprint, problems)
     return SignatureStatus(present, fingerprint, label, True, not problems, principals,
                            problems)
+
+
+def _verify(tag_manifest: bytes, armored: bytes, allowed: AllowedSigners, label: str | None,
+            fingerprint: str | None, problems: list[str]) -> tuple[str, ...]:
+    """The principals of a valid signature over ``tag_manifest`` by a key ``allowed`` lists;
+    what is wrong otherwise goes to ``problems``."""
+    from crdb_archive.bundle import signature  # noqa: PLC0415
+
+    try:
+        principals = signature.verify_signature(tag_manifest, armored, allowed).principals
+    except signature.SignatureProblem as error:
+        problems.append(str(error))
+        return ()
+    if label is not None and label != fingerprint:
+        problems.append(f"{layout.BAG_INFO} names the signing key {label}, and the signature "
+                        f"is by {fingerprint}")
+    return principals

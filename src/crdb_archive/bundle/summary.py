@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from crdb_archive.bundle import layout, tagfiles
+from crdb_archive.bundle.description import BackupDescription, ExportDescription
 from crdb_archive.bundle.reader import open_bundle, require_readable
 from crdb_archive.bundle.retrieve import parse_description, trusted_tag_files
 from crdb_archive.errors import BadInput, DamagedBundle
@@ -44,57 +45,50 @@ def summarize_bundle(where: str | Path, *, endpoint_url: str | None = None) -> d
         raise DamagedBundle(f"{layout.BAG_INFO} in {reader.display}: {error}") from None
     payload_oxum = next(iter(bag_info.get("Payload-Oxum", [])), None)
     bagging_date = next(iter(bag_info.get("Bagging-Date", [])), None)
-    if description.get("kind") == "export":
-        export = description["export"]
-        return {
-            "kind": "bundle",
-            "bundle_kind": "export",
-            "bundle": reader.display,
-            "form": reader.form,
-            "name": description["name"],
-            "created": description["created"],
-            "source": export["source"],
-            "source_kind": export["source_kind"],
-            "format": export["format"],
-            "as_of": export["as_of"],
-            "gaps": export["gaps"],
-            "files": export["files"],
-            "bytes": export["bytes"],
-            "tables": {name: entry["rows"] for name, entry in export["tables"].items()},
-            "notes": export["notes"] + [f"{name}: {note}" for name, entry in
-                                        export["tables"].items() for note in entry["notes"]],
-            "payload_oxum": payload_oxum,
-            "bagging_date": bagging_date,
-            "warnings": description["warnings"],
-        }
-    crdb = description["cockroachdb"]
-    backup = description["backup"]
+    common = {"kind": "bundle", "bundle_kind": description.kind, "bundle": reader.display,
+              "form": reader.form, "name": description.name, "created": description.created}
+    tail = {"payload_oxum": payload_oxum, "bagging_date": bagging_date,
+            "warnings": list(description.warnings)}
+    if isinstance(description, ExportDescription):
+        return {**common, **_export_summary(description), **tail}
+    return {**common, **_backup_summary(description), **tail}
+
+
+def _export_summary(description: ExportDescription) -> dict[str, object]:
+    as_of = description.as_of
     return {
-        "kind": "bundle",
-        "bundle_kind": "backup",
-        "bundle": reader.display,
-        "form": reader.form,
-        "name": description["name"],
-        "created": description["created"],
-        "version": crdb["version"],
-        "major_version": crdb["major_version"],
-        "restorable_into": crdb["restorable_into"],
-        "platforms": [b["platform"] for b in description["binaries"]],
-        "verified_binaries": all(b["verified"] for b in description["binaries"]),
+        "source": description.source,
+        "source_kind": description.source_kind,
+        "format": description.format,
+        "as_of": None if as_of is None else {"hlc": as_of.decimal(), "time": as_of.iso()},
+        "gaps": list(description.gaps),
+        "files": description.files,
+        "bytes": description.bytes,
+        "tables": {t.name: t.rows for t in description.tables},
+        "notes": [*description.notes, *(f"{t.name}: {note}" for t in description.tables
+                                        for note in t.notes)],
+    }
+
+
+def _backup_summary(description: BackupDescription) -> dict[str, object]:
+    crdb = description.cockroachdb
+    backup = description.backup
+    return {
+        "version": crdb.version,
+        "major_version": crdb.major_version,
+        "restorable_into": list(crdb.restorable_into),
+        "platforms": description.platforms,
+        "verified_binaries": all(b.verified for b in description.binaries),
         "backup": {
-            "kind": backup["kind"],
-            "subdir": backup["subdir"],
-            "source": backup["source"],
-            "end_time": backup["end_time"],
-            "cluster_id": backup["cluster_id"],
-            "encrypted": backup["encrypted"],
-            "encryption": (backup.get("encryption") or {}).get(
-                "mode", "unknown" if backup["encrypted"] else "none"),
-            "incrementals": backup["incrementals"],
-            "files": backup["files"],
-            "bytes": backup["bytes"],
+            "kind": backup.kind,
+            "subdir": backup.subdir,
+            "source": backup.source,
+            "end_time": backup.end_time,
+            "cluster_id": backup.cluster_id,
+            "encrypted": backup.encrypted,
+            "encryption": backup.encryption_mode,
+            "incrementals": list(backup.incrementals),
+            "files": backup.files,
+            "bytes": backup.bytes,
         },
-        "payload_oxum": payload_oxum,
-        "bagging_date": bagging_date,
-        "warnings": description["warnings"],
     }

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from crdb_archive.archive import ArchiveRequest, check_destination, existing_signature_warnings
+from crdb_archive.archive_backup import existing_signature_warnings
+from crdb_archive.archive_request import ArchiveRequest, check_destination
 from crdb_archive.backup.keys import PASSPHRASE_ENV
 from crdb_archive.binaries import DEFAULT_PLATFORM
 from crdb_archive.bundle import layout
+from crdb_archive.bundle.description import ExportDescription, from_json
 from crdb_archive.bundle.model import render, schema_problems
 from crdb_archive.bundle.publish import (
     BundleStaging,
@@ -42,7 +44,6 @@ from crdb_archive.bundle.writer import (
 )
 from crdb_archive.errors import BadInput, DamagedBundle, InvalidSchema
 from crdb_archive.export.ddl import parse_schema
-from crdb_archive.export.description import ExportDescription
 from crdb_archive.export.hlc import Hlc
 from crdb_archive.export.model import POSTGRESQL_SQL_PATH, SCHEMA_SQL_PATH, Schema
 from crdb_archive.export.plan import SnapshotPlan, plan_snapshot
@@ -55,6 +56,7 @@ from crdb_archive.export.source_files import ExportSource, open_export_source
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.sources import recorded_source, source_key
 from crdb_archive.storage.base import Storage, WriteOptions, open_storage
+from crdb_archive.times import basic, basic_nanos
 
 SCHEMA_LIMIT = 64 << 20  # a schema file larger than this is not SHOW CREATE output
 NAME_PREFIX = "crdb-export"
@@ -229,7 +231,7 @@ def export_bundle_name(source: ExportSource, scan: ExportScan, plan: SnapshotPla
     if isinstance(time, Hlc):
         when = _basic(time)
     elif time is not None:
-        when = f"{time:%Y%m%dT%H%M%S}Z"
+        when = basic(time, fraction="none")
     else:
         when = "undated"
     return f"{NAME_PREFIX}-{digest}-{when}"
@@ -253,10 +255,7 @@ def _wall_time(time: Hlc | dt.datetime | None) -> dt.datetime | None:
 
 
 def _basic(time: Hlc) -> str:
-    seconds, nanos = divmod(time.wall, 1_000_000_000)
-    moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    text = f"{moment:%Y%m%dT%H%M%S}.{nanos:09d}Z"
-    return text + (f"-{time.logical}" if time.logical else "")
+    return basic_nanos(time.wall) + (f"-{time.logical}" if time.logical else "")
 
 
 class _ExportArchiving:
@@ -335,24 +334,23 @@ class _ExportArchiving:
                 f"bundle {reader.display} already exists and is damaged "
                 f"({len(report.problems)} problem(s), first: {report.problems[0]}); move it "
                 "aside and run again")
-        recorded = report.description or {}
-        export = recorded.get("export") or {}
-        as_of = (export.get("as_of") or {}).get("hlc")
+        recorded = _export_description(report.description)
+        as_of = recorded.as_of.decimal() if recorded and recorded.as_of else None
         wanted = self.plan.as_of.decimal() if self.plan.as_of else None
-        same_source = source_key(str(export.get("source"))) == source_key(self.source.identity)
-        if recorded.get("kind") != "export" or not same_source or as_of != wanted:
+        same_source = (recorded is not None
+                       and source_key(recorded.source) == source_key(self.source.identity))
+        if recorded is None or not same_source or as_of != wanted:
             raise DamagedBundle(
                 f"bundle {reader.display} already exists and holds another snapshot "
-                f"({export.get('source', 'not an export')} as of {as_of}); choose another "
-                "--name")
+                f"({recorded.source if recorded else 'not an export'} as of {as_of}); choose "
+                "another --name")
         if quick:
             self.warnings.append(f"{reader.display} exists; its tag files, file presence and "
                                  "sizes were checked (run `crdb-archive verify` for every "
                                  "digest)")
         self.warnings += existing_signature_warnings(reader.display, report.signature,
                                                      self.request.signing_key)
-        tables = {str(name): int(entry.get("rows", 0))
-                  for name, entry in (export.get("tables") or {}).items()}
+        tables = {t.name: t.rows for t in recorded.tables}
         return self._result(reader.display, report.files, report.bytes, tables, created=False)
 
     def _result(self, location: str, files: int, size: int, tables: dict[str, int], *,
@@ -362,6 +360,15 @@ class _ExportArchiving:
             format=self.scan.format, as_of=self.plan.as_of, tables=tables, files=files,
             bytes=size, seconds=time.monotonic() - self.started, created=created,
             warnings=self.warnings)
+
+
+def _export_description(document: dict[str, Any] | None) -> ExportDescription | None:
+    """The description of a bundle found already written (and verified), when it is an export
+    bundle's; raises DamagedBundle for one the schema accepts but the model does not."""
+    if document is None:
+        return None
+    described = from_json(document)
+    return described if isinstance(described, ExportDescription) else None
 
 
 def _snapshot_items(snapshot: Snapshot, description: ExportDescription) -> list[PayloadItem]:

@@ -4,7 +4,7 @@ and column families."""
 
 from __future__ import annotations
 
-from sqlglot.tokenizer_core import TokenType
+from sqlglot.tokenizer_core import Token, TokenType
 
 from crdb_archive.export import crdb_ast as ast
 from crdb_archive.export.crdb_grammar import GrammarBase
@@ -145,40 +145,54 @@ class ElementGrammar(GrammarBase):
         while self._curr:
             start = self._curr
             if self._crdb_word("USING", "HASH"):
-                if self._crdb_word("WITH", "BUCKET_COUNT"):
-                    self._match(TokenType.EQ)
-                    self._advance()
-                elif self._crdb_peek("WITH"):
-                    self._advance()
-                    self._crdb_balanced()
-            elif self._crdb_word("USING"):
-                index.method = self._crdb_ident().lower()
+                self._crdb_hash_sharding()
+            elif self._crdb_index_kept(index):
                 continue
-            elif self._crdb_word("STORING") or self._crdb_word("COVERING") or \
-                    self._crdb_word("INCLUDE"):
-                index.storing = self._crdb_wrapped(self._crdb_ident)
-                continue
-            elif self._crdb_word("WHERE"):
-                index.where, index.where_text = self._crdb_expression()
-                continue
-            elif self._crdb_word("NOT", "VISIBLE") or self._crdb_word("VISIBLE"):
-                pass
-            elif self._crdb_word("VISIBILITY"):
-                self._advance()
-            elif self._crdb_word("PARTITION", "BY") or \
-                    self._crdb_word("PARTITION", "ALL", "BY"):
-                self._crdb_partition()
-            elif self._crdb_word("INTERLEAVE", "IN", "PARENT"):
-                self._crdb_name()
-                self._crdb_balanced()
-            elif self._crdb_word("WITH"):
-                self._crdb_balanced()
-            elif self._crdb_word("NOT", "VALID"):
-                index.not_valid = True
-                continue
-            else:
+            elif not self._crdb_index_dropped():
                 return
             index.dropped.append(self._crdb_text(start))
+
+    def _crdb_hash_sharding(self) -> None:
+        """The options of USING HASH, consumed: PostgreSQL has no hash-sharded indexes."""
+        if self._crdb_word("WITH", "BUCKET_COUNT"):
+            self._match(TokenType.EQ)
+            self._advance()
+        elif self._crdb_peek("WITH"):
+            self._advance()
+            self._crdb_balanced()
+
+    def _crdb_index_kept(self, index: ast.IndexDef) -> bool:
+        """An index clause PostgreSQL has too, read into ``index``; False for none."""
+        if self._crdb_word("USING"):
+            index.method = self._crdb_ident().lower()
+        elif self._crdb_word("STORING") or self._crdb_word("COVERING") or \
+                self._crdb_word("INCLUDE"):
+            index.storing = self._crdb_wrapped(self._crdb_ident)
+        elif self._crdb_word("WHERE"):
+            index.where, index.where_text = self._crdb_expression()
+        elif self._crdb_word("NOT", "VALID"):
+            index.not_valid = True
+        else:
+            return False
+        return True
+
+    def _crdb_index_dropped(self) -> bool:
+        """A CockroachDB-only index clause, consumed; False for none."""
+        if self._crdb_word("NOT", "VISIBLE") or self._crdb_word("VISIBLE"):
+            pass
+        elif self._crdb_word("VISIBILITY"):
+            self._advance()
+        elif self._crdb_word("PARTITION", "BY") or \
+                self._crdb_word("PARTITION", "ALL", "BY"):
+            self._crdb_partition()
+        elif self._crdb_word("INTERLEAVE", "IN", "PARENT"):
+            self._crdb_name()
+            self._crdb_balanced()
+        elif self._crdb_word("WITH"):
+            self._crdb_balanced()
+        else:
+            return False
+        return True
 
     # --- columns --------------------------------------------------------------------
 
@@ -194,6 +208,13 @@ class ElementGrammar(GrammarBase):
     def _crdb_column_qualifier(self, column: ast.ColumnDef) -> None:
         start = self._curr
         constraint = self._crdb_ident() if self._crdb_word("CONSTRAINT") else None
+        if not (self._crdb_column_value(column) or self._crdb_generated(column, start)
+                or self._crdb_column_constraint(column, constraint)):
+            raise self._crdb_error(f"unexpected {self._curr.text!r} in the definition of "
+                                   f"column {column.name}", self._curr)
+
+    def _crdb_column_value(self, column: ast.ColumnDef) -> bool:
+        """Nullability, visibility, DEFAULT, ON UPDATE; False for none of them."""
         if self._crdb_word("NOT", "NULL"):
             column.not_null = True
         elif self._crdb_word("NULL"):
@@ -204,21 +225,34 @@ class ElementGrammar(GrammarBase):
             column.default, column.default_text = self._crdb_expression(bitwise=True)
         elif self._crdb_word("ON", "UPDATE"):
             _, column.on_update_text = self._crdb_expression(bitwise=True)
-        elif self._crdb_word("GENERATED", "ALWAYS", "AS", "IDENTITY") or \
+        else:
+            return False
+        return True
+
+    def _crdb_generated(self, column: ast.ColumnDef, start: Token) -> bool:
+        """An identity (GENERATED ... AS IDENTITY) or a computed column (AS (...)); False
+        for neither."""
+        if self._crdb_word("GENERATED", "ALWAYS", "AS", "IDENTITY") or \
                 self._crdb_word("GENERATED", "BY", "DEFAULT", "AS", "IDENTITY"):
             if self._match(TokenType.L_PAREN, advance=False):
                 self._crdb_balanced()
             column.identity_text = self._crdb_text(start)
-        elif self._crdb_word("GENERATED", "ALWAYS", "AS") or self._crdb_word("AS"):
-            if not self._match(TokenType.L_PAREN):
-                raise self._crdb_error("expected ( after AS", self._curr)
-            column.computed, column.computed_text = self._crdb_expression()
-            if not self._match(TokenType.R_PAREN):
-                raise self._crdb_error("expected ) after the computed expression", self._curr)
-            column.virtual = self._crdb_word("VIRTUAL")
-            if not column.virtual:
-                self._crdb_word("STORED")
-        elif self._crdb_word("PRIMARY", "KEY"):
+            return True
+        if not (self._crdb_word("GENERATED", "ALWAYS", "AS") or self._crdb_word("AS")):
+            return False
+        if not self._match(TokenType.L_PAREN):
+            raise self._crdb_error("expected ( after AS", self._curr)
+        column.computed, column.computed_text = self._crdb_expression()
+        if not self._match(TokenType.R_PAREN):
+            raise self._crdb_error("expected ) after the computed expression", self._curr)
+        column.virtual = self._crdb_word("VIRTUAL")
+        if not column.virtual:
+            self._crdb_word("STORED")
+        return True
+
+    def _crdb_column_constraint(self, column: ast.ColumnDef, constraint: str | None) -> bool:
+        """A key, check, reference, collation or family of the column; False for none."""
+        if self._crdb_word("PRIMARY", "KEY"):
             column.primary_key = True
             holder = ast.IndexDef(constraint, [], column.line)
             self._crdb_index_trailer(holder)
@@ -240,5 +274,5 @@ class ElementGrammar(GrammarBase):
         elif self._crdb_word("FAMILY"):
             column.family = self._crdb_ident()
         else:
-            raise self._crdb_error(f"unexpected {self._curr.text!r} in the definition of "
-                             f"column {column.name}", self._curr)
+            return False
+        return True

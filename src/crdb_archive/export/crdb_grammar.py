@@ -145,7 +145,29 @@ class GrammarBase(PostgresParser):
         if not token:
             raise self._crdb_error("expected a type")
         quoted = token.token_type == TokenType.IDENTIFIER
-        words = token.text.upper().split()
+        name = self._crdb_type_name(quoted)
+        word = name[0] if len(name) == 1 else ""
+        args: list[str] = []
+        if self._match(TokenType.L_PAREN, advance=False):
+            args = self._crdb_wrapped(self._crdb_type_arg)
+        suffix: list[str] = []
+        if word in ("TIMESTAMP", "TIME"):
+            if self._crdb_word("WITH", "TIME", "ZONE"):
+                suffix.append("WITH TIME ZONE")
+            elif self._crdb_word("WITHOUT", "TIME", "ZONE"):
+                suffix.append("WITHOUT TIME ZONE")
+        elif word == "INTERVAL":
+            suffix = self._crdb_interval_fields()
+            if suffix and self._match(TokenType.L_PAREN, advance=False):
+                args = self._crdb_wrapped(self._crdb_type_arg)
+        array = self._crdb_array_marks()
+        collate = self._crdb_ident() if self._crdb_word("COLLATE") else None
+        return ast.TypeSpec(name, tuple(args), array, quoted, " ".join(suffix), collate)
+
+    def _crdb_type_name(self, quoted: bool) -> ast.Name:
+        """A type's name, its words joined (DOUBLE PRECISION, CHARACTER VARYING) and an
+        unquoted one upper-cased."""
+        words = self._curr.text.upper().split()
         if not quoted and len(words) > 1:  # DOUBLE PRECISION, CHARACTER VARYING
             self._advance()
             name: ast.Name = (" ".join(words),)
@@ -154,36 +176,29 @@ class GrammarBase(PostgresParser):
         if len(name) == 1 and not quoted:
             name = (name[0].upper(),)
         word = name[0] if len(name) == 1 else ""
-        suffix: list[str] = []
         if word == "DOUBLE" and self._crdb_word("PRECISION"):
-            name = ("DOUBLE PRECISION",)
-        elif word in ("CHARACTER", "CHAR", "BIT") and self._crdb_word("VARYING"):
-            name = (f"{word} VARYING",)
-        word = name[0] if len(name) == 1 else ""
-        args: list[str] = []
-        if self._match(TokenType.L_PAREN, advance=False):
-            args = self._crdb_wrapped(self._crdb_type_arg)
-        if word in ("TIMESTAMP", "TIME"):
-            if self._crdb_word("WITH", "TIME", "ZONE"):
-                suffix.append("WITH TIME ZONE")
-            elif self._crdb_word("WITHOUT", "TIME", "ZONE"):
-                suffix.append("WITHOUT TIME ZONE")
-        elif word == "INTERVAL":
-            while self._curr and self._curr.text.upper() in _INTERVAL_FIELDS and \
-                    self._curr.token_type != TokenType.IDENTIFIER:
-                suffix.append(self._curr.text.upper())
-                self._advance()
-            if suffix and self._match(TokenType.L_PAREN, advance=False):
-                args = self._crdb_wrapped(self._crdb_type_arg)
+            return ("DOUBLE PRECISION",)
+        if word in ("CHARACTER", "CHAR", "BIT") and self._crdb_word("VARYING"):
+            return (f"{word} VARYING",)
+        return name
+
+    def _crdb_interval_fields(self) -> list[str]:
+        """INTERVAL's fields (DAY TO SECOND), upper-cased."""
+        fields = []
+        while self._curr and self._curr.text.upper() in _INTERVAL_FIELDS and \
+                self._curr.token_type != TokenType.IDENTIFIER:
+            fields.append(self._curr.text.upper())
+            self._advance()
+        return fields
+
+    def _crdb_array_marks(self) -> bool:
+        """Whether ``[]`` (any number of times) or ARRAY follows: an array type."""
         array = False
         while self._match(TokenType.L_BRACKET):
             if not self._match(TokenType.R_BRACKET):
                 raise self._crdb_error("expected ] in an array type", self._curr)
             array = True
-        if self._crdb_word("ARRAY"):
-            array = True
-        collate = self._crdb_ident() if self._crdb_word("COLLATE") else None
-        return ast.TypeSpec(name, tuple(args), array, quoted, " ".join(suffix), collate)
+        return self._crdb_word("ARRAY") or array
 
     def _crdb_type_arg(self) -> str:
         negative = self._match(TokenType.DASH)

@@ -166,34 +166,21 @@ class _Reader:
             return
         detail = comment.detail or ""
         if comment.target == "COLUMN":
-            if builder.column_type(detail) is None:
-                raise self.fail(comment.line, f"comment on column {detail}: {builder.name} has no "
-                                        "such column")
-            if detail in builder.hidden:
-                builder.notes.append(f"comment on the hidden column {detail} dropped")
-            elif text is None:
-                builder.column_comments.pop(detail, None)
-            else:
-                builder.column_comments[detail] = text
-        elif detail == builder.primary_key_name and comment.target == "CONSTRAINT":
-            builder.primary_key_comment = text
-        elif detail == builder.primary_key_name:
-            builder.notes.append(f"comment on the primary key's index {detail} dropped: the "
-                                 "comment on its constraint is kept")
-        elif comment.target == "INDEX" and any(i.name == detail for i in builder.indexes):
-            builder.indexes = [i if i.name != detail else _with_comment(i, text)
-                               for i in builder.indexes]
-        elif comment.target == "CONSTRAINT" and any(c.name == detail
-                                                    for c in builder.constraints):
-            builder.constraints = [c if c.name != detail else _with_comment(c, text)
-                                   for c in builder.constraints]
-        elif comment.target == "CONSTRAINT" and any(n == detail for _, n in
-                                                    builder.pending_keys):
-            builder.notes.append(f"comment on foreign key {detail} dropped: only comments on "
-                                 "checks, indexes and keys are translated")
+            self._column_comment(builder, comment.line, detail, text)
         else:
-            builder.notes.append(f"comment on {comment.target.lower()} {detail} dropped: it "
-                                 "is not created in PostgreSQL")
+            _object_comment(builder, comment.target, detail, text)
+
+    def _column_comment(self, builder: TableBuilder, line: int, column: str,
+                        text: str | None) -> None:
+        if builder.column_type(column) is None:
+            raise self.fail(line, f"comment on column {column}: {builder.name} has no such "
+                                  "column")
+        if column in builder.hidden:
+            builder.notes.append(f"comment on the hidden column {column} dropped")
+        elif text is None:
+            builder.column_comments.pop(column, None)
+        else:
+            builder.column_comments[column] = text
 
     def _resolve_foreign_keys(self, builder: TableBuilder) -> None:
         for fk, name in builder.pending_keys:
@@ -231,3 +218,26 @@ class _Reader:
 
 def _with_comment(item: _Commentable, text: str | None) -> _Commentable:
     return replace(item, comment=text)
+
+
+def _object_comment(builder: TableBuilder, target: str, detail: str,
+                    text: str | None) -> None:
+    """A comment on an index or constraint of the table: kept on what PostgreSQL gets,
+    noted as dropped otherwise."""
+    if detail == builder.primary_key_name and target == "CONSTRAINT":
+        builder.primary_key_comment = text
+    elif detail == builder.primary_key_name:
+        builder.notes.append(f"comment on the primary key's index {detail} dropped: the "
+                             "comment on its constraint is kept")
+    elif target == "INDEX" and any(i.name == detail for i in builder.indexes):
+        builder.indexes = [i if i.name != detail else _with_comment(i, text)
+                           for i in builder.indexes]
+    elif target == "CONSTRAINT" and any(c.name == detail for c in builder.constraints):
+        builder.constraints = [c if c.name != detail else _with_comment(c, text)
+                               for c in builder.constraints]
+    elif target == "CONSTRAINT" and any(n == detail for _, n in builder.pending_keys):
+        builder.notes.append(f"comment on foreign key {detail} dropped: only comments on "
+                             "checks, indexes and keys are translated")
+    else:
+        builder.notes.append(f"comment on {target.lower()} {detail} dropped: it is not "
+                             "created in PostgreSQL")

@@ -99,48 +99,23 @@ def load_parquet(con: duckdb.DuckDBPyConnection, name: str, layout: Layout, path
         raise MalformedExportData(
             f"{shown}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
     types = {str(row[0]): str(row[1]) for row in described}
-    values: dict[int, str] = {}
-    for column, duck in types.items():
-        if column == "file_row_number" or column.startswith("__crdb__"):
-            continue
-        i = layout.index(column)
-        if i is None:
-            raise UnsupportedExport(
-                f"{shown}: column {column!r} is not in the schema of table {layout.table.name}")
-        values[i] = _as_text(ident(column), duck)
-    problems = []
-    if _EVENT_TYPE in types:
-        problems.append(f"{ident(_EVENT_TYPE)} IS NULL OR {ident(_EVENT_TYPE)} "
-                        "NOT IN ('c', 'u', 'd')")
+    values = _parquet_values(types, layout, shown)
     ts_expr = None
     if timestamp is not None:
         ts_col = f"__crdb__{timestamp}"
         if ts_col not in types:
             raise MalformedExportData(f"{shown}: no {ts_col} column (the other files have one)")
         ts_expr = ident(ts_col)
-        problems.append(f"NOT coalesce(regexp_full_match({ts_expr}, '[0-9]{{1,20}}"
-                        "(\\.[0-9]{1,10})?'), false)")
     try:
-        if problems:
-            bad = con.execute(f"SELECT file_row_number FROM {source} WHERE "
-                              + " OR ".join(f"({p})" for p in problems) + " LIMIT 1").fetchone()
-            if bad is not None:
-                raise MalformedExportData(
-                    f"{shown}: row {int(bad[0]) + 1}: invalid {_EVENT_TYPE} or timestamp")
+        _check_parquet_rows(con, source, shown, types, ts_expr)
         delete = f"{ident(_EVENT_TYPE)} = 'd'" if _EVENT_TYPE in types else "false"
         wall = logical = "NULL"
         if ts_expr is not None:
             wall = f"CAST(split_part({ts_expr}, '.', 1) AS BIGINT)"
             logical = f"CAST(rpad(split_part({ts_expr}, '.', 2), 10, '0') AS INTEGER)"
         absent = [i for i in range(len(layout.columns)) if i not in values]
-        if key_known:
-            missing = [layout.columns[i].name for i in layout.key if i not in values]
-            if missing:
-                raise UnsupportedExport(
-                    f"{shown}: no primary key column {missing[0]!r} to key the rows by")
-            keys = [values[i] for i in layout.key]
-        else:
-            keys = [f"'{f}:' || (file_row_number + 1)"]
+        keys = (_parquet_keys(layout, values, shown) if key_known
+                else [f"'{f}:' || (file_row_number + 1)"])
         cols = [values.get(i, "NULL") for i in range(len(layout.columns))]
         con.execute(
             f"INSERT INTO {name} SELECT {f}, file_row_number + 1, {wall}, {logical}, "
@@ -150,6 +125,50 @@ def load_parquet(con: duckdb.DuckDBPyConnection, name: str, layout: Layout, path
     except duckdb.Error as exc:
         raise MalformedExportData(
             f"{shown}: cannot read its rows ({str(exc).splitlines()[0]})") from None
+
+
+def _parquet_values(types: dict[str, str], layout: Layout, shown: str) -> dict[int, str]:
+    """The text of each of the table's columns the file has, by column index; raises
+    UnsupportedExport for a column the table does not have."""
+    values: dict[int, str] = {}
+    for column, duck in types.items():
+        if column == "file_row_number" or column.startswith("__crdb__"):
+            continue
+        i = layout.index(column)
+        if i is None:
+            raise UnsupportedExport(
+                f"{shown}: column {column!r} is not in the schema of table {layout.table.name}")
+        values[i] = _as_text(ident(column), duck)
+    return values
+
+
+def _check_parquet_rows(con: duckdb.DuckDBPyConnection, source: str, shown: str,
+                        types: dict[str, str], ts_expr: str | None) -> None:
+    """Raises MalformedExportData naming the first row whose event type or timestamp is not
+    one a changefeed writes."""
+    problems = []
+    if _EVENT_TYPE in types:
+        problems.append(f"{ident(_EVENT_TYPE)} IS NULL OR {ident(_EVENT_TYPE)} "
+                        "NOT IN ('c', 'u', 'd')")
+    if ts_expr is not None:
+        problems.append(f"NOT coalesce(regexp_full_match({ts_expr}, '[0-9]{{1,20}}"
+                        "(\\.[0-9]{1,10})?'), false)")
+    if not problems:
+        return
+    bad = con.execute(f"SELECT file_row_number FROM {source} WHERE "
+                      + " OR ".join(f"({p})" for p in problems) + " LIMIT 1").fetchone()
+    if bad is not None:
+        raise MalformedExportData(
+            f"{shown}: row {int(bad[0]) + 1}: invalid {_EVENT_TYPE} or timestamp")
+
+
+def _parquet_keys(layout: Layout, values: dict[int, str], shown: str) -> list[str]:
+    """The primary key columns' texts; raises UnsupportedExport for one the file lacks."""
+    missing = [layout.columns[i].name for i in layout.key if i not in values]
+    if missing:
+        raise UnsupportedExport(
+            f"{shown}: no primary key column {missing[0]!r} to key the rows by")
+    return [values[i] for i in layout.key]
 
 
 def first_invalid(con: duckdb.DuckDBPyConnection, name: str,

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from crdb_archive.times import utc_iso_nanos
+
 _DECIMAL = re.compile(r"^(\d{1,20})(?:\.(\d{1,10}))?$")
 _FILE_TS = re.compile(r"^(\d{14})(\d{9})(\d{10})$")
 _NANOS = 1_000_000_000
@@ -75,6 +77,4 @@ class Hlc:
 
     def iso(self) -> str:
         """The wall time as RFC 3339 with nanoseconds, for people."""
-        seconds, nanos = divmod(self.wall, _NANOS)
-        moment = datetime.fromtimestamp(seconds, tz=UTC)
-        return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+        return utc_iso_nanos(self.wall)

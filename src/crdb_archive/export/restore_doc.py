@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from urllib.parse import quote as url_quote
 
+from crdb_archive.bundle.description_export import EXPORT_DIR, ExportDescription, TableDescription
 from crdb_archive.bundle.restore_doc import signature_lines
-from crdb_archive.export.description import EXPORT_DIR, ExportDescription, TableDescription
 from crdb_archive.export.postgres import LOAD_MARKER, literal
 from crdb_archive.export.tables import quote
 

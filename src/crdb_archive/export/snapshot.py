@@ -251,37 +251,57 @@ def _load(con: duckdb.DuckDBPyConnection, scan: ExportScan, shape: FeedShape | N
     stage_dir.mkdir(exist_ok=True)
     staged = stage_dir / f"{events}.ndjson"
     writer = StageWriter(staged, layout)
-    paths: list[str] = []
     try:
         if scan.kind == "changefeed":
-            topics = {t for t, name in scan.topics if name == layout.table.name}
-            for f, data in enumerate(scan.data_files):
-                paths.append(data.path)
-                if data.topic not in topics:
-                    continue
-                local = source_dir / data.path
-                family = data.family or ""
-                if data.format == "ndjson" and shape is not None:
-                    stage_ndjson(local, data.compression, data.path, f, family, shape, writer)
-                elif data.format == "csv":
-                    stage_csv(local, data.compression, data.path, f, "changefeed", writer, True)
-                else:
-                    engine.load_parquet(con, events, layout, local, data.path, f, family,
-                                        shape.timestamp if shape else None, True)
+            paths = _load_changefeed(con, scan, shape, layout, events, source_dir, writer)
         else:
-            for f, chunk in enumerate(scan.export_files):
-                paths.append(chunk.path)
-                local = source_dir / chunk.path
-                if chunk.format == "csv":
-                    stage_csv(local, chunk.compression, chunk.path, f, "export", writer,
-                              key_known)
-                else:
-                    engine.load_parquet(con, events, layout, local, chunk.path, f, "", None,
-                                        key_known)
+            paths = _load_export(con, scan, layout, events, source_dir, writer, key_known)
     finally:
         writer.close()
     engine.load_staged(con, events, layout, staged, writer.longest)
     staged.unlink()
+    return paths, _load_notes(scan, layout, writer)
+
+
+def _load_changefeed(con: duckdb.DuckDBPyConnection, scan: ExportScan,
+                     shape: FeedShape | None, layout: Layout, events: str, source_dir: Path,
+                     writer: StageWriter) -> list[str]:
+    """Stage or insert the table's changefeed files; returns every data file's path by f."""
+    topics = {t for t, name in scan.topics if name == layout.table.name}
+    paths: list[str] = []
+    for f, data in enumerate(scan.data_files):
+        paths.append(data.path)
+        if data.topic not in topics:
+            continue
+        local = source_dir / data.path
+        family = data.family or ""
+        if data.format == "ndjson" and shape is not None:
+            stage_ndjson(local, data.compression, data.path, f, family, shape, writer)
+        elif data.format == "csv":
+            stage_csv(local, data.compression, data.path, f, "changefeed", writer, True)
+        else:
+            engine.load_parquet(con, events, layout, local, data.path, f, family,
+                                shape.timestamp if shape else None, True)
+    return paths
+
+
+def _load_export(con: duckdb.DuckDBPyConnection, scan: ExportScan, layout: Layout,
+                 events: str, source_dir: Path, writer: StageWriter,
+                 key_known: bool) -> list[str]:
+    """Stage or insert the EXPORT's files; returns their paths by f."""
+    paths: list[str] = []
+    for f, chunk in enumerate(scan.export_files):
+        paths.append(chunk.path)
+        local = source_dir / chunk.path
+        if chunk.format == "csv":
+            stage_csv(local, chunk.compression, chunk.path, f, "export", writer, key_known)
+        else:
+            engine.load_parquet(con, events, layout, local, chunk.path, f, "", None, key_known)
+    return paths
+
+
+def _load_notes(scan: ExportScan, layout: Layout, writer: StageWriter) -> list[str]:
+    """What the snapshot's readers should know about how rows were read."""
     notes = []
     counts = writer.counts
     if counts.bare_all_null and not any(
@@ -293,7 +313,7 @@ def _load(con: duckdb.DuckDBPyConnection, scan: ExportScan, shape: FeedShape | N
                                     for c in layout.table.visible_columns):
         notes.append("CSV source: an empty field is read as NULL (CockroachDB writes NULL and "
                      "the empty string alike)")
-    return paths, notes
+    return notes
 
 
 def _check_types(con: duckdb.DuckDBPyConnection, events: str, layout: Layout,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from crdb_archive.export.description import (
+from crdb_archive.bundle.description_export import (
     EXPORT_DIR,
     ColumnDescription,
     ExportDescription,

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from crdb_archive.bundle.description_export import EXPORT_DIR
 from crdb_archive.bundle.writer import PayloadItem
 from crdb_archive.errors import NeedsRestoreFromColdStorage, StorageError
-from crdb_archive.export.description import EXPORT_DIR
 from crdb_archive.export.scan import ListedFile
 from crdb_archive.hashing import iter_chunks, parallel_in_batches
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress

@@ -61,39 +61,32 @@ class DecimalPlan:
     note: str | None
 
 
+# The DuckDB type of each scalar kind whose type does not depend on its size or precision;
+# any other kind (strings, enums, intervals, ...) is kept as text.
+_FIXED_DUCK_TYPES = {
+    "bool": "BOOLEAN", "bytes": "BLOB", "uuid": "UUID", "date": "DATE", "time": "TIME",
+    "timestamp": "TIMESTAMP", "timestamptz": "TIMESTAMPTZ", "jsonb": "JSON", "oid": "BIGINT",
+}
+
+
 def scalar_duck_type(sql_type: SqlType, decimal: DecimalPlan | None = None) -> str:
     """The DuckDB (and so Parquet) type of one scalar kind."""
     kind = sql_type.kind
-    if kind == "bool":
-        return "BOOLEAN"
     if kind == "int":
         return {16: "SMALLINT", 32: "INTEGER"}.get(sql_type.bits or 64, "BIGINT")
     if kind == "float":
         return "FLOAT" if sql_type.bits == 32 else "DOUBLE"
     if kind == "decimal":
-        if decimal is not None:
-            return decimal.duck_type
-        precision = sql_type.precision
-        if precision is None or precision > MAX_PARQUET_DECIMAL:
-            return "VARCHAR"
-        return f"DECIMAL({precision},{sql_type.scale or 0})"
-    if kind == "bytes":
-        return "BLOB"
-    if kind == "uuid":
-        return "UUID"
-    if kind == "date":
-        return "DATE"
-    if kind == "time":
-        return "TIME"
-    if kind == "timestamp":
-        return "TIMESTAMP"
-    if kind == "timestamptz":
-        return "TIMESTAMPTZ"
-    if kind == "jsonb":
-        return "JSON"
-    if kind == "oid":
-        return "BIGINT"
-    return "VARCHAR"
+        return decimal.duck_type if decimal is not None else _decimal_duck_type(sql_type)
+    return _FIXED_DUCK_TYPES.get(kind, "VARCHAR")
+
+
+def _decimal_duck_type(sql_type: SqlType) -> str:
+    """DECIMAL(p,s) when DuckDB's fits the precision, else text (digits kept exactly)."""
+    precision = sql_type.precision
+    if precision is None or precision > MAX_PARQUET_DECIMAL:
+        return "VARCHAR"
+    return f"DECIMAL({precision},{sql_type.scale or 0})"
 
 
 def duck_type(sql_type: SqlType, decimal: DecimalPlan | None = None) -> str:

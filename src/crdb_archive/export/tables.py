@@ -85,16 +85,26 @@ class TableBuilder:
         for column in columns:
             self._add_column(column, enums)
         for element in statement.elements:
-            if isinstance(element, ast.IndexDef) and element.primary:
-                self._set_primary_key(element)
-            elif isinstance(element, ast.IndexDef):
-                self.add_index(element)
-            elif isinstance(element, ast.CheckDef):
-                self.add_check(element)
-            elif isinstance(element, ast.ForeignKeyDef):
-                self.add_foreign_key(element)
-            elif isinstance(element, ast.FamilyDef):
-                self.families.append((element.name or "", element.columns))
+            self._add_element(element)
+        self._note_dropped(statement)
+        if not self.primary_key:
+            self._key_by_rowid(names)
+
+    def _add_element(self, element: object) -> None:
+        """A table element other than a column: key, index, check, foreign key, family."""
+        if isinstance(element, ast.IndexDef) and element.primary:
+            self._set_primary_key(element)
+        elif isinstance(element, ast.IndexDef):
+            self.add_index(element)
+        elif isinstance(element, ast.CheckDef):
+            self.add_check(element)
+        elif isinstance(element, ast.ForeignKeyDef):
+            self.add_foreign_key(element)
+        elif isinstance(element, ast.FamilyDef):
+            self.families.append((element.name or "", element.columns))
+
+    def _note_dropped(self, statement: ast.CreateTable) -> None:
+        """Notes for what PostgreSQL has no place for: families, locality, other clauses."""
         if self.families:
             listed = ", ".join(f"{n or '(unnamed)'} ({', '.join(c)})" for n, c in self.families)
             self.notes.append(f"column families dropped: {listed}; PostgreSQL stores a row "
@@ -105,14 +115,14 @@ class TableBuilder:
         for clause in statement.dropped:
             why = _TABLE_CLAUSES.get(clause.split(None, 1)[0].upper(), "CockroachDB-only")
             self.notes.append(f"{clause} dropped: {why}")
-        if not self.primary_key:
-            # CockroachDB keys a table without a primary key by a hidden rowid column.
-            if "rowid" not in names:
-                self.columns.append(Column("rowid", translate_type(ast.TypeSpec(("INT8",)),
-                                                                   {})[0],
-                                           nullable=False, hidden=True))
-                self.hidden.add("rowid")
-            self.primary_key = ("rowid",)
+
+    def _key_by_rowid(self, names: list[str]) -> None:
+        """CockroachDB keys a table without a primary key by a hidden rowid column."""
+        if "rowid" not in names:
+            self.columns.append(Column("rowid", translate_type(ast.TypeSpec(("INT8",)), {})[0],
+                                       nullable=False, hidden=True))
+            self.hidden.add("rowid")
+        self.primary_key = ("rowid",)
 
     def _add_column(self, column: ast.ColumnDef,
                     enums: Mapping[tuple[str, str], EnumType]) -> None:
@@ -121,27 +131,13 @@ class TableBuilder:
         except UnknownType as error:
             raise self.fail(column.line,
                             f"column {column.name} of {self.name}: {error}") from None
+        default = None
         if column.hidden:
             self.notes.append(_hidden_note(column.name))
         else:
             self.notes.extend(f"column {column.name}: {note}" for note in type_notes)
-        default = None
-        if column.default is not None and not column.hidden:
-            translated = to_postgres(column.default, hidden=self.hidden)
-            default = translated.sql
-            if default is None:
-                self.notes.append(f"column {column.name}: DEFAULT {column.default_text} "
-                                  f"dropped: {translated.reason}")
-        if column.computed_text and not column.hidden:
-            kind = "VIRTUAL" if column.virtual else "STORED"
-            self.notes.append(f"column {column.name}: computed AS ({column.computed_text}) "
-                              f"{kind}; loaded as a plain column holding the exported values")
-        if column.on_update_text and not column.hidden:
-            self.notes.append(f"column {column.name}: ON UPDATE {column.on_update_text} "
-                              "dropped: PostgreSQL has no ON UPDATE expressions")
-        if column.identity_text and not column.hidden:
-            self.notes.append(f"column {column.name}: {column.identity_text} dropped: the "
-                              "identity's sequence state is not exported")
+            default = self._default(column)
+            self.notes.extend(f"column {column.name}: {note}" for note in _dropped_parts(column))
         self.columns.append(Column(column.name, sql_type, nullable=not column.not_null,
                                    hidden=column.hidden, default=default,
                                    computed=column.computed_text))
@@ -154,6 +150,16 @@ class TableBuilder:
             self.add_check(check)
         if column.references is not None:
             self.add_foreign_key(column.references)
+
+    def _default(self, column: ast.ColumnDef) -> str | None:
+        """The column's DEFAULT in PostgreSQL, or None (with a note when it is dropped)."""
+        if column.default is None:
+            return None
+        translated = to_postgres(column.default, hidden=self.hidden)
+        if translated.sql is None:
+            self.notes.append(f"column {column.name}: DEFAULT {column.default_text} dropped: "
+                              f"{translated.reason}")
+        return translated.sql
 
     def _set_primary_key(self, index: ast.IndexDef) -> None:
         keys = []
@@ -176,49 +182,13 @@ class TableBuilder:
         name = index.name or _default_index_name(self.name.name, index)
         self.declared.add(name)
         label = f"index {name}"
-        keys: list[IndexKey] = []
-        for key in index.columns:
-            if isinstance(key.expression, exp.Column) and not key.expression.table:
-                column = _column_name(key.expression)
-                if self.column_type(column) is None:
-                    raise self.fail(index.line, f"{label} of {self.name}: no column {column}")
-                if column in self.hidden:
-                    self.notes.append(f"{label} not created: it uses the hidden column "
-                                      f"{column}, which is not exported")
-                    return
-                keys.append(IndexKey(column=column, descending=key.descending,
-                                     nulls=key.nulls))  # type: ignore[arg-type]
-                continue
-            translated = to_postgres(key.expression, hidden=self.hidden)
-            if translated.sql is None:
-                self.notes.append(f"{label} not created: its key {key.text}: "
-                                  f"{translated.reason}")
-                return
-            keys.append(IndexKey(expression=translated.sql, descending=key.descending,
-                                 nulls=key.nulls))  # type: ignore[arg-type]
-        method = index.method
-        if index.inverted or method == "gin":
-            kinds = {c.type.kind for k in keys if k.column and (c := self.column_type(k.column))}
-            if any(k.expression for k in keys) or not kinds <= {"jsonb", "array"} or \
-                    any(k.opclass for k in index.columns):
-                self.notes.append(f"{label} not created: an inverted index is translated only "
-                                  "on JSONB and array columns")
-                return
-            method = "gin"
-        elif method not in (None, "btree", "hash"):
-            self.notes.append(f"{label} not created: index method {method}")
+        try:
+            keys = self._index_keys(index, label)
+            method = self._index_method(index, keys)
+            where = self._predicate(index)
+        except _NotCreated as skipped:
+            self.notes.append(f"{label} not created: {skipped}")
             return
-        elif any(k.opclass for k in index.columns):
-            self.notes.append(f"{label} not created: operator classes are not translated")
-            return
-        where = None
-        if index.where is not None:
-            translated = to_postgres(index.where, hidden=self.hidden)
-            if translated.sql is None:
-                self.notes.append(f"{label} not created: its predicate {index.where_text}: "
-                                  f"{translated.reason}")
-                return
-            where = translated.sql
         include = tuple(c for c in index.storing if c not in self.hidden)
         if method == "gin" and include:
             self.notes.append(f"{label}: STORING ({', '.join(include)}) dropped: a GIN index "
@@ -233,6 +203,52 @@ class TableBuilder:
                         for k in keys)
         self.indexes.append(Index(name, display, unique=index.unique, where=where,
                                   keys=tuple(keys), method=method, include=include))
+
+    def _index_keys(self, index: ast.IndexDef, label: str) -> list[IndexKey]:
+        """The index's keys in PostgreSQL; raises _NotCreated for one it cannot have, and
+        the schema's error for a column the table lacks."""
+        keys: list[IndexKey] = []
+        for key in index.columns:
+            if isinstance(key.expression, exp.Column) and not key.expression.table:
+                column = _column_name(key.expression)
+                if self.column_type(column) is None:
+                    raise self.fail(index.line, f"{label} of {self.name}: no column {column}")
+                if column in self.hidden:
+                    raise _NotCreated(f"it uses the hidden column {column}, which is not "
+                                      "exported")
+                keys.append(IndexKey(column=column, descending=key.descending,
+                                     nulls=key.nulls))  # type: ignore[arg-type]
+                continue
+            translated = to_postgres(key.expression, hidden=self.hidden)
+            if translated.sql is None:
+                raise _NotCreated(f"its key {key.text}: {translated.reason}")
+            keys.append(IndexKey(expression=translated.sql, descending=key.descending,
+                                 nulls=key.nulls))  # type: ignore[arg-type]
+        return keys
+
+    def _index_method(self, index: ast.IndexDef, keys: list[IndexKey]) -> str | None:
+        """The PostgreSQL index method (an inverted index is GIN); raises _NotCreated."""
+        if index.inverted or index.method == "gin":
+            kinds = {c.type.kind for k in keys if k.column and (c := self.column_type(k.column))}
+            if any(k.expression for k in keys) or not kinds <= {"jsonb", "array"} or \
+                    any(k.opclass for k in index.columns):
+                raise _NotCreated("an inverted index is translated only on JSONB and array "
+                                  "columns")
+            return "gin"
+        if index.method not in (None, "btree", "hash"):
+            raise _NotCreated(f"index method {index.method}")
+        if any(k.opclass for k in index.columns):
+            raise _NotCreated("operator classes are not translated")
+        return index.method
+
+    def _predicate(self, index: ast.IndexDef) -> str | None:
+        """A partial index's WHERE in PostgreSQL; raises _NotCreated."""
+        if index.where is None:
+            return None
+        translated = to_postgres(index.where, hidden=self.hidden)
+        if translated.sql is None:
+            raise _NotCreated(f"its predicate {index.where_text}: {translated.reason}")
+        return translated.sql
 
     def add_check(self, check: ast.CheckDef) -> None:
         name = check.name or f"check_{'_'.join(_columns_in(check.expression)) or 'expr'}"
@@ -313,3 +329,23 @@ def _default_index_name(table: str, index: ast.IndexDef) -> str:
     parts = [_column_name(k.expression) if isinstance(k.expression, exp.Column) else "expr"
              for k in index.columns]
     return f"{table}_{'_'.join(parts)}_{'key' if index.unique else 'idx'}"
+
+
+class _NotCreated(Exception):
+    """An index PostgreSQL does not get, and why (a note, not an error)."""
+
+
+def _dropped_parts(column: ast.ColumnDef) -> list[str]:
+    """Notes for the parts of a visible column PostgreSQL does not get."""
+    notes = []
+    if column.computed_text:
+        kind = "VIRTUAL" if column.virtual else "STORED"
+        notes.append(f"computed AS ({column.computed_text}) {kind}; loaded as a plain column "
+                     "holding the exported values")
+    if column.on_update_text:
+        notes.append(f"ON UPDATE {column.on_update_text} dropped: PostgreSQL has no ON UPDATE "
+                     "expressions")
+    if column.identity_text:
+        notes.append(f"{column.identity_text} dropped: the identity's sequence state is not "
+                     "exported")
+    return notes

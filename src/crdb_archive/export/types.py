@@ -118,12 +118,7 @@ def _scalar(spec: TypeSpec, enums: Mapping[tuple[str, str], EnumType],
     name = spec.name[0]
     if name == '"CHAR"' or (spec.quoted and name.lower() == "char"):
         return SqlType("string", '"char"', '"char"')
-    if name in _SERIALS:
-        notes.append(f"{name} is {_SERIALS[name]} with a CockroachDB-generated default; "
-                     "the default is not kept")
-        name = _SERIALS[name]
-    if spec.suffix == "WITH TIME ZONE" and name in ("TIMESTAMP", "TIME"):
-        name = f"{name}TZ"
+    name = _builtin_name(spec, name, notes)
     builtin = _BUILTINS.get(name)
     if builtin is None:
         if (("public", name.lower())) in enums:
@@ -131,43 +126,70 @@ def _scalar(spec: TypeSpec, enums: Mapping[tuple[str, str], EnumType],
         raise UnknownType(f"unknown type {name}")
     if builtin.note:
         notes.append(builtin.note)
-    cockroach = builtin.canonical or name
-    args = spec.args
-    if name == "FLOAT" and args:
+    if name == "FLOAT" and spec.args:
         # FLOAT(n): up to 24 binary digits is FLOAT4, as in PostgreSQL.
-        small = _int(args[0], spec) <= 24
+        small = _int(spec.args[0], spec) <= 24
         return SqlType("float", "FLOAT4" if small else "FLOAT8",
                        "real" if small else "double precision", bits=32 if small else 64)
-    postgres = builtin.postgres
-    precision = scale = length = None
-    if builtin.parameters == "length" and args:
-        length = _int(args[0], spec)
-        if postgres == "text":
-            postgres = "varchar"  # STRING(n)
-        postgres = f"{postgres}({length})"
-        cockroach = f"{cockroach}({length})"
-    elif builtin.parameters == "length" and name in ("CHAR", "CHARACTER", "BIT"):
-        length = 1  # CHAR and BIT alone are one character or bit wide, as in PostgreSQL
-        postgres = f"{postgres}(1)"
-    elif builtin.parameters == "precision_scale" and args:
-        precision = _int(args[0], spec)
-        scale = _int(args[1], spec) if len(args) > 1 else 0
-        postgres = f"numeric({precision},{scale})"
-        cockroach = f"DECIMAL({precision},{scale})" if len(args) > 1 else f"DECIMAL({precision})"
-    elif builtin.parameters == "precision" and args:
-        precision = _int(args[0], spec)
-        postgres = f"{postgres}({precision})"
-        cockroach = f"{cockroach}({precision})"
-    elif args and builtin.kind != "geometry" and name != "VECTOR":
-        raise UnknownType(f"type {name} takes no arguments")
+    sized = _sized(name, builtin, spec)
+    cockroach, postgres = sized.cockroach, sized.postgres
     if name == "INTERVAL" and spec.suffix:
         # Interval fields (DAY TO SECOND): PostgreSQL spells them the same way.
         postgres = postgres.replace("interval", f"interval {spec.suffix.lower()}", 1)
         cockroach = f"INTERVAL {spec.suffix}" + cockroach.removeprefix("INTERVAL")
-    elif name in ("GEOMETRY", "GEOGRAPHY", "VECTOR") and args:
-        cockroach = f"{cockroach}({','.join(args)})"
-    return SqlType(builtin.kind, cockroach, postgres, bits=builtin.bits, precision=precision,
-                   scale=scale, length=length)
+    elif name in ("GEOMETRY", "GEOGRAPHY", "VECTOR") and spec.args:
+        cockroach = f"{cockroach}({','.join(spec.args)})"
+    return SqlType(builtin.kind, cockroach, postgres, bits=builtin.bits,
+                   precision=sized.precision, scale=sized.scale, length=sized.length)
+
+
+def _builtin_name(spec: TypeSpec, name: str, notes: list[str]) -> str:
+    """The built-in type a name stands for: SERIAL is an integer, TIMESTAMP WITH TIME ZONE
+    is TIMESTAMPTZ."""
+    if name in _SERIALS:
+        notes.append(f"{name} is {_SERIALS[name]} with a CockroachDB-generated default; "
+                     "the default is not kept")
+        name = _SERIALS[name]
+    if spec.suffix == "WITH TIME ZONE" and name in ("TIMESTAMP", "TIME"):
+        name = f"{name}TZ"
+    return name
+
+
+@dataclass(frozen=True)
+class _Sized:
+    """A built-in type with its arguments applied: both spellings and the sizes."""
+
+    cockroach: str
+    postgres: str
+    precision: int | None = None
+    scale: int | None = None
+    length: int | None = None
+
+
+def _sized(name: str, builtin: _Builtin, spec: TypeSpec) -> _Sized:
+    """Length, precision and scale from the type's arguments; raises UnknownType for
+    arguments the type does not take."""
+    cockroach = builtin.canonical or name
+    postgres = builtin.postgres
+    args = spec.args
+    if builtin.parameters == "length" and args:
+        length = _int(args[0], spec)
+        base = "varchar" if postgres == "text" else postgres  # STRING(n)
+        return _Sized(f"{cockroach}({length})", f"{base}({length})", length=length)
+    if builtin.parameters == "length" and name in ("CHAR", "CHARACTER", "BIT"):
+        # CHAR and BIT alone are one character or bit wide, as in PostgreSQL
+        return _Sized(cockroach, f"{postgres}(1)", length=1)
+    if builtin.parameters == "precision_scale" and args:
+        precision = _int(args[0], spec)
+        scale = _int(args[1], spec) if len(args) > 1 else 0
+        written = f"DECIMAL({precision},{scale})" if len(args) > 1 else f"DECIMAL({precision})"
+        return _Sized(written, f"numeric({precision},{scale})", precision, scale)
+    if builtin.parameters == "precision" and args:
+        precision = _int(args[0], spec)
+        return _Sized(f"{cockroach}({precision})", f"{postgres}({precision})", precision)
+    if args and builtin.kind != "geometry" and name != "VECTOR":
+        raise UnknownType(f"type {name} takes no arguments")
+    return _Sized(cockroach, postgres)
 
 
 def _user_defined(spec: TypeSpec, enums: Mapping[tuple[str, str], EnumType],

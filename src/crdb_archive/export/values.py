@@ -19,7 +19,7 @@ Raises :class:`ValueError` with a short reason; callers add the file and line.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from crdb_archive.export.model import SqlType
@@ -89,32 +89,51 @@ def from_json(value: Any, sql_type: SqlType) -> Text:
 
 
 def _scalar_from_json(value: Any, sql_type: SqlType) -> str | None:
-    kind = sql_type.kind
     if value is None:
         return None
-    if kind == "jsonb":
-        return dumps_exact(value)
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError("a BOOL value that is not true or false")
-        return "true" if value else "false"
-    if kind in ("int", "oid"):
-        if not isinstance(value, JsonNumber) or not _is_integer(value):
-            raise ValueError(f"an {sql_type.cockroach} value that is not a JSON integer")
-        return str.__str__(value)
-    if kind in ("float", "decimal"):
-        if isinstance(value, JsonNumber):
-            return str.__str__(value)
-        if isinstance(value, str) and value in _FLOAT_WORDS:
-            return value
-        raise ValueError(f"a {sql_type.cockroach} value that is not a JSON number")
-    if kind == "geometry":
-        return value if isinstance(value, str) else dumps_exact(value)
+    kind = sql_type.kind
+    for kinds, convert in _FROM_JSON:
+        if kind in kinds:
+            return convert(value, sql_type)
     if kind in _STRING_KINDS:
-        if isinstance(value, str) and not isinstance(value, JsonNumber):
-            return value
-        raise ValueError(f"a {sql_type.cockroach} value that is not a JSON string")
+        return _json_string(value, sql_type)
     raise ValueError(f"a column of unknown kind {kind!r}")
+
+
+def _json_bool(value: Any, _: SqlType) -> str:
+    if value is True or value is False:
+        return "true" if value else "false"
+    raise ValueError("a BOOL value that is not true or false")
+
+
+def _json_integer(value: Any, sql_type: SqlType) -> str:
+    if not isinstance(value, JsonNumber) or not _is_integer(value):
+        raise ValueError(f"an {sql_type.cockroach} value that is not a JSON integer")
+    return str.__str__(value)
+
+
+def _json_number(value: Any, sql_type: SqlType) -> str:
+    if isinstance(value, JsonNumber):
+        return str.__str__(value)
+    if isinstance(value, str) and value in _FLOAT_WORDS:
+        return value
+    raise ValueError(f"a {sql_type.cockroach} value that is not a JSON number")
+
+
+def _json_string(value: Any, sql_type: SqlType) -> str:
+    if isinstance(value, str) and not isinstance(value, JsonNumber):
+        return value
+    raise ValueError(f"a {sql_type.cockroach} value that is not a JSON string")
+
+
+# How a JSON value of each kind becomes its text; JSONB and geometry keep their JSON.
+_FROM_JSON: tuple[tuple[tuple[str, ...], Callable[[Any, SqlType], str]], ...] = (
+    (("jsonb",), lambda value, _: dumps_exact(value)),
+    (("bool",), _json_bool),
+    (("int", "oid"), _json_integer),
+    (("float", "decimal"), _json_number),
+    (("geometry",), lambda value, _: value if isinstance(value, str) else dumps_exact(value)),
+)
 
 
 def _is_integer(text: str) -> bool:
@@ -146,24 +165,8 @@ def parse_array_literal(text: str) -> list[str | None]:
     i = 0
     while True:
         if i < len(body) and body[i] == '"':
-            i += 1
-            chars: list[str] = []
-            while True:
-                if i >= len(body):
-                    raise ValueError("an ARRAY literal with an unterminated quote")
-                ch = body[i]
-                if ch == "\\":
-                    if i + 1 >= len(body):
-                        raise ValueError("an ARRAY literal ending in a backslash")
-                    chars.append(body[i + 1])
-                    i += 2
-                elif ch == '"':
-                    i += 1
-                    break
-                else:
-                    chars.append(ch)
-                    i += 1
-            items.append("".join(chars))
+            item, i = _quoted_element(body, i + 1)
+            items.append(item)
         else:
             end = body.find(",", i)
             end = len(body) if end < 0 else end
@@ -177,3 +180,22 @@ def parse_array_literal(text: str) -> list[str | None]:
         if body[i] != ",":
             raise ValueError("an ARRAY literal with text after a quoted element")
         i += 1
+
+
+def _quoted_element(body: str, i: int) -> tuple[str, int]:
+    """The quoted element whose text starts at ``body[i]`` (after its quote), and where the
+    literal goes on after its closing quote; raises ValueError."""
+    chars: list[str] = []
+    while i < len(body):
+        ch = body[i]
+        if ch == '"':
+            return "".join(chars), i + 1
+        if ch == "\\":
+            if i + 1 >= len(body):
+                raise ValueError("an ARRAY literal ending in a backslash")
+            chars.append(body[i + 1])
+            i += 2
+        else:
+            chars.append(ch)
+            i += 1
+    raise ValueError("an ARRAY literal with an unterminated quote")

@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from crdb_archive.bundle.description import from_json
 from crdb_archive.bundle.reader import open_bundle_in
 from crdb_archive.bundle.verify import VerifyReport, verify_reader
 from crdb_archive.bundle.writer import Guard, unguarded
 from crdb_archive.errors import (
     BadInput,
     CrdbArchiveError,
+    DamagedBundle,
     ExitCode,
     Interrupted,
     NeedsRestoreFromColdStorage,
@@ -40,6 +42,7 @@ from crdb_archive.jobs.destination import Destination, StoredBundle, described
 from crdb_archive.jobs.fixity import Origin, failure_record, record_of, write_record
 from crdb_archive.jobs.metrics import render_gauges, write_text_atomically
 from crdb_archive.progress import ProgressCallback, no_progress
+from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
     from crdb_archive.bundle.signature import AllowedSigners
@@ -163,8 +166,7 @@ class AuditReport:
             "remaining": self.remaining,
             "bytes_read": self.bytes_read,
             "never_verified": self.never_verified,
-            "oldest_verification": (self.oldest_verification.isoformat().replace(
-                "+00:00", "Z") if self.oldest_verification else None),
+            "oldest_verification": utc_iso(self.oldest_verification),
             "oldest_verification_age_seconds": round(age, 3) if age is not None else None,
             "stale_records": self.stale,
             "seconds": round(self.seconds, 3),
@@ -302,8 +304,11 @@ def _remember_tar(destination: Destination, entry: CatalogEntry, report: VerifyR
         return
     if destination.storage.local_paths() is not None:
         return
-    stored = described(entry.name, entry.location, "tar", report.description,
-                       entry.lock_until)
+    try:
+        description = from_json(report.description)
+    except DamagedBundle:  # schema-valid yet inconsistent: listing it will say so
+        return
+    stored = described(entry.name, entry.location, "tar", description, entry.lock_until)
     fingerprint = report.signature.fingerprint if report.signature else None
     # Should it fail, the audit's verdict stands, and the next audit records it.
     with contextlib.suppress(StorageError):

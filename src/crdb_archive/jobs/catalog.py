@@ -32,6 +32,7 @@ from crdb_archive.errors import (
 from crdb_archive.jobs.destination import Destination, StoredBundle, described
 from crdb_archive.jobs.fixity import Mark, latest_marks
 from crdb_archive.storage.base import ObjectInfo
+from crdb_archive.times import utc_iso
 from crdb_archive.versions import VersionSpec, release_index, restore_plan
 
 
@@ -80,17 +81,17 @@ class CatalogEntry:
             "kind": self.kind,
             "version": self.version,
             "major": self.major,
-            "backup_time": _iso(self.time),
-            "created": _iso(self.created),
+            "backup_time": utc_iso(self.time),
+            "created": utc_iso(self.created),
             "source": self.source,
             "size": self.size,
             "format": self.form,
             "storage_class": self.storage_class,
             "readable": self.readable,
-            "lock_until": _iso(self.lock_until),
+            "lock_until": utc_iso(self.lock_until),
             "signed": self.signed,
             "signature": self.signature,
-            "last_verified": _iso(self.last.time) if self.last else None,
+            "last_verified": utc_iso(self.last.time) if self.last else None,
             "last_result": self.last.result if self.last else None,
             "last_record": self.last.key if self.last else None,
             "problem": self.problem,
@@ -278,7 +279,3 @@ def restore_route(entry: CatalogEntry, target: VersionSpec) -> RestoreRoute | No
         return None
     return RestoreRoute(index.can_restore(backup.major, target.major),
                         [m.name for m in plan.majors])
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None

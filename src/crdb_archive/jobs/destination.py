@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from crdb_archive import __version__
 from crdb_archive.backup.layout import subdir_end_time
 from crdb_archive.bundle import layout
+from crdb_archive.bundle.description import Description, ExportDescription
 from crdb_archive.bundle.publish import bundle_key
 from crdb_archive.bundle.reader import DirReader, open_bundle_in
 from crdb_archive.bundle.retrieve import read_description
@@ -382,46 +383,32 @@ class Destination:
 
 
 def described(name: str, location: str, form: Literal["dir", "tar"],
-              description: dict[str, Any],
+              description: Description,
               retain_until: dt.datetime | None = None) -> StoredBundle:
     """The StoredBundle that a bundle's crdb-archive.json describes."""
-    if description.get("kind") == "export":
-        export: dict[str, Any] = description.get("export") or {}
-        return StoredBundle(
-            name=name, location=location, form=form, time=bundle_time(description),
-            source=export.get("source"), version=None,
-            created=parse_time(description.get("created")), retain_until=retain_until,
-            kind="export")
-    backup: dict[str, Any] = description.get("backup") or {}
+    if isinstance(description, ExportDescription):
+        source, version = description.source, None
+    else:
+        source, version = description.backup.source, description.cockroachdb.version
     return StoredBundle(
-        name=name,
-        location=location,
-        form=form,
-        time=bundle_time(description),
-        source=backup.get("source"),
-        version=(description.get("cockroachdb") or {}).get("version"),
-        created=parse_time(description.get("created")),
-        retain_until=retain_until,
-        kind="backup",
-    )
+        name=name, location=location, form=form, time=bundle_time(description), source=source,
+        version=version, created=parse_time(description.created), retain_until=retain_until,
+        kind=description.kind)
 
 
-def bundle_time(description: dict[str, Any]) -> dt.datetime | None:
+def bundle_time(description: Description) -> dt.datetime | None:
     """The time that orders a bundle: backup end time, else its subdirectory's, else creation;
     for an export bundle, the snapshot's time, else creation."""
-    if description.get("kind") == "export":
-        as_of = (description.get("export") or {}).get("as_of") or {}
-        return parse_time(as_of.get("time")) or parse_time(description.get("created"))
-    backup = description.get("backup") or {}
-    end = parse_time(backup.get("end_time"))
+    created = parse_time(description.created)
+    if isinstance(description, ExportDescription):
+        as_of = description.as_of
+        return (parse_time(as_of.iso()) if as_of is not None else None) or created
+    backup = description.backup
+    end = parse_time(backup.end_time)
     if end is not None:
         return end
-    subdir = backup.get("subdir")
-    if isinstance(subdir, str):
-        from_subdir = subdir_end_time(subdir)
-        if from_subdir is not None:
-            return from_subdir
-    return parse_time(description.get("created"))
+    from_subdir = subdir_end_time(backup.subdir) if backup.subdir is not None else None
+    return from_subdir or created
 
 
 def parse_time(text: object) -> dt.datetime | None:

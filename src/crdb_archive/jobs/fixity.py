@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from crdb_archive import __version__
 from crdb_archive.errors import ConditionFailed
 from crdb_archive.storage.base import Storage
+from crdb_archive.times import basic, utc_iso
 
 if TYPE_CHECKING:
     from crdb_archive.bundle.verify import VerifyReport
@@ -31,6 +32,7 @@ RECORD_FORMAT = "crdb-archive-fixity"
 Result = Literal["ok", "damaged", "limited"]
 Origin = Literal["audit", "run"]
 
+# How crdb_archive.times.basic(..., fraction="microseconds") writes a record's time, read back.
 _TIME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _NAME = re.compile(r"(\d{8}T\d{6}\.\d{6}Z)-(ok|damaged|limited)-([0-9a-f]{8})\.json")
 # A record stays small whatever a damaged bundle holds: the first problems, each cut short.
@@ -75,7 +77,7 @@ class FixityRecord:
             "format": RECORD_FORMAT,
             "format_version": 1,
             "bundle": self.bundle,
-            "time": self.time.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "time": utc_iso(self.time),
             "result": self.result,
             "ok": self.result != "damaged",
             "origin": self.origin,
@@ -126,7 +128,7 @@ def failure_record(bundle: str, problem: str, kind: str, origin: Origin, *,
 
 
 def record_key(record: FixityRecord, token: str) -> str:
-    stamp = record.time.astimezone(dt.UTC).strftime(_TIME_FORMAT)
+    stamp = basic(record.time, fraction="microseconds")
     return f"{FIXITY_DIR}/{record.bundle}/{stamp}-{record.result}-{token}.json"
 
 

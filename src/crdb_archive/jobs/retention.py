@@ -16,10 +16,11 @@ bundles and ``now``, so it can be planned (``--dry-run``) and tested with synthe
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from crdb_archive.jobs.spec import Retention
+from crdb_archive.jobs.spec_model import Retention
+from crdb_archive.times import utc_iso
 
 
 @dataclass(frozen=True)
@@ -52,44 +53,64 @@ def decide(
         for why in reasons:
             why.append("no retention rules")
     else:
-        if rules.keep_last is not None:
-            for i in dated[:rules.keep_last]:
-                reasons[i].append("keep_last")
-        if rules.keep_days is not None:
-            cutoff = now - dt.timedelta(days=rules.keep_days)
-            for i in dated:
-                if _time(items[i]) >= cutoff:
-                    reasons[i].append("keep_days")
-        periods: tuple[tuple[int | None, str, Callable[[dt.datetime], str]], ...] = (
-            (rules.keep_monthly, "keep_monthly", lambda t: f"{t.year:04d}-{t.month:02d}"),
-            (rules.keep_yearly, "keep_yearly", lambda t: f"{t.year:04d}"),
-        )
-        for count, rule, period in periods:
-            if count is None:
-                continue
-            seen: set[str] = set()
-            for i in dated:
-                key = period(_time(items[i]))
-                if key in seen:
-                    continue
-                if len(seen) == count:
-                    break
-                seen.add(key)
-                reasons[i].append(f"{rule} {key}")
+        for i, reason in _kept_by_rules([items[i] for i in dated], rules, now):
+            reasons[dated[i]].append(reason)
     for i, item in enumerate(items):
-        if item.time is None:
-            reasons[i].append("time unknown")
-        if item.retain_until is not None and item.retain_until > now:
-            reasons[i].append(
-                f"object lock until {item.retain_until.astimezone(dt.UTC).isoformat()}")
-        if item.protected:
-            reasons[i].append(item.protected)
+        reasons[i] += _kept_regardless(item, now)
     undated = sorted((i for i, item in enumerate(items) if item.time is None),
                      key=lambda i: items[i].name)
     return [
         Decision(items[i], bool(reasons[i]), tuple(reasons[i]))
         for i in [*dated, *undated]
     ]
+
+
+# The calendar periods of keep_monthly and keep_yearly: the rule, and a bundle's period.
+_PERIODS: tuple[tuple[str, Callable[[dt.datetime], str]], ...] = (
+    ("keep_monthly", lambda t: f"{t.year:04d}-{t.month:02d}"),
+    ("keep_yearly", lambda t: f"{t.year:04d}"),
+)
+
+
+def _kept_by_rules(newest_first: Sequence[RetentionItem], rules: Retention,
+                   now: dt.datetime) -> Iterator[tuple[int, str]]:
+    """(position in ``newest_first``, rule) for each rule that keeps a dated item."""
+    if rules.keep_last is not None:
+        yield from ((i, "keep_last") for i in range(min(rules.keep_last, len(newest_first))))
+    if rules.keep_days is not None:
+        cutoff = now - dt.timedelta(days=rules.keep_days)
+        yield from ((i, "keep_days") for i, item in enumerate(newest_first)
+                    if _time(item) >= cutoff)
+    for rule, period in _PERIODS:
+        count: int | None = getattr(rules, rule)
+        if count is not None:
+            yield from _newest_per_period(newest_first, count, rule, period)
+
+
+def _newest_per_period(newest_first: Sequence[RetentionItem], count: int, rule: str,
+                       period: Callable[[dt.datetime], str]) -> Iterator[tuple[int, str]]:
+    """The newest item of each of the ``count`` most recent periods that have one."""
+    seen: set[str] = set()
+    for i, item in enumerate(newest_first):
+        key = period(_time(item))
+        if key in seen:
+            continue
+        if len(seen) == count:
+            return
+        seen.add(key)
+        yield i, f"{rule} {key}"
+
+
+def _kept_regardless(item: RetentionItem, now: dt.datetime) -> list[str]:
+    """Why ``item`` stays whatever the rules say: no time, Object Lock, the caller's word."""
+    reasons = []
+    if item.time is None:
+        reasons.append("time unknown")
+    if item.retain_until is not None and item.retain_until > now:
+        reasons.append(f"object lock until {utc_iso(item.retain_until)}")
+    if item.protected:
+        reasons.append(item.protected)
+    return reasons
 
 
 def _time(item: RetentionItem) -> dt.datetime:

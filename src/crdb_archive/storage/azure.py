@@ -49,6 +49,7 @@ from crdb_archive.storage.base import (
 )
 from crdb_archive.storage.in_place import InPlaceStaging, in_place_staging
 from crdb_archive.storage.uri import Location
+from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient
@@ -307,7 +308,7 @@ class AzureStorage(Storage):
             mode = f" {info.lock_mode}" if info.lock_mode else ""
             raise StorageError(
                 f"cannot delete {self.display(info.key)}: immutability{mode} retention until "
-                f"{info.retain_until.isoformat()}")
+                f"{utc_iso(info.retain_until)}")
         if info.legal_hold:
             raise StorageError(f"cannot delete {self.display(info.key)}: it is under a legal "
                                "hold")

@@ -120,6 +120,22 @@ def azure_target(location: Location, *, endpoint_url: str | None = None) -> Azur
             raise BadInput(f"{where}: unknown parameter {name}")
         if names.count(name) > 1:
             raise BadInput(f"{where}: parameter {name} given twice")
+    account = _account(location, where)
+    auth, key = _auth(location, where)
+    environment = _environment(location.param("AZURE_ENVIRONMENT"), where)
+    endpoint = location.param("ENDPOINT") or endpoint_url or None
+    return AzureTarget(
+        scheme=location.scheme, container=container, prefix=prefix, account=account,
+        account_url=_account_url(account, endpoint, environment, auth, where),
+        environment=environment, auth=auth, custom_endpoint=endpoint is not None,
+        account_key=key, tenant_id=location.param("AZURE_TENANT_ID") or None,
+        client_id=location.param("AZURE_CLIENT_ID") or None,
+        client_secret=location.param("AZURE_CLIENT_SECRET") or None,
+    )
+
+
+def _account(location: Location, where: str) -> str:
+    """AZURE_ACCOUNT_NAME, which every Azure URI needs; raises BadInput."""
     account = location.param("AZURE_ACCOUNT_NAME") or ""
     if not account:
         raise BadInput(f"{where}: AZURE_ACCOUNT_NAME is missing (the storage account that "
@@ -127,27 +143,22 @@ def azure_target(location: Location, *, endpoint_url: str | None = None) -> Azur
     if not _ACCOUNT.match(account):
         raise BadInput(f"{where}: AZURE_ACCOUNT_NAME is not a valid storage account name "
                        "(3-24 lowercase letters and digits)")
-    auth, key = _auth(location, where)
-    environment = _environment(location.param("AZURE_ENVIRONMENT"), where)
-    endpoint = location.param("ENDPOINT") or endpoint_url or None
-    if endpoint is not None:
-        account_url = _endpoint(endpoint, where)
-        if auth != "key" and not account_url.lower().startswith("https://"):
-            # The SDK never sends a bearer token in the clear.
-            raise BadInput(f"{where}: a token from Microsoft Entra ID (AZURE_CLIENT_ID..., or "
-                           "AUTH=implicit) is only sent over HTTPS: the endpoint must be "
-                           "https://")
-    else:
+    return account
+
+
+def _account_url(account: str, endpoint: str | None, environment: str | None,
+                 auth: AuthKind, where: str) -> str:
+    """The Blob service URL: the endpoint given, else the account's in its cloud."""
+    if endpoint is None:
         suffix = ENVIRONMENTS[environment or DEFAULT_ENVIRONMENT][0]
-        account_url = f"https://{account}.blob.{suffix}"
-    return AzureTarget(
-        scheme=location.scheme, container=container, prefix=prefix, account=account,
-        account_url=account_url, environment=environment, auth=auth,
-        custom_endpoint=endpoint is not None, account_key=key,
-        tenant_id=location.param("AZURE_TENANT_ID") or None,
-        client_id=location.param("AZURE_CLIENT_ID") or None,
-        client_secret=location.param("AZURE_CLIENT_SECRET") or None,
-    )
+        return f"https://{account}.blob.{suffix}"
+    account_url = _endpoint(endpoint, where)
+    if auth != "key" and not account_url.lower().startswith("https://"):
+        # The SDK never sends a bearer token in the clear.
+        raise BadInput(f"{where}: a token from Microsoft Entra ID (AZURE_CLIENT_ID..., or "
+                       "AUTH=implicit) is only sent over HTTPS: the endpoint must be "
+                       "https://")
+    return account_url
 
 
 def _auth(location: Location, where: str) -> tuple[AuthKind, str | None]:

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from crdb_archive.errors import BadInput
 from crdb_archive.storage.base import LockMode, RestoreState, WriteOptions
+from crdb_archive.times import utc_iso
 
 TIERS = ("Hot", "Cool", "Cold", "Archive")
 ARCHIVE = "Archive"
@@ -47,7 +48,7 @@ def validate_options(options: WriteOptions, where: str) -> None:
         if until.tzinfo is None:
             raise BadInput(f"{where}: the retain-until date needs a time zone")
         if until <= datetime.now(until.tzinfo):
-            raise BadInput(f"{where}: the retain-until date {until.isoformat()} is not in the "
+            raise BadInput(f"{where}: the retain-until date {utc_iso(until)} is not in the "
                            "future")
 
 

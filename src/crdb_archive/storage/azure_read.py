@@ -97,16 +97,26 @@ def _fetch(read: BlobRead, offset: int, count: int, etag: str | None) -> _Piece 
     except HttpResponseError as error:
         if error.status_code == 416 and etag is None:
             return None
-        if error.status_code == 412:
-            raise StorageError(f"cannot read {read.where}: the blob was replaced while it was "
-                               "being read") from None
-        if error.status_code is None:  # the SDK's own wrapping of a body that broke
-            raise _Broken(type(error).__name__) from None
-        raise read.errors.translate(error, "read", read.where) from None
+        raise _http_failure(read, error) from None
     except AzureError as error:
         if "MD5 mismatch" in str(error):
             raise _Broken("the bytes did not match their MD5") from None
         raise read.errors.translate(error, "read", read.where) from None
+    return _piece(read, offset, bytes(data), content_range, found)
+
+
+def _http_failure(read: BlobRead, error: HttpResponseError) -> Exception:
+    """What to raise for an HTTP error answer to a ranged read."""
+    if error.status_code == 412:
+        return StorageError(f"cannot read {read.where}: the blob was replaced while it was "
+                            "being read")
+    if error.status_code is None:  # the SDK's own wrapping of a body that broke
+        return _Broken(type(error).__name__)
+    return read.errors.translate(error, "read", read.where)
+
+
+def _piece(read: BlobRead, offset: int, data: bytes, content_range: str, etag: str) -> _Piece:
+    """The bytes of a ranged answer, checked to start where they were asked for."""
     match = _CONTENT_RANGE.match(content_range)
     if match is None:
         raise StorageError(f"cannot read {read.where}: the service answered a ranged request "
@@ -114,7 +124,7 @@ def _fetch(read: BlobRead, offset: int, count: int, etag: str | None) -> _Piece 
     if int(match.group(1)) != offset:
         raise StorageError(f"cannot read {read.where}: asked for bytes from {offset}, the "
                            f"service sent them from {match.group(1)}")
-    return _Piece(bytes(data), found, int(match.group(3)))
+    return _Piece(data, etag, int(match.group(3)))
 
 
 def open_blob_range(read: BlobRead, start: int, length: int | None) -> IO[bytes] | None:

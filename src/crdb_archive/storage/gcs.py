@@ -64,6 +64,7 @@ from crdb_archive.storage.gcs_retention import (
 from crdb_archive.storage.gcs_upload import TIMEOUT, GcsUpload, ObjectTarget
 from crdb_archive.storage.in_place import InPlaceStaging, in_place_staging
 from crdb_archive.storage.uri import Location
+from crdb_archive.times import utc_iso
 
 T = TypeVar("T")
 _DELETE_THREADS = 8
@@ -370,7 +371,7 @@ class GcsStorage(Storage):
             mode = f" {info.lock_mode}" if info.lock_mode else ""
             raise StorageError(
                 f"cannot delete {self.display(info.key)}: retention{mode} until "
-                f"{info.retain_until.isoformat()}")
+                f"{utc_iso(info.retain_until)}")
         if info.legal_hold:
             raise StorageError(f"cannot delete {self.display(info.key)}: it is under a hold")
 

@@ -91,7 +91,28 @@ def gcs_target(location: Location, *, endpoint_url: str | None = None) -> GcsTar
     prefix = location.path.strip("/")
     if prefix:
         validate_key(prefix)
-    names = [name for name, _ in location.params]
+    _check_params(where, [name for name, _ in location.params])
+    secrets = location.secret_values()
+    # A '+' of base64 arrives as a space when the URI was not percent-encoded; base64 has none.
+    key_text = (location.param("CREDENTIALS") or "").replace(" ", "+") or None
+    token = location.param("BEARER_TOKEN") or None
+    auth = (location.param("AUTH") or "").lower()
+    _check_auth(where, auth, key_text, token)
+    endpoint, custom = _endpoint(location, endpoint_url, where)
+    key_info = _key_info(key_text, where) if key_text else None
+    if key_text is not None and key_info is not None:
+        secrets += (key_text, *(str(key_info[name]) for name in _KEY_SECRETS
+                                if key_info.get(name)))
+    return GcsTarget(
+        bucket=bucket, prefix=prefix, endpoint=endpoint, custom_endpoint=custom,
+        auth=_auth_kind(auth, key_info, token, custom=custom),
+        billing_project=location.param("GOOGLE_BILLING_PROJECT") or None,
+        key_info=key_info, bearer_token=token, secrets=secrets,
+    )
+
+
+def _check_params(where: str, names: list[str]) -> None:
+    """Raises BadInput for a parameter unknown, unsupported or given twice."""
     for name in names:
         if name in _UNSUPPORTED:
             raise BadInput(f"{where}: {_UNSUPPORTED[name]}")
@@ -99,11 +120,10 @@ def gcs_target(location: Location, *, endpoint_url: str | None = None) -> GcsTar
             raise BadInput(f"{where}: unknown parameter {name}")
         if names.count(name) > 1:
             raise BadInput(f"{where}: parameter {name} given twice")
-    secrets = location.secret_values()
-    # A '+' of base64 arrives as a space when the URI was not percent-encoded; base64 has none.
-    key_text = (location.param("CREDENTIALS") or "").replace(" ", "+") or None
-    token = location.param("BEARER_TOKEN") or None
-    auth = (location.param("AUTH") or "").lower()
+
+
+def _check_auth(where: str, auth: str, key_text: str | None, token: str | None) -> None:
+    """Raises BadInput unless AUTH and the credentials the URI carries agree."""
     if auth not in ("", "specified", "implicit"):
         raise BadInput(f"{where}: AUTH must be specified or implicit")
     if auth == "implicit" and (key_text or token):
@@ -114,24 +134,19 @@ def gcs_target(location: Location, *, endpoint_url: str | None = None) -> GcsTar
     if auth == "specified" and not (key_text or token):
         raise BadInput(f"{where}: AUTH=specified needs CREDENTIALS (a base64 service account "
                        "key) or BEARER_TOKEN")
-    endpoint, custom = _endpoint(location, endpoint_url, where)
-    key_info = _key_info(key_text, where) if key_text else None
-    if key_text is not None and key_info is not None:
-        secrets += (key_text, *(str(key_info[name]) for name in _KEY_SECRETS
-                                if key_info.get(name)))
+
+
+def _auth_kind(auth: str, key_info: dict[str, Any] | None, token: str | None, *,
+               custom: bool) -> str:
+    """How requests are signed: with the key, the token, application default credentials,
+    or not at all (a custom endpoint without credentials, such as an emulator)."""
     if key_info is not None:
-        how = "key"
-    elif token:
-        how = "token"
-    elif auth == "implicit" or not custom:
-        how = "implicit"
-    else:
-        how = "anonymous"
-    return GcsTarget(
-        bucket=bucket, prefix=prefix, endpoint=endpoint, custom_endpoint=custom, auth=how,
-        billing_project=location.param("GOOGLE_BILLING_PROJECT") or None,
-        key_info=key_info, bearer_token=token, secrets=secrets,
-    )
+        return "key"
+    if token:
+        return "token"
+    if auth == "implicit" or not custom:
+        return "implicit"
+    return "anonymous"
 
 
 def _endpoint(location: Location, endpoint_url: str | None, where: str) -> tuple[str, bool]:

@@ -137,26 +137,13 @@ def _origin(url: str) -> str:
 def translate(error: BaseException, action: str, where: str, secrets: Sequence[str], *,
               attempts: int = 1, endpoint: str = "") -> CrdbArchiveError:
     """Our error for a failure while ``action``-ing ``where`` after ``attempts`` attempts."""
-    head = f"cannot {action} {where}"
     if isinstance(error, CrdbArchiveError):
         return error
+    head = f"cannot {action} {where}"
     after = f" after {attempts_text(attempts)}"
     status = status_of(error)
     if status is not None:
-        message = scrub(_REQUEST_LINE.sub("", str(getattr(error, "message", "") or "")), secrets)
-        detail = f": {message}" if message else ""
-        if status == 404:
-            return ObjectNotFound(f"{where} does not exist")
-        if status == 401:
-            return StorageError(f"{head}: Cloud Storage rejected the credentials (401); check "
-                                "CREDENTIALS, BEARER_TOKEN or the application default "
-                                "credentials")
-        if status == 403:
-            return StorageError(f"{head}: access denied (403){detail}")
-        if status in TRANSIENT_STATUSES:
-            return StorageError(f"{head}: Cloud Storage is unavailable or throttling "
-                                f"({status}){after}")
-        return StorageError(f"{head}: {status}{detail}")
+        return _status_error(error, status, head, where, secrets, after)
     if isinstance(error, auth_exceptions.RefreshError):
         code = _oauth_error(error)
         return StorageError(f"{head}: no access token could be obtained for the credentials"
@@ -164,18 +151,41 @@ def translate(error: BaseException, action: str, where: str, secrets: Sequence[s
                             "application default credentials")
     if isinstance(error, auth_exceptions.DefaultCredentialsError):
         return StorageError(f"{head}: no usable application default credentials")
+    return StorageError(f"{head}: {_transport_problem(error, endpoint, after)}")
+
+
+def _status_error(error: BaseException, status: int, head: str, where: str,
+                  secrets: Sequence[str], after: str) -> CrdbArchiveError:
+    """Our error for an HTTP status Cloud Storage answered with."""
+    if status == 404:
+        return ObjectNotFound(f"{where} does not exist")
+    if status == 401:
+        return StorageError(f"{head}: Cloud Storage rejected the credentials (401); check "
+                            "CREDENTIALS, BEARER_TOKEN or the application default "
+                            "credentials")
+    if status in TRANSIENT_STATUSES:
+        return StorageError(f"{head}: Cloud Storage is unavailable or throttling "
+                            f"({status}){after}")
+    message = scrub(_REQUEST_LINE.sub("", str(getattr(error, "message", "") or "")), secrets)
+    detail = f": {message}" if message else ""
+    if status == 403:
+        return StorageError(f"{head}: access denied (403){detail}")
+    return StorageError(f"{head}: {status}{detail}")
+
+
+def _transport_problem(error: BaseException, endpoint: str, after: str) -> str:
+    """What went wrong on the way to the store, or in reading its answer."""
     if cannot_connect(error) or isinstance(error, auth_exceptions.TransportError):
-        return StorageError(f"{head}: cannot reach {_origin(endpoint)} ({_reason(error)})"
-                            f"{after}; check the endpoint and the network "
-                            "(CRDB_ARCHIVE_GCS_MAX_ATTEMPTS sets how often a request is tried)")
+        return (f"cannot reach {_origin(endpoint)} ({_reason(error)}){after}; check the "
+                "endpoint and the network (CRDB_ARCHIVE_GCS_MAX_ATTEMPTS sets how often a "
+                "request is tried)")
     if isinstance(error, requests.exceptions.InvalidJSONError):
-        return StorageError(f"{head}: the store's answers could not be read (cut short or "
-                            f"garbled){after}")
+        return f"the store's answers could not be read (cut short or garbled){after}"
     if is_transient(error):
-        return StorageError(f"{head}: the connection broke ({_reason(error)}){after}")
+        return f"the connection broke ({_reason(error)}){after}"
     if isinstance(error, OSError):
-        return StorageError(f"{head}: {error.strerror or type(error).__name__}")
-    return StorageError(f"{head}: {type(error).__name__}")
+        return error.strerror or type(error).__name__
+    return type(error).__name__
 
 
 def _oauth_error(error: auth_exceptions.RefreshError) -> str | None:

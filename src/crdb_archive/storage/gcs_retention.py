@@ -19,6 +19,7 @@ from google.cloud.storage import Blob, Bucket
 
 from crdb_archive.errors import BadInput
 from crdb_archive.storage.base import LockMode, WriteOptions
+from crdb_archive.times import utc_iso
 
 MODES: dict[LockMode, str] = {"COMPLIANCE": "Locked", "GOVERNANCE": "Unlocked"}
 _LOCK_MODES = {value: key for key, value in MODES.items()}
@@ -74,7 +75,7 @@ def check_static(options: WriteOptions, bucket: str) -> None:
         if until.tzinfo is None:
             raise BadInput(f"bucket {bucket}: the retain-until date needs a time zone")
         if until <= dt.datetime.now(until.tzinfo):
-            raise BadInput(f"bucket {bucket}: the retain-until date {until.isoformat()} is not "
+            raise BadInput(f"bucket {bucket}: the retain-until date {utc_iso(until)} is not "
                            "in the future")
 
 

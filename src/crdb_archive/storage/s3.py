@@ -43,6 +43,7 @@ from crdb_archive.storage.s3_errors import error_code, s3_errors
 from crdb_archive.storage.s3_read import ObjectRead, open_object_range
 from crdb_archive.storage.s3_upload import COLD_CLASSES, S3Upload, validate_options
 from crdb_archive.storage.uri import Location
+from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -364,7 +365,7 @@ class S3Storage(Storage):
             mode = f" {info.lock_mode}" if info.lock_mode else ""
             raise StorageError(
                 f"cannot delete {self.display(info.key)}: Object Lock{mode} retention until "
-                f"{info.retain_until.isoformat()}")
+                f"{utc_iso(info.retain_until)}")
         if info.legal_hold:
             raise StorageError(f"cannot delete {self.display(info.key)}: it is under an "
                                "Object Lock legal hold")

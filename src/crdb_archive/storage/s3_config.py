@@ -87,7 +87,26 @@ def s3_target(location: Location, *, endpoint_url: str | None = None) -> S3Targe
     prefix = location.path.strip("/")
     if prefix:
         validate_key(prefix)
-    names = [name for name, _ in location.params]
+    _check_params(where, [name for name, _ in location.params])
+    key_id = location.param("AWS_ACCESS_KEY_ID") or None
+    secret = location.param("AWS_SECRET_ACCESS_KEY") or None
+    token = location.param("AWS_SESSION_TOKEN") or None
+    _check_auth(where, (location.param("AUTH") or "").lower(), key_id, secret, token)
+    endpoint = (
+        location.param("AWS_ENDPOINT") or endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    )
+    if endpoint is not None:
+        endpoint = _endpoint(endpoint, where)
+    return S3Target(
+        bucket=bucket, prefix=prefix, region=location.param("AWS_REGION") or None,
+        endpoint_url=endpoint, path_style=_path_style(location, where, endpoint),
+        access_key_id=key_id, secret_access_key=secret, session_token=token,
+    )
+
+
+def _check_params(where: str, names: list[str]) -> None:
+    """Raises BadInput for a parameter unknown, unsupported or given twice."""
     for name in names:
         if name in _UNSUPPORTED:
             raise BadInput(f"{where}: {name} is not supported; use the default credential "
@@ -96,10 +115,11 @@ def s3_target(location: Location, *, endpoint_url: str | None = None) -> S3Targe
             raise BadInput(f"{where}: unknown parameter {name}")
         if names.count(name) > 1:
             raise BadInput(f"{where}: parameter {name} given twice")
-    key_id = location.param("AWS_ACCESS_KEY_ID") or None
-    secret = location.param("AWS_SECRET_ACCESS_KEY") or None
-    token = location.param("AWS_SESSION_TOKEN") or None
-    auth = (location.param("AUTH") or "").lower()
+
+
+def _check_auth(where: str, auth: str, key_id: str | None, secret: str | None,
+                token: str | None) -> None:
+    """Raises BadInput unless AUTH and the keys the URI carries agree."""
     if auth not in ("", "specified", "implicit"):
         raise BadInput(f"{where}: AUTH must be specified or implicit")
     if auth == "implicit" and (key_id or secret or token):
@@ -112,22 +132,15 @@ def s3_target(location: Location, *, endpoint_url: str | None = None) -> S3Targe
     if token and not key_id:
         raise BadInput(f"{where}: AWS_SESSION_TOKEN needs AWS_ACCESS_KEY_ID and "
                        "AWS_SECRET_ACCESS_KEY")
-    endpoint = (
-        location.param("AWS_ENDPOINT") or endpoint_url
-        or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-    )
-    if endpoint is not None:
-        endpoint = _endpoint(endpoint, where)
-    path_style_param = (location.param("AWS_USE_PATH_STYLE") or "").lower()
-    if path_style_param not in ("", "true", "false"):
+
+
+def _path_style(location: Location, where: str, endpoint: str | None) -> bool:
+    """AWS_USE_PATH_STYLE, by default true with a custom endpoint; raises BadInput."""
+    given = (location.param("AWS_USE_PATH_STYLE") or "").lower()
+    if given not in ("", "true", "false"):
         raise BadInput(f"{where}: AWS_USE_PATH_STYLE must be true or false")
     # S3-compatible stores (MinIO, Ceph, moto) rarely have wildcard DNS for virtual hosts.
-    path_style = path_style_param == "true" or (endpoint is not None and path_style_param == "")
-    return S3Target(
-        bucket=bucket, prefix=prefix, region=location.param("AWS_REGION") or None,
-        endpoint_url=endpoint, path_style=path_style,
-        access_key_id=key_id, secret_access_key=secret, session_token=token,
-    )
+    return given == "true" or (endpoint is not None and given == "")
 
 
 def _endpoint(value: str, where: str) -> str:

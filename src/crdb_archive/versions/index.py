@@ -1,4 +1,5 @@
-"""CockroachDB versions: names, the embedded release index, and the restore and upgrade rules.
+"""The embedded index of CockroachDB majors and releases (``releases.json``): lookup, parsing
+of version names, and the order of majors that the restore and upgrade rules follow.
 
 Facts encoded here (CockroachDB docs, "Restoring Backups Across Versions" and "Upgrade"):
 
@@ -14,20 +15,17 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import itertools
 import json
 import re
 from collections import deque
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
 from packaging.version import InvalidVersion as _PackagingInvalidVersion
 from packaging.version import Version
 
 from crdb_archive.errors import InvalidVersion, NotRestorable, UnknownVersion
-
-MajorType = Literal["regular", "innovation"]
+from crdb_archive.versions.model import Major, Release, VersionSpec
 
 # v23.1.11, 23.1.11, v23.2.0-rc.1, v20.1.0-alpha20191216, v23.1, 23.1, 23.1.x
 _VERSION_RE = re.compile(
@@ -37,113 +35,6 @@ _VERSION_RE = re.compile(
     """,
     re.VERBOSE,
 )
-
-
-@dataclass(frozen=True)
-class Major:
-    """A major version such as v23.1, with its lifecycle dates."""
-
-    name: str
-    position: int
-    type: MajorType
-    upcoming: bool
-    release_date: dt.date | None
-    maintenance_support_end: dt.date | None
-    assistance_support_end: dt.date | None
-    lts_maintenance_support_end: dt.date | None
-    lts_assistance_support_end: dt.date | None
-    binary_removal_date: dt.date | None
-
-    @property
-    def is_innovation(self) -> bool:
-        return self.type == "innovation"
-
-    @property
-    def support_end(self) -> dt.date | None:
-        """The last day Cockroach Labs supports this major in any phase."""
-        dates = [
-            d
-            for d in (
-                self.maintenance_support_end,
-                self.assistance_support_end,
-                self.lts_maintenance_support_end,
-                self.lts_assistance_support_end,
-            )
-            if d is not None
-        ]
-        return max(dates) if dates else None
-
-    @property
-    def short(self) -> str:
-        """The name without its leading ``v``, as cluster versions are written (``23.1``)."""
-        return self.name.removeprefix("v")
-
-    def __str__(self) -> str:
-        return self.name
-
-
-@dataclass(frozen=True)
-class Release:
-    """One published release such as v23.1.11."""
-
-    name: str
-    major: str
-    date: dt.date
-    type: str
-    withdrawn: bool
-    cloud_only: bool
-    has_sha256sum: bool
-    platforms: tuple[str, ...]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-@dataclass(frozen=True)
-class VersionSpec:
-    """What a user typed, understood: a major, and the release when one was named.
-
-    ``release`` is None when only a major was given, or when the release name is well formed
-    but not in the index (then ``release_name`` holds it and ``known_release`` is False).
-    """
-
-    text: str
-    major: Major
-    release_name: str | None
-    release: Release | None
-
-    @property
-    def is_release(self) -> bool:
-        return self.release_name is not None
-
-    @property
-    def known_release(self) -> bool:
-        return self.release is not None
-
-    def warnings(self) -> list[str]:
-        """Facts about the named release that a user must not miss."""
-        out: list[str] = []
-        if self.release_name is not None and self.release is None:
-            out.append(
-                f"{self.release_name} is not a release in the embedded index "
-                f"(major {self.major} is known); treated as a {self.major} version"
-            )
-        if self.release is not None:
-            if self.release.withdrawn:
-                out.append(
-                    f"{self.release.name} is a withdrawn release: Cockroach Labs withdrew it "
-                    "because of a serious defect"
-                )
-            if self.release.cloud_only:
-                out.append(
-                    f"{self.release.name} is available only for CockroachDB Cloud clusters "
-                    "(no self-hosted binary is published)"
-                )
-            if self.release.type == "Testing":
-                out.append(f"{self.release.name} is a testing release, not a production one")
-        if self.major.upcoming:
-            out.append(f"{self.major} is an upcoming major version, not yet released")
-        return out
 
 
 class ReleaseIndex:
@@ -338,10 +229,6 @@ class ReleaseIndex:
         return path[::-1]
 
 
-def _window_text(index: ReleaseIndex, major: Major) -> str:
-    return ", ".join(m.name for m in index.restorable_into(major))
-
-
 def _date(value: str | None) -> dt.date | None:
     return dt.date.fromisoformat(value) if value else None
 
@@ -351,137 +238,3 @@ def release_index() -> ReleaseIndex:
     """The release index embedded in the package."""
     text = resources.files("crdb_archive").joinpath("releases.json").read_text("utf-8")
     return ReleaseIndex(json.loads(text))
-
-
-@dataclass(frozen=True)
-class Compatibility:
-    """The answer to "can a backup from this version be restored into that one?"."""
-
-    backup: VersionSpec
-    target: VersionSpec
-    supported: bool
-    restorable_into: list[Major]
-    reason: str
-    warnings: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "supported": self.supported,
-            "backup_version": self.backup.release_name or self.backup.major.name,
-            "backup_major": self.backup.major.name,
-            "target_version": self.target.release_name or self.target.major.name,
-            "target_major": self.target.major.name,
-            "restorable_into": [m.name for m in self.restorable_into],
-            "reason": self.reason,
-            "warnings": self.warnings,
-        }
-
-
-def compatibility(backup_version: str, target_version: str) -> Compatibility:
-    """Whether a backup taken on ``backup_version`` restores into ``target_version``.
-
-    Raises InvalidVersion or UnknownVersion for versions it cannot place.
-    """
-    index = release_index()
-    backup = index.parse(backup_version)
-    target = index.parse(target_version)
-    window = index.restorable_into(backup.major)
-    names = _window_text(index, backup.major)
-    warnings = backup.warnings() + [w for w in target.warnings() if w not in backup.warnings()]
-    if index.restore_window_open(backup.major):
-        warnings.append(
-            f"the release index ends at {index.newest_major}: a later major may also restore "
-            f"{backup.major} backups once it is released"
-        )
-    if target.major in window:
-        if target.major == backup.major:
-            reason = f"same major version {backup.major}"
-        elif target.major.position == backup.major.position + 1:
-            reason = f"{target.major} is the next major after {backup.major}"
-        else:
-            skipped = index.next_major(backup.major)
-            reason = (
-                f"{target.major} follows {backup.major} when skipping the innovation "
-                f"release {skipped}"
-            )
-        reason += f"; {backup.major} backups restore into {names}"
-        return Compatibility(backup, target, True, window, reason, warnings)
-    if target.major.position < backup.major.position:
-        reason = (
-            f"{target.major} is older than {backup.major}: backups never restore into a "
-            "lower version"
-        )
-    else:
-        reason = (
-            f"{backup.major} backups restore only into {names}; reach {target.major} by "
-            "restoring into one of those and upgrading (see `crdb-archive plan`)"
-        )
-    return Compatibility(backup, target, False, window, reason, warnings)
-
-
-@dataclass(frozen=True)
-class RestorePlan:
-    """How to bring a backup from its version into a cluster on a target version."""
-
-    backup: VersionSpec
-    target: VersionSpec
-    majors: list[Major]
-    steps: list[str]
-    warnings: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "backup_major": self.backup.major.name,
-            "target_major": self.target.major.name,
-            "majors": [m.name for m in self.majors],
-            "steps": self.steps,
-            "warnings": self.warnings,
-        }
-
-
-def restore_plan(backup_version: str, target_version: str) -> RestorePlan:
-    """The steps to restore a backup from ``backup_version`` into ``target_version``.
-
-    Restore into a temporary cluster running the archived binary of the backup's version,
-    upgrade it major by major as the upgrade rules allow, and once the target is within the
-    restore window, back up and restore into the target. Raises NotRestorable when the target
-    is older than the backup.
-    """
-    index = release_index()
-    backup = index.parse(backup_version)
-    target = index.parse(target_version)
-    warnings = backup.warnings() + [w for w in target.warnings() if w not in backup.warnings()]
-    binary = backup.release_name or f"{backup.major}.x"
-    if target.major.position < backup.major.position:
-        raise NotRestorable(
-            f"no path from {backup.major} to {target.major}: backups never restore into "
-            "a lower version"
-        )
-    if index.can_restore(backup.major, target.major):
-        return RestorePlan(
-            backup,
-            target,
-            [backup.major] if backup.major == target.major else [backup.major, target.major],
-            [f"RESTORE the backup directly into the {target.major} cluster: {backup.major} "
-             f"backups restore into {_window_text(index, backup.major)}."],
-            warnings,
-        )
-    path = index.upgrade_path(backup.major, target.major)
-    # Stop upgrading at the first major whose backups the target accepts.
-    stop = next(i for i, m in enumerate(path) if index.can_restore(m, target.major))
-    chain = path[: stop + 1]
-    steps = [
-        f"Start a temporary cluster with the archived binary cockroach {binary} (the version "
-        f"that took the backup) and RESTORE the backup into it.",
-    ]
-    steps.extend(
-        f"Upgrade the temporary cluster from {a} to {b} (binary of the latest {b} patch "
-        f"release) and finalize the upgrade."
-        for a, b in itertools.pairwise(chain)
-    )
-    last = chain[-1]
-    steps.append(
-        f"BACKUP the temporary {last} cluster and RESTORE that backup into the {target.major} "
-        f"cluster ({last} backups restore into {_window_text(index, last)})."
-    )
-    return RestorePlan(backup, target, [*chain, target.major], steps, warnings)
