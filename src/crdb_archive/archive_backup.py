@@ -7,18 +7,16 @@ inspect the backup -> settle the version -> fetch and verify the official releas
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
 
+from crdb_archive.archive_payload import backup_payload
 from crdb_archive.archive_request import ArchiveRequest, ArchiveResult, check_destination
 from crdb_archive.archive_version import SettledVersion, settle_version, version_warnings
-from crdb_archive.backup import BackupFile, BackupInfo, inspect_backup
+from crdb_archive.backup import BackupInfo, inspect_backup
 from crdb_archive.binaries import (
     DEFAULT_PLATFORM,
-    FetchedArchive,
     Mirror,
     PublishedChecksum,
     archive_name,
@@ -161,7 +159,7 @@ class _Archiving:
         others = _other_platforms(self.version, self.platforms, self.mirror, self.warnings,
                                   cache_dir=self.request.cache_dir,
                                   use_cache=self.request.use_cache)
-        payload = _payload(self.backup, self.files, fetched, scratch)
+        payload = backup_payload(self.backup, self.files, fetched, scratch)
 
         def describe(result: PayloadResult) -> dict[str, bytes]:
             description = describe_backup(self.name, self.archived, self.version, fetched,
@@ -282,36 +280,3 @@ def _other_platforms(
             published_checksum_from_cache=published.from_cache if published else None,
         ))
     return out
-
-
-def _payload(
-    backup: BackupInfo, files: list[BackupFile], fetched: list[FetchedArchive], scratch: Path
-) -> list[PayloadItem]:
-    # Backup files stream straight from where they are (a local disk or a bucket).
-    items = [
-        PayloadItem(
-            path=f"{layout.BACKUP_DIR}/{f.path}",
-            size=f.size,
-            open=functools.partial(backup.storage.open_read, f.path),
-        )
-        for f in files
-    ]
-    for archive in fetched:
-        items.append(PayloadItem(
-            path=f"{layout.BINARY_DIR}/{archive.path.name}",
-            size=archive.size,
-            open=functools.partial(_open_read, archive.path),
-        ))
-        if archive.published_checksum_file is not None:
-            checksum = scratch / f"{archive.path.name}.sha256sum"
-            checksum.write_bytes(archive.published_checksum_file)
-            items.append(PayloadItem(
-                path=f"{layout.BINARY_DIR}/{checksum.name}",
-                size=len(archive.published_checksum_file),
-                open=functools.partial(_open_read, checksum),
-            ))
-    return items
-
-
-def _open_read(path: Path) -> IO[bytes]:
-    return path.open("rb")

@@ -104,8 +104,11 @@ def _check_manifests(seen: Seen, report: VerifyReport) -> None:
     if len(_manifests_read(seen)) < 2:
         return
     both = payload_table.IN_BLAKE3 | payload_table.IN_SHA256
+    listed = seen.table.flags.translate(payload_table.bits(both))
+    if not listed.count(payload_table.IN_BLAKE3) and not listed.count(payload_table.IN_SHA256):
+        return  # every path in both manifests or in neither: no row to look at
     for path, row in seen.table.items():
-        flags = seen.table.flags[row] & both
+        flags = listed[row]
         if flags and flags != both:
             only = (layout.MANIFEST_BLAKE3 if flags & payload_table.IN_BLAKE3
                     else layout.MANIFEST_SHA256)
@@ -116,41 +119,57 @@ def _check_payload(seen: Seen, report: VerifyReport) -> None:
     table = seen.table
     any_manifest = bool(_manifests_read(seen))
     sizes_read = layout.PAYLOAD_SIZES in seen.tag_sha256
-    listed_mask = payload_table.IN_BLAKE3 | payload_table.IN_SHA256
+    if any_manifest and sizes_read and not seen.cut:
+        # The usual case, a sound bundle, checked column by column; any doubt, row by row.
+        required = (payload_table.PRESENT | payload_table.IN_SIZES | payload_table.IN_BLAKE3
+                    | payload_table.HAS_BLAKE3)
+        if layout.MANIFEST_SHA256 in seen.tag_sha256:
+            required |= payload_table.IN_SHA256
+        if table.all_match(required):
+            return
     unreached = 0
     first_unreached = ""
     for path, row in table.items():
-        flags = table.flags[row]
-        listed = bool(flags & listed_mask)
-        present = bool(flags & payload_table.PRESENT)
-        if sizes_read and flags & payload_table.IN_SIZES and not listed and any_manifest:
-            report.add(layout.PAYLOAD_SIZES, "tag", f"lists {path}, which the manifests do not")
-        if not listed:
-            if present and any_manifest:
-                report.add(path, "unexpected", "a payload file no manifest lists")
-            continue
-        if not present:
-            if seen.cut:
-                unreached += 1
-                first_unreached = first_unreached or path
-            else:
-                report.add(path, "missing", "listed in the manifests, absent from the bundle")
-            continue
-        if sizes_read and not flags & payload_table.IN_SIZES:
-            report.add(layout.PAYLOAD_SIZES, "tag", f"does not list {path}")
-        elif sizes_read and table.listed_size(row) != table.present_size(row):
-            report.add(path, "size", f"{exact(table.present_size(row))}, {layout.PAYLOAD_SIZES} "
-                       f"says {table.listed_size(row):,}")
-        for algorithm, manifest in (("blake3", layout.MANIFEST_BLAKE3),
-                                    ("sha256", layout.MANIFEST_SHA256)):
-            actual = table.actual(algorithm, row)  # type: ignore[arg-type]
-            expected = table.expected(algorithm, row)  # type: ignore[arg-type]
-            if actual is not None and expected is not None and actual != expected:
-                name = "BLAKE3" if algorithm == "blake3" else "SHA-256"
-                report.add(path, "digest", f"{name} differs from {manifest}")
+        if _check_row(seen, report, path, row, any_manifest=any_manifest,
+                      sizes_read=sizes_read):
+            unreached += 1
+            first_unreached = first_unreached or path
     if unreached and seen.damage is not None:
         report.add(seen.damage.where, "missing", f"the tar ends before {unreached} files the "
                    f"manifests list (the first: {first_unreached})")
+
+
+def _check_row(seen: Seen, report: VerifyReport, path: str, row: int, *, any_manifest: bool,
+               sizes_read: bool) -> bool:
+    """The checks of one payload path; True when the tar ended before it was reached."""
+    table = seen.table
+    flags = table.flags[row]
+    listed = bool(flags & (payload_table.IN_BLAKE3 | payload_table.IN_SHA256))
+    present = bool(flags & payload_table.PRESENT)
+    if sizes_read and flags & payload_table.IN_SIZES and not listed and any_manifest:
+        report.add(layout.PAYLOAD_SIZES, "tag", f"lists {path}, which the manifests do not")
+    if not listed:
+        if present and any_manifest:
+            report.add(path, "unexpected", "a payload file no manifest lists")
+        return False
+    if not present:
+        if seen.cut:
+            return True
+        report.add(path, "missing", "listed in the manifests, absent from the bundle")
+        return False
+    if sizes_read and not flags & payload_table.IN_SIZES:
+        report.add(layout.PAYLOAD_SIZES, "tag", f"does not list {path}")
+    elif sizes_read and table.listed_size(row) != table.present_size(row):
+        report.add(path, "size", f"{exact(table.present_size(row))}, {layout.PAYLOAD_SIZES} "
+                   f"says {table.listed_size(row):,}")
+    for algorithm, manifest in (("blake3", layout.MANIFEST_BLAKE3),
+                                ("sha256", layout.MANIFEST_SHA256)):
+        actual = table.actual(algorithm, row)  # type: ignore[arg-type]
+        expected = table.expected(algorithm, row)  # type: ignore[arg-type]
+        if actual is not None and expected is not None and actual != expected:
+            name = "BLAKE3" if algorithm == "blake3" else "SHA-256"
+            report.add(path, "digest", f"{name} differs from {manifest}")
+    return False
 
 
 def _check_oxum(seen: Seen, report: VerifyReport) -> None:
