@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from crdb_archive.bundle import layout, payload_table, tagfiles
-from crdb_archive.bundle.model import schema_problems
+from crdb_archive.bundle.model import description_problems
 from crdb_archive.bundle.signature_check import check_signature
 from crdb_archive.hashing import same_digest
 from crdb_archive.text import count, exact, size
@@ -204,7 +204,7 @@ def _check_description(seen: Seen, report: VerifyReport) -> dict[str, Any] | Non
     except json.JSONDecodeError as error:
         report.add(layout.DESCRIPTION, "schema", f"not JSON: {error.msg} at line {error.lineno}")
         return None
-    problems = schema_problems(description)
+    problems = description_problems(description)
     for problem in problems:
         report.add(layout.DESCRIPTION, "schema", problem)
     return dict(description) if not problems else None
