@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
 """Time crdb-archive's archive and verify beside the standard tools, on the same data, in one run.
 
-    .venv/bin/python benchmarks/bench.py                      # 4 GiB in 64 MiB files + 100k small
-    .venv/bin/python benchmarks/bench.py --sizes-gib 1 4      # peak memory at two sizes
-    .venv/bin/python benchmarks/bench.py --cold               # drop the page cache before each step
+    .venv/bin/python benchmarks/bench.py                      # 100k small files, 4 GiB, targets
+    .venv/bin/python benchmarks/bench.py --files 20000 --big-gib 1     # a quick run
+    .venv/bin/python benchmarks/bench.py --json               # the table as JSON on stdout
 
-It generates a backup-like tree (a gzipped BACKUP_MANIFEST, data/*.sst), a local mirror with a
-release archive, then runs each command as a child process and reports its wall time and peak
-resident memory (from wait4). See benchmarks/README.md for how to read the numbers.
+It generates a backup-like tree (benchmarks/fixture.py), a local binaries mirror, and runs
+each command as a child process, recording its wall time and peak resident memory (wait4).
+crdb-archive runs as ``<this interpreter> -m crdb_archive.cli``, so that the baseline and the
+tool share an interpreter. Each ratio is printed beside its target with PASS or FAIL. See
+benchmarks/README.md for how to read it.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import shutil
@@ -21,46 +24,136 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from fixture import write_backup, write_mirror
 
-from support.backups import Manifest, write_backup  # noqa: E402
-from support.release_archives import build_archive  # noqa: E402
-
-RELEASE = "v23.1.11"
-BIN = Path(sys.executable).parent
-CHUNK = 64 << 20
+CRDB = [sys.executable, "-m", "crdb_archive.cli"]
+BAGIT = [sys.executable, str(Path(sys.executable).parent / "bagit.py")]
+MiB = 1 << 20
+RSS_LIMIT_MIB = 150
+RSS_FLAT_SLACK_MIB = 32  # peak RSS at the large size may exceed the small one by this much
 
 
 @dataclass
 class Step:
-    label: str
+    data: str  # which data set
+    what: str
     seconds: float
     peak_mib: float
-    reference: str = ""
+    cpu_seconds: float  # user + system, the child and what it waited for
 
 
-def run(label: str, command: list[str] | str, *, cold: bool, cwd: Path | None = None) -> Step:
-    """Run one command as a child; wall time and the child's peak RSS."""
-    if cold:
-        drop_caches()
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, shell=isinstance(command, str),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    stderr = process.stderr.read().decode() if process.stderr else ""
-    if process.stderr:
+@dataclass
+class Target:
+    name: str
+    value: float
+    limit: float
+    unit: str  # "x" (a ratio, at most) or "MiB" (at most)
+
+    @property
+    def passed(self) -> bool:
+        return self.value <= self.limit
+
+
+class Bench:
+    """Runs the steps and keeps what they measured."""
+
+    def __init__(self, work: Path, mirror: Path, *, cold: bool, repeat: int) -> None:
+        self.work = work
+        self.repeat = repeat
+        self.mirror = mirror
+        self.cold = cold
+        self.steps: list[Step] = []
+        self.env = {**os.environ, "CRDB_ARCHIVE_CACHE": str(work / "cache")}
+
+    def run(self, data: str, what: str, command: Sequence[str] | str, *,
+            cwd: Path | None = None, output: Path | None = None) -> Step:
+        """Run one command ``repeat`` times; the fastest wall time and the largest peak RSS.
+
+        ``output``, what the command makes, is removed before each repetition but the first.
+        """
+        runs = []
+        for attempt in range(self.repeat):
+            if attempt and output is not None:
+                shutil.rmtree(output)
+            runs.append(self._once(data, what, command, cwd))
+        fastest = min(runs)
+        step = Step(data, what, fastest[0], max(r[1] for r in runs), fastest[2])
+        self.steps.append(step)
+        print(f"  {data}: {what}: {step.seconds:.2f} s, {step.cpu_seconds:.2f} s CPU, "
+              f"{step.peak_mib:.0f} MiB", file=sys.stderr)
+        return step
+
+    def _once(self, data: str, what: str, command: Sequence[str] | str,
+              cwd: Path | None) -> tuple[float, float, float]:
+        if self.cold:
+            _drop_caches()
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, shell=isinstance(command, str),
+                                   env=self.env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+        assert process.stderr is not None
+        stderr = process.stderr.read()  # a child that says much must not block on the pipe
         process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{label} failed: {stderr.strip()[-500:]}")
-    return Step(label, seconds, usage.ru_maxrss / 1024)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        if process.returncode != 0:
+            text = stderr.decode(errors="replace").strip()[-800:]
+            raise SystemExit(f"{data}: {what} failed ({process.returncode}): {text}")
+        return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+    def seconds(self, data: str, what: str) -> float:
+        return next(s.seconds for s in self.steps if s.data == data and s.what == what)
+
+    def cpu(self, data: str, what: str) -> float:
+        return next(s.cpu_seconds for s in self.steps if s.data == data and s.what == what)
+
+    def peak(self, data: str, what: str) -> float:
+        return next(s.peak_mib for s in self.steps if s.data == data and s.what == what)
+
+    def warm_binary_cache(self) -> None:
+        """Fetch the release archive once, so that archive measures the backup, not a copy."""
+        subprocess.run([*CRDB, "fetch-binary", "v23.1.11", "--platform", "linux-amd64",
+                        "--to", str(self.work / "warm"), "--mirror", str(self.mirror)],
+                       check=True, capture_output=True, env=self.env)
+
+    def data_set(self, data: str, source: Path, *, baselines: bool) -> None:
+        """archive and verify (both forms) of ``source``, with the standard tools beside."""
+        out = self.work / f"out-{data.replace(' ', '-')}"
+        out.mkdir()
+        files = f"find {source} -type f -print0"
+        if baselines:
+            self.run(data, "cp -r", ["cp", "-r", str(source), str(out / "cp")],
+                     output=out / "cp")
+            self.run(data, "cp -r + sync", f"cp -r {source} {out / 'cp-sync'} && sync",
+                     output=out / "cp-sync")
+            self.run(data, "sha256sum (all files)", f"{files} | xargs -0 sha256sum > /dev/null")
+        for form in ("dir", "tar"):
+            self.run(data, f"archive --format {form}",
+                     [*CRDB, "archive", str(source), "--dest", str(out / form), "--mirror",
+                      str(self.mirror), "--format", form, "--name", "bench"],
+                     output=out / form)
+        bundle = out / "dir" / "bench"
+        self.run(data, "verify (dir)", [*CRDB, "verify", str(bundle)])
+        self.run(data, "verify (tar)", [*CRDB, "verify", str(out / "tar" / "bench.tar")])
+        if baselines:
+            self.run(data, "verify --all-digests (dir)", [*CRDB, "verify", "--all-digests",
+                                                          str(bundle)])
+            self.run(data, "b3sum -c", ["b3sum", "-c", "--quiet", "manifest-blake3.txt"],
+                     cwd=bundle)
+            self.run(data, "sha256sum -c", ["sha256sum", "-c", "--quiet",
+                                            "manifest-sha256.txt"], cwd=bundle)
+            self.run(data, "bagit.py --validate", [*BAGIT, "--validate", "--quiet",
+                                                   str(bundle)])
+        # Removed at the end of the run, not here: unlinking 100k files can take longer than
+        # the steps (a file system that discards freed blocks at once).
 
 
-def drop_caches() -> None:
+def _drop_caches() -> None:
     subprocess.run(["sync"], check=True)
     try:
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
@@ -68,160 +161,153 @@ def drop_caches() -> None:
         raise SystemExit(f"--cold needs root to drop the page cache: {error}") from error
 
 
-def make_backup(root: Path, total_bytes: int, small_files: int, small_size: int) -> None:
-    """A backup-like tree: big SSTs of random bytes, or many small ones."""
-    when = dt.datetime(2023, 10, 2, 12, 0, 0, tzinfo=dt.UTC)
-    write_backup(root, Manifest(end_time=when), ssts=0)
-    data = root / "data"
-    data.mkdir(exist_ok=True)
-    written = 0
-    index = 0
-    while written < total_bytes:
-        size = min(CHUNK, total_bytes - written)
-        with (data / f"{900000 + index}.sst").open("wb") as handle:
-            left = size
-            while left:
-                block = os.urandom(min(left, 8 << 20))
-                handle.write(block)
-                left -= len(block)
-        written += size
-        index += 1
-    payload = os.urandom(small_size)
-    for i in range(small_files):
-        (data / f"{100000 + i}.sst").write_bytes(payload[i % 7:] + payload[: i % 7])
-
-
-def du_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def bench_tree(label: str, source: Path, work: Path, mirror: Path, *, cold: bool) -> list[Step]:
-    crdb = str(BIN / "crdb-archive")
-    work.mkdir(parents=True, exist_ok=True)
-    env_cache = work / "cache"
-    os.environ["CRDB_ARCHIVE_CACHE"] = str(env_cache)
-    steps: list[Step] = []
-    files = f"find {source} -type f -print0"
-    # Warm the binary cache so the archive step measures the backup, not the mirror.
-    subprocess.run([crdb, "fetch-binary", RELEASE, "--platform", "linux-amd64", "--to",
-                    str(work / "warm"), "--mirror", str(mirror)], check=True,
-                   capture_output=True)
-
-    steps.append(run(f"{label}: cp -r", ["cp", "-r", str(source), str(work / "cp")], cold=cold))
-    steps.append(run(f"{label}: cp -r + sync",
-                     f"cp -r {source} {work / 'cp-sync'} && sync", cold=cold))
-    steps.append(run(f"{label}: sha256sum (all files)",
-                     f"{files} | xargs -0 sha256sum > /dev/null", cold=cold))
-    if shutil.which("b3sum"):
-        steps.append(run(f"{label}: b3sum (all files)",
-                         f"{files} | xargs -0 b3sum > /dev/null", cold=cold))
-        steps.append(run(f"{label}: cp -r + sha256sum + b3sum",
-                         f"cp -r {source} {work / 'cp3'} && {files} | xargs -0 sha256sum "
-                         f"> /dev/null && {files} | xargs -0 b3sum > /dev/null", cold=cold))
-    for fmt in ("dir", "tar"):
-        dest = work / f"bundles-{fmt}"
-        steps.append(run(f"{label}: crdb-archive archive --format {fmt}",
-                         [crdb, "archive", str(source), "--dest", str(dest), "--mirror",
-                          str(mirror), "--format", fmt, "--name", "bench"], cold=cold))
-    bundle = work / "bundles-dir" / "bench"
-    tar = work / "bundles-tar" / "bench.tar"
-    steps.append(run(f"{label}: crdb-archive verify (blake3)", [crdb, "verify", str(bundle)],
-                     cold=cold))
-    steps.append(run(f"{label}: crdb-archive verify --all-digests",
-                     [crdb, "verify", str(bundle), "--all-digests"], cold=cold))
-    steps.append(run(f"{label}: crdb-archive verify .tar (blake3)", [crdb, "verify", str(tar)],
-                     cold=cold))
-    steps.append(run(f"{label}: crdb-archive verify --fast", [crdb, "verify", str(bundle),
-                                                               "--fast"], cold=cold))
-    if shutil.which("b3sum"):
-        steps.append(run(f"{label}: b3sum -c manifest-blake3.txt",
-                         ["b3sum", "-c", "--quiet", "manifest-blake3.txt"], cwd=bundle,
-                         cold=cold))
-    steps.append(run(f"{label}: sha256sum -c manifest-sha256.txt",
-                     ["sha256sum", "-c", "--quiet", "manifest-sha256.txt"], cwd=bundle,
-                     cold=cold))
-    steps.append(run(f"{label}: bagit.py --validate",
-                     [str(BIN / "bagit.py"), "--validate", "--quiet", str(bundle)], cold=cold))
-    return steps
-
-
-def report(steps: list[Step], sizes: dict[str, int], cold: bool) -> str:
-    by_label = {s.label: s for s in steps}
-    cache = "dropped before each step" if cold else "warm"
-    lines = [
-        f"date: {dt.date.today().isoformat()}; machine: {platform.machine()}, "
-        f"{os.cpu_count()} cores, {platform.system()} {platform.release()}; "
-        f"python {platform.python_version()}; page cache: {cache}",
-        "",
-        "| step | seconds | peak RSS MiB | ratio |",
-        "| --- | ---: | ---: | --- |",
+def targets(bench: Bench, small: str, big: str, reference: str) -> list[Target]:
+    """The design's targets (DESIGN 6) from one run's numbers."""
+    ratio = bench.seconds
+    found = [
+        Target(f"{small}: archive (dir) / cp -r", ratio(small, "archive --format dir")
+               / ratio(small, "cp -r"), 1.5, "x"),
+        Target(f"{small}: verify (dir) / b3sum -c", ratio(small, "verify (dir)")
+               / ratio(small, "b3sum -c"), 1.5, "x"),
+        Target(f"{big}: archive (dir) / cp -r", ratio(big, "archive --format dir")
+               / ratio(big, "cp -r"), 1.25, "x"),
+        Target(f"{big}: verify (dir) / b3sum -c", ratio(big, "verify (dir)")
+               / ratio(big, "b3sum -c"), 1.3, "x"),
+        Target(f"{big}: verify (tar) / b3sum -c", ratio(big, "verify (tar)")
+               / ratio(big, "b3sum -c"), 1.5, "x"),
     ]
-    for step in steps:
-        label_set, _, what = step.label.partition(": ")
-        ratio = ""
-        reference = {
-            "crdb-archive archive --format dir": "cp -r",
-            "crdb-archive archive --format tar": "cp -r",
-            "crdb-archive verify (blake3)": "b3sum -c manifest-blake3.txt",
-            "crdb-archive verify .tar (blake3)": "b3sum -c manifest-blake3.txt",
-            "crdb-archive verify --all-digests": "sha256sum -c manifest-sha256.txt",
-        }.get(what)
-        if reference is not None and f"{label_set}: {reference}" in by_label:
-            base = by_label[f"{label_set}: {reference}"].seconds
-            ratio = f"{step.seconds / base:.2f}x {reference}"
-        if what.startswith("crdb-archive archive") and f"{label_set}: cp -r + sync" in by_label:
-            base = by_label[f"{label_set}: cp -r + sync"].seconds
-            ratio += f"; {step.seconds / base:.2f}x cp -r + sync"
-        bagit_label = f"{label_set}: bagit.py --validate"
-        if what == "crdb-archive verify (blake3)" and bagit_label in by_label:
-            base = by_label[bagit_label].seconds
-            ratio += f"; bagit.py is {base / step.seconds:.1f}x slower"
-        lines.append(f"| {step.label} | {step.seconds:.2f} | {step.peak_mib:.0f} | {ratio} |")
-    lines.append("")
-    lines += [f"{label}: {size / (1 << 30):.2f} GiB" for label, size in sizes.items()]
+    for what in ("archive --format dir", "archive --format tar", "verify (dir)",
+                 "verify (tar)"):
+        found.append(Target(f"{small}: peak RSS of {what}", bench.peak(small, what),
+                            RSS_LIMIT_MIB, "MiB"))
+    for what in ("archive --format dir", "archive --format tar", "verify (dir)",
+                 "verify (tar)"):
+        # Flat in data size: the large data set may use at most a little more than a small one.
+        found.append(Target(f"{big}: peak RSS of {what} (vs {reference}: "
+                            f"{bench.peak(reference, what):.0f} MiB)", bench.peak(big, what),
+                            bench.peak(reference, what) + RSS_FLAT_SLACK_MIB, "MiB"))
+    return found
+
+
+def informational(bench: Bench, small: str, big: str) -> list[tuple[str, float]]:
+    """Ratios the design names without a hard number, and the targets' ratios in CPU time
+    (user + system), which another load on the machine disturbs less than wall time."""
+    out = []
+    for data, what, base in ((small, "archive --format dir", "cp -r"),
+                             (small, "verify (dir)", "b3sum -c"),
+                             (big, "archive --format dir", "cp -r"),
+                             (big, "verify (dir)", "b3sum -c"),
+                             (big, "verify (tar)", "b3sum -c")):
+        out.append((f"{data}: {what} / {base}, CPU time",
+                    bench.cpu(data, what) / max(bench.cpu(data, base), 0.01)))
+    for data in (small, big):
+        out += [
+            (f"{data}: verify (tar) / b3sum -c",
+             bench.seconds(data, "verify (tar)") / bench.seconds(data, "b3sum -c")),
+            (f"{data}: archive (tar) / cp -r",
+             bench.seconds(data, "archive --format tar") / bench.seconds(data, "cp -r")),
+            (f"{data}: archive (dir) / cp -r + sync",
+             bench.seconds(data, "archive --format dir") / bench.seconds(data, "cp -r + sync")),
+            (f"{data}: bagit.py --validate / verify (dir)",
+             bench.seconds(data, "bagit.py --validate") / bench.seconds(data, "verify (dir)")),
+            (f"{data}: verify --all-digests / sha256sum -c",
+             bench.seconds(data, "verify --all-digests (dir)")
+             / bench.seconds(data, "sha256sum -c")),
+        ]
+    return out
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{os.cpu_count()} cores ({model}), {platform.system()} {platform.release()}, "
+            f"python {platform.python_version()}, load average at the end {load}")
+
+
+def render(bench: Bench, found: list[Target], info: list[tuple[str, float]],
+           sizes: dict[str, int]) -> str:
+    cache = "dropped before each step" if bench.cold else "warm"
+    lines = [f"date: {dt.date.today().isoformat()}; {machine()}; page cache: {cache}", "",
+             "| data | step | seconds | CPU seconds | peak RSS MiB |",
+             "| --- | --- | ---: | ---: | ---: |"]
+    lines += [f"| {s.data} | {s.what} | {s.seconds:.2f} | {s.cpu_seconds:.2f} | "
+              f"{s.peak_mib:.0f} |" for s in bench.steps]
+    lines += ["", "| target | measured | at most | |", "| --- | ---: | ---: | --- |"]
+    for target in found:
+        value = (f"{target.value:.2f}x" if target.unit == "x" else f"{target.value:.0f} MiB")
+        limit = (f"{target.limit:.2f}x" if target.unit == "x" else f"{target.limit:.0f} MiB")
+        lines.append(f"| {target.name} | {value} | {limit} | "
+                     f"{'PASS' if target.passed else 'FAIL'} |")
+    lines += ["", "| also measured | ratio |", "| --- | ---: |"]
+    lines += [f"| {name} | {value:.2f}x |" for name, value in info]
+    lines += ["", "; ".join(f"{name}: {size / (1 << 30):.2f} GiB" for name, size in sizes.items())]
     return "\n".join(lines)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes-gib", type=float, nargs="+", default=[4.0],
-                        help="big-file data sets to generate, in GiB (64 MiB files)")
-    parser.add_argument("--small-files", type=int, default=100_000,
-                        help="number of small files in the second data set (0: skip)")
-    parser.add_argument("--small-size", type=int, default=4096)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--files", type=int, default=100_000,
+                        help="small files in the many-files data set (default 100000)")
+    parser.add_argument("--small-size", type=int, default=4096,
+                        help="bytes per small file (default 4096)")
+    parser.add_argument("--big-gib", type=float, default=4.0,
+                        help="GiB of the large-file data set, in 64 MiB files (default 4)")
+    parser.add_argument("--reference-gib", type=float, default=0.5,
+                        help="GiB of the smaller large-file set that peak RSS is compared "
+                             "with (flat in data size; default 0.5)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where to generate data (default: a temporary directory)")
     parser.add_argument("--cold", action="store_true",
                         help="drop the page cache before each step (root only)")
-    parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run each step this many times and keep the fastest (default 1)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
+    for tool in ("b3sum", "sha256sum", "cp"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench needs {tool} on PATH")
 
     work = Path(tempfile.mkdtemp(prefix="crdb-archive-bench-", dir=args.workdir))
     try:
         mirror = work / "mirror"
-        mirror.mkdir()
-        build_archive(mirror, RELEASE, "linux-amd64")
-        steps: list[Step] = []
+        write_mirror(mirror)
+        bench = Bench(work, mirror, cold=args.cold, repeat=max(1, args.repeat))
+        bench.warm_binary_cache()
+        small = f"{args.files} files"
+        big = f"{args.big_gib:g} GiB"
+        reference = f"{args.reference_gib:g} GiB"
         sizes: dict[str, int] = {}
-        sets = [(f"{size:g} GiB", int(size * (1 << 30)), 0) for size in args.sizes_gib]
-        if args.small_files:
-            sets.append((f"{args.small_files} small files", 0, args.small_files))
-        for label, total, small in sets:
-            source = work / f"backup-{len(sizes)}"
-            print(f"generating {label} ...", file=sys.stderr)
-            make_backup(source, total, small, args.small_size)
-            sizes[label] = du_bytes(source)
-            print(f"timing {label} ...", file=sys.stderr)
-            steps += bench_tree(label, source, work / f"run-{len(sizes)}", mirror,
-                                cold=args.cold)
-            shutil.rmtree(work / f"run-{len(sizes)}", ignore_errors=True)
-            if not args.keep:
-                shutil.rmtree(source)
-        print(report(steps, sizes, args.cold))
+        for data, kwargs, baselines in (
+                (small, {"small_files": args.files, "small_size": args.small_size}, True),
+                (big, {"big_bytes": int(args.big_gib * (1 << 30))}, True),
+                (reference, {"big_bytes": int(args.reference_gib * (1 << 30))}, False)):
+            source = work / "source"
+            print(f"generating {data} ...", file=sys.stderr)
+            sizes[data] = write_backup(source, **kwargs)
+            bench.data_set(data, source, baselines=baselines)
+            source.rename(work / f"source-{len(sizes)}")
+        found = targets(bench, small, big, reference)
+        info = informational(bench, small, big)
+        if args.json:
+            print(json.dumps({
+                "date": dt.date.today().isoformat(), "machine": machine(), "cold": args.cold,
+                "repeat": bench.repeat,
+                "sizes": sizes, "steps": [asdict(s) for s in bench.steps],
+                "targets": [{**asdict(t), "passed": t.passed} for t in found],
+                "informational": dict(info),
+            }, indent=2))
+        else:
+            print(render(bench, found, info, sizes))
     finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    return 0
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if all(t.passed for t in found) else 1
 
 
 if __name__ == "__main__":

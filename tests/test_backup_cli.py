@@ -61,7 +61,7 @@ def test_inspect_text_summary(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert "collection, full backup 2024/12/15-000000.00 (LATEST)" in out
     assert "v24.3.1 (build tag), major v24.3" in out
     assert "restorable into:  v24.3, v25.1, v25.2" in out
-    assert "3 incremental backup(s)" in out
+    assert "3 incremental backups" in out
     assert "2024/12/01-000000.00" in out
     assert err == ""
 

@@ -218,8 +218,8 @@ def test_endpoint_url_option(capsys: pytest.CaptureFixture[str], moto: MotoS3,
     assert (result.code, result.err) == (0, "")
     payload = result.json()
     expected = inspect_backup(era.path).to_json()
-    assert payload.pop("root") == uri
-    expected.pop("root")
+    assert payload.pop("source") == uri
+    expected.pop("source")
     assert payload == json.loads(json.dumps(expected))
     with inspect_backup(uri, endpoint_url=moto.endpoint_url) as info:
         assert info.subdir == era.subdir

@@ -89,8 +89,11 @@ def test_cold_data_files_are_a_warning(moto: MotoS3, tmp_path: Path) -> None:
     with inspect_backup(uri) as remote:
         ssts = [f for f in remote.files + remote.incremental_files if f.path.endswith(".sst")]
         assert remote.warnings[:-1] == local.warnings
+        total = sum(f.size for f in ssts)
+        assert len(ssts) > 1
+        assert 1024 <= total < 10 * 1024  # shown in KiB, two decimals
         assert remote.warnings[-1] == (
-            f"{len(ssts)} file(s) of the backup ({sum(f.size for f in ssts)} bytes: "
+            f"{len(ssts)} files of the backup ({total / 1024:.2f} KiB: "
             f"{len(ssts)} in DEEP_ARCHIVE) wait in an archive storage class: they must be "
             "restored before the backup can be archived")
         assert remote.files == local.files

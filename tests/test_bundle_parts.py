@@ -94,6 +94,50 @@ def test_manifest_parse_reports_bad_lines() -> None:
                       "line 3 lists data/x twice"]
 
 
+def _parsed_in_batches(name: str, text: bytes) -> tuple[list[tuple[str, bytes | int]],
+                                                        list[str]]:
+    reader = tagfiles.LineReader(name)
+    errors: list[str] = []
+    entries: list[tuple[str, bytes | int]] = []
+    for batch in tagfiles.parse_entry_batches(name, reader.line_batches(io.BytesIO(text)),
+                                              errors):
+        if isinstance(batch.values, list):
+            entries += zip(batch.paths, batch.values, strict=True)
+        else:
+            entries += [(path, batch.values[i * 32:(i + 1) * 32])
+                        for i, path in enumerate(batch.paths)]
+    return entries, reader.errors + errors
+
+
+def test_large_manifest_in_batches_keeps_every_line_check() -> None:
+    # 40,000 lines span several chunks of reading; the defects sit in later chunks, where
+    # a batch that is not plainly good must still be checked line by line.
+    digest = "ab" * 32
+    lines = [f"{digest}  data/{i:06d}.sst\n" for i in range(40_000)]
+    lines[25_000] = f"{digest}  data/024999.sst\n"  # listed twice
+    lines[30_000] = f"{digest}  data/030000.sst/../x\n"  # not a payload path
+    lines[35_000] = f"{digest}  data/035000%25.sst\n"  # percent-encoded, and good
+    lines[38_000] = f"{digest.upper()}  data/038000.sst\n"  # not lowercase hex
+    entries, errors = _parsed_in_batches(layout.MANIFEST_BLAKE3, "".join(lines).encode())
+    assert errors == ["line 25001 lists data/024999.sst twice",
+                      "line 30001 lists 'data/030000.sst/../x', which is not a payload path",
+                      "line 38001 is not '<lowercase hex digest>  <path>'"]
+    expected = {f"data/{i:06d}.sst" for i in range(40_000)} - {
+        "data/025000.sst", "data/030000.sst", "data/035000.sst", "data/038000.sst"} | {
+        "data/035000%.sst"}
+    assert [path for path, _ in entries] == sorted(expected)
+    assert {value for _, value in entries} == {bytes.fromhex(digest)}
+
+
+def test_payload_sizes_in_batches_and_a_cr_lf_line_ends_the_parse() -> None:
+    lines = [f"{i * 7}  data/{i:06d}.sst\n" for i in range(30_000)]
+    lines[20_000] = "5  data/020000.sst\r\n"
+    reader_entries, errors = _parsed_in_batches(layout.PAYLOAD_SIZES,
+                                                "".join(lines).encode())
+    assert errors == ["line 20001 ends in CR LF: lines of format 1 tag files end in LF alone"]
+    assert reader_entries == [(f"data/{i:06d}.sst", i * 7) for i in range(20_000)]
+
+
 @pytest.mark.parametrize("path", ["", "/abs", "data/../x", "data//x", "data/./x", "a\\b"])
 def test_unsafe_paths(path: str) -> None:
     assert not layout.is_safe_relative(path)

@@ -60,8 +60,8 @@ def test_list_describes_every_bundle(capsys: pytest.CaptureFixture[str], backend
     for m in made.bundles:
         entry = by_key[m.key]
         assert entry["name"] == m.key.removesuffix(".tar")
-        assert entry["format"] == m.form
-        assert entry["size"] == made.size(m.key)
+        assert entry["form"] == m.form
+        assert entry["bytes"] == made.size(m.key)
         assert entry["last_verified"] is None
         assert entry["last_result"] is None
         assert entry["readable"] is True
@@ -70,7 +70,8 @@ def test_list_describes_every_bundle(capsys: pytest.CaptureFixture[str], backend
             assert "crdb-archive audit" in entry["problem"]
             continue
         assert entry["problem"] is None
-        assert (entry["kind"], entry["version"], entry["major"]) == (m.kind, m.version, m.major)
+        assert (entry["kind"], entry["version"], entry["major_version"]) == (
+            m.kind, m.version, m.major)
         assert entry["backup_time"][:19] == m.time.isoformat()[:19]
         assert entry["signature"] == m.signed_by
         assert entry["signed"] is (m.signed_by is not None)
@@ -105,7 +106,7 @@ def test_restorable_into(capsys: pytest.CaptureFixture[str], made: Destination) 
                 assert entry["restore"] == {"direct": True, "path": None,
                                             "needs_cockroachdb": False}
                 continue
-            path = expected[entry["major"]]
+            path = expected[entry["major_version"]]
             direct = path is not None and len(path) <= 2
             assert entry["restore"] == {"direct": direct, "path": path,
                                         "needs_cockroachdb": True}, entry["name"]

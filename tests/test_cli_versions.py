@@ -83,7 +83,9 @@ def test_plan_no_path_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
 def test_releases_lists_majors(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "releases", "--json")
     assert code == 0
-    rows = json.loads(out)
+    listing = json.loads(out)
+    assert list(listing) == ["releases"]
+    rows = listing["releases"]
     by_name = {r["major"]: r for r in rows}
     assert by_name["v24.2"]["type"] == "innovation"
     assert by_name["v20.2"]["binary_removal_date"] == "2025-05-12"
@@ -95,7 +97,7 @@ def test_releases_lists_majors(capsys: pytest.CaptureFixture[str]) -> None:
 def test_releases_of_one_major(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "releases", "v23.1", "--json")
     assert code == 0
-    rows = json.loads(out)
+    rows = json.loads(out)["releases"]
     assert all(r["major"] == "v23.1" for r in rows)
     withdrawn = {r["release"] for r in rows if r["withdrawn"]}
     assert withdrawn == {"v23.1.0"}

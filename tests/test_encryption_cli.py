@@ -15,9 +15,9 @@ from pathlib import Path
 import bagit
 import pytest
 
-from crdb_archive import cli
 from crdb_archive.backup.keys import PASSPHRASE_ENV
 from crdb_archive.bundle.model import schema_problems
+from crdb_archive.cli import options
 from support.backups import T0, Manifest, checksum, upload, write, write_backup
 from support.bundles import run_cli, tree, xor_byte
 from support.encryption import PASSPHRASE, SEALED, Encrypting, cut_after_chunks, with_passphrase
@@ -90,7 +90,7 @@ def test_inspect_with_the_environment(capsys: pytest.CaptureFixture[str], tmp_pa
     assert result.json()["build_tag"] == RELEASE
     # Read once, then gone: no process this one starts inherits it.
     assert PASSPHRASE_ENV not in os.environ
-    assert cli._PASSPHRASE_ENV == PASSPHRASE_ENV
+    assert options.PASSPHRASE_ENV == PASSPHRASE_ENV
 
 
 def test_inspect_without_a_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_archive_with_a_passphrase_without_version(
             "'<your passphrase>';") in restore
     assert "Backup-Encryption: passphrase" in (bundle / "bag-info.txt").read_text()
     summary = run_cli(capsys, "inspect", str(bundle))
-    assert "0 incremental(s), encrypted (passphrase)" in summary.out
+    assert "0 incremental backups, encrypted (passphrase)" in summary.out
     assert_no_secret([], tree(bundle), PASSPHRASE)
     # The backup is archived byte for byte, ENCRYPTION-INFO included.
     assert (bundle / "data" / "backup" / "ENCRYPTION-INFO").read_bytes() == (

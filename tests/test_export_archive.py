@@ -119,7 +119,7 @@ def test_latest_snapshot_verifies_and_loads(shop: tuple[Path, Path, History], tm
     latest = RESOLVED[-1]
     assert result["kind"] == "export"
     assert result["source_kind"] == "changefeed"
-    assert result["as_of"] == latest.decimal()
+    assert result["as_of"] == {"hlc": latest.decimal(), "time": latest.iso()}
     assert result["tables"] == {f"public.{t}": len(history.model_at(latest)[t])
                                 for t in TABLES}
     assert result["created"] is True
@@ -178,7 +178,7 @@ def test_an_earlier_resolved_timestamp_as_a_tar_loads_with_psql_alone(
     dest = tmp_path / "bundles"
     result = archive(str(feed), "--dest", str(dest), "--schema", str(schema), "--format",
                      "tar", "--as-of", earlier.decimal())
-    assert result["as_of"] == earlier.decimal()
+    assert result["as_of"]["hlc"] == earlier.decimal()
     tar_path = Path(result["bundle"])
     assert tar_path.name == f"{result['name']}.tar"
     assert run_subprocess("verify", str(tar_path)).returncode == 0
@@ -288,7 +288,7 @@ def test_kind_auto_tells_sources_apart(capsys: pytest.CaptureFixture[str],
                "output (2024-01-02/",
         empty: "holds no files: expected a CockroachDB backup or changefeed or EXPORT output",
         other: "holds neither a CockroachDB backup (no BACKUP_MANIFEST, BACKUP_METADATA, "
-               "BACKUP or LATEST) nor changefeed or EXPORT output: 1 file(s), such as notes.txt",
+               "BACKUP or LATEST) nor changefeed or EXPORT output: 1 file, such as notes.txt",
         tmp_path / "missing": "does not exist: expected a directory holding",
     }
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -358,7 +358,7 @@ def test_incomplete_or_damaged_output_leaves_nothing(
     if damage == "gap":
         lost = next(p for p in _files(feed, "*-00000001-customers-1.ndjson"))
         lost.unlink()
-        expected = "lost changefeed file: file id(s) 00000001 of session"
+        expected = "lost changefeed file: file id 00000001 of session"
     elif damage == "broken line":
         victim = _files(feed, "*-00000000-orders-1.ndjson")[0]
         victim.write_bytes(victim.read_bytes()[:-20] + b"\n")

@@ -270,7 +270,7 @@ def test_a_tsv_file_as_cockroach_sql_writes_it() -> None:
                                                r"column nope"),
     ("CREATE TABLE t (x STRING DEFAULT 'unterminated);", r"not readable as SQL"),
     ("", r"defines no table"),
-    ("create_statement,other\n\"CREATE TABLE t (x INT8);\"\n", r"line 2: 1 field\(s\) where "
+    ("create_statement,other\n\"CREATE TABLE t (x INT8);\"\n", r"line 2: 1 field where "
                                                                 r"the header has 2"),
     ("CREATE TABLE t (x INT8, y DECIMAL(ten));", r"takes numbers"),
 ])

@@ -44,7 +44,7 @@ def test_the_wheel_has_the_name_the_readme_gives(wheel: Path) -> None:
             f"crdb_archive-{__version__}.dist-info/entry_points.txt").decode()
     assert {"crdb_archive/releases.json", "crdb_archive/schemas/bundle-manifest.schema.json",
             "crdb_archive/py.typed"} <= names
-    assert "crdb-archive = crdb_archive.cli:main" in entry_points
+    assert "crdb-archive = crdb_archive.cli.app:main" in entry_points
 
 
 def test_the_installed_wheel_runs_on_its_own(wheel: Path, tmp_path: Path) -> None:

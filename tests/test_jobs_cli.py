@@ -81,7 +81,7 @@ def test_human_output(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert lines[0] == (f"plan: 1 to archive, 0 already archived, 0 skipped; "
                         f"{job_env['CRDB_BACKUPS']} -> {job_env['CRDB_BUNDLES']}")
     assert re.match(r"archived crdb-5f0e3c1a-20241215T000000Z-v24\.3\.1: CockroachDB "
-                    r"v24\.3\.1, \d+ files, \d+ bytes", lines[1])
+                    r"v24\.3\.1, \d+(\.\d+)? KiB in \d+ files, \d+\.\d s$", lines[1])
     assert lines[2].endswith("(blake3): OK")
     assert lines[3] == "retention: keep 1, delete 0 of 1"
     # The fixture's backup ended in December 2024: long outside keep_days = 30.
@@ -91,7 +91,8 @@ def test_human_output(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert re.match(r"audited crdb-5f0e3c1a-20241215T000000Z-v24\.3\.1: OK$", lines[5])
     assert lines[6] == ("audit: 1 checked, 0 damaged, 0 skipped, 0 left for later runs, "
                         "0 never verified")
-    assert lines[7].startswith("done: exit 0; 1 bundle(s) written")
+    assert re.match(r"done: exit 0; 1 bundle written \(\d+(\.\d+)? KiB\), 0 deleted, 0 failures, "
+                    r"0 warnings, \d+\.\d s$", lines[7])
     assert result.err == ""  # no progress lines where no terminal watches
     dry = run_cli(capsys, "run", str(EXAMPLES / "nightly-local.toml"), "--dry-run")
     assert dry.out.splitlines()[0].startswith("plan: 0 would archive, 1 already archived")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import time
 from contextlib import closing
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from support.bundles import era_with_binaries, run_cli
 from support.clouds import Recorder, events_of, run
 from support.mirror import MirrorServer
 from support.s3 import MotoS3
+from support.waiting import SteppedClock, eventually
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "archive-specs" / "examples"
 V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T000000Z-v24.3.1" for day in ("01", "08", "15")]
@@ -359,35 +359,49 @@ def test_a_held_lock_blocks_the_run_and_an_expired_one_is_taken_over(
     assert key not in s3_env.all_keys(bucket)  # released at the end
 
 
+def stamp(when: dt.datetime) -> str:
+    """A lock record's expiry: UTC to the second, with a Z."""
+    return when.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_lock_is_exclusive_refreshed_and_never_released_for_another_run(
     s3_env: MotoS3,
 ) -> None:
     bucket = s3_env.bucket(versioned=True)
     storage = open_storage(f"s3://{bucket}/p")
     key = f"p/{lock_file_name('orders')}"
-    ttl, refresh = dt.timedelta(seconds=30), dt.timedelta(seconds=0.2)
-    first = JobLock(storage, "orders", ttl=ttl, refresh_every=refresh)
+    ttl, refresh = dt.timedelta(seconds=30), dt.timedelta(milliseconds=20)
+    clock = SteppedClock()
+
+    def record() -> dict[str, str]:
+        with closing(s3_env.client()) as client:
+            found: dict[str, str] = json.loads(
+                client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return found
+
+    first = JobLock(storage, "orders", ttl=ttl, refresh_every=refresh, clock=clock)
     with first:
         with pytest.raises(JobAlreadyRunning, match=r"job orders is already running"), \
                 JobLock(storage, "orders"):
             pass
-        with closing(s3_env.client()) as client:
-            before = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
-            time.sleep(1.5)
-            after = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
-        assert before["owner"] == after["owner"] == first.owner
-        assert after["expires"] > before["expires"]
+        before = record()
+        assert before["expires"] == stamp(clock() + ttl)
+        # An hour on: the refresher writes the new expiry, measured from the moved clock.
+        later = clock.advance(dt.timedelta(hours=1))
+        eventually(lambda: record()["expires"] == stamp(later + ttl), "the refreshed expiry")
+        assert record()["owner"] == before["owner"] == first.owner
+        assert first.lost is None
     assert key not in s3_env.all_keys(bucket)
     with JobLock(storage, "orders") as second:  # free again
         assert second.taken_over is None
 
-    lost = JobLock(storage, "orders", ttl=ttl, refresh_every=refresh)
+    lost = JobLock(storage, "orders", ttl=ttl, refresh_every=refresh, clock=clock)
     lost.__enter__()
-    # Another run takes the lock over (as after an expiry this run did not notice).
+    # Another run takes the lock over (as after an expiry this run did not notice); the
+    # refresher's next conditional write fails and tells the run so.
     put_lock(s3_env, bucket, key, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
-    time.sleep(1)
+    eventually(lambda: lost.lost is not None, "the refresher noticing the lost lock")
+    assert "another run replaced it" in str(lost.lost)
     with pytest.raises(StorageError, match="was lost during the run"):
         lost.__exit__(None, None, None)
-    with closing(s3_env.client()) as client:
-        record = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    assert record["owner"] == "someone-else"  # not deleted by the run that lost it
+    assert record()["owner"] == "someone-else"  # not deleted by the run that lost it

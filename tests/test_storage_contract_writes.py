@@ -174,15 +174,13 @@ def test_racing_replaces_from_threads_have_one_winner(backend: Backend) -> None:
 
 COUNTER = """
 import sys
-import time
-from pathlib import Path
 from crdb_archive.errors import ConditionFailed
 from crdb_archive.storage import open_storage
 
-uri, go, times = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+uri, times = sys.argv[1], int(sys.argv[2])
 with open_storage(uri) as storage:
-    while not go.exists():
-        time.sleep(0.01)
+    print("ready", flush=True)
+    sys.stdin.readline()  # the go, once every process is ready
     done = 0
     while done < times:
         found = storage.read_versioned("counter")
@@ -196,17 +194,22 @@ print("ok")
 """
 
 
-def test_racing_increments_from_processes_lose_no_update(backend: Backend,
-                                                         tmp_path: Path) -> None:
+def test_racing_increments_from_processes_lose_no_update(backend: Backend) -> None:
     storage = backend.storage
     storage.put_if_absent("counter", b"0")
-    go = tmp_path / "go"
     times = 8
-    processes = [subprocess.Popen([sys.executable, "-c", COUNTER, backend.uri, str(go),
-                                   str(times)], stdout=subprocess.PIPE, text=True)
+    processes = [subprocess.Popen([sys.executable, "-c", COUNTER, backend.uri, str(times)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                  for _ in range(3)]
-    go.touch()  # every process starts its increments once they have all been started
     try:
+        # A barrier: every process has started and opened the store before any increments.
+        for process in processes:
+            assert process.stdout is not None
+            assert process.stdout.readline() == "ready\n"
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
         outputs = [process.communicate(timeout=120)[0] for process in processes]
     finally:
         for process in processes:

@@ -167,10 +167,10 @@ IN_30_DAYS = NOW + dt.timedelta(days=30)
     (BucketRetention(False, 40 * 86_400, False), "COMPLIANCE",
      "COMPLIANCE needs a locked policy"),
     (BucketRetention(False, 10 * 86_400, True), "GOVERNANCE",
-     "locked retention policy keeps objects 10 day\\(s\\), short of "),
+     "locked retention policy keeps objects 10 days, short of "),
     (BucketRetention(False), "GOVERNANCE",
      "bucket bkt has no object retention: GOVERNANCE retention needs a bucket created with "
-     "object retention enabled \\(or a retention policy of at least 30 day\\(s\\)\\)"),
+     "object retention enabled \\(or a retention policy of at least 30 days\\)"),
 ])
 def test_retention_is_object_retention_or_a_long_enough_policy(
     bucket: BucketRetention, mode: str, expected: Placement | str,

@@ -68,8 +68,8 @@ def test_cli_reports_pending_keys_then_success(
     with s3_env.restores_take(2):
         code, out, _ = run(capsys, uri, "--days", "1")
         assert code == 1
-        assert "3 restore(s) requested, 0 in progress, 0 restored, 5 need no restore" in out
-        assert "still pending (3)" in out
+        assert "3 restores requested, 0 in progress, 0 restored, 5 need no restore" in out
+        assert "still pending, not readable yet (3 objects):" in out
         assert "  data/backup/data/2.sst" in out
         code, out, _ = run(capsys, uri, "--days", "1", "--json")
         assert code == 1

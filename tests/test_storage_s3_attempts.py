@@ -79,6 +79,9 @@ def test_server_errors_are_tried_aws_max_attempts_times(moto_s3: MotoS3,
         proxy.fail(None, rf"^/{bucket}", refuse(503), times=50)
         result = run_subprocess("inspect", uri(proxy.url, bucket),
                                 env=env(AWS_MAX_ATTEMPTS=attempts), timeout=120)
+        # The proxy logs a request once its answer is sent: the command may have read the
+        # answer and exited before the log has it.
+        assert proxy.wait_logged(int(attempts))
         requests = proxy.requests()
     assert result.returncode == 3, result.stderr
     # The first request that failed is the only one made: each failure stops the command.

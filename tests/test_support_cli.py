@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crdb_archive import cli
+from crdb_archive import versions
 from support.cli import run_cli
 
 
@@ -14,7 +14,7 @@ def test_an_escaped_exception_is_a_traceback_in_err(
     def broken() -> object:
         raise RuntimeError("a defect")
 
-    monkeypatch.setattr(cli, "release_index", broken)
+    monkeypatch.setattr(versions, "release_index", broken)
     result = run_cli(capsys, "releases")
     assert result.code == 1
     assert "Traceback" in result.err

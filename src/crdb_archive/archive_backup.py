@@ -1,24 +1,22 @@
 """The main job: a backup in, one verified archive bundle out.
 
-inspect the backup -> settle the version -> fetch and verify the official release archive(s)
+inspect the backup -> settle the version -> fetch and verify the official release archives
 -> write the bundle atomically (or find that it already exists and is sound).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
 
+from crdb_archive.archive_payload import backup_payload
 from crdb_archive.archive_request import ArchiveRequest, ArchiveResult, check_destination
 from crdb_archive.archive_version import SettledVersion, settle_version, version_warnings
-from crdb_archive.backup import BackupFile, BackupInfo, inspect_backup
+from crdb_archive.backup import BackupInfo, inspect_backup
 from crdb_archive.binaries import (
     DEFAULT_PLATFORM,
-    FetchedArchive,
     Mirror,
     PublishedChecksum,
     archive_name,
@@ -59,6 +57,7 @@ from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.sources import recorded_source
 from crdb_archive.storage.base import Storage, WriteOptions, open_storage
 from crdb_archive.storage.uri import redact
+from crdb_archive.text import count
 
 # Writes the bundle from its payload, bag-info labels and description callback.
 WriteBundle = Callable[
@@ -160,7 +159,7 @@ class _Archiving:
         others = _other_platforms(self.version, self.platforms, self.mirror, self.warnings,
                                   cache_dir=self.request.cache_dir,
                                   use_cache=self.request.use_cache)
-        payload = _payload(self.backup, self.files, fetched, scratch)
+        payload = backup_payload(self.backup, self.files, fetched, scratch)
 
         def describe(result: PayloadResult) -> dict[str, bytes]:
             description = describe_backup(self.name, self.archived, self.version, fetched,
@@ -225,8 +224,8 @@ def _sound_description(display: str, report: VerifyReport) -> BackupDescription 
     if not report.ok:
         raise DamagedBundle(
             f"bundle {display} already exists and is damaged "
-            f"({len(report.problems)} problem(s), first: {report.problems[0]}); move it "
-            "aside and run again"
+            f"({count(len(report.problems), 'problem')}, first: {report.problems[0]}); "
+            "move it aside and run again"
         )
     if report.description is None:
         return None
@@ -281,36 +280,3 @@ def _other_platforms(
             published_checksum_from_cache=published.from_cache if published else None,
         ))
     return out
-
-
-def _payload(
-    backup: BackupInfo, files: list[BackupFile], fetched: list[FetchedArchive], scratch: Path
-) -> list[PayloadItem]:
-    # Backup files stream straight from where they are (a local disk or a bucket).
-    items = [
-        PayloadItem(
-            path=f"{layout.BACKUP_DIR}/{f.path}",
-            size=f.size,
-            open=functools.partial(backup.storage.open_read, f.path),
-        )
-        for f in files
-    ]
-    for archive in fetched:
-        items.append(PayloadItem(
-            path=f"{layout.BINARY_DIR}/{archive.path.name}",
-            size=archive.size,
-            open=functools.partial(_open_read, archive.path),
-        ))
-        if archive.published_checksum_file is not None:
-            checksum = scratch / f"{archive.path.name}.sha256sum"
-            checksum.write_bytes(archive.published_checksum_file)
-            items.append(PayloadItem(
-                path=f"{layout.BINARY_DIR}/{checksum.name}",
-                size=len(archive.published_checksum_file),
-                open=functools.partial(_open_read, checksum),
-            ))
-    return items
-
-
-def _open_read(path: Path) -> IO[bytes]:
-    return path.open("rb")

@@ -9,22 +9,11 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from crdb_archive.text import count, size
+
 if TYPE_CHECKING:
     from crdb_archive.jobs.audit import AuditReport
     from crdb_archive.jobs.catalog import Catalog, CatalogEntry, RestoreRoute
-
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-
-
-def human_size(size: int) -> str:
-    """``1.5 GiB``: binary units, one decimal from KiB on."""
-    value = float(size)
-    for unit in _UNITS:
-        if value < 1024 or unit == _UNITS[-1]:
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
 
 def when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else "-"
@@ -67,7 +56,7 @@ def catalog_lines(catalog: Catalog, routes: dict[str, RestoreRoute | None] | Non
     rows = []
     for entry in catalog.entries:
         row = [entry.name, entry.kind or "?", entry.version or "-", when(entry.time),
-               human_size(entry.size), entry.form, entry.storage_class or "-",
+               size(entry.size), entry.form, entry.storage_class or "-",
                when(entry.lock_until), _signed(entry),
                when(entry.last.time) if entry.last else "never",
                entry.last.result if entry.last else "-"]
@@ -80,8 +69,8 @@ def catalog_lines(catalog: Catalog, routes: dict[str, RestoreRoute | None] | Non
     lines += [f"note: {name} is incomplete (an upload cut short, or in progress)"
               for name in catalog.incomplete]
     if catalog.stale:
-        lines.append(f"note: fixity records of {len(catalog.stale)} bundle(s) no longer here: "
-                     + ", ".join(catalog.stale))
+        lines.append(f"note: fixity records of {count(len(catalog.stale), 'bundle')} no longer "
+                     "here: " + ", ".join(catalog.stale))
     return lines
 
 
@@ -90,7 +79,7 @@ def audit_lines(report: AuditReport) -> list[str]:
     lines = []
     for item in report.checked:
         verdict = "OK" if item.ok else "DAMAGED"
-        lines.append(f"{item.location}: {verdict} ({human_size(item.bytes_read)} read)")
+        lines.append(f"{item.location}: {verdict} ({size(item.bytes_read)} read)")
         lines += [f"  {problem}" for problem in item.problems[:20]]
         if item.record_error:
             lines.append(f"  {item.record_error}")
@@ -102,13 +91,13 @@ def audit_lines(report: AuditReport) -> list[str]:
     age = summary["oldest_verification_age_seconds"]
     oldest = "-" if age is None else f"{age / 86400:.1f} days ago"
     if report.never_verified:
-        oldest += f", {report.never_verified} bundle(s) never verified"
+        oldest += f", {count(report.never_verified, 'bundle')} never verified"
     lines.append(
-        f"audited {len(report.checked)} of {report.total} bundle(s), "
-        f"{human_size(report.bytes_read)} read: {report.damaged} damaged, "
+        f"audited {len(report.checked)} of {count(report.total, 'bundle')}, "
+        f"{size(report.bytes_read)} read: {report.damaged} damaged, "
         f"{len(report.skipped)} skipped, {len(report.unchecked)} not checked, "
         f"{report.remaining} left for later runs; oldest verification: {oldest}")
     if report.stale:
-        lines.append(f"note: fixity records of {len(report.stale)} bundle(s) no longer here: "
-                     + ", ".join(report.stale))
+        lines.append(f"note: fixity records of {count(len(report.stale), 'bundle')} no longer "
+                     "here: " + ", ".join(report.stale))
     return lines

@@ -24,6 +24,8 @@ from __future__ import annotations
 import enum
 from typing import ClassVar
 
+from crdb_archive.text import count
+
 
 class ExitCode(enum.IntEnum):
     OK = 0
@@ -217,7 +219,7 @@ class InvalidJobSpec(BadInput):
     """A job spec with mistakes; ``problems`` holds every one, each led by its key path."""
 
     def __init__(self, spec: str, problems: list[str]) -> None:
-        super().__init__(f"{spec}: {len(problems)} problem(s): " + "; ".join(problems))
+        super().__init__(f"{spec}: {count(len(problems), 'problem')}: " + "; ".join(problems))
         self.spec = spec
         self.problems = problems
 

@@ -10,10 +10,10 @@ import hmac
 import mmap
 import os
 import threading
-from collections.abc import Callable, Generator, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Protocol, TypeVar
 
 import blake3
@@ -28,11 +28,15 @@ R = TypeVar("R")
 # Below this size a file is hashed on one thread; above it BLAKE3 spreads over cores.
 _BLAKE3_THREADS_FROM = 16 << 20
 
+# Batches handed to the pool ahead of the results, per thread: enough to keep every thread
+# busy, few enough that memory does not grow with the number of items.
+_BATCHES_AHEAD = 4
+
 # How much of a memory-mapped file is hashed before its pages are released.
 _MAP_WINDOW = 16 << 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per payload file: 100k of them
 class Digests:
     """The digests and size of one stream of bytes."""
 
@@ -90,29 +94,33 @@ def digest_stream(
     return writer.digests()
 
 
-def blake3_of_file(path: str | Path) -> Digests:
+def digest_bytes(data: bytes) -> Digests:
+    """Both digests of bytes held whole."""
+    return Digests(size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                   blake3=blake3.blake3(data).hexdigest())
+
+
+def blake3_of_file(path: str | os.PathLike[str]) -> Digests:
     """BLAKE3 (no SHA-256) of a local file, the fastest way this machine allows.
 
-    A large file is memory-mapped and hashed by BLAKE3 on all cores, as ``b3sum`` does, one
-    window at a time; each window is dropped from the process once hashed, so resident memory
-    stays at one window however large the file. Raises OSError as the file system does.
+    A file below 16 MiB is opened, read and hashed in one call to the BLAKE3 library, which
+    releases the interpreter lock meanwhile: several threads hash many small files at once,
+    at a small fixed cost per file. A large file is memory-mapped and hashed by BLAKE3 on all
+    cores, as ``b3sum`` does, one window at a time; each window is dropped from the process
+    once hashed, so resident memory stays at one window however large the file. Raises
+    OSError as the file system does.
     """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        if size <= CHUNK_SIZE:
-            # Most SSTs of a busy cluster are small: one read, no file object, no buffer.
-            data = os.read(fd, size + 1)
-            return Digests(size=len(data), sha256="", blake3=blake3.blake3(data).hexdigest())
-    finally:
-        os.close(fd)
-    with open(path, "rb") as stream:  # noqa: PTH123 - str or Path
+    size = os.stat(path).st_size  # noqa: PTH116 - a str path: no Path object per file
+    if size < _BLAKE3_THREADS_FROM:
+        try:
+            digest = blake3.blake3().update_mmap(path).hexdigest()
+        except OSError:
+            # Its errors carry no strerror, and some file systems cannot map files: read it
+            # the ordinary way, which hashes it or raises what reading raises.
+            return _blake3_by_reading(path)
+        return Digests(size=size, sha256="", blake3=digest)
+    with open(path, "rb") as stream:  # noqa: PTH123 - a str path: no Path object per file
         size = os.fstat(stream.fileno()).st_size
-        if size < _BLAKE3_THREADS_FROM:
-            writer = DigestWriter(sha256=False, size_hint=size)
-            for chunk in iter_chunks(stream):
-                writer.update(chunk)
-            return writer.digests()
         hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
         with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             mapped.madvise(mmap.MADV_SEQUENTIAL)
@@ -125,6 +133,33 @@ def blake3_of_file(path: str | Path) -> Digests:
             finally:
                 view.release()
         return Digests(size=size, sha256="", blake3=hasher.hexdigest())
+
+
+def _blake3_by_reading(path: str | os.PathLike[str]) -> Digests:
+    with open(path, "rb") as stream:  # noqa: PTH123 - a str path: no Path object per file
+        return digest_stream(stream, sha256=False)
+
+
+def digest_mapped(mapped: mmap.mmap, start: int, size: int, *, sha256: bool = True) -> Digests:
+    """Both digests (BLAKE3 alone without ``sha256``) of ``size`` bytes of ``mapped`` from
+    ``start``, hashed in place, without a copy.
+
+    A large range is hashed a window at a time, each window's pages dropped from the process
+    once hashed, so that resident memory stays at one window. Raises ValueError when the
+    range runs past the end of the map.
+    """
+    if start + size > len(mapped):
+        raise ValueError(f"bytes {start}-{start + size} are past the end of the map")
+    writer = DigestWriter(sha256=sha256, size_hint=size)
+    with memoryview(mapped) as whole:
+        for offset in range(start, start + size, _MAP_WINDOW):
+            end = min(offset + _MAP_WINDOW, start + size)
+            with whole[offset:end] as window:
+                writer.update(window)
+            if size >= _MAP_WINDOW:
+                page = offset - offset % mmap.PAGESIZE
+                mapped.madvise(mmap.MADV_DONTNEED, page, end - page)
+    return writer.digests()
 
 
 class Writable(Protocol):
@@ -161,9 +196,24 @@ def copy_and_digest(
     return writer.digests()
 
 
+def _batches(items: Iterable[T], size_of: Callable[[T], int], batch_bytes: int,
+             batch_items: int) -> Iterator[list[T]]:
+    current: list[T] = []
+    current_bytes = 0
+    for item in items:
+        size = size_of(item)
+        if current and (current_bytes + size > batch_bytes or len(current) >= batch_items):
+            yield current
+            current, current_bytes = [], 0
+        current.append(item)
+        current_bytes += size
+    if current:
+        yield current
+
+
 def parallel_in_batches(
     work: Callable[[T], R],
-    items: Sequence[T],
+    items: Iterable[T],
     size_of: Callable[[T], int],
     *,
     threads: int,
@@ -174,36 +224,30 @@ def parallel_in_batches(
     """``work(item)`` for every item on a thread pool, yielding ``(item, result)`` in order.
 
     Small items travel in batches so that 100k small files do not pay a pool hand-off each;
-    a large item is a batch of its own. The first exception (in a worker, or in the consumer,
+    a large item is a batch of its own. ``items`` is consumed lazily, a few batches ahead of
+    the results, so that producing them (walking a directory) overlaps the work and memory
+    does not grow with their number. The first exception (in a worker, or in the consumer,
     such as an interrupt) sets ``stop``, which long work may watch to give up early, and
     propagates.
     """
-    batches: list[list[T]] = []
-    current: list[T] = []
-    current_bytes = 0
-    for item in items:
-        size = size_of(item)
-        if current and (current_bytes + size > batch_bytes or len(current) >= batch_items):
-            batches.append(current)
-            current, current_bytes = [], 0
-        current.append(item)
-        current_bytes += size
-    if current:
-        batches.append(current)
+    stopping = stop if stop is not None else threading.Event()
 
     def run(batch: list[T]) -> list[tuple[T, R]]:
         return [(item, work(item)) for item in batch if not stopping.is_set()]
 
-    stopping = stop if stop is not None else threading.Event()
+    pending: deque[Future[list[tuple[T, R]]]] = deque()
     with ThreadPoolExecutor(threads) as pool:
-        futures = [pool.submit(run, batch) for batch in batches]
         try:
-            for future in futures:
-                yield from future.result()
+            for batch in _batches(items, size_of, batch_bytes, batch_items):
+                pending.append(pool.submit(run, batch))
+                if len(pending) > _BATCHES_AHEAD * threads:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
         finally:
             # Tell running work to stop (it may check ``stop``) before the pool waits for it.
             stopping.set()
-            for future in futures:
+            for future in pending:
                 future.cancel()
 
 

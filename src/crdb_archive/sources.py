@@ -20,6 +20,7 @@ from crdb_archive.errors import UnrecognisedSource
 from crdb_archive.export.names import parse_data_file, parse_export_file, parse_resolved_file
 from crdb_archive.storage.base import open_storage
 from crdb_archive.storage.uri import parse_location, redact
+from crdb_archive.text import count
 
 SourceKind = Literal["backup", "export"]
 KindChoice = Literal["auto", "backup", "export"]
@@ -82,7 +83,8 @@ class SourceEvidence:
                 "changefeed or EXPORT output")
         return UnrecognisedSource(
             f"{self.display} holds neither a CockroachDB backup (no {', '.join(MANIFEST_NAMES)} "
-            f"or {LATEST}) nor changefeed or EXPORT output: {self.files} file(s), such as "
+            f"or {LATEST}) nor changefeed or EXPORT output: {count(self.files, 'file')}, such "
+            "as "
             + ", ".join(self.other[:_SAMPLES]))
 
 
@@ -94,6 +96,8 @@ def _is_backup_name(key: str) -> bool:
 
 
 def _is_export_name(key: str) -> bool:
+    if key.endswith(".sst"):
+        return False  # what a backup holds, 100k times over; no export file is named so
     try:
         return (parse_data_file(key) is not None or parse_resolved_file(key) is not None
                 or parse_export_file(key.rsplit("/", 1)[-1]) is not None)
@@ -114,16 +118,16 @@ def survey_source(source: str, *, endpoint_url: str | None = None) -> SourceEvid
                                      "CockroachDB backup or changefeed or EXPORT output")
     with open_storage(source, endpoint_url=endpoint_url) as storage:
         evidence = SourceEvidence(storage.display())
-        for info in storage.list():
+        for key in storage.list_keys():
             evidence.files += 1
-            if _is_backup_name(info.key):
+            if _is_backup_name(key):
                 found = evidence.backup
-            elif _is_export_name(info.key):
+            elif _is_export_name(key):
                 found = evidence.export
             else:
                 found = evidence.other
             if len(found) < _SAMPLES:
-                found.append(info.key)
+                found.append(key)
             if evidence.backup and evidence.export:
                 break
     return evidence

@@ -20,10 +20,27 @@ if TYPE_CHECKING:
 from crdb_archive.progress import ProgressCallback, ProgressEvent
 
 
+class OutputClosed(BrokenPipeError):
+    """Whoever read stdout went away before the output was all written (``... | head``)."""
+
+
+def _write(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError as error:
+        raise OutputClosed(*error.args) from None
+
+
 def line(text: str) -> None:
-    """Print one line of text output on stdout."""
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    """Print one line of text output on stdout; raises OutputClosed."""
+    _write(text + "\n")
+
+
+def json_line(payload: Any) -> None:
+    """Print one compact JSON object as one line on stdout (JSON Lines); raises
+    OutputClosed."""
+    _write(json.dumps(payload, separators=(",", ":")) + "\n")
 
 
 def stderr_is_terminal() -> bool:
@@ -31,9 +48,8 @@ def stderr_is_terminal() -> bool:
 
 
 def print_json(payload: Any) -> None:
-    """Print one JSON object on stdout."""
-    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    sys.stdout.flush()
+    """Print one JSON object on stdout; raises OutputClosed."""
+    _write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
 def error_line(message: str) -> None:

@@ -1,10 +1,8 @@
 """CockroachDB backups built by the tests, one per era, from the facts in DESIGN 2.3.
 
-The protobuf encoder here is written from the field numbers alone and shares nothing with the
-decoder under test, so a mistake in one is not mirrored in the other. Builders lay out real
-directories: manifests (raw, gzip, encrypted with :mod:`support.encryption`), ``-CHECKSUM``
-files, SSTs, ENCRYPTION-INFO, LATEST pointers and incremental backups in both the nested
-(v21.1) and ``incrementals/`` (v22.1+) layouts.
+The encoder and directory writers are :mod:`crdb_archive.demo.backups` (written from the field
+numbers alone, sharing nothing with the decoder under test); here the eras, encrypted with
+:mod:`support.encryption`, in both the nested (v21.1) and ``incrementals/`` (v22.1+) layouts.
 :func:`upload` copies a built backup into an S3 bucket, as ``BACKUP INTO 's3://...'`` would
 have written it, and :func:`assert_same_report` compares what inspecting each copy says.
 :class:`RecordingStorage` shows what inspecting asks of a storage.
@@ -13,17 +11,35 @@ have written it, and :func:`assert_same_report` compares what inspecting each co
 from __future__ import annotations
 
 import datetime as dt
-import gzip
-import hashlib
 import os
-import random
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from crdb_archive.demo import backups as demo
+from crdb_archive.demo.backups import (
+    CLUSTER_ID,
+    MAX_UINT64,
+    Manifest,
+    bytes_field,
+    checksum,
+    fixed32_field,
+    fixed64_field,
+    full_subdir,
+    group_field,
+    gzipped,
+    incremental_name,
+    int_field,
+    key,
+    latest_history_name,
+    nanos,
+    string_field,
+    varint,
+    write,
+    write_latest,
+)
 from crdb_archive.storage import (
     ObjectInfo,
     ObjectWriter,
@@ -41,175 +57,21 @@ if TYPE_CHECKING:
     from crdb_archive.backup import BackupInfo
     from support.s3 import MotoS3
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-MAX_UINT64 = (1 << 64) - 1
-CLUSTER_ID = uuid.UUID("5f0e3c1a-8c2b-4c36-9d3e-2a1b0c9d8e7f")
+__all__ = [
+    "CLUSTER_ID", "ERAS", "MAX_UINT64", "T0", "Era", "Manifest", "MixedCollection",
+    "RecordingStorage", "add_random_sst", "assert_same_report", "bytes_field", "checksum",
+    "encrypted", "fixed32_field", "fixed64_field", "full_subdir", "group_field", "gzipped",
+    "incremental_name", "int_field", "key", "latest_history_name", "mixed_collection", "nanos",
+    "string_field", "upload", "v24_3_collection", "varint", "write", "write_backup",
+    "write_fulls", "write_latest",
+]
 
-# --- protobuf wire format ----------------------------------------------------------------------
-
-
-def varint(value: int) -> bytes:
-    """Base-128 varint; negative numbers as 64-bit two's complement, like Go's int32/int64."""
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while True:
-        low = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
-
-
-def key(number: int, wire_type: int) -> bytes:
-    return varint(number << 3 | wire_type)
-
-
-def int_field(number: int, value: int) -> bytes:
-    return key(number, 0) + varint(value)
-
-
-def bytes_field(number: int, payload: bytes) -> bytes:
-    return key(number, 2) + varint(len(payload)) + payload
-
-
-def string_field(number: int, text: str) -> bytes:
-    return bytes_field(number, text.encode())
-
-
-def fixed64_field(number: int, value: int) -> bytes:
-    return key(number, 1) + value.to_bytes(8, "little")
-
-
-def fixed32_field(number: int, value: int) -> bytes:
-    return key(number, 5) + value.to_bytes(4, "little")
-
-
-def group_field(number: int, inner: bytes) -> bytes:
-    return key(number, 3) + inner + key(number, 4)
-
-
-def nanos(when: dt.datetime) -> int:
-    """Unix nanoseconds of an aware datetime, exactly."""
-    delta = when - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
-
-
-# --- manifests -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The fields of a BackupManifest the toolkit reads, plus filler it must skip."""
-
-    end_time: dt.datetime
-    build_tag: str | None = "v23.1.11"
-    build_time: str | None = "2023/10/09 17:49:25"
-    revision: str | None = "5ad2ab3a2d8ed7b4a8e0f5a8b8bd38b1d7a5c1e4"
-    go_version: str | None = "go1.19.13"
-    cluster_version: tuple[int, int, int, int] | None = (23, 1, 0, 0)
-    start_time: dt.datetime | None = None
-    end_logical: int = 0
-    extra_end_nanos: int = 0
-    cluster_id: uuid.UUID | None = CLUSTER_ID
-    node_id: int | None = 1
-    files: int = 3
-    descriptors: int = 2
-    unknown_fields: bool = True
-    # Bytes of an unknown field of incompressible filler: a manifest of many 64 KiB chunks.
-    padding: int = 0
-
-    @property
-    def end_wall_time(self) -> int:
-        return nanos(self.end_time) + self.extra_end_nanos
-
-    def encode(self) -> bytes:
-        """Fields in number order, as CockroachDB's generated marshaller writes them."""
-        out = bytearray()
-        if self.start_time is not None:
-            out += bytes_field(1, int_field(1, nanos(self.start_time)))
-        end = int_field(1, self.end_wall_time)
-        if self.end_logical:
-            end += int_field(2, self.end_logical)
-        out += bytes_field(2, end)
-        out += self._files_and_descriptors()
-        if self.cluster_id is not None:
-            out += bytes_field(9, self.cluster_id.bytes)
-        if self.node_id is not None:
-            out += int_field(10, self.node_id)
-        out += self._build_info()
-        if self.unknown_fields:
-            out += fixed64_field(13, 0xDEADBEEF) + fixed32_field(14, 7)
-            out += group_field(15, int_field(1, 5) + group_field(2, string_field(3, "x")))
-            out += int_field(16, 1)
-        if self.padding:
-            filler = random.Random(self.padding)  # noqa: S311 - incompressible, not secret
-            out += bytes_field(40, filler.randbytes(self.padding))
-        return bytes(out + self._cluster_version())
-
-    def _files_and_descriptors(self) -> bytes:
-        """Fields 4 (files) and 5 (descriptors)."""
-        out = bytearray()
-        for i in range(self.files):
-            span = bytes_field(1, b"/Table/%d/1" % (100 + i)) + bytes_field(2, b"/Table/%d/2" % i)
-            entry = (
-                bytes_field(1, span)
-                + string_field(2, f"data/{900000 + i}.sst")
-                + bytes_field(7, int_field(1, 1000 + i) + int_field(2, 4096 * i))
-            )
-            out += bytes_field(4, entry)
-        for i in range(self.descriptors):
-            table = string_field(1, f"table_{i}") + int_field(3, 100 + i)
-            out += bytes_field(5, bytes_field(1, table))
-        return bytes(out)
-
-    def _build_info(self) -> bytes:
-        """Field 11, the build info, when any of it is set."""
-        build = b""
-        for number, value in ((1, self.go_version), (2, self.build_tag), (3, self.build_time),
-                              (4, self.revision)):
-            if value is not None:
-                build += string_field(number, value)
-        if build or self.build_tag is not None:
-            return bytes_field(11, build + string_field(7, "linux amd64"))
-        return b""
-
-    def _cluster_version(self) -> bytes:
-        """Field 25, the cluster version, when set."""
-        if self.cluster_version is None:
-            return b""
-        major, minor, patch, internal = self.cluster_version
-        version = int_field(1, major) + int_field(2, minor)
-        if patch:
-            version += int_field(3, patch)
-        if internal:
-            version += int_field(4, internal)
-        return bytes_field(25, version)
-
-
-def gzipped(data: bytes) -> bytes:
-    return gzip.compress(data, mtime=0)
+INCREMENTALS_DIR = "incrementals"
 
 
 def encrypted(data: bytes) -> bytes:
     """``data`` encrypted with the tests' passphrase (support.encryption), format version 2."""
     return with_passphrase().seal(data)
-
-
-def checksum(stored: bytes) -> bytes:
-    """What CockroachDB writes to ``<manifest>-CHECKSUM``: 4 bytes of the SHA-256."""
-    return hashlib.sha256(stored).digest()[:4]
-
-
-# --- directories ---------------------------------------------------------------------------------
-
-
-def write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 def write_backup(
@@ -224,64 +86,13 @@ def write_backup(
     data_dir: bool = True,
     ssts: int = 2,
 ) -> bytes:
-    """Write one backup directory; returns the stored manifest bytes.
-
-    ``encrypt`` (True: the tests' passphrase, version 2) encrypts the manifests, SSTs and
-    statistics as CockroachDB does, and writes the ENCRYPTION-INFO files into the directory
-    unless ``encryption_info`` is False (an incremental backup reads its full backup's).
-    """
-    sealing: Encrypting | None = None
-    if isinstance(encrypt, Encrypting):
-        sealing = encrypt
-    elif encrypt:
-        sealing = with_passphrase()
-
-    def stored_form(plain: bytes) -> bytes:
-        return sealing.seal(plain) if sealing is not None else plain
-
-    plain = manifest.encode()
-    if compress:
-        plain = gzipped(plain)
-    if sealing is not None and encryption_info:
-        for info_name, content in sealing.infos.items():
-            write(directory / info_name, content)
-    first = b""
-    for name in names:
-        # Each file is sealed on its own, with its own IV, as CockroachDB writes them.
-        stored = stored_form(plain)
-        first = first or stored
-        write(directory / name, stored)
-        if with_checksum:
-            write(directory / f"{name}-CHECKSUM", checksum(stored))
-    for i in range(ssts):
-        sst = f"data/{800000 + i}.sst" if data_dir else f"{800000 + i}.sst"
-        write(directory / sst, stored_form(b"SST%d" % i * (100 + i)))
-    write(directory / "BACKUP-STATISTICS", stored_form(b"\x0a\x00"))
-    return first
-
-
-def full_subdir(when: dt.datetime) -> str:
-    """``YYYY/MM/DD-HHMMSS.ss``, as BACKUP INTO names a full backup after its end time."""
-    return when.strftime("%Y/%m/%d-%H%M%S.") + f"{when.microsecond // 10_000:02d}"
-
-
-def incremental_name(when: dt.datetime) -> str:
-    """``YYYYMMDD/HHMMSS.ss``, as an incremental backup is named after its end time."""
-    return when.strftime("%Y%m%d/%H%M%S.") + f"{when.microsecond // 10_000:02d}"
-
-
-def latest_history_name(when: dt.datetime) -> str:
-    """``LATEST-<hex>`` whose names sort newest first."""
-    return f"LATEST-{MAX_UINT64 - nanos(when):016x}"
-
-
-def write_latest(
-    root: Path, subdir: str, *, at: dt.datetime, root_file: bool, history: bool
-) -> None:
-    if root_file:
-        write(root / "LATEST", f"/{subdir}".encode())
-    if history:
-        write(root / "metadata" / "latest" / latest_history_name(at), f"/{subdir}".encode())
+    """:func:`crdb_archive.demo.backups.write_backup`, with ``encrypt`` True for the tests'
+    passphrase (format version 2) or an :class:`Encrypting` of the test's choice."""
+    sealing = encrypt if isinstance(encrypt, Encrypting) else (
+        with_passphrase() if encrypt else None)
+    return demo.write_backup(directory, manifest, names=names, compress=compress,
+                             with_checksum=with_checksum, sealing=sealing,
+                             encryption_info=encryption_info, data_dir=data_dir, ssts=ssts)
 
 
 def write_fulls(root: Path, *days: int) -> list[str]:
@@ -397,24 +208,11 @@ def v23_1_backup(tmp: Path) -> Era:
 def v24_3_collection(tmp: Path) -> Era:
     """v24.3: several full backups, each with incrementals; only metadata/latest pointers."""
     root = tmp / "v24.3"
-    m = Manifest(end_time=T0, build_tag="v24.3.1", cluster_version=(24, 3, 0, 0),
-                 extra_end_nanos=123)
-    fulls = [dt.datetime(2024, 12, day, 0, 0, 0, 0, tzinfo=dt.UTC) for day in (1, 8, 15)]
-    expected: list[str] = []
-    for when in fulls:
-        subdir = full_subdir(when)
-        write_backup(root / subdir, replace(m, end_time=when))
-        write_latest(root, subdir, at=when, root_file=False, history=True)
-        expected = []
-        for hours in (6, 12, 18):
-            start = when + dt.timedelta(hours=hours - 6)
-            inc_time = when + dt.timedelta(hours=hours)
-            name = incremental_name(inc_time) + "-" + start.strftime("%Y%m%d-%H%M%S.00")
-            rel = f"incrementals/{subdir}/{name}"
-            write_backup(root / rel, replace(m, start_time=start, end_time=inc_time), ssts=1)
-            expected.append(rel)
-    return Era("v24.3", root, "collection", full_subdir(fulls[-1]), "v24.3.1", "24.3", "v24.3",
-               ["v24.3", "v25.1", "v25.2"], fulls[-1], expected)
+    chains = demo.write_collection(root, build_tag="v24.3.1", cluster_version=(24, 3, 0, 0))
+    newest = chains[-1]
+    return Era("v24.3", root, "collection", newest[0], "v24.3.1", "24.3", "v24.3",
+               ["v24.3", "v25.1", "v25.2"], dt.datetime(2024, 12, 15, tzinfo=dt.UTC),
+               newest[1:])
 
 
 def encrypted_backup(tmp: Path) -> Era:
@@ -456,6 +254,47 @@ ERAS: dict[str, Callable[[Path], Era]] = {
 }
 
 
+@dataclass(frozen=True)
+class MixedCollection:
+    """A collection holding more than one backup's files: what a bundle takes and leaves."""
+
+    root: Path
+    older: str  # a full backup with incrementals, not chosen
+    chosen: str  # the newest full backup, named by LATEST, with incrementals
+    chosen_incrementals: list[str]
+    unfinished: str  # a dated directory without a manifest: a failed full backup
+    stray: str  # a file no backup wrote
+
+
+def mixed_collection(tmp: Path, *, older_ssts: int = 2) -> MixedCollection:
+    """Two full backups of v24.3, each with incrementals under incrementals/, both named by
+    metadata/latest files; a failed full backup, an unfinished incremental of the chosen one
+    and a stray file beside them."""
+    root = tmp / "mixed"
+    m = Manifest(end_time=T0, build_tag="v24.3.1", cluster_version=(24, 3, 0, 0))
+    older_time = dt.datetime(2024, 12, 1, tzinfo=dt.UTC)
+    chosen_time = dt.datetime(2024, 12, 8, tzinfo=dt.UTC)
+    chosen_incrementals: list[str] = []
+    for when, ssts in ((older_time, older_ssts), (chosen_time, 2)):
+        subdir = full_subdir(when)
+        write_backup(root / subdir, replace(m, end_time=when), ssts=ssts)
+        write_latest(root, subdir, at=when, root_file=False, history=True)
+        for hours in (6, 12):
+            inc_time = when + dt.timedelta(hours=hours)
+            rel = f"incrementals/{subdir}/{incremental_name(inc_time)}"
+            write_backup(root / rel, replace(m, start_time=when, end_time=inc_time), ssts=1)
+            if when == chosen_time:
+                chosen_incrementals.append(rel)
+    chosen = full_subdir(chosen_time)
+    unfinished = full_subdir(dt.datetime(2024, 12, 15, tzinfo=dt.UTC))
+    write(root / unfinished / "data" / "800000.sst", b"half a backup")
+    late = incremental_name(chosen_time + dt.timedelta(hours=18))
+    write(root / INCREMENTALS_DIR / chosen / late / "data" / "800000.sst", b"no manifest yet")
+    write(root / "notes.txt", b"not a backup file")
+    return MixedCollection(root, full_subdir(older_time), chosen, chosen_incrementals,
+                           unfinished, "notes.txt")
+
+
 # --- in S3 ----------------------------------------------------------------------------------------
 
 
@@ -487,8 +326,8 @@ def upload(
 def assert_same_report(local: BackupInfo, remote: BackupInfo, uri: str) -> None:
     """Everything but the location is the same, down to each file's key and size."""
     mine, theirs = local.to_json(), remote.to_json()
-    assert mine.pop("root") == str(local.root)
-    assert theirs.pop("root") == uri
+    assert mine.pop("source") == str(local.root)
+    assert theirs.pop("source") == uri
     assert theirs == mine
     assert remote.manifest == local.manifest
     assert remote.files == local.files

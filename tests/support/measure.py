@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import tracemalloc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,3 +57,18 @@ def run_measured(*args: str, timeout: float = 300,
         peak_kib = int(report.read_text() or "0") if report.exists() else 0
     return Measured(process.returncode, out.decode("utf-8", "replace"),
                     err.decode("utf-8", "replace"), peak_kib / 1024, killed)
+
+
+@contextlib.contextmanager
+def peak_allocation() -> Iterator[Callable[[], int]]:
+    """Trace this process's Python allocations inside the block; yields a function giving
+    the peak in bytes above what was allocated when the block began (read after it)."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    peak = 0
+    try:
+        yield lambda: peak
+    finally:
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from crdb_archive.errors import DamagedEncryptedFile
+from crdb_archive.text import count
 
 PREAMBLE = b"encrypt"
 VERSION_SINGLE = 1
@@ -116,14 +117,14 @@ def _chunked(
     if len(buffer) < TAG_BYTES:
         where = "at a chunk boundary" if not buffer else "inside a tag"
         raise DamagedEncryptedFile(
-            f"{name} is cut short {where} after {index} chunk(s): its last chunk is missing",
+            f"{name} is cut short {where} after {count(index, 'chunk')}: its last chunk is missing",
             reason="truncated", chunk=index)
     plaintext = _open(cipher, iv, index, buffer, name)
     if len(plaintext) == CHUNK_BYTES:
         # CockroachDB always ends with a chunk shorter than 64 KiB, empty if need be.
         raise DamagedEncryptedFile(
-            f"{name} ends with a full {CHUNK_BYTES}-byte chunk ({index + 1} chunk(s)): it was "
-            "cut at a chunk boundary", reason="truncated", chunk=index + 1)
+            f"{name} ends with a full {CHUNK_BYTES}-byte chunk ({count(index + 1, 'chunk')}): "
+            "it was cut at a chunk boundary", reason="truncated", chunk=index + 1)
     if plaintext:
         yield plaintext
 

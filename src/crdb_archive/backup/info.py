@@ -19,7 +19,7 @@ decrypted. Without a key, ENCRYPTION-INFO still tells how it was encrypted.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -27,6 +27,7 @@ from typing import Literal
 from crdb_archive.backup import layout
 from crdb_archive.backup.keys import NO_KEYS, EncryptionKeys
 from crdb_archive.backup.layout import BackupFile, FullBackup
+from crdb_archive.backup.left_out import LeftOut, Selection, left_out_of
 from crdb_archive.backup.manifest import ManifestInfo
 from crdb_archive.backup.manifest_file import read_manifest_in
 from crdb_archive.backup.source import collection_hint, open_source, root_path
@@ -40,6 +41,7 @@ from crdb_archive.backup.unlock import (
 from crdb_archive.errors import InvalidVersion, NotABackup, UnknownVersion
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.storage.base import Storage
+from crdb_archive.text import count, size
 from crdb_archive.times import utc_iso
 from crdb_archive.versions import Major, ReleaseIndex, VersionSpec, release_index
 
@@ -65,6 +67,7 @@ class BackupInfo:
     file with ``info.storage.open_read(file.path)``. ``root`` is the source's local directory
     (None in object storage); ``location`` names the source without any secret.
     ``encryption`` tells how the backup is encrypted and whether a key opened it.
+    ``left_out``, when asked for, names the files of the source a bundle leaves out.
 
     When :func:`inspect_backup` opened the storage itself (from a path or URI), this object
     owns it: call :meth:`close` (or use it as a context manager) when done reading files.
@@ -85,6 +88,7 @@ class BackupInfo:
     restorable_into: list[str]
     warnings: list[str]
     encryption: Encryption = NOT_ENCRYPTED
+    left_out: LeftOut | None = None
     owns_storage: bool = field(default=False, repr=False, compare=False)
 
     def close(self) -> None:
@@ -109,7 +113,7 @@ class BackupInfo:
         every = self.files + self.incremental_files
         return {
             "kind": self.kind,
-            "root": self.location,
+            "source": self.location,
             "subdir": self.subdir,
             "manifest": m.file,
             "manifest_checksum": "verified" if m.checksum_verified else "absent",
@@ -148,7 +152,22 @@ class BackupInfo:
                 for b in self.backups
             ],
             "warnings": self.warnings,
+            **_left_out_json(self.left_out),
         }
+
+
+def _left_out_json(found: LeftOut | None) -> dict[str, object]:
+    """The files a bundle leaves out (None when not asked for): the first ones by path, and
+    how many there are, how large, for which reasons."""
+    if found is None:
+        return dict.fromkeys(("left_out", "left_out_count", "left_out_bytes",
+                              "left_out_reasons"))
+    return {
+        "left_out": [f.to_json() for f in found.files],
+        "left_out_count": found.count,
+        "left_out_bytes": found.bytes,
+        "left_out_reasons": found.by_reason,
+    }
 
 
 def rfc3339(value: dt.datetime | None) -> str | None:
@@ -163,13 +182,16 @@ def inspect_backup(
     endpoint_url: str | None = None,
     progress: ProgressCallback = no_progress,
     keys: EncryptionKeys = NO_KEYS,
+    with_left_out: bool = False,
 ) -> BackupInfo:
     """Find the backup at ``source`` (a backup directory or a collection) and describe it.
 
     ``source`` is a local directory (``Path`` or ``str``), a URI such as
     ``s3://bucket/prefix?AWS_ACCESS_KEY_ID=...`` (``endpoint_url`` for S3-compatible stores),
     or a Storage, used as it is and left open. In a collection, ``subdir`` chooses the full
-    backup (default, or ``LATEST``: the one LATEST names). ``keys`` open an encrypted backup's
+    backup (default, or ``LATEST``: the one LATEST names). ``with_left_out`` also lists the
+    files of the source a bundle of it leaves out (one more walk of a local source; object
+    storage is listed once either way). ``keys`` open an encrypted backup's
     manifest; WrongEncryptionKey (2) when they do not, DamagedEncryptionInfo (1) when its
     ENCRYPTION-INFO is missing or damaged, KeyServiceError (3) when KMS fails. Raises
     NotABackup (2),
@@ -182,7 +204,12 @@ def inspect_backup(
     storage, owned = open_source(source, endpoint_url=endpoint_url)
     try:
         tree = open_tree(storage, progress=progress)
-        return _inspect(tree, subdir, owned, progress, keys)
+        info = _inspect(tree, subdir, owned, progress, keys)
+        if not with_left_out:
+            return info
+        taken = frozenset(f.path for f in info.files + info.incremental_files)
+        selection = Selection(info.subdir or "", taken, frozenset(b.subdir for b in info.backups))
+        return replace(info, left_out=left_out_of(tree, selection))
     except BaseException:
         if owned:
             storage.close()
@@ -267,18 +294,20 @@ def _inspect(
 
 def _cold_files(tree: BackupTree, files: list[BackupFile]) -> list[str]:
     waiting: dict[str, int] = {}
-    size = 0
+    octets = 0
     for f in files:
         state = tree.waiting(f.path)
         if state is not None:
             waiting[state] = waiting.get(state, 0) + 1
-            size += f.size
+            octets += f.size
     if not waiting:
         return []
-    classes = ", ".join(f"{count} in {state}" for state, count in sorted(waiting.items()))
+    number = sum(waiting.values())
+    classes = ", ".join(f"{n:,} in {state}" for state, n in sorted(waiting.items()))
     return [
-        f"{sum(waiting.values())} file(s) of the backup ({size} bytes: {classes}) wait in an "
-        "archive storage class: they must be restored before the backup can be archived"
+        f"{count(number, 'file')} of the backup ({size(octets)}: {classes}) "
+        f"{'waits' if number == 1 else 'wait'} in an archive storage class: "
+        f"{'it' if number == 1 else 'they'} must be restored before the backup can be archived"
     ]
 
 

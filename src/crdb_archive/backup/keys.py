@@ -19,6 +19,7 @@ from typing import Literal
 
 from crdb_archive.errors import BadInput
 from crdb_archive.storage.kms import KmsUri, literal_secrets, parse_kms_uri
+from crdb_archive.text import size
 
 PASSPHRASE_ENV = "CRDB_ARCHIVE_ENCRYPTION_PASSPHRASE"  # noqa: S105 - a variable name
 # A passphrase file holds one line; a larger file is the wrong file.
@@ -122,5 +123,5 @@ def _read_small(path: Path, what: str, limit: int) -> bytes:
     except OSError as error:
         raise BadInput(f"cannot read {what} {path}: {error.strerror or error}") from None
     if len(data) > limit:
-        raise BadInput(f"{what} {path} is larger than {limit} bytes: not such a file")
+        raise BadInput(f"{what} {path} is larger than {size(limit)}: not such a file")
     return data

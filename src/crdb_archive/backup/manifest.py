@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from crdb_archive.backup import wire
 from crdb_archive.errors import MalformedManifest
+from crdb_archive.text import size
 
 # In the order CockroachDB itself prefers them: BACKUP_MANIFEST (v20.2+), BACKUP_METADATA
 # (v23.1+, same version fields), BACKUP (v20.1 and older).
@@ -160,7 +161,7 @@ def _gunzip(compressed: Iterable[bytes], limit: int) -> Iterator[bytes]:
                 pending = len(out) == _INFLATE_CHUNK and not inflater.eof
                 total += len(out)
                 if total > limit:
-                    raise MalformedManifest(f"the manifest inflates to more than {limit} bytes")
+                    raise MalformedManifest(f"the manifest inflates to more than {size(limit)}")
                 if out:
                     yield out
     except zlib.error as error:

@@ -43,6 +43,7 @@ from crdb_archive.errors import (
     WrongEncryptionKey,
 )
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
+from crdb_archive.text import count
 
 _READ_CHUNK = 1 << 16
 # A -CHECKSUM file holds 4 bytes; reading a little more tells a damaged one from a good one.
@@ -236,7 +237,7 @@ def _read_checksum(tree: BackupTree, key: str, kind: Kind | None, name: str) -> 
     expected = tree.read_head(key, _CHECKSUM_READ)
     if len(expected) != CHECKSUM_BYTES:
         raise DamagedManifest(
-            f"{name}{CHECKSUM_SUFFIX} holds {len(expected)} byte(s), expected "
+            f"{name}{CHECKSUM_SUFFIX} holds {count(len(expected), 'byte')}, expected "
             f"{CHECKSUM_BYTES}: the checksum file is damaged"
         )
     return expected

@@ -130,8 +130,8 @@ class BackupTree:
         verb = "is" if len(waiting) == 1 else "are"
         raise NeedsRestoreFromColdStorage(
             f"{names} {verb} in an archive storage class and must be restored before "
-            f"{purpose}: request a restore of the object(s) (S3 RestoreObject), wait for it to "
-            "complete, and run again"
+            f"{purpose}: request a restore of {'it' if len(waiting) == 1 else 'them'} "
+            "(S3 RestoreObject), wait for it to complete, and run again"
         )
 
     def open_read(self, key: str, *, length: int | None = None

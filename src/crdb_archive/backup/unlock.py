@@ -32,6 +32,7 @@ from crdb_archive.errors import (
     WrongEncryptionKey,
 )
 from crdb_archive.storage.kms import AwsKmsKey
+from crdb_archive.text import count
 
 Mode = Literal["none", "passphrase", "kms", "unknown"]
 
@@ -132,8 +133,9 @@ def resolve_data_key(infos: list[EncryptionInfo], keys: EncryptionKeys, where: s
     if failure is not None:
         raise failure
     given = ", ".join(uri.display for uri in keys.kms)
+    noun = "key" if len(keys.kms) == 1 else "keys"
     raise WrongEncryptionKey(
-        f"no ENCRYPTION-INFO entry of the backup in {where} matches the KMS key(s) {given} "
+        f"no ENCRYPTION-INFO entry of the backup in {where} matches the KMS {noun} {given} "
         f"({_kms_count(infos)}); the key must be written exactly as in the BACKUP statement, "
         "since an ARN and a bare key id of the same key are different ids")
 
@@ -162,10 +164,9 @@ def _unwrap_with(kms: AwsKmsKey,
 
 
 def _kms_count(infos: list[EncryptionInfo]) -> str:
-    count = len({k for info in infos for k in info.wrapped_keys})
-    files = len(infos)
-    return (f"{count} KMS key(s) in {files} ENCRYPTION-INFO file(s)" if count
-            else f"no KMS key in {files} ENCRYPTION-INFO file(s)")
+    keys = len({k for info in infos for k in info.wrapped_keys})
+    files = count(len(infos), "ENCRYPTION-INFO file")
+    return f"{count(keys, 'KMS key')} in {files}" if keys else f"no KMS key in {files}"
 
 
 def unlock_backup(
@@ -211,7 +212,8 @@ def settle_encryption(
         return Encryption("unknown")
     if not manifest.encrypted:
         if found.mode != "none":
-            warnings.append(f"{', '.join(found.info_files)} exist(s), yet the manifest "
+            verb = "exists" if len(found.info_files) == 1 else "exist"
+            warnings.append(f"{', '.join(found.info_files)} {verb}, yet the manifest "
                             f"{manifest.file} is not encrypted")
         elif keys.given:
             warnings.append("an encryption key was given, but the backup is not encrypted")

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from crdb_archive.errors import MalformedManifest
+from crdb_archive.text import count
 
 VARINT = 0
 FIXED64 = 1
@@ -55,7 +56,7 @@ class ByteSource:
 
     def _truncated(self, wanted: int, what: str) -> MalformedManifest:
         return MalformedManifest(
-            f"truncated at byte {self.offset}: {what} needs {wanted} more byte(s)"
+            f"truncated at byte {self.offset}: {what} needs {count(wanted, 'more byte')}"
         )
 
     def read(self, n: int, what: str) -> bytes:

@@ -9,6 +9,7 @@ import requests
 from crdb_archive.binaries.mirror import Mirror
 from crdb_archive.binaries.transfer import DEFAULT_POLICY, NetworkPolicy, download
 from crdb_archive.errors import MalformedChecksumFile
+from crdb_archive.text import size
 
 CHECKSUM_SUFFIX = ".sha256sum"
 
@@ -56,7 +57,7 @@ class _Buffer:
         self.data += chunk
         if len(self.data) > MAX_CHECKSUM_FILE_SIZE:
             raise MalformedChecksumFile(
-                f"{self._shown} is larger than {MAX_CHECKSUM_FILE_SIZE} bytes: not a checksum "
+                f"{self._shown} is larger than {size(MAX_CHECKSUM_FILE_SIZE)}: not a checksum "
                 "file"
             )
 

@@ -25,6 +25,7 @@ from crdb_archive.binaries.staging import describe_os_error
 from crdb_archive.errors import NetworkError, NotFoundOnMirror, StorageError
 from crdb_archive.hashing import CHUNK_SIZE, Digests, DigestWriter
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
+from crdb_archive.text import exact
 
 # Small enough that a transfer broken mid-way keeps nearly everything already received.
 NETWORK_CHUNK_SIZE = 64 << 10
@@ -292,7 +293,7 @@ class _HttpTransfer:
             self._progress(ProgressEvent(self._task, self._writer.size, end))
         if end is not None and self._writer.size != end:
             raise _BrokenTransfer(
-                f"received {self._writer.size} bytes of {end} (Content-Length not reached)"
+                f"received {self._writer.size:,} of {exact(end)} (Content-Length not reached)"
             )
 
 

@@ -40,6 +40,7 @@ from crdb_archive.errors import (
 )
 from crdb_archive.hashing import iter_chunks, parallel_in_batches
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
+from crdb_archive.text import count
 
 _THREADS = max(2, min(8, os.cpu_count() or 2))
 
@@ -154,8 +155,9 @@ def _check_files(
             and all(r.failure is not None and r.failure.key_unproven for r in failures)
             and not any(r.path in damaged for r in failures)):
         raise WrongEncryptionKey(
-            f"the passphrase does not decrypt any of the {len(failures)} encrypted file(s) of "
-            f"{reader.display}, whose digests hold: wrong passphrase")
+            "the passphrase does not decrypt any of the "
+            f"{count(len(failures), 'encrypted file')} of {reader.display}, whose digests "
+            "hold: wrong passphrase")
     for result in failures:
         add_problem(result.path, str(result.failure).removeprefix(f"{result.path}: "))
     return DecryptCheck(True, opened, len(failures))

@@ -5,9 +5,12 @@ from __future__ import annotations
 import functools
 import json
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
+from crdb_archive.errors import DamagedBundle
+
+if TYPE_CHECKING:
+    import jsonschema
 
 SCHEMA_FILE = "bundle-manifest.schema.json"
 
@@ -22,6 +25,10 @@ def schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
+    # Imported here: jsonschema takes longer to import than a small bundle takes to verify,
+    # and only the writers (and the tests) need it; readers check the typed model.
+    import jsonschema  # noqa: PLC0415
+
     return jsonschema.Draft202012Validator(
         schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
@@ -34,6 +41,19 @@ def schema_problems(description: Any) -> list[str]:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         problems.append(f"{where}: {error.message}")
     return problems
+
+
+def description_problems(description: Any) -> list[str]:
+    """How ``description`` fails the typed model of the format (the first problem, as one
+    line naming the key); empty when it reads. What a reader checks: the same rules as the
+    schema's, without loading a schema validator."""
+    from crdb_archive.bundle.description import from_json  # noqa: PLC0415
+
+    try:
+        from_json(description)
+    except DamagedBundle as error:
+        return [str(error).removeprefix("crdb-archive.json: ")]
+    return []
 
 
 def render(description: dict[str, Any]) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -185,20 +186,24 @@ class BundleStaging:
         name = self.name
 
         @contextlib.contextmanager
-        def open_sink(path: str, size: int) -> Iterator[Sink]:
-            chosen = options if path.startswith(layout.PAYLOAD_DIR + "/") else tag_options
-            if path != layout.TAGMANIFEST_SHA256:
-                with staging.open_member(f"{name}/{path}", size_hint=size,
-                                         options=chosen) as writer:
-                    yield writer
-                return
+        def publishing(path: str, chosen: WriteOptions | None) -> Iterator[Sink]:
             # Written last: it makes the bundle complete, so it goes in with the publication.
             content = io.BytesIO()
             yield content
             staging.publish_tree(f"{name}/{path}", content.getvalue(), options=chosen,
                                  check=lambda: guard(f"publishing {name}"))
 
+        def open_sink(path: str, size: int) -> AbstractContextManager[Sink]:
+            chosen = options if path.startswith(_PAYLOAD_PREFIX) else tag_options
+            if path == layout.TAGMANIFEST_SHA256:
+                return publishing(path, chosen)
+            # The member's writer itself: 100k small files pay for no wrapper around it.
+            return staging.open_member(f"{name}/{path}", size_hint=size, options=chosen)
+
         return open_sink
+
+
+_PAYLOAD_PREFIX = layout.PAYLOAD_DIR + "/"
 
 
 def write_bundle(

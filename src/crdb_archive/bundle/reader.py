@@ -15,7 +15,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from crdb_archive.errors import (
 from crdb_archive.storage.base import ObjectInfo, Prefix, Storage, open_location, open_object
 from crdb_archive.storage.ranged import PART_SIZE, RangedReader
 from crdb_archive.storage.uri import Location
+from crdb_archive.text import count
 
 Opener = Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
 Form = Literal["dir", "tar"]
@@ -42,6 +42,7 @@ class Member:
     size: int
     open: Opener
     local_path: str | None = None  # set for files on local disk: they can be mapped
+    offset: int | None = None  # in a tar file here: where the member's bytes start in it
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,19 @@ class DirReader(BundleReader):
         self._objects = objects
         self.display = storage.display()
 
+    @property
+    def local_root(self) -> Path | None:
+        """The directory on this host, where the storage's objects are files here."""
+        return self._paths.local_path if self._paths is not None else None
+
+    def local_member(self, path: str, local: str) -> Member:
+        """The member at ``local`` (from :meth:`local_files`); raises StorageError."""
+        try:
+            size = os.stat(local, follow_symlinks=False).st_size  # noqa: PTH116 - a str
+        except OSError as error:
+            raise StorageError(f"cannot read {local}: {error.strerror}") from error
+        return Member(path, size, _file_opener(local), local)
+
     def _listing(self) -> list[ObjectInfo]:
         if self._objects is None:
             self._objects = list(self.storage.list())
@@ -137,7 +151,7 @@ class DirReader(BundleReader):
     def members(self) -> Iterator[Member]:
         self.oddities.clear()
         if self._paths is not None:
-            yield from self._walk(self._paths.local_path)
+            yield from self._walk()
             return
         for info in self._listing():
             if not layout.is_safe_relative(info.key):
@@ -145,28 +159,39 @@ class DirReader(BundleReader):
                 continue
             yield Member(info.key, info.size, _object_opener(self.storage, info))
 
-    def _walk(self, root: Path) -> Iterator[Member]:
+    def _walk(self) -> Iterator[Member]:
+        for path, local in self.local_files():
+            yield self.local_member(path, local)
+
+    def local_files(self) -> Iterator[tuple[str, str]]:
+        """``(bundle-relative path, path here)`` of every regular file of a directory here.
+
+        Directories are read in name order, and what is neither a directory nor a regular
+        file is added to ``oddities``. No file is opened or stat'ed when the file system
+        gives entry types (Linux file systems do): a verification of 100k small files pays
+        for each one read, not two more system calls. Raises StorageError.
+        """
+        if self._paths is None:
+            return
+        root = self._paths.local_path
         stack = [""]
         while stack:
             relative = stack.pop()
-            directory = root / relative if relative else root
+            directory = os.path.join(root, relative) if relative else str(root)  # noqa: PTH118
             try:
                 entries = sorted(os.scandir(directory), key=lambda e: e.name)
+                for entry in entries:
+                    path = f"{relative}/{entry.name}" if relative else entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(path)
+                    elif entry.is_file(follow_symlinks=False):
+                        yield path, entry.path
+                    else:
+                        kind = "symbolic link" if entry.is_symlink() else "special file"
+                        self.oddities.append(Oddity(path, f"{kind}, not a regular file"))
             except OSError as error:
-                raise StorageError(f"cannot list {directory}: {error.strerror}") from error
-            for entry in entries:
-                path = f"{relative}/{entry.name}" if relative else entry.name
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except OSError as error:
-                    raise StorageError(f"cannot read {entry.path}: {error.strerror}") from error
-                if stat.S_ISDIR(info.st_mode):
-                    stack.append(path)
-                elif stat.S_ISREG(info.st_mode):
-                    yield Member(path, info.st_size, _file_opener(entry.path), entry.path)
-                else:
-                    kind = "symbolic link" if stat.S_ISLNK(info.st_mode) else "special file"
-                    self.oddities.append(Oddity(path, f"{kind}, not a regular file"))
+                where = error.filename or directory
+                raise StorageError(f"cannot read {where}: {error.strerror}") from error
 
     def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
         if self._paths is None:
@@ -301,7 +326,8 @@ def require_readable(reader: BundleReader, *, payload: bool) -> None:
         return
     classes = ", ".join(sorted({o.storage_class or "an archive class" for o in cold}))
     raise NeedsRestoreFromColdStorage(
-        f"{len(cold)} object(s) of {reader.display} are in {classes} and not restored (first: "
+        f"{count(len(cold), 'object')} of {reader.display} {'is' if len(cold) == 1 else 'are'} in "
+        f"{classes} and not restored (first: "
         f"{cold[0].key}); request a restore with `crdb-archive restore-request "
         f"{reader.display} --days 7` and run again when it is done"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from crdb_archive.bundle.description import BackupDescription, BackupFacts, BinaryEntry
+from crdb_archive.text import count
 from crdb_archive.versions import release_index
 
 
@@ -115,7 +116,8 @@ def render_restore_md(description: BackupDescription, *,
         f"# Restoring {name}",
         "",
         f"This bundle holds a CockroachDB backup taken by CockroachDB **{version}** "
-        f"(major version {major}) and the CockroachDB release archive(s) of that version, "
+        f"(major version {major}) and the "
+        f"{count(len(description.binaries), 'CockroachDB release archive')} of that version, "
         + ("downloaded from Cockroach Labs (https://binaries.cockroachdb.com) and checked "
            "against their published SHA-256."
            if all(b.official for b in description.binaries) else

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RetrievedBinary:
+    bundle: str  # where the bundle is, without secrets
     cockroach: Path
     lib_dir: Path | None
     version: str
@@ -62,7 +63,9 @@ class RetrievedBinary:
     signature: SignatureStatus | None = None  # checked against allowed signers, when given
 
     def to_json(self) -> dict[str, Any]:
+        """The ``binary --json`` contract."""
         return {
+            "bundle": self.bundle,
             **({} if self.signature is None else {"signature": self.signature.to_json()}),
             "cockroach": str(self.cockroach),
             "lib_dir": str(self.lib_dir) if self.lib_dir else None,
@@ -276,6 +279,7 @@ def retrieve_binary(
         extracted: ExtractedBinary = extract_archive(archive, dest_dir, replace=replace,
                                                      sha256=digests.sha256)
     return RetrievedBinary(
+        bundle=reader.display,
         cockroach=extracted.cockroach,
         lib_dir=extracted.lib_dir,
         version=release,

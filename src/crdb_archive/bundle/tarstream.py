@@ -19,6 +19,7 @@ Damage raises :class:`TarDamaged` (a DamagedBundle, exit 1) saying where and wha
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Callable, Iterator
@@ -26,11 +27,14 @@ from dataclasses import dataclass
 from typing import IO, Literal
 
 from crdb_archive.errors import DamagedBundle
+from crdb_archive.text import exact
 
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
 MAX_EXTENDED = 1 << 20  # a pax header or GNU long name larger than this is not ours
 _SKIP_CHUNK = 1 << 20
+_READ_TO_SKIP = 64 << 10
+_LOW_BYTES = bytes(range(128))
 
 _POSIX_MAGIC = b"ustar\x0000"
 _GNU_MAGIC = b"ustar  \x00"
@@ -79,9 +83,21 @@ def _checksum_ok(block: bytes) -> bool:
     if match is None or not match.group(1):
         return False
     stored = int(match.group(1), 8)
-    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
-    signed = unsigned - 256 * sum(1 for b in block[:148] + block[156:] if b > 127)
+    others = block[:148] + block[156:]
+    unsigned = sum(others) + 8 * 32
+    # Old tars summed the bytes as signed chars: each byte above 127 counts 256 less.
+    signed = unsigned - 256 * len(others.translate(None, _LOW_BYTES))
     return stored in (unsigned, signed)
+
+
+@functools.lru_cache(maxsize=4096)
+def _octal(field: bytes) -> int | None:
+    """A numeric header field in octal (leading spaces, trailing spaces or NULs), or None.
+    Cached: most headers of a bundle tar repeat the same mode, owner and time fields."""
+    match = _OCTAL.fullmatch(field)
+    if match is None or field[:1] == b"\xff":
+        return None
+    return int(match.group(1) or b"0", 8)
 
 
 class StrictTar:
@@ -130,7 +146,11 @@ class StrictTar:
         if count <= 0:
             return
         if self._seekable:
-            self._source.seek(count, io.SEEK_CUR)
+            # A short skip is read: a seek would drop the read buffer, and the next header
+            # is usually in it. Past the end, the position moves on as a seek moves it.
+            skipped = len(self._source.read(count)) if count <= _READ_TO_SKIP else 0
+            if skipped < count:
+                self._source.seek(count - skipped, io.SEEK_CUR)
             self._position += count
             return
         while count > 0:
@@ -228,16 +248,16 @@ class StrictTar:
     def _number(self, field: bytes, start: int) -> int:
         if field[:1] == b"\x80":  # GNU base-256, for sizes of 8 GiB and more
             return int.from_bytes(field[1:], "big")
-        match = _OCTAL.fullmatch(field)
-        if match is None or field[:1] == b"\xff":
+        value = _octal(field)
+        if value is None:
             raise self._damage("unexpected", f"the header at byte {start} has a malformed "
                                              "number")
-        return int(match.group(1) or b"0", 8)
+        return value
 
     def _extended(self, size: int, start: int) -> bytes:
         if size > MAX_EXTENDED:
             raise self._damage("unexpected", f"the extended header at byte {start} is "
-                                             f"{size} bytes long")
+                                             f"{exact(size)} long")
         data = self._read_exact(size, f"the extended header at byte {start}")
         self._skip(-size % BLOCK, f"the extended header at byte {start}")
         return data
@@ -251,25 +271,8 @@ class StrictTar:
         if long_name is not None:
             raw = long_name
         if pax is not None:
-            if pax.get("hdrcharset") == b"BINARY" or any(k.startswith("GNU.sparse")
-                                                         for k in pax):
-                raise self._damage("unexpected", f"the member at byte {start} uses pax "
-                                                 "records a bundle tar does not hold")
-            raw = pax.get("path", raw)
-            if "size" in pax:
-                match = _DECIMAL.fullmatch(pax["size"])
-                if match is None:
-                    raise self._damage("unexpected", f"the pax size of the member at byte "
-                                                     f"{start} is not a decimal number")
-                size = int(match.group(1))
-        try:
-            name = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise self._damage("unexpected", f"the name of the member at byte {start} is not "
-                                             "UTF-8") from None
-        if not name or "\x00" in name:
-            raise self._damage("unexpected", f"the member at byte {start} has no name")
-        name = name.removeprefix("./").rstrip("/")
+            raw, size = self._apply_pax(pax, raw, size, start)
+        name = self._name(raw, start)
         if kind in _REGULAR:
             return TarEntry(name, "file", size, self._position)
         if size:
@@ -278,6 +281,30 @@ class StrictTar:
         if kind == b"5":
             return TarEntry(name, "dir", 0, self._position, "directory")
         return TarEntry(name, "other", 0, self._position, _TYPE_NAMES[kind])
+
+    def _apply_pax(self, pax: dict[str, bytes], raw: bytes, size: int, start: int
+                   ) -> tuple[bytes, int]:
+        """The name and size a pax header gives the member after it."""
+        if pax.get("hdrcharset") == b"BINARY" or any(k.startswith("GNU.sparse") for k in pax):
+            raise self._damage("unexpected", f"the member at byte {start} uses pax "
+                                             "records a bundle tar does not hold")
+        if "size" in pax:
+            match = _DECIMAL.fullmatch(pax["size"])
+            if match is None:
+                raise self._damage("unexpected", f"the pax size of the member at byte "
+                                                 f"{start} is not a decimal number")
+            size = int(match.group(1))
+        return pax.get("path", raw), size
+
+    def _name(self, raw: bytes, start: int) -> str:
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._damage("unexpected", f"the name of the member at byte {start} is not "
+                                             "UTF-8") from None
+        if not name or "\x00" in name:
+            raise self._damage("unexpected", f"the member at byte {start} has no name")
+        return name.removeprefix("./").rstrip("/")
 
     def _end(self, start: int) -> None:
         second = self._read(BLOCK)

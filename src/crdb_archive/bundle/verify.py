@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -37,9 +38,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from crdb_archive.bundle import layout, tagfiles
-from crdb_archive.bundle.payload_table import PayloadTable
-from crdb_archive.bundle.reader import BundleReader, Member, open_bundle, require_readable
+from crdb_archive.bundle.payload_table import Algorithm, PayloadTable
+from crdb_archive.bundle.reader import (
+    BundleReader,
+    DirReader,
+    Member,
+    open_bundle,
+    require_readable,
+)
 from crdb_archive.bundle.signature_check import SignatureStatus
+from crdb_archive.bundle.tar_reader import TarReader
 from crdb_archive.bundle.tarstream import TarDamaged
 from crdb_archive.bundle.verify_checks import run_checks
 from crdb_archive.errors import BadInput, CrdbArchiveError, NotABundle, StorageError
@@ -47,6 +55,8 @@ from crdb_archive.hashing import (
     Digests,
     DigestWriter,
     blake3_of_file,
+    digest_mapped,
+    digest_stream,
     iter_chunks,
     parallel_in_batches,
 )
@@ -63,6 +73,13 @@ ProblemKind = Literal[
 ]
 
 MAX_LISTED = 1000
+
+# Members of a tar smaller than this are hashed by the thread reading the tar.
+_HASH_HERE_BELOW = 256 << 10
+# Bytes of a mapped tar hashed between two releases of its pages.
+_DROP_STEP = 8 << 20
+# Bytes hashed between two progress events.
+_PROGRESS_STEP = 1 << 20
 
 # One hashing thread per core: more only contend for the interpreter lock on small files.
 _HASH_THREADS = max(2, min(8, os.cpu_count() or 2))
@@ -225,6 +242,13 @@ def _needs_sha256(path: str, mode: str) -> bool:
     return mode == "all" or path.startswith(layout.BINARY_DIR + "/")
 
 
+def _digest_local(path: str, local: str, mode: str) -> Digests:
+    if not _needs_sha256(path, mode):
+        return blake3_of_file(local)
+    with open(local, "rb") as stream:  # noqa: PTH123 - a str path: no Path object per file
+        return digest_stream(stream, size_hint=os.fstat(stream.fileno()).st_size)
+
+
 def _digest_member(member: Member, mode: str, progress: _Counter) -> Digests:
     if member.local_path is not None and not _needs_sha256(member.path, mode):
         digests = blake3_of_file(member.local_path)
@@ -238,9 +262,15 @@ def _digest_member(member: Member, mode: str, progress: _Counter) -> Digests:
     return digests
 
 
+_CHECKSUM_FILE_LIMIT = 4096
+
+
+def _is_checksum_path(path: str) -> bool:
+    return path.startswith(layout.BINARY_DIR + "/") and path.endswith(".sha256sum")
+
+
 def _is_checksum_file(member: Member) -> bool:
-    return (member.path.startswith(layout.BINARY_DIR + "/")
-            and member.path.endswith(".sha256sum") and member.size <= 4096)
+    return _is_checksum_path(member.path) and member.size <= _CHECKSUM_FILE_LIMIT
 
 
 def _digest_bytes(content: bytes) -> Digests:
@@ -254,11 +284,15 @@ class _Counter:
         self._task = task
         self._progress = progress
         self._done = 0
+        self._reported = 0
         self.total: int | None = None
 
     def add(self, count: int) -> None:
         self._done += count  # approximate under threads; progress only
-        self._progress(ProgressEvent(self._task, self._done, self.total))
+        if self._done - self._reported >= _PROGRESS_STEP:
+            # Not one event per file of 100k small ones: a display shows no more anyway.
+            self._reported = self._done
+            self._progress(ProgressEvent(self._task, self._done, self.total))
 
     def finish(self) -> None:
         self._progress(ProgressEvent(self._task, self._done, self.total, finished=True))
@@ -269,41 +303,158 @@ def _read(
 ) -> Seen:
     seen = Seen()
     counter = _Counter(f"verify {reader.name}", progress)
-    to_hash: list[Member] = []
     with _read_errors(reader, report, seen):
-        for member in reader.members():
-            if _is_payload(member.path):
-                seen.table.present(member.path, member.size)
-                report.files += 1
-                report.bytes += member.size
-                if mode == "fast":
-                    continue
-                if _is_checksum_file(member):
-                    with member.open() as stream:
-                        content = stream.read()
-                    seen.checksum_files[member.path] = content
-                    seen.table.digested(member.path, _digest_bytes(content))
-                elif reader.random_access:
-                    to_hash.append(member)
-                else:
-                    seen.table.digested(member.path, _digest_member(member, mode, counter))
-            elif member.path in tagfiles.STREAMED:
-                _read_streamed(member, seen)
-            elif member.path in tagfiles.READ_WHOLE:
-                _read_whole(member, seen)
-            else:
-                seen.others.append(member.path)
-        if to_hash:
-            counter.total = sum(m.size for m in to_hash)
-            for member, digests in parallel_in_batches(
-                lambda m: _digest_member(m, mode, counter), to_hash, lambda m: m.size,
-                threads=_HASH_THREADS if to_hash[0].local_path else _REMOTE_READS,
-            ):
-                seen.table.digested(member.path, digests)
+        if isinstance(reader, DirReader) and reader.local_root is not None and mode != "fast":
+            _read_local_dir(reader, report, seen, mode, counter)
+        elif isinstance(reader, TarReader) and mode != "fast":
+            _read_tar(reader, report, seen, mode, counter)
+        else:
+            _read_members(reader, report, seen, mode, counter)
     counter.finish()
     for oddity in reader.oddities:
         report.add(oddity.path, "unexpected", oddity.detail)
     return seen
+
+
+def _read_members(reader: BundleReader, report: VerifyReport, seen: Seen, mode: str,
+                  counter: _Counter) -> None:
+    """Every member in the reader's order; payload hashed on the way, or in parallel where
+    members may be read in any order."""
+    to_hash: list[Member] = []
+    for member in reader.members():
+        if not _is_payload(member.path):
+            _read_tag(member, seen)
+            continue
+        _present(seen, report, member.path, member.size)
+        if mode == "fast":
+            continue
+        if _is_checksum_file(member):
+            _read_checksum_file(member, seen)
+        elif reader.random_access:
+            to_hash.append(member)
+        else:
+            seen.table.digested(member.path, _digest_member(member, mode, counter))
+    if to_hash:
+        counter.total = sum(m.size for m in to_hash)
+        for member, digests in parallel_in_batches(
+            lambda m: _digest_member(m, mode, counter), to_hash, lambda m: m.size,
+            threads=_HASH_THREADS if to_hash[0].local_path else _REMOTE_READS,
+        ):
+            seen.table.digested(member.path, digests)
+
+
+def _read_local_dir(reader: DirReader, report: VerifyReport, seen: Seen, mode: str,
+                    counter: _Counter) -> None:
+    """A directory here: hashed on every core while it is walked, each payload file opened
+    once (its size and digest from the one visit)."""
+
+    def payload(files: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+        for path, local in files:
+            if not _is_payload(path):
+                _read_tag(reader.local_member(path, local), seen)
+                continue
+            if counter.total is None:
+                # The tag files come first (the top level is walked first): payload-sizes.txt
+                # gives the total to hash.
+                counter.total = seen.table.listed_total()
+            if _is_checksum_path(path):
+                member = reader.local_member(path, local)
+                _present(seen, report, path, member.size)
+                if member.size <= _CHECKSUM_FILE_LIMIT:
+                    _read_checksum_file(member, seen)
+                    counter.add(member.size)
+                else:
+                    seen.table.digested(path, _digest_member(member, mode, counter))
+            else:
+                yield path, local
+
+    for (path, _), digests in parallel_in_batches(
+        lambda item: _digest_local(item[0], item[1], mode), payload(reader.local_files()),
+        lambda item: 0, threads=_HASH_THREADS, batch_items=64,
+    ):
+        seen.table.record(path, digests.size, digests)
+        report.files += 1
+        report.bytes += digests.size
+        counter.add(digests.size)
+
+
+def _read_tar(reader: TarReader, report: VerifyReport, seen: Seen, mode: str,
+              counter: _Counter) -> None:
+    """A tar, read once, front to back; where it is a file here, the members' bytes are
+    hashed in place (mapped) on other threads while the reading goes on."""
+    with reader.mapped() as mapped:
+        if mapped is None:
+            _read_members(reader, report, seen, mode, counter)
+            return
+
+        release = _Release(mapped)
+
+        def payload() -> Iterator[Member]:
+            for member in reader.members():
+                if not _is_payload(member.path):
+                    _read_tag(member, seen)
+                    continue
+                _present(seen, report, member.path, member.size)
+                if _is_checksum_file(member):
+                    _read_checksum_file(member, seen)
+                elif member.offset is None or member.offset + member.size > len(mapped):
+                    # The tar is cut short in this member: reading it says where.
+                    seen.table.digested(member.path, _digest_member(member, mode, counter))
+                elif member.size < _HASH_HERE_BELOW:
+                    # Handing a small member to a thread costs more than hashing it here.
+                    seen.table.digested(member.path, digest_mapped(
+                        mapped, member.offset, member.size,
+                        sha256=_needs_sha256(member.path, mode)))
+                    release.upto(member.offset + member.size)
+                else:
+                    yield member
+
+        for member, digests in parallel_in_batches(
+            lambda m: digest_mapped(mapped, m.offset or 0, m.size,
+                                    sha256=_needs_sha256(m.path, mode)),
+            payload(), lambda m: m.size, threads=_HASH_THREADS,
+        ):
+            seen.table.digested(member.path, digests)
+            counter.add(digests.size)
+            release.upto((member.offset or 0) + member.size)
+
+
+class _Release:
+    """Releases the pages of a mapped tar behind the hashing, a step at a time, so that
+    resident memory does not grow with the tar. A page released while a thread still hashes
+    it is read again from the page cache: slower, never wrong."""
+
+    def __init__(self, mapped: mmap.mmap) -> None:
+        self._mapped = mapped
+        self._done = 0
+
+    def upto(self, end: int) -> None:
+        end -= end % mmap.PAGESIZE
+        if end - self._done >= _DROP_STEP:
+            self._mapped.madvise(mmap.MADV_DONTNEED, self._done, end - self._done)
+            self._done = end
+
+
+def _present(seen: Seen, report: VerifyReport, path: str, size: int) -> None:
+    seen.table.present(path, size)
+    report.files += 1
+    report.bytes += size
+
+
+def _read_tag(member: Member, seen: Seen) -> None:
+    if member.path in tagfiles.STREAMED:
+        _read_streamed(member, seen)
+    elif member.path in tagfiles.READ_WHOLE:
+        _read_whole(member, seen)
+    else:
+        seen.others.append(member.path)
+
+
+def _read_checksum_file(member: Member, seen: Seen) -> None:
+    with member.open() as stream:
+        content = stream.read()
+    seen.checksum_files[member.path] = content
+    seen.table.digested(member.path, _digest_bytes(content))
 
 
 def _read_streamed(member: Member, seen: Seen) -> None:
@@ -311,13 +462,13 @@ def _read_streamed(member: Member, seen: Seen) -> None:
     name = member.path
     lines = tagfiles.LineReader(name)
     errors: list[str] = []
+    algorithm: Algorithm = "sha256" if name == layout.MANIFEST_SHA256 else "blake3"
     with member.open() as stream:
-        for entry in tagfiles.parse_entries(name, lines.lines(stream), errors):
-            if isinstance(entry.value, int):
-                seen.table.sized(entry.path, entry.value)
+        for batch in tagfiles.parse_entry_batches(name, lines.line_batches(stream), errors):
+            if isinstance(batch.values, list):
+                seen.table.sized_many(batch.paths, batch.values)
             else:
-                seen.table.listed("sha256" if name == layout.MANIFEST_SHA256 else "blake3",
-                                  entry.path, entry.value)
+                seen.table.listed_many(algorithm, batch.paths, batch.values)
     seen.tag_sha256[name] = lines.sha256
     seen.manifest_errors[name] = lines.errors + errors
 

@@ -6,9 +6,10 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from crdb_archive.bundle import layout, payload_table, tagfiles
-from crdb_archive.bundle.model import schema_problems
+from crdb_archive.bundle.model import description_problems
 from crdb_archive.bundle.signature_check import check_signature
 from crdb_archive.hashing import same_digest
+from crdb_archive.text import count, exact, size
 
 if TYPE_CHECKING:
     from crdb_archive.bundle.signature import AllowedSigners
@@ -54,7 +55,7 @@ def _check_absent_tags(seen: Seen, report: VerifyReport) -> None:
     # An oversized signature is the signature check's to judge (only against allowed signers).
     for name in sorted(seen.oversized - {layout.SIGNATURE}):
         report.add(name, "tag", "not read: larger than a tag file of format 1 may be ("
-                   f"{tagfiles.limit_of(name)} bytes)")
+                   f"{size(tagfiles.limit_of(name))})")
     if seen.damage is not None and seen.cut and absent:
         # One line, not one per file: the tar ended before them.
         report.add(seen.damage.where, "missing", "the tar ends before these tag files: "
@@ -103,8 +104,11 @@ def _check_manifests(seen: Seen, report: VerifyReport) -> None:
     if len(_manifests_read(seen)) < 2:
         return
     both = payload_table.IN_BLAKE3 | payload_table.IN_SHA256
+    listed = seen.table.flags.translate(payload_table.bits(both))
+    if not listed.count(payload_table.IN_BLAKE3) and not listed.count(payload_table.IN_SHA256):
+        return  # every path in both manifests or in neither: no row to look at
     for path, row in seen.table.items():
-        flags = seen.table.flags[row] & both
+        flags = listed[row]
         if flags and flags != both:
             only = (layout.MANIFEST_BLAKE3 if flags & payload_table.IN_BLAKE3
                     else layout.MANIFEST_SHA256)
@@ -115,41 +119,57 @@ def _check_payload(seen: Seen, report: VerifyReport) -> None:
     table = seen.table
     any_manifest = bool(_manifests_read(seen))
     sizes_read = layout.PAYLOAD_SIZES in seen.tag_sha256
-    listed_mask = payload_table.IN_BLAKE3 | payload_table.IN_SHA256
+    if any_manifest and sizes_read and not seen.cut:
+        # The usual case, a sound bundle, checked column by column; any doubt, row by row.
+        required = (payload_table.PRESENT | payload_table.IN_SIZES | payload_table.IN_BLAKE3
+                    | payload_table.HAS_BLAKE3)
+        if layout.MANIFEST_SHA256 in seen.tag_sha256:
+            required |= payload_table.IN_SHA256
+        if table.all_match(required):
+            return
     unreached = 0
     first_unreached = ""
     for path, row in table.items():
-        flags = table.flags[row]
-        listed = bool(flags & listed_mask)
-        present = bool(flags & payload_table.PRESENT)
-        if sizes_read and flags & payload_table.IN_SIZES and not listed and any_manifest:
-            report.add(layout.PAYLOAD_SIZES, "tag", f"lists {path}, which the manifests do not")
-        if not listed:
-            if present and any_manifest:
-                report.add(path, "unexpected", "a payload file no manifest lists")
-            continue
-        if not present:
-            if seen.cut:
-                unreached += 1
-                first_unreached = first_unreached or path
-            else:
-                report.add(path, "missing", "listed in the manifests, absent from the bundle")
-            continue
-        if sizes_read and not flags & payload_table.IN_SIZES:
-            report.add(layout.PAYLOAD_SIZES, "tag", f"does not list {path}")
-        elif sizes_read and table.listed_size(row) != table.present_size(row):
-            report.add(path, "size", f"{table.present_size(row)} bytes, {layout.PAYLOAD_SIZES} "
-                       f"says {table.listed_size(row)}")
-        for algorithm, manifest in (("blake3", layout.MANIFEST_BLAKE3),
-                                    ("sha256", layout.MANIFEST_SHA256)):
-            actual = table.actual(algorithm, row)  # type: ignore[arg-type]
-            expected = table.expected(algorithm, row)  # type: ignore[arg-type]
-            if actual is not None and expected is not None and actual != expected:
-                name = "BLAKE3" if algorithm == "blake3" else "SHA-256"
-                report.add(path, "digest", f"{name} differs from {manifest}")
+        if _check_row(seen, report, path, row, any_manifest=any_manifest,
+                      sizes_read=sizes_read):
+            unreached += 1
+            first_unreached = first_unreached or path
     if unreached and seen.damage is not None:
         report.add(seen.damage.where, "missing", f"the tar ends before {unreached} files the "
                    f"manifests list (the first: {first_unreached})")
+
+
+def _check_row(seen: Seen, report: VerifyReport, path: str, row: int, *, any_manifest: bool,
+               sizes_read: bool) -> bool:
+    """The checks of one payload path; True when the tar ended before it was reached."""
+    table = seen.table
+    flags = table.flags[row]
+    listed = bool(flags & (payload_table.IN_BLAKE3 | payload_table.IN_SHA256))
+    present = bool(flags & payload_table.PRESENT)
+    if sizes_read and flags & payload_table.IN_SIZES and not listed and any_manifest:
+        report.add(layout.PAYLOAD_SIZES, "tag", f"lists {path}, which the manifests do not")
+    if not listed:
+        if present and any_manifest:
+            report.add(path, "unexpected", "a payload file no manifest lists")
+        return False
+    if not present:
+        if seen.cut:
+            return True
+        report.add(path, "missing", "listed in the manifests, absent from the bundle")
+        return False
+    if sizes_read and not flags & payload_table.IN_SIZES:
+        report.add(layout.PAYLOAD_SIZES, "tag", f"does not list {path}")
+    elif sizes_read and table.listed_size(row) != table.present_size(row):
+        report.add(path, "size", f"{exact(table.present_size(row))}, {layout.PAYLOAD_SIZES} "
+                   f"says {table.listed_size(row):,}")
+    for algorithm, manifest in (("blake3", layout.MANIFEST_BLAKE3),
+                                ("sha256", layout.MANIFEST_SHA256)):
+        actual = table.actual(algorithm, row)  # type: ignore[arg-type]
+        expected = table.expected(algorithm, row)  # type: ignore[arg-type]
+        if actual is not None and expected is not None and actual != expected:
+            name = "BLAKE3" if algorithm == "blake3" else "SHA-256"
+            report.add(path, "digest", f"{name} differs from {manifest}")
+    return False
 
 
 def _check_oxum(seen: Seen, report: VerifyReport) -> None:
@@ -158,13 +178,18 @@ def _check_oxum(seen: Seen, report: VerifyReport) -> None:
         return
     try:
         values = tagfiles.parse_bag_info(content).get("Payload-Oxum", [])
-        octets, count = tagfiles.parse_oxum(values[0] if len(values) == 1 else "")
+        octets, number = tagfiles.parse_oxum(values[0] if len(values) == 1 else "")
     except tagfiles.TagFileError as error:
         report.add(layout.BAG_INFO, "tag", str(error))
         return
-    if (octets, count) != (report.bytes, report.files):
+    if (octets, number) != (report.bytes, report.files):
         report.add(layout.BAG_INFO, "size",
-                   f"Payload-Oxum {octets}.{count}, payload is {report.bytes}.{report.files}")
+                   f"Payload-Oxum says {_oxum(octets, number)}; the payload holds "
+                   f"{_oxum(report.bytes, report.files)}")
+
+
+def _oxum(octets: int, number: int) -> str:
+    return f"{count(number, 'file')} of {exact(octets)}"
 
 
 def _check_description(seen: Seen, report: VerifyReport) -> dict[str, Any] | None:
@@ -179,7 +204,7 @@ def _check_description(seen: Seen, report: VerifyReport) -> dict[str, Any] | Non
     except json.JSONDecodeError as error:
         report.add(layout.DESCRIPTION, "schema", f"not JSON: {error.msg} at line {error.lineno}")
         return None
-    problems = schema_problems(description)
+    problems = description_problems(description)
     for problem in problems:
         report.add(layout.DESCRIPTION, "schema", problem)
     return dict(description) if not problems else None
@@ -200,8 +225,8 @@ def _check_binaries(seen: Seen, report: VerifyReport, description: dict[str, Any
         if published is not None and not same_digest(sha256, published):
             report.add(path, "binary", "SHA-256 differs from the published SHA-256")
         if table.present_size(row) != binary["size"]:
-            report.add(path, "binary", f"{table.present_size(row)} bytes, recorded "
-                       f"{binary['size']}")
+            report.add(path, "binary", f"{exact(table.present_size(row))}, recorded "
+                       f"{binary['size']:,}")
         checksum_file = binary["published_checksum_file"]
         if checksum_file is None:
             continue

@@ -31,9 +31,11 @@ from crdb_archive.hashing import (
     DigestWriter,
     Writable,
     copy_and_digest,
+    digest_bytes,
     parallel_in_batches,
 )
 from crdb_archive.progress import ProgressCallback, ProgressEvent
+from crdb_archive.text import exact
 
 if TYPE_CHECKING:
     from crdb_archive.bundle.signature import SigningKey
@@ -44,9 +46,15 @@ BundleFormat = Literal["dir", "tar"]
 # Small files are copied by several threads at once: per-file overhead, not bandwidth, is what
 # limits a backup of 100k small SSTs.
 COPY_THREADS = max(2, min(8, os.cpu_count() or 2))
+# Manifest lines encoded at once.
+_LINES_AT_ONCE = 4096
+# Bytes copied between two progress events.
+_PROGRESS_STEP = 1 << 20
+# Files up to this size are read whole, when their item can (PayloadItem.read_whole).
+READ_WHOLE_UP_TO = 1 << 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PayloadItem:
     """One payload file: where it goes in the bundle and how to read it."""
 
@@ -54,6 +62,8 @@ class PayloadItem:
     size: int
     open: Callable[[], AbstractContextManager[IO[bytes]]]
     mtime: float | None = None
+    # Where reading a small file whole is cheap (a file here): reads at most that many bytes.
+    read_whole: Callable[[int], bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,12 +136,16 @@ class _Totals:
         self._total = total
         self._progress = progress
         self._done = 0
+        self._reported = 0
         self._lock = threading.Lock()
 
     def add(self, count: int) -> None:
         with self._lock:
             self._done += count
             done = self._done
+            if done - self._reported < _PROGRESS_STEP:
+                return  # not one event per file of 100k small ones
+            self._reported = done
         self._progress(ProgressEvent(self._task, done, self._total))
 
     def finish(self) -> None:
@@ -145,6 +159,8 @@ class _Stopped(Exception):
 
 def _copy_item(item: PayloadItem, open_sink: OpenSink, totals: _Totals,
                stop: threading.Event) -> Digests:
+    if item.read_whole is not None and item.size <= READ_WHOLE_UP_TO:
+        return _copy_small(item, item.read_whole, open_sink, totals, stop)
     def on_chunk(count: int) -> None:
         if stop.is_set():
             raise _Stopped(item.path)
@@ -156,11 +172,26 @@ def _copy_item(item: PayloadItem, open_sink: OpenSink, totals: _Totals,
     return digests
 
 
+def _copy_small(item: PayloadItem, read_whole: Callable[[int], bytes], open_sink: OpenSink,
+                totals: _Totals, stop: threading.Event) -> Digests:
+    """A small file in one read (one more byte than expected, to see it grow): both digests
+    and the copy from the same bytes, without a stream or a buffer per file."""
+    data = read_whole(item.size + 1)
+    _check_size(item, len(data))
+    digests = digest_bytes(data)
+    if stop.is_set():
+        raise _Stopped(item.path)
+    with open_sink(item.path, item.size) as sink:
+        sink.write(data)
+    totals.add(len(data))
+    return digests
+
+
 def _check_size(item: PayloadItem, size: int) -> None:
     if size != item.size:
         raise StorageError(
-            f"{item.path} changed while it was archived: expected {item.size} bytes, "
-            f"read {size}"
+            f"{item.path} changed while it was archived: expected {exact(item.size)}, "
+            f"read {size:,}"
         )
 
 
@@ -260,6 +291,8 @@ def write_tar(
                             item.mtime if item.mtime is not None else now.timestamp())
             with item.open() as source:
                 tar.addfile(info, _HashingReader(source, writer, totals))
+            # tarfile keeps every member it wrote, for reading back: 100k of them here.
+            tar.getmembers().clear()  # in write mode, the list tarfile appends to
             _check_size(item, writer.size)
             digests[item.path] = writer.digests()
         totals.finish()
@@ -285,6 +318,21 @@ class _BytesReader:
 # --- tag files ----------------------------------------------------------------------------------
 
 
+def _payload_lines(digests: Mapping[str, Digests], value: Callable[[Digests], str]) -> bytes:
+    """``<value>  <path>`` lines sorted by path, as layout.manifest_lines makes them, encoded
+    a few thousand lines at a time: not a list of 100k strings beside the result."""
+    out = bytearray()
+    lines: list[str] = []
+    for path in sorted(digests):
+        lines.append(f"{value(digests[path])}  {layout.encode_path(path)}\n")
+        if len(lines) >= _LINES_AT_ONCE:
+            out += "".join(lines).encode()
+            lines.clear()
+    out += "".join(lines).encode()
+    return bytes(out)
+
+
+
 def tag_files(
     result: PayloadResult,
     bag_info: Sequence[tuple[str, str]],
@@ -307,15 +355,9 @@ def tag_files(
         info_lines.append((layout.SIGNING_KEY_LABEL, sign_key.fingerprint))
     files = {
         layout.BAGIT_TXT: layout.BAGIT_TXT_CONTENT.encode(),
-        layout.MANIFEST_SHA256: "".join(
-            layout.manifest_lines((p, d.sha256) for p, d in result.digests.items())
-        ).encode(),
-        layout.MANIFEST_BLAKE3: "".join(
-            layout.manifest_lines((p, d.blake3) for p, d in result.digests.items())
-        ).encode(),
-        layout.PAYLOAD_SIZES: "".join(
-            f"{d.size}  {layout.encode_path(p)}\n" for p, d in sorted(result.digests.items())
-        ).encode(),
+        layout.MANIFEST_SHA256: _payload_lines(result.digests, lambda d: d.sha256),
+        layout.MANIFEST_BLAKE3: _payload_lines(result.digests, lambda d: d.blake3),
+        layout.PAYLOAD_SIZES: _payload_lines(result.digests, lambda d: str(d.size)),
         layout.BAG_INFO: "".join(
             f"{label}: {' '.join(value.split())}\n" for label, value in info_lines
         ).encode(),

@@ -57,6 +57,7 @@ from crdb_archive.export.source_files import ExportSource, open_export_source
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.sources import recorded_source, source_key
 from crdb_archive.storage.base import Storage, WriteOptions, open_storage
+from crdb_archive.text import count
 from crdb_archive.times import basic, basic_nanos
 
 if TYPE_CHECKING:
@@ -108,8 +109,7 @@ class ExportArchiveResult:
             "kind": "export",
             "source_kind": self.source_kind,
             "format": self.format,
-            "as_of": self.as_of.decimal() if self.as_of else None,
-            "as_of_time": self.as_of.iso() if self.as_of else None,
+            "as_of": self.as_of.to_json() if self.as_of else None,
             "tables": self.tables,
             "files": self.files,
             "bytes": self.bytes,
@@ -342,7 +342,7 @@ class _ExportArchiving:
         if not report.ok:
             raise DamagedBundle(
                 f"bundle {reader.display} already exists and is damaged "
-                f"({len(report.problems)} problem(s), first: {report.problems[0]}); move it "
+                f"({count(len(report.problems), 'problem')}, first: {report.problems[0]}); move it "
                 "aside and run again")
         recorded = _export_description(report.description)
         as_of = recorded.as_of.decimal() if recorded and recorded.as_of else None

@@ -27,6 +27,7 @@ from crdb_archive.export.model import (
 )
 from crdb_archive.export.schema_file import MalformedSchemaFile, SchemaText, unwrap
 from crdb_archive.export.tables import TableBuilder, foreign_key_definition
+from crdb_archive.text import count
 
 _Commentable = TypeVar("_Commentable", Index, Constraint)
 _SILENT = frozenset({"SET", "USE", "BEGIN", "COMMIT", "SHOW"})
@@ -205,8 +206,9 @@ class _Reader:
                                      f"{hidden[0]}, which is not exported")
                 continue
             if len(ref_columns) != len(fk.columns):
-                raise self.fail(fk.line, f"{label} of {builder.name}: {len(fk.columns)} column(s) "
-                                   f"reference {len(ref_columns)}")
+                raise self.fail(fk.line, f"{label} of {builder.name}: "
+                                         f"{count(len(fk.columns), 'column')} reference "
+                                         f"{len(ref_columns)}")
             key = ForeignKey(tuple(fk.columns), target, ref_columns,
                              "FULL" if fk.match == "FULL" else None, fk.on_delete,
                              fk.on_update)

@@ -69,6 +69,10 @@ class Hlc:
         """``AsOfSystemTime()`` form, usable in ``AS OF SYSTEM TIME``."""
         return f"{self.wall}.{self.logical:010d}"
 
+    def to_json(self) -> dict[str, str]:
+        """``{"hlc", "time"}``: a snapshot time as crdb-archive.json and ``--json`` write it."""
+        return {"hlc": self.decimal(), "time": self.iso()}
+
     def file_time(self) -> str:
         """The 33-digit form the sink puts in file names."""
         seconds, nanos = divmod(self.wall, _NANOS)

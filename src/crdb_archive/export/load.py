@@ -54,12 +54,14 @@ HEADER_LIMIT = 1 << 20
 class LoadResult:
     """What was loaded where: rows per table, by the name it has in PostgreSQL."""
 
+    bundle: str  # where the bundle is, without secrets
     database: str  # user@host:port/database, no password
     tables: Mapping[str, int]
     notes: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"database": self.database, "tables": dict(self.tables),
+        """The ``load --json`` contract."""
+        return {"bundle": self.bundle, "database": self.database, "tables": dict(self.tables),
                 "notes": list(self.notes)}
 
 
@@ -116,7 +118,7 @@ def load_export(
                 counts = _check_counts(connection, server, ddl, tables, expected)
         except psycopg.Error as error:
             raise server.error(error, "loading the export") from None
-    return LoadResult(server.display, counts, ddl.notes)
+    return LoadResult(reader.display, server.display, counts, ddl.notes)
 
 
 # --- the bundle ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from crdb_archive.bundle.description_export import EXPORT_DIR, ExportDescription
 from crdb_archive.bundle.restore_doc import signature_lines
 from crdb_archive.export.postgres import LOAD_MARKER, literal
 from crdb_archive.export.tables import quote
+from crdb_archive.text import count
 
 _SPLIT = LOAD_MARKER.replace("/", "\\/")
 
@@ -78,7 +79,7 @@ def render_export_restore_md(description: ExportDescription, raw_files: list[str
         "",
         f"This bundle holds CockroachDB {what} ({d.format}) read from `{d.source}`, byte for "
         f"byte, with the schema it was written under and a consistent snapshot of its "
-        f"{len(d.tables)} table(s) {when}. Reading it needs no CockroachDB: PostgreSQL with "
+        f"{count(len(d.tables), 'table')} {when}. Reading it needs no CockroachDB: PostgreSQL with "
         "`psql`, DuckDB or any Parquet reader will do, and so will standard tools "
         "(`sha256sum`, `gzip`, `sed`).",
         "",
@@ -180,8 +181,9 @@ def render_export_restore_md(description: ExportDescription, raw_files: list[str
         "## 5. What is in the bundle",
         "",
         f"- `{EXPORT_DIR}/`: the {what}, every file byte for byte, in its relative layout"
-        + (f" ({d.files_after_as_of} data file(s) after the snapshot time are kept but not "
-           "in the snapshot)" if d.files_after_as_of else "") + ".",
+        + (f" ({count(d.files_after_as_of, 'data file')} after the snapshot time "
+           f"{'is' if d.files_after_as_of == 1 else 'are'} kept but not in the snapshot)"
+           if d.files_after_as_of else "") + ".",
         "- `data/schema/schema.sql`: the schema file as given (`SHOW CREATE ALL TABLES`).",
         "- `data/schema/postgresql.sql`: its translation for PostgreSQL.",
         "- `data/snapshot/`: per table, the snapshot in Parquet and as PostgreSQL COPY CSV "

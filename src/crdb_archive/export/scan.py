@@ -44,6 +44,7 @@ from crdb_archive.export.names import (
     parse_export_file,
     parse_resolved_file,
 )
+from crdb_archive.text import count
 
 SourceKind = Literal["changefeed", "export"]
 OpenFile = Callable[[str], BinaryIO]
@@ -70,9 +71,9 @@ class Gap:
     next_path: str
 
     def describe(self) -> str:
-        ids = f"{self.first:08x}" if self.first == self.last else (
-            f"{self.first:08x}..{self.last:08x}")
-        return (f"file id(s) {ids} of session {self.session} node {self.node} sink {self.sink} "
+        ids = f"file id {self.first:08x}" if self.first == self.last else (
+            f"file ids {self.first:08x}..{self.last:08x}")
+        return (f"{ids} of session {self.session} node {self.node} sink {self.sink} "
                 f"missing before {self.next_path}")
 
 
@@ -157,7 +158,7 @@ def scan_export(
     if kind is None:
         sample = ", ".join(f.path for f in files[:3])
         raise UnrecognisedExportSource(
-            f"no changefeed or EXPORT output found ({len(files)} file(s), e.g. {sample})")
+            f"no changefeed or EXPORT output found ({count(len(files), 'file')}, e.g. {sample})")
     sizes = tuple((f.path, f.size) for f in files)
     if kind == "export":
         return _scan_export_files(files, sizes)
@@ -221,7 +222,8 @@ def _scan_changefeed(
     gaps = _gaps(data)
     if gaps and not allow_gaps:
         raise IncompleteExport(f"lost changefeed file: {gaps[0].describe()}"
-                               + (f" (and {len(gaps) - 1} more gap(s))" if len(gaps) > 1 else ""))
+                               + (f" (and {count(len(gaps) - 1, 'more gap')})"
+                                  if len(gaps) > 1 else ""))
     topics = () if schema is None else tuple(
         (topic, topic_table(topic, schema).name) for topic in sorted({f.topic for f in data}))
     return ExportScan(

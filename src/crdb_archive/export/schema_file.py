@@ -18,6 +18,8 @@ import csv
 from dataclasses import dataclass
 from typing import Literal
 
+from crdb_archive.text import count
+
 Form = Literal["sql", "csv", "tsv", "table"]
 
 COLUMN = "create_statement"
@@ -85,7 +87,8 @@ def _from_records(text: str, first: int, header: str) -> SchemaText:
                 continue
             if len(record) != len(names):
                 raise MalformedSchemaFile(
-                    f"line {start}: {len(record)} field(s) where the header has {len(names)}")
+                    f"line {start}: {count(len(record), 'field')} where the header has "
+                    f"{len(names)}")
             statement = record[column].rstrip()
             if not statement.endswith(";"):
                 statement += ";"

@@ -71,6 +71,7 @@ from crdb_archive.export.staging import (
     stage_ndjson,
 )
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
+from crdb_archive.text import count
 
 # A Parquet row group is built in memory: keep it well under any sensible memory limit.
 ROW_GROUP_ROWS = 16384
@@ -308,7 +309,8 @@ def _load_notes(scan: ExportScan, layout: Layout, writer: StageWriter) -> list[s
             not c.nullable for i, c in enumerate(layout.columns) if i in layout.non_key):
         notes.append(
             f"envelope bare marks a delete only by NULL in every non-key column: "
-            f"{counts.bare_all_null} such row version(s) were taken as deletes")
+            f"{count(counts.bare_all_null, 'such row version')} "
+            f"{'was' if counts.bare_all_null == 1 else 'were'} taken as deletes")
     if scan.format == "csv" and any(scalar_of(c.type).kind == "string"
                                     for c in layout.table.visible_columns):
         notes.append("CSV source: an empty field is read as NULL (CockroachDB writes NULL and "
@@ -340,7 +342,8 @@ def _absent_notes(con: duckdb.DuckDBPyConnection, snap: str, layout: Layout) -> 
         missing = int(row[i]) if row else 0
         if missing and not column.hidden:
             notes.append(
-                f"column {column.name}: {missing} row(s) were last written before the column "
+                f"column {column.name}: {count(missing, 'row')} "
+                f"{'was' if missing == 1 else 'were'} last written before the column "
                 "existed (no backfill at the snapshot time): NULL there"
                 + (", though the column is NOT NULL" if not column.nullable else ""))
     return notes

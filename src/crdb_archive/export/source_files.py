@@ -26,6 +26,7 @@ from crdb_archive.hashing import iter_chunks, parallel_in_batches
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
 from crdb_archive.storage.base import Storage, open_storage
 from crdb_archive.storage.uri import parse_location
+from crdb_archive.text import count, exact
 
 # RESOLVED bodies are a few dozen bytes; the scan refuses anything near this.
 SMALL_READ = 4097
@@ -63,7 +64,8 @@ class ExportSource:
                 info.key, info.size, info.mtime.timestamp() if info.mtime else None))
         if cold:
             raise NeedsRestoreFromColdStorage(
-                f"{len(cold)} object(s) of {storage.display()} are in "
+                f"{count(len(cold), 'object')} of {storage.display()} "
+                f"{'is' if len(cold) == 1 else 'are'} in "
                 f"{cold[0].storage_class or 'an archive storage class'} and not restored "
                 f"(first: {cold[0].key}); restore them before archiving")
         # Files of this host are read where they are; other objects are copied once.
@@ -126,7 +128,7 @@ class ExportSource:
                 on_chunk(len(chunk))
         if written != obj.size:
             raise StorageError(f"{self.storage.display(obj.key)} changed while it was "
-                               f"archived: listed with {obj.size} bytes, read {written}")
+                               f"archived: listed with {exact(obj.size)}, read {written:,}")
 
     def payload(self) -> list[PayloadItem]:
         """Every source file under data/export/, read from the local copy (call

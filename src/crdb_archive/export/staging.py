@@ -36,6 +36,8 @@ from crdb_archive.export.hlc import Hlc
 from crdb_archive.export.model import Column, Table
 from crdb_archive.export.names import Compression
 from crdb_archive.export.values import Text, from_csv, from_json, loads
+from crdb_archive.text import count as words
+from crdb_archive.text import size
 
 Envelope = Literal["wrapped", "bare"]
 TimestampField = Literal["updated", "mvcc_timestamp"]
@@ -109,7 +111,7 @@ def iter_lines(path: Path, compression: Compression, shown: str) -> Iterator[tup
                 number += 1
                 if len(raw) > MAX_LINE:
                     raise MalformedExportData(f"{shown}: line {number}: longer than "
-                                              f"{MAX_LINE} bytes")
+                                              f"{size(MAX_LINE)}")
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError:
@@ -247,8 +249,8 @@ def _stage_wrapped(obj: dict[str, Any], shown: str, f: int, n: int, family: str,
         key_columns = writer.layout.key
         if len(raw_key) != len(key_columns):
             raise UnsupportedExport(
-                f"{shown}: line {n}: the key has {len(raw_key)} value(s), the primary key of "
-                f"{writer.layout.table.name} {len(key_columns)}")
+                f"{shown}: line {n}: the key has {words(len(raw_key), 'value')}, the primary key "
+                f"of {writer.layout.table.name} {len(key_columns)}")
         key: list[str | None] = []
         for value, i in zip(raw_key, key_columns, strict=True):
             try:
@@ -296,8 +298,8 @@ def csv_columns(table: Table, count: int, shown: str, n: int, source: str) -> tu
         if len(candidate) == count:
             return candidate
     raise MalformedExportData(
-        f"{shown}: line {n}: {count} field(s); table {table.name} has "
-        f"{len(visible)} visible of {len(everything)} column(s)")
+        f"{shown}: line {n}: {words(count, 'field')}; table {table.name} has "
+        f"{len(visible)} visible of {words(len(everything), 'column')}")
 
 
 def stage_csv(path: Path, compression: Compression, shown: str, f: int, source: str,
@@ -315,7 +317,7 @@ def stage_csv(path: Path, compression: Compression, shown: str, f: int, source: 
                     positions = csv_columns(layout.table, len(record), shown, line, source)
                 elif len(record) != len(positions):
                     raise MalformedExportData(
-                        f"{shown}: line {line}: {len(record)} field(s), the file's first "
+                        f"{shown}: line {line}: {words(len(record), 'field')}, the file's first "
                         f"record has {len(positions)}")
                 values: dict[int, Text] = {}
                 for i, raw in zip(positions, record, strict=True):

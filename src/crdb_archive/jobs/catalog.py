@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -80,12 +80,12 @@ class CatalogEntry:
             "location": self.location,
             "kind": self.kind,
             "version": self.version,
-            "major": self.major,
+            "major_version": self.major,
             "backup_time": utc_iso(self.time),
             "created": utc_iso(self.created),
             "source": self.source,
-            "size": self.size,
-            "format": self.form,
+            "bytes": self.size,
+            "form": self.form,
             "storage_class": self.storage_class,
             "readable": self.readable,
             "lock_until": utc_iso(self.lock_until),
@@ -105,6 +105,24 @@ class Catalog:
     stale: list[str]
     # Directory prefixes without a tag manifest: an upload cut short, or one in progress.
     incomplete: list[str]
+
+    def to_json(self, destination: str,
+                routes: Mapping[str, RestoreRoute | None] | None = None,
+                target: VersionSpec | None = None) -> dict[str, Any]:
+        """The ``list --json`` contract: every entry, with its route into ``target`` (keyed by
+        entry key in ``routes``) when one is asked for."""
+        bundles = []
+        for entry in self.entries:
+            item = entry.to_json()
+            if routes is not None:
+                route = routes[entry.key]
+                item["restore"] = route.to_json() if route is not None else None
+            bundles.append(item)
+        payload: dict[str, Any] = {"destination": destination, "bundles": bundles,
+                                   "incomplete": self.incomplete, "stale_records": self.stale}
+        if target is not None:
+            payload["restorable_into"] = target.release_name or target.major.name
+        return payload
 
 
 def build_catalog(destination: Destination) -> Catalog:

@@ -27,6 +27,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -51,6 +52,10 @@ DEFAULT_REFRESH = dt.timedelta(minutes=5)
 # The holder record is tiny; anything longer was not written by a run.
 _MAX_RECORD = 4096
 _ATTEMPTS = 3
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ class JobLock:
 
     Entering raises JobAlreadyRunning while another run holds it, StorageError when the store
     fails. ``taken_over`` is the previous holder when it ended without releasing the lock.
+    ``clock`` tells the time that expiries are written and judged by (the wall clock in UTC;
+    tests move it on instead of waiting for it).
     """
 
     def __init__(
@@ -97,6 +104,7 @@ class JobLock:
         *,
         ttl: dt.timedelta = DEFAULT_TTL,
         refresh_every: dt.timedelta = DEFAULT_REFRESH,
+        clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         if refresh_every >= ttl:
             raise ValueError("the lock must be refreshed more often than it expires")
@@ -104,12 +112,13 @@ class JobLock:
         self.job = job
         self.ttl = ttl
         self.refresh_every = refresh_every
+        self._clock = clock
         self.key = lock_file_name(job)
         self.display = storage.display(self.key)
         self.owner = uuid.uuid4().hex
         self._version: str | None = None
         self._expires: dt.datetime | None = None
-        self._started = _now()
+        self._started = clock()
         self._taken_over: LockHolder | None = None
         self._lost: str | None = None
         self._holder: LockHolder | None = None  # who holds it instead, once lost
@@ -147,7 +156,7 @@ class JobLock:
                               f"{action}")
 
     def __enter__(self) -> JobLock:
-        self._started = _now()
+        self._started = self._clock()
         try:
             self._acquire()
         except BaseException:
@@ -187,7 +196,7 @@ class JobLock:
                 continue
             holder = LockHolder.parse(current.content)
             expires = record_expiry(current.content)
-            if holder is not None and expires is not None and expires > _now() and \
+            if holder is not None and expires is not None and expires > self._clock() and \
                     not self._holder_gone(holder):
                 raise JobAlreadyRunning(
                     f"job {self.job} is already running ({holder.describe()}; the lock expires "
@@ -256,7 +265,7 @@ class JobLock:
                 # A refresh that fails leaves the lock as it was; the next one may succeed
                 # before it expires. Only an expired lock is lost.
                 with self._guard:
-                    if self._expires is not None and self._expires <= _now():
+                    if self._expires is not None and self._expires <= self._clock():
                         self._lost = f"expired after refreshes failed ({error})"
                         return
 
@@ -309,7 +318,7 @@ class JobLock:
     def _write(self, version: str | None) -> bool:
         """Write our record if the lock is absent (``version`` None) or still ``version``;
         False when another writer came first. Raises StorageError."""
-        expires = _now() + self.ttl
+        expires = self._clock() + self.ttl
         with self._guard:
             try:
                 if version is None:
@@ -352,10 +361,6 @@ def _record(content: bytes) -> dict[str, object]:
     except (ValueError, UnicodeDecodeError):
         return {}
     return record if isinstance(record, dict) else {}
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _stamp(when: dt.datetime) -> str:

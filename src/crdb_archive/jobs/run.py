@@ -54,6 +54,7 @@ from crdb_archive.jobs.spec import JobSpec
 from crdb_archive.progress import ProgressCallback, no_progress
 from crdb_archive.sources import SourceKind, source_key
 from crdb_archive.storage.base import WriteOptions
+from crdb_archive.text import count
 from crdb_archive.times import utc_iso
 
 __all__ = ["EventCallback", "Failure", "JobEvent", "JobReport", "ignore_events", "run_job"]
@@ -435,8 +436,9 @@ class _Run(Reporter):
             self.emit("retention", applied=False, reason=_NO_RULES)
             return
         if self.report.failures:
-            self.emit("retention", applied=False, reason=f"{len(self.report.failures)} "
-                      "failure(s) in this run: nothing is deleted")
+            failures = count(len(self.report.failures), "failure")
+            self.emit("retention", applied=False,
+                      reason=f"{failures} in this run: nothing is deleted")
             return
         bundles = self._mine(destination.bundles())
         written = set(self.report.written)

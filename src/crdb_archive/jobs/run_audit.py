@@ -9,6 +9,7 @@ from crdb_archive.jobs.destination import Destination
 from crdb_archive.jobs.run_report import Reporter
 from crdb_archive.jobs.spec import JobSpec
 from crdb_archive.progress import ProgressCallback
+from crdb_archive.text import count
 
 
 def audit_step(out: Reporter, destination: Destination, spec: JobSpec,
@@ -44,8 +45,9 @@ def _on_outcome(out: Reporter, outcome: Audited | NotAudited) -> None:
                  record=outcome.record)
         if not outcome.ok:
             out.fail("audit", DamagedBundle(
-                f"bundle {outcome.location} failed its audit ({len(outcome.problems)} "
-                f"problem(s), first: {outcome.problems[0]})"), bundle=outcome.name)
+                f"bundle {outcome.location} failed its audit "
+                f"({count(len(outcome.problems), 'problem')}, first: {outcome.problems[0]})"),
+                bundle=outcome.name)
         if outcome.record_error:
             out.fail("audit", StorageError(outcome.record_error), bundle=outcome.name)
     elif outcome.kind == "skipped":

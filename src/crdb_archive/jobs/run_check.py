@@ -145,8 +145,8 @@ class BundleCheck:
                       problems=problems, **extra)
         if not ok:
             self.out.fail("verify", DamagedBundle(
-                f"bundle {location} failed verification ({len(problems)} problem(s), first: "
-                f"{problems[0]}); move it aside and run again"), bundle=name)
+                f"bundle {location} failed verification ({text.count(len(problems), 'problem')}, "
+                f"first: {problems[0]}); move it aside and run again"), bundle=name)
         return ok
 
     def allowed(self) -> AllowedSigners | None:

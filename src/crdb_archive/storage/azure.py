@@ -45,6 +45,7 @@ from crdb_archive.storage.base import (
 from crdb_archive.storage.object_store import ObjectStore, utc
 from crdb_archive.storage.receipts import MD5, Receipt, Reported, b64
 from crdb_archive.storage.uri import Location
+from crdb_archive.text import count
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient
@@ -232,7 +233,7 @@ class AzureStorage(ObjectStore[AzureTarget]):
         if failed:
             name, status = failed[0]
             raise StorageError(f"cannot delete {self._target.scheme}://{self.container}/{name}:"
-                               f" HTTP {status} ({len(failed)} blob(s) not deleted)")
+                               f" HTTP {status} ({count(len(failed), 'blob')} not deleted)")
 
     # --- cold storage --------------------------------------------------------------------
 

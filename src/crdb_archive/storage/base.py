@@ -204,6 +204,11 @@ class Storage(abc.ABC):
         Raises BadInput for an invalid prefix, StorageError when the storage cannot be read.
         """
 
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        """The keys :meth:`list` gives, for when sizes and times do not matter (a backend
+        may then spare a system call per object). Raises as :meth:`list`."""
+        return (info.key for info in self.list(prefix))
+
     @abc.abstractmethod
     def stat(self, key: str) -> ObjectInfo | None:
         """The object at ``key``, or None when there is none.
@@ -395,11 +400,16 @@ def storage_errors(where: object) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise StorageError(f"no space left on the device while writing {where}") from error
-        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise StorageError(f"cannot write {where}: {error.strerror}") from error
-        raise StorageError(f"{where}: {error.strerror or error}") from error
+        raise storage_error(where, error) from error
+
+
+def storage_error(where: object, error: OSError) -> StorageError:
+    """The StorageError, one line naming ``where``, for an OSError while writing there."""
+    if error.errno == errno.ENOSPC:
+        return StorageError(f"no space left on the device while writing {where}")
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"cannot write {where}: {error.strerror}")
+    return StorageError(f"{where}: {error.strerror or error}")
 
 
 def empty_reader() -> IO[bytes]:

@@ -20,6 +20,7 @@ from google.cloud.storage import Blob, Bucket
 from crdb_archive.errors import BadInput
 from crdb_archive.storage.base import LockMode, WriteOptions
 from crdb_archive.storage.lock_options import check_lock
+from crdb_archive.text import count
 
 MODES: dict[LockMode, str] = {"COMPLIANCE": "Locked", "GOVERNANCE": "Unlocked"}
 _LOCK_MODES = {value: key for key, value in MODES.items()}
@@ -87,7 +88,7 @@ def placement(options: WriteOptions | None, bucket: str, retention: BucketRetent
     days = -(-int((options.retain_until - now).total_seconds()) // 86_400)
     if period:
         policy = (f"its {'locked' if retention.policy_locked else 'unlocked'} retention policy "
-                  f"keeps objects {period // 86_400} day(s)")
+                  f"keeps objects {count(period // 86_400, 'day')}")
         if now + dt.timedelta(seconds=period) < options.retain_until:
             raise BadInput(f"bucket {bucket} has no object retention, and {policy}, short of "
                            f"{options.retain_until.date()}; nothing was uploaded")
@@ -99,7 +100,7 @@ def placement(options: WriteOptions | None, bucket: str, retention: BucketRetent
     raise BadInput(
         f"bucket {bucket} has no object retention: {options.lock_mode} retention needs a "
         "bucket created with object retention enabled (or a retention policy of at least "
-        f"{days} day(s){', locked' if options.lock_mode == 'COMPLIANCE' else ''}); nothing "
+        f"{count(days, 'day')}{', locked' if options.lock_mode == 'COMPLIANCE' else ''}); nothing "
         "was uploaded")
 
 

@@ -61,6 +61,9 @@ class _FileWriter:
         return None  # a local file: read back cheaply, nothing to confirm
 
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
 class LocalStorage(Storage):
     """A directory tree; keys are paths below ``root``. Symbolic links are refused."""
 
@@ -68,6 +71,8 @@ class LocalStorage(Storage):
 
     def __init__(self, root: Path, location: Location | None = None) -> None:
         self._root = root
+        # Keys joined as text where a path is built per file of 100k: no Path object each.
+        self._root_prefix = str(root).rstrip("/") + "/"
         self.location = location or Location("file", "", str(root), ())
 
     @classmethod
@@ -110,11 +115,19 @@ class LocalStorage(Storage):
         return LocalStorage(self._file(key), self.location.child(key))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        entries = self._entries(prefix)  # a bad prefix is refused here, not when iterated
+        return (self._info(key, entry.stat(follow_symlinks=False)) for key, entry in entries)
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        # The directory entries' types suffice: no stat per file.
+        return (key for key, _ in self._entries(prefix))
+
+    def _entries(self, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
         prefix = validate_prefix(prefix)
         start = self._root / prefix if prefix else self._root
         return self._walk(start, f"{prefix}/" if prefix else "")
 
-    def _walk(self, directory: Path, base: str) -> Iterator[ObjectInfo]:
+    def _walk(self, directory: Path, base: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
         try:
             with os.scandir(directory) as scan:
                 entries = list(scan)
@@ -134,7 +147,7 @@ class LocalStorage(Storage):
             elif kind == "file":
                 if entry.name.startswith(PARTIAL_PREFIX):
                     continue
-                yield self._info(key, entry.stat(follow_symlinks=False))
+                yield key, entry
             else:
                 raise BadInput(f"{entry.path} is a symbolic link or special file; only regular "
                                "files and directories can be read")
@@ -185,6 +198,25 @@ class LocalStorage(Storage):
         self, key: str, *, start: int = 0, length: int | None = None
     ) -> AbstractContextManager[IO[bytes]]:
         return self._read(self._file(key), start, length)
+
+    def read_whole(self, key: str, limit: int) -> bytes:
+        path = self._root_prefix + validate_key(key)
+        try:
+            fd = os.open(path, _READ_FLAGS)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(f"{path} does not exist") from None
+        except OSError as error:
+            raise StorageError(f"cannot read {path}: {error.strerror or error}") from error
+        try:
+            if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+                raise ObjectNotFound(f"{path} is not a regular file")
+            # One read: a regular file gives fewer bytes than asked only at its end.
+            data = os.read(fd, limit)
+        except OSError as error:
+            raise StorageError(f"cannot read {path}: {error.strerror or error}") from error
+        finally:
+            os.close(fd)
+        return data
 
     @contextmanager
     def _read(self, path: Path, start: int, length: int | None) -> Iterator[IO[bytes]]:

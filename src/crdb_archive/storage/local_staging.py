@@ -22,6 +22,7 @@ from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.storage.base import (
     WriteOptions,
     staging_name,
+    storage_error,
     storage_errors,
     validate_key,
 )
@@ -34,11 +35,12 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 class _FileSink:
-    """A new file written with plain system calls.
+    """A new file written with plain system calls, closed when its with-block ends.
 
     Python's buffered file objects cost about 60 microseconds more per file to open and close
-    than ``os.open``; a backup of 100k small SSTs pays that 100k times. No fsync per file: the
-    whole tree is flushed once before it is published.
+    than ``os.open``; a backup of 100k small SSTs pays that 100k times, and so it pays for
+    every layer here (no generator context manager). No fsync per file: the whole tree is
+    flushed once before it is published.
     """
 
     def __init__(self, fd: int, path: str) -> None:
@@ -46,12 +48,20 @@ class _FileSink:
         self._path = path
         self._written = 0
 
+    def __enter__(self) -> _FileSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
-        with storage_errors(Path(self._path)):
+        try:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
+        except OSError as error:
+            raise storage_error(self._path, error) from error
         self._written += len(data)
 
     @property
@@ -101,19 +111,17 @@ class LocalStaging:
     def receipts(self) -> list[Receipt]:
         return []  # renamed into place here: a full check reads local files cheaply
 
-    @contextlib.contextmanager
     def open_member(
         self, key: str, *, size_hint: int | None = None, options: WriteOptions | None = None
-    ) -> Iterator[_FileSink]:
+    ) -> _FileSink:
         path = self._staged(key, options)
         self._trees.add(key.split("/", 1)[0])
-        with storage_errors(Path(path)):
+        try:
             self._directory(path.rpartition("/")[0])
             fd = os.open(path, _CREATE, 0o644)
-        try:
-            yield _FileSink(fd, path)
-        finally:
-            os.close(fd)
+        except OSError as error:
+            raise storage_error(path, error) from error
+        return _FileSink(fd, path)
 
     def _directory(self, directory: str) -> None:
         """Make ``directory`` inside the staging area, never the area itself: a writer still

@@ -39,6 +39,7 @@ from crdb_archive.storage.s3_errors import error_code, s3_errors
 from crdb_archive.storage.s3_read import ObjectRead, open_object_range
 from crdb_archive.storage.s3_upload import COLD_CLASSES, S3Upload, validate_options
 from crdb_archive.storage.uri import Location
+from crdb_archive.text import count
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -291,7 +292,7 @@ class S3Storage(ObjectStore[S3Target]):
             first = errors[0]
             raise StorageError(
                 f"cannot delete s3://{self.bucket}/{first.get('Key', '?')}: "
-                f"{first.get('Code', 'Unknown')} ({len(errors)} object(s) not deleted)")
+                f"{first.get('Code', 'Unknown')} ({count(len(errors), 'object')} not deleted)")
 
     # --- cold storage --------------------------------------------------------------------
 

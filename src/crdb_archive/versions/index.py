@@ -238,3 +238,44 @@ def release_index() -> ReleaseIndex:
     """The release index embedded in the package."""
     text = resources.files("crdb_archive").joinpath("releases.json").read_text("utf-8")
     return ReleaseIndex(json.loads(text))
+
+
+def releases_listing(index: ReleaseIndex, major: str | None = None,
+                     today: dt.date | None = None) -> dict[str, list[dict[str, Any]]]:
+    """``{"releases": [...]}``: every major version (with the days left before its binaries
+    are removed, counted from ``today``), or the releases of one ``major``.
+
+    Raises InvalidVersion/UnknownVersion (exit 2) for a ``major`` the index does not know.
+    """
+    if major is not None:
+        return {"releases": [
+            {
+                "release": r.name,
+                "major": r.major,
+                "date": r.date.isoformat(),
+                "type": r.type,
+                "withdrawn": r.withdrawn,
+                "cloud_only": r.cloud_only,
+                "sha256sum_published": r.has_sha256sum,
+                "platforms": list(r.platforms),
+            }
+            for r in index.releases_of(index.parse(major).major)
+        ]}
+    day = today if today is not None else dt.datetime.now(dt.UTC).date()
+    return {"releases": [
+        {
+            "major": m.name,
+            "type": m.type,
+            "upcoming": m.upcoming,
+            "release_date": _iso(m.release_date),
+            "support_end": _iso(m.support_end),
+            "binary_removal_date": _iso(m.binary_removal_date),
+            "days_until_binary_removal": ((m.binary_removal_date - day).days
+                                          if m.binary_removal_date else None),
+        }
+        for m in index.majors
+    ]}
+
+
+def _iso(value: dt.date | None) -> str | None:
+    return value.isoformat() if value else None

@@ -95,7 +95,9 @@ class RestorePlan:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "backup_version": self.backup.release_name or self.backup.major.name,
             "backup_major": self.backup.major.name,
+            "target_version": self.target.release_name or self.target.major.name,
             "target_major": self.target.major.name,
             "majors": [m.name for m in self.majors],
             "steps": self.steps,

@@ -1,0 +1,109 @@
+"""The payload of a backup bundle: the backup's files, the release archives beside them.
+
+The items are made one at a time, as the writer asks for them: a backup of 100k files must not
+hold 100k items, each with its openers, for the whole archive.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, overload
+
+from crdb_archive.bundle import layout
+from crdb_archive.bundle.writer import PayloadItem
+
+if TYPE_CHECKING:
+    from crdb_archive.backup import BackupFile, BackupInfo
+    from crdb_archive.binaries import FetchedArchive
+
+
+class _BackupPayload(Sequence[PayloadItem]):
+    """The backup's files as payload items, each made when it is asked for: 100k items held
+    at once, each with its openers, were a good part of the memory of an archive."""
+
+    def __init__(self, backup: BackupInfo, files: list[BackupFile]) -> None:
+        self._storage = backup.storage
+        # Small files on a local disk are read whole, in one call each.
+        self._paths = backup.storage.local_paths()
+        self._files = files
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    @overload
+    def __getitem__(self, index: int) -> PayloadItem: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[PayloadItem]: ...
+
+    def __getitem__(self, index: int | slice) -> PayloadItem | Sequence[PayloadItem]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        f = self._files[index]
+        return PayloadItem(
+            path=f"{layout.BACKUP_DIR}/{f.path}",
+            size=f.size,
+            # Backup files stream straight from where they are (a local disk or a bucket).
+            open=functools.partial(self._storage.open_read, f.path),
+            read_whole=(None if self._paths is None
+                        else functools.partial(self._paths.read_whole, f.path)),
+        )
+
+
+def backup_payload(
+    backup: BackupInfo, files: list[BackupFile], fetched: list[FetchedArchive], scratch: Path
+) -> Sequence[PayloadItem]:
+    """The backup's files, then the release archives and their published checksum files."""
+    binaries: list[PayloadItem] = []
+    for archive in fetched:
+        binaries.append(PayloadItem(
+            path=f"{layout.BINARY_DIR}/{archive.path.name}",
+            size=archive.size,
+            open=functools.partial(_open_read, archive.path),
+        ))
+        if archive.published_checksum_file is not None:
+            checksum = scratch / f"{archive.path.name}.sha256sum"
+            checksum.write_bytes(archive.published_checksum_file)
+            binaries.append(PayloadItem(
+                path=f"{layout.BINARY_DIR}/{checksum.name}",
+                size=len(archive.published_checksum_file),
+                open=functools.partial(_open_read, checksum),
+            ))
+    return _Chained(_BackupPayload(backup, files), binaries)
+
+
+class _Chained(Sequence[PayloadItem]):
+    """Two sequences as one."""
+
+    def __init__(self, first: Sequence[PayloadItem], second: Sequence[PayloadItem]) -> None:
+        self._first = first
+        self._second = second
+
+    def __len__(self) -> int:
+        return len(self._first) + len(self._second)
+
+    @overload
+    def __getitem__(self, index: int) -> PayloadItem: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[PayloadItem]: ...
+
+    def __getitem__(self, index: int | slice) -> PayloadItem | Sequence[PayloadItem]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        split = len(self._first)
+        return self._first[index] if index < split else self._second[index - split]
+
+    def __iter__(self) -> Iterator[PayloadItem]:
+        yield from self._first
+        yield from self._second
+
+
+def _open_read(path: Path) -> IO[bytes]:
+    return path.open("rb")
