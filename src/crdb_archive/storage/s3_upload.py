@@ -25,6 +25,7 @@ from crdb_archive.storage.s3_outcome import (
     note_initiation,
     object_is,
 )
+from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -79,7 +80,7 @@ def validate_options(options: WriteOptions, where: str) -> None:
         if until.tzinfo is None:
             raise BadInput(f"{where}: the retain-until date needs a time zone")
         if until <= datetime.now(until.tzinfo):
-            raise BadInput(f"{where}: the retain-until date {until.isoformat()} is not in the "
+            raise BadInput(f"{where}: the retain-until date {utc_iso(until)} is not in the "
                            "future")
 
 
