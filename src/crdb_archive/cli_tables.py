@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from crdb_archive.text import count, size
+from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
     from crdb_archive.jobs.audit import AuditReport
     from crdb_archive.jobs.catalog import Catalog, CatalogEntry, RestoreRoute
 
 def when(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else "-"
+    return utc_iso(value, timespec="seconds") if value else "-"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
