@@ -35,6 +35,7 @@ BAGIT = [sys.executable, str(Path(sys.executable).parent / "bagit.py")]
 MiB = 1 << 20
 RSS_LIMIT_MIB = 150
 RSS_FLAT_SLACK_MIB = 32  # peak RSS at the large size may exceed the small one by this much
+STARTUP = "start-up"
 
 
 @dataclass
@@ -153,6 +154,28 @@ class Bench:
         # the steps (a file system that discards freed blocks at once).
 
 
+    def startup(self, source: Path, runs: int = 21) -> None:
+        """``verify`` of a tiny bundle beside a bare ``python -c pass``: the median of ``runs``
+        starts each. The package's bytecode is compiled first, as installing it does (an
+        editable checkout may run without, which measures the compiler instead)."""
+        import crdb_archive  # noqa: PLC0415
+
+        subprocess.run([sys.executable, "-m", "compileall", "-q",
+                        str(Path(crdb_archive.__file__).parent)], check=True,
+                       capture_output=True, env={**self.env, "PYTHONDONTWRITEBYTECODE": ""})
+        out = self.work / "out-startup"
+        subprocess.run([*CRDB, "archive", str(source), "--dest", str(out), "--mirror",
+                        str(self.mirror), "--name", "tiny"], check=True, capture_output=True,
+                       env=self.env)
+        for what, command in (("python -c pass", [sys.executable, "-c", "pass"]),
+                              ("verify (tiny bundle)", [*CRDB, "verify", str(out / "tiny")])):
+            measured = sorted(self._once(STARTUP, what, command, None) for _ in range(runs))
+            middle = measured[runs // 2]
+            step = Step(STARTUP, what, middle[0], middle[1], middle[2])
+            self.steps.append(step)
+            print(f"  {STARTUP}: {what}: median {step.seconds * 1000:.0f} ms", file=sys.stderr)
+
+
 def _drop_caches() -> None:
     subprocess.run(["sync"], check=True)
     try:
@@ -175,6 +198,9 @@ def targets(bench: Bench, small: str, big: str, reference: str) -> list[Target]:
                / ratio(big, "b3sum -c"), 1.3, "x"),
         Target(f"{big}: verify (tar) / b3sum -c", ratio(big, "verify (tar)")
                / ratio(big, "b3sum -c"), 1.5, "x"),
+        Target(f"{STARTUP}: verify (tiny bundle) / python -c pass",
+               ratio(STARTUP, "verify (tiny bundle)") / ratio(STARTUP, "python -c pass"),
+               10.0, "x"),
     ]
     for what in ("archive --format dir", "archive --format tar", "verify (dir)",
                  "verify (tar)"):
@@ -284,6 +310,9 @@ def main() -> int:
         big = f"{args.big_gib:g} GiB"
         reference = f"{args.reference_gib:g} GiB"
         sizes: dict[str, int] = {}
+        tiny = work / "tiny"
+        write_backup(tiny, small_files=8)
+        bench.startup(tiny)
         for data, kwargs, baselines in (
                 (small, {"small_files": args.files, "small_size": args.small_size}, True),
                 (big, {"big_bytes": int(args.big_gib * (1 << 30))}, True),

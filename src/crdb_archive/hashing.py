@@ -12,13 +12,15 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Protocol, TypeVar
+from typing import IO, TYPE_CHECKING, Protocol, TypeVar
 
 import blake3
 
 from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 CHUNK_SIZE = 1 << 20
 
@@ -234,6 +236,10 @@ def parallel_in_batches(
 
     def run(batch: list[T]) -> list[tuple[T, R]]:
         return [(item, work(item)) for item in batch if not stopping.is_set()]
+
+    # Imported here: a bundle of a few files is hashed on this thread, and concurrent.futures
+    # (with logging) is a noticeable share of a small verify's start-up.
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
     pending: deque[Future[list[tuple[T, R]]]] = deque()
     with ThreadPoolExecutor(threads) as pool:

@@ -14,7 +14,6 @@ from typing import Any, ClassVar, Literal
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.description_fields import FORMAT, SOFTWARE, Fields, damaged
 from crdb_archive.export.hlc import Hlc
-from crdb_archive.export.model import POSTGRESQL_SQL_PATH, SCHEMA_SQL_PATH
 
 EXPORT_DIR = "data/export"
 SOURCE_KINDS = ("changefeed", "export")
@@ -142,8 +141,8 @@ class ExportDescription:
                 "files": self.files,
                 "bytes": self.bytes,
                 "files_after_as_of": self.files_after_as_of,
-                "schema_file": SCHEMA_SQL_PATH,
-                "postgresql_file": POSTGRESQL_SQL_PATH,
+                "schema_file": layout.SCHEMA_SQL_PATH,
+                "postgresql_file": layout.POSTGRESQL_SQL_PATH,
                 "tables": {t.name: t.to_json() for t in self.tables},
                 "notes": list(self.notes),
             },
@@ -182,8 +181,8 @@ def read_export(f: Fields, *, software: str) -> ExportDescription:
 
 
 def _export_fields(f: Fields) -> dict[str, Any]:
-    for key, path in (("payload_dir", EXPORT_DIR), ("schema_file", SCHEMA_SQL_PATH),
-                      ("postgresql_file", POSTGRESQL_SQL_PATH)):
+    for key, path in (("payload_dir", EXPORT_DIR), ("schema_file", layout.SCHEMA_SQL_PATH),
+                      ("postgresql_file", layout.POSTGRESQL_SQL_PATH)):
         if f.text(key) != path:
             raise damaged(f.where(key), f"expected {path}")
     return {

@@ -27,6 +27,10 @@ SIGNING_KEY_LABEL = "Bundle-Signing-Key"
 PAYLOAD_DIR = "data"
 BACKUP_DIR = "data/backup"
 BINARY_DIR = "data/cockroach"
+# An export bundle's schema files (DESIGN 3). ``schema.sql`` is the schema file verbatim: the
+# loader parses it again rather than trusting a translation.
+SCHEMA_SQL_PATH = "data/schema/schema.sql"
+POSTGRESQL_SQL_PATH = "data/schema/postgresql.sql"
 
 # Every tag file of format 1, in the order they are written; the tag manifest comes last and
 # lists all the others.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from crdb_archive.errors import DamagedBundle
@@ -18,6 +17,8 @@ SCHEMA_FILE = "bundle-manifest.schema.json"
 @functools.cache
 def schema() -> dict[str, Any]:
     """The JSON Schema of crdb-archive.json, format 1 (shipped with the package)."""
+    from importlib import resources  # noqa: PLC0415 - a reader never needs it
+
     text = resources.files("crdb_archive").joinpath("schemas", SCHEMA_FILE).read_text("utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded

@@ -26,6 +26,7 @@ from crdb_archive.backup.keys import PASSPHRASE_ENV
 from crdb_archive.binaries import DEFAULT_PLATFORM
 from crdb_archive.bundle import layout
 from crdb_archive.bundle.description import ExportDescription, from_json
+from crdb_archive.bundle.layout import POSTGRESQL_SQL_PATH, SCHEMA_SQL_PATH
 from crdb_archive.bundle.model import render, schema_problems
 from crdb_archive.bundle.publish import (
     BundleStaging,
@@ -46,7 +47,7 @@ from crdb_archive.bundle.writer import (
 from crdb_archive.errors import BadInput, DamagedBundle, InvalidSchema
 from crdb_archive.export.ddl import parse_schema
 from crdb_archive.export.hlc import Hlc
-from crdb_archive.export.model import POSTGRESQL_SQL_PATH, SCHEMA_SQL_PATH, Schema
+from crdb_archive.export.model import Schema
 from crdb_archive.export.plan import SnapshotPlan, plan_snapshot
 from crdb_archive.export.postgres import postgresql_ddl
 from crdb_archive.export.restore_doc import render_export_restore_md

@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from crdb_archive.bundle import layout, tagfiles
+from crdb_archive.bundle.layout import SCHEMA_SQL_PATH
 from crdb_archive.bundle.reader import BundleReader, require_readable
 from crdb_archive.bundle.retrieve import trusted_tag_files
 from crdb_archive.errors import (
@@ -35,7 +36,6 @@ from crdb_archive.errors import (
 )
 from crdb_archive.export.ddl import parse_schema
 from crdb_archive.export.model import (
-    SCHEMA_SQL_PATH,
     SNAPSHOT_DIR,
     QualifiedName,
     Table,

@@ -14,10 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import quote
 
-# Where an export bundle keeps its schema and snapshots (DESIGN 3). ``schema.sql`` is the
-# schema file verbatim: the loader parses it again rather than trusting a translation.
-SCHEMA_SQL_PATH = "data/schema/schema.sql"
-POSTGRESQL_SQL_PATH = "data/schema/postgresql.sql"
+# Where an export bundle keeps its snapshots (DESIGN 3); its schema files are in the layout.
 SNAPSHOT_DIR = "data/snapshot"
 
 

@@ -9,9 +9,8 @@ releases however its holder dies).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import fcntl
+import functools
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -247,15 +246,23 @@ def _flush_file_system(path: Path) -> None:
     """Make everything written under ``path`` durable before it is renamed into place."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        if _syncfs is not None and _syncfs(fd) == 0:
+        syncfs = _load_syncfs()
+        if syncfs is not None and syncfs(fd) == 0:
             return
         os.sync()
     finally:
         os.close(fd)
 
 
+@functools.cache
 def _load_syncfs() -> Callable[[int], int] | None:
-    """Linux's syncfs(2), which flushes one file system; None where it does not exist."""
+    """Linux's syncfs(2), which flushes one file system; None where it does not exist.
+
+    Looked up on first use: finding libc costs a command that only reads (verify) time it
+    does not need to spend."""
+    import ctypes  # noqa: PLC0415
+    import ctypes.util  # noqa: PLC0415
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         function: Callable[[int], int] = libc.syncfs
@@ -264,4 +271,3 @@ def _load_syncfs() -> Callable[[int], int] | None:
     return function
 
 
-_syncfs = _load_syncfs()

@@ -8,11 +8,14 @@ callers hash and parse them as one stream; at most ``parallel`` parts are held i
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from crdb_archive.errors import StorageError
 from crdb_archive.storage.base import Storage
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 PART_SIZE = 8 << 20
 PARALLEL = 4
@@ -27,6 +30,10 @@ class RangedReader:
         self._key = key
         self._size = size
         self._part_size = part_size
+        # Imported here: only remote tars are read this way, and a local verify of a small
+        # bundle should not pay for concurrent.futures at start-up.
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
         self._pool = ThreadPoolExecutor(parallel)
         self._parallel = parallel
         self._next_offset = 0
