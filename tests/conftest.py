@@ -10,4 +10,6 @@ pytest_plugins = [
     "support.gcs",
     "support.google_token",
     "support.storage_backends",
+    "support.clouds",
+    "support.fault_bundles",
 ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import tarfile
 from pathlib import Path
 from urllib.parse import quote
@@ -19,6 +18,12 @@ from support.azure import ACCOUNT, ACCOUNT_KEY, Azurite
 from support.backups import add_random_sst, upload
 from support.bundles import era_with_binaries, run_cli
 from support.cli import CliResult, signal_while_archiving
+from support.clouds import (
+    archive_to,
+    assert_read_like_local,
+    assert_restorable,
+    assert_stopped_cleanly,
+)
 from support.mirror import MirrorServer
 from support.s3 import MotoS3
 
@@ -27,19 +32,9 @@ pytestmark = pytest.mark.usefixtures("isolated")
 SECRETS = (ACCOUNT_KEY, quote(ACCOUNT_KEY, safe=""))
 
 
-@pytest.fixture
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("CRDB_ARCHIVE_MIRROR", raising=False)
+@pytest.fixture(autouse=True)
+def default_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AZURE_MAX_ATTEMPTS", raising=False)
-    monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
-
-
-def archive_to(capsys: pytest.CaptureFixture[str], source: str, dest: str, mirror_url: str,
-               *extra: str) -> dict[str, object]:
-    result = run_cli(capsys, "archive", source, "--dest", dest, "--mirror", mirror_url,
-                     "--json", *extra)
-    assert result.code == 0, result.err
-    return result.json()
 
 
 def bundle_uri(env: Azurite, container: str, prefix: str, result: dict[str, object],
@@ -47,11 +42,6 @@ def bundle_uri(env: Azurite, container: str, prefix: str, result: dict[str, obje
     """The bundle's URI with the credentials, as a user would give it to verify."""
     name = f"{result['name']}.tar" if fmt == "tar" else str(result["name"])
     return env.uri(container, f"{prefix}/{name}")
-
-
-def cockroach_version(path: Path) -> str:
-    return subprocess.run([str(path), "version"], capture_output=True, text=True,
-                          check=True).stdout
 
 
 @pytest.mark.parametrize("fmt", ["dir", "tar"])
@@ -75,18 +65,7 @@ def test_local_to_azure_verify_binary_inspect_and_rerun(
     assert azure_env.uncommitted(container) == {}
 
     bundle = bundle_uri(azure_env, container, "archive", result, fmt)
-    verified = run_cli(capsys, "verify", bundle, "--all-digests", "--json")
-    assert verified.code == 0, verified.out
-    assert verified.json()["files"] == result["files"]
-
-    retrieved = run_cli(capsys, "binary", bundle, "--to", str(tmp_path / "restore"),
-                        "--platform", "linux-amd64", "--json")
-    assert retrieved.code == 0, retrieved.err
-    assert "v24.3.1" in cockroach_version(Path(str(retrieved.json()["cockroach"])))
-
-    summary = run_cli(capsys, "inspect", bundle, "--json")
-    assert summary.code == 0, summary.err
-    assert summary.json()["version"] == "v24.3.1"
+    assert_restorable(capsys, bundle, tmp_path, result["files"])
 
     mirror.clear_log()
     again = archive_to(capsys, str(era.path), azure_env.uri(container, "archive"), mirror.url,
@@ -161,15 +140,7 @@ def test_a_backup_in_azure_archived_to_a_local_directory(
                         "--with-incrementals")
     local = archive_to(capsys, str(era.path), str(tmp_path / "from-local"), mirror.url,
                        "--format", fmt, "--with-incrementals")
-    # The same backup gets the same name and payload wherever it was read from.
-    assert (result["name"], result["files"], result["bytes"]) == (
-        local["name"], local["files"], local["bytes"])
-    report = run_cli(capsys, "verify", str(result["bundle"]), "--json")
-    assert report.code == 0, report.out
-    summary = run_cli(capsys, "inspect", str(result["bundle"]), "--json")
-    backup = summary.json()["backup"]
-    assert isinstance(backup, dict)
-    assert str(backup["source"]).startswith("azure-blob://")
+    assert_read_like_local(capsys, result, local, "azure-blob")
     inspected = run_cli(capsys, "inspect", source, "--json")
     assert inspected.code == 0, inspected.err
     assert inspected.json()["cluster_version"] is not None
@@ -323,12 +294,4 @@ def test_an_interrupted_upload_leaves_no_complete_looking_bundle(
     stopped = signal_while_archiving(
         ["archive", str(era.path), "--dest", azure_env.uri(container, "t"), "--mirror",
          mirror.url, "--format", fmt], signal.SIGTERM, env=dict(os.environ))
-    assert stopped.returncode == 130, stopped.err
-    assert "Traceback" not in stopped.err
-    keys = azure_env.keys(container)
-    if fmt == "tar":
-        assert keys == []
-    else:
-        # Payload blobs finished as it stopped may remain (the next run clears them); the tag
-        # manifest, written last, never does.
-        assert not any(k.endswith("tagmanifest-sha256.txt") for k in keys)
+    assert_stopped_cleanly(stopped, azure_env.keys(container), fmt)

@@ -12,37 +12,24 @@ import subprocess
 import sys
 from pathlib import Path
 
-import bagit
 import pytest
 
 from support.backups import add_random_sst, upload
 from support.bundles import era_with_binaries, run_cli
 from support.cli import signal_while_archiving
+from support.clouds import (
+    archive_to,
+    assert_read_like_local,
+    assert_restorable,
+    assert_stopped_cleanly,
+    assert_valid_bag,
+)
 from support.faultproxy import FaultProxy, stall
 from support.gcs import FakeGcs, open_upload_sessions, upload_id
 from support.mirror import MirrorServer
 from support.s3 import MotoS3
 
 pytestmark = pytest.mark.usefixtures("isolated")
-
-
-@pytest.fixture
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("CRDB_ARCHIVE_MIRROR", raising=False)
-    monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
-
-
-def archive_to(capsys: pytest.CaptureFixture[str], source: str, dest: str, mirror_url: str,
-               *extra: str) -> dict[str, object]:
-    result = run_cli(capsys, "archive", source, "--dest", dest, "--mirror", mirror_url,
-                     "--json", *extra)
-    assert result.code == 0, result.err
-    return result.json()
-
-
-def generations(env: FakeGcs, bucket: str) -> dict[str, int]:
-    """Every object and its generation: a rewrite of the same bytes still changes it."""
-    return {blob.name: blob.generation for blob in env.client().list_blobs(bucket)}
 
 
 @pytest.mark.parametrize("fmt", ["dir", "tar"])
@@ -67,27 +54,13 @@ def test_local_to_gs_verify_inspect_binary_and_rerun(
     else:
         assert f"archive/{result['name']}/tagmanifest-sha256.txt" in keys
 
-    verified = run_cli(capsys, "verify", bundle, "--all-digests", "--json")
-    assert verified.code == 0, verified.out
-    assert verified.json()["files"] == result["files"]
+    assert_restorable(capsys, bundle, tmp_path, result["files"])
 
-    out = tmp_path / "restore"
-    retrieved = run_cli(capsys, "binary", bundle, "--to", str(out), "--platform",
-                        "linux-amd64", "--json")
-    assert retrieved.code == 0, retrieved.err
-    cockroach = Path(str(retrieved.json()["cockroach"]))
-    assert "v24.3.1" in subprocess.run([str(cockroach), "version"], capture_output=True,
-                                       text=True, check=True).stdout
-
-    summary = run_cli(capsys, "inspect", bundle, "--json")
-    assert summary.code == 0, summary.err
-    assert summary.json()["version"] == "v24.3.1"
-
-    before = generations(gcs_env, bucket)
+    before = gcs_env.generations(bucket)
     again = archive_to(capsys, str(era.path), dest, mirror.url, "--format", fmt,
                        "--with-incrementals", *extra)
     assert again["created"] is False
-    assert generations(gcs_env, bucket) == before  # nothing was written again
+    assert gcs_env.generations(bucket) == before  # nothing was written again
 
 
 def test_directory_form_passes_bagit_after_download(
@@ -100,12 +73,7 @@ def test_directory_form_passes_bagit_after_download(
                         "--storage-class", "COLDLINE")
     name = str(result["name"])
     local = tmp_path / "copy" / name
-    for key, data in gcs_env.object_bytes(bucket):
-        target = local / key.split("/", 2)[2]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    bagit.Bag(str(local)).validate()
-    subprocess.run(["sha256sum", "-c", "--quiet", "manifest-sha256.txt"], cwd=local, check=True)
+    assert_valid_bag(gcs_env.object_bytes(bucket), local)
     # The payload takes the class asked for; the tag files stay in the default class.
     payload = next(k for k in gcs_env.keys(bucket) if "/data/backup/" in k)
     assert gcs_env.blob(bucket, payload).storage_class == "COLDLINE"
@@ -127,15 +95,7 @@ def test_backup_in_gs_archived_without_local_copy(
     assert result["version"] == "v24.3.1"
     local = archive_to(capsys, str(era.path), str(tmp_path / "from-local"), mirror.url,
                        "--format", fmt, "--with-incrementals")
-    # The same backup gets the same name and the same payload wherever it was read from.
-    assert (result["name"], result["files"], result["bytes"]) == (
-        local["name"], local["files"], local["bytes"])
-    report = run_cli(capsys, "verify", str(result["bundle"]), "--json")
-    assert report.code == 0, report.out
-    summary = run_cli(capsys, "inspect", str(result["bundle"]), "--json")
-    backup = summary.json()["backup"]
-    assert isinstance(backup, dict)
-    assert str(backup["source"]).startswith("gs://")
+    assert_read_like_local(capsys, result, local, "gs")
     inspected = run_cli(capsys, "inspect", source, "--json")
     assert inspected.code == 0, inspected.err
     assert inspected.json()["cluster_version"] == era.cluster_version
@@ -287,13 +247,7 @@ def test_interrupted_upload_leaves_no_complete_looking_bundle(
     stopped = signal_while_archiving(
         ["archive", str(era.path), "--dest", f"gs://{bucket}/t", "--mirror", mirror.url,
          "--format", fmt], signal.SIGTERM, env=dict(os.environ))
-    assert stopped.returncode == 130, stopped.err
-    assert "Traceback" not in stopped.err
-    keys = gcs_env.keys(bucket)
-    if fmt == "tar":
-        assert keys == []
-    else:
-        assert not any(k.endswith("tagmanifest-sha256.txt") for k in keys)
+    assert_stopped_cleanly(stopped, gcs_env.keys(bucket), fmt)
 
 
 def test_stop_during_a_chunk_cancels_the_upload_session(

@@ -8,7 +8,6 @@ second time, and no secret of either end is shown or stored.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from urllib.parse import quote
@@ -17,16 +16,14 @@ import pytest
 
 from support.azure import ACCOUNT_KEY, Azurite
 from support.bundles import era_with_binaries, run_cli
+from support.clouds import archive_to, events_of
 from support.gcs import FakeGcs
 from support.mirror import MirrorServer
 
 V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T000000Z-v24.3.1" for day in ("01", "08", "15")]
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("CRDB_ARCHIVE_MIRROR", raising=False)
-    monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def readable_here(capsys: pytest.CaptureFixture[str], bundle: str, tmp_path: Path) -> None:
@@ -50,12 +47,11 @@ def test_gs_to_azure_tar_in_the_archive_tier(
     source = gcs_env.upload_tree(era.path, gcs_env.bucket(), "backups/orders")
     container = azure_env.container()
     dest = azure_env.uri(container, "archive")
-    written = run_cli(capsys, "archive", source, "--dest", dest, "--mirror", mirror.url,
-                      "--format", "tar", "--storage-class", "Archive", "--json")
-    assert written.code == 0, written.err
-    name = str(written.json()["name"])
+    written = archive_to(capsys, source, dest, mirror.url, "--format", "tar",
+                         "--storage-class", "Archive")
+    name = str(written["name"])
     # What was printed names no credential; the user's URI of the bundle carries them.
-    assert str(written.json()["bundle"]).startswith(f"azure-blob://{container}/archive/{name}")
+    assert str(written["bundle"]).startswith(f"azure-blob://{container}/archive/{name}")
     bundle = azure_env.uri(container, f"archive/{name}.tar")
     assert azure_env.keys(container) == [f"archive/{name}.tar"]
     with azure_env.service() as service:
@@ -70,10 +66,9 @@ def test_gs_to_azure_tar_in_the_archive_tier(
     assert requested.code == 0, requested.out + requested.err
     readable_here(capsys, bundle, tmp_path)
 
-    again = run_cli(capsys, "archive", source, "--dest", dest, "--mirror", mirror.url,
-                    "--format", "tar", "--storage-class", "Archive", "--json")
-    assert again.code == 0, again.err
-    assert again.json()["created"] is False
+    again = archive_to(capsys, source, dest, mirror.url, "--format", "tar",
+                       "--storage-class", "Archive")
+    assert again["created"] is False
 
 
 def test_azure_to_gs_tar_in_the_archive_class(
@@ -84,11 +79,10 @@ def test_azure_to_gs_tar_in_the_archive_class(
     source = azure_env.upload_tree(era.path, "backups/orders")
     bucket = gcs_env.bucket()
     dest = f"gs://{bucket}/archive"
-    written = run_cli(capsys, "archive", source, "--dest", dest, "--mirror", mirror.url,
-                      "--format", "tar", "--storage-class", "ARCHIVE", "--json")
-    assert written.code == 0, written.err
-    bundle = str(written.json()["bundle"])
-    key = f"archive/{written.json()['name']}.tar"
+    written = archive_to(capsys, source, dest, mirror.url, "--format", "tar",
+                         "--storage-class", "ARCHIVE")
+    bundle = str(written["bundle"])
+    key = f"archive/{written['name']}.tar"
     assert gcs_env.keys(bucket) == [key]
     assert gcs_env.blob(bucket, key).storage_class == "ARCHIVE"
     # Cloud Storage reads its ARCHIVE class as it is.
@@ -125,7 +119,7 @@ def test_job_between_gs_and_azure_run_twice(
 
     first = run_cli(capsys, "run", str(spec), "--json")
     assert first.code == 0, first.out + first.err
-    events = [json.loads(line) for line in first.out.splitlines()]
+    events = events_of(first.out)
     assert [e["bundle"] for e in events if e["event"] == "archive"] == V24_3_BUNDLES[1:]
     stored = (sorted(azure_env.keys(container)) if direction == "gs-to-azure"
               else sorted(gcs_env.keys(bucket)))
@@ -134,7 +128,7 @@ def test_job_between_gs_and_azure_run_twice(
     mirror.clear_log()
     second = run_cli(capsys, "run", str(spec), "--json")
     assert second.code == 0, second.out + second.err
-    assert json.loads(second.out.splitlines()[-1])["bundles_written"] == 0
+    assert events_of(second.out)[-1]["bundles_written"] == 0
     assert mirror.requests() == []
     after = (sorted(azure_env.keys(container)) if direction == "gs-to-azure"
              else sorted(gcs_env.keys(bucket)))

@@ -8,11 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import subprocess
 from contextlib import closing
 from pathlib import Path
 
-import bagit
 import botocore.exceptions
 import pytest
 
@@ -20,24 +18,17 @@ from crdb_archive.bundle.verify import verify_bundle
 from support.backups import add_random_sst, upload
 from support.bundles import era_with_binaries, run_cli
 from support.cli import signal_while_archiving
+from support.clouds import (
+    archive_to,
+    assert_read_like_local,
+    assert_restorable,
+    assert_stopped_cleanly,
+    assert_valid_bag,
+)
 from support.mirror import MirrorServer
 from support.s3 import MotoS3
 
 pytestmark = pytest.mark.usefixtures("isolated")
-
-
-@pytest.fixture
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("CRDB_ARCHIVE_MIRROR", raising=False)
-    monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
-
-
-def archive_to(capsys: pytest.CaptureFixture[str], source: str, dest: str, mirror_url: str,
-               *extra: str) -> dict[str, object]:
-    result = run_cli(capsys, "archive", source, "--dest", dest, "--mirror", mirror_url,
-                     "--json", *extra)
-    assert result.code == 0, result.err
-    return result.json()
 
 
 @pytest.mark.parametrize("fmt", ["dir", "tar"])
@@ -60,21 +51,7 @@ def test_local_to_s3_verify_binary_and_rerun(
         assert f"archive/{result['name']}/tagmanifest-sha256.txt" in keys
     assert s3_env.multipart_uploads(bucket) == []
 
-    verified = run_cli(capsys, "verify", bundle, "--all-digests", "--json")
-    assert verified.code == 0, verified.out
-    assert verified.json()["files"] == result["files"]
-
-    out = tmp_path / "restore"
-    retrieved = run_cli(capsys, "binary", bundle, "--to", str(out), "--platform",
-                        "linux-amd64", "--json")
-    assert retrieved.code == 0, retrieved.err
-    cockroach = Path(str(retrieved.json()["cockroach"]))
-    assert "v24.3.1" in subprocess.run([str(cockroach), "version"], capture_output=True,
-                                       text=True, check=True).stdout
-
-    summary = run_cli(capsys, "inspect", bundle, "--json")
-    assert summary.code == 0, summary.err
-    assert summary.json()["version"] == "v24.3.1"
+    assert_restorable(capsys, bundle, tmp_path, result["files"])
 
     again = archive_to(capsys, str(era.path), dest, mirror.url, "--format", fmt,
                        "--with-incrementals")
@@ -90,12 +67,7 @@ def test_directory_form_from_s3_passes_bagit_after_download(
     bucket = s3_env.bucket()
     result = archive_to(capsys, str(era.path), f"s3://{bucket}/a", mirror.url)
     local = tmp_path / "copy" / str(result["name"])
-    for key, data in s3_env.object_bytes(bucket):
-        target = local / key.split("/", 2)[2]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    bagit.Bag(str(local)).validate()
-    subprocess.run(["sha256sum", "-c", "--quiet", "manifest-sha256.txt"], cwd=local, check=True)
+    assert_valid_bag(s3_env.object_bytes(bucket), local)
 
 
 def test_storage_class_and_object_lock(
@@ -232,15 +204,7 @@ def test_interrupted_upload_leaves_no_complete_looking_bundle(
     stopped = signal_while_archiving(
         ["archive", str(era.path), "--dest", f"s3://{bucket}/t", "--mirror", mirror.url,
          "--format", fmt], signal.SIGTERM, env=dict(os.environ))
-    err = stopped.err
-    assert stopped.returncode == 130, err
-    assert "Traceback" not in err
-    keys = s3_env.all_keys(bucket)
-    if fmt == "tar":
-        assert keys == []
-    else:
-        # Finished payload objects may remain; the tag manifest, written last, never does.
-        assert not any(k.endswith("tagmanifest-sha256.txt") for k in keys)
+    assert_stopped_cleanly(stopped, s3_env.all_keys(bucket), fmt)
     assert s3_env.multipart_uploads(bucket) == []
 
 
@@ -257,16 +221,7 @@ def test_backup_in_s3_archived_without_local_copy(
     assert result["version"] == "v24.3.1"
     local = archive_to(capsys, str(era.path), str(tmp_path / "from-local"), mirror.url,
                        "--format", fmt, "--with-incrementals")
-    # The same backup gets the same name and the same payload wherever it was read from.
-    assert result["name"] == local["name"]
-    assert result["files"] == local["files"]
-    assert result["bytes"] == local["bytes"]
-    report = run_cli(capsys, "verify", str(result["bundle"]), "--json")
-    assert report.code == 0, report.out
-    summary = run_cli(capsys, "inspect", str(result["bundle"]), "--json")
-    backup = summary.json()["backup"]
-    assert isinstance(backup, dict)
-    assert str(backup["source"]).startswith("s3://")
+    assert_read_like_local(capsys, result, local, "s3")
 
 
 def test_bundle_in_deep_archive_needs_restore(

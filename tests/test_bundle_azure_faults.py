@@ -4,13 +4,19 @@ stops leaves no half blob."""
 
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from support.azure import Azurite
-from support.bundles import era_with_binaries, make_bundle, run_cli, xor_byte
+from support.bundles import era_with_binaries, run_cli
+from support.fault_bundles import (
+    assert_damage_found,
+    assert_never_damaged,
+    assert_retries_run_out,
+    bundle_objects,
+    damaged_tar,
+)
 from support.faultproxy import (
     Fault,
     FaultProxy,
@@ -24,12 +30,6 @@ from support.faultproxy import (
 from support.mirror import MirrorServer
 
 
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("bundles")
-    return make_bundle(base / "dir"), make_bundle(base / "tar", fmt="tar")
-
-
 @pytest.fixture(autouse=True)
 def _attempts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AZURE_MAX_ATTEMPTS", raising=False)
@@ -37,19 +37,11 @@ def _attempts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def upload(env: Azurite, bundles: tuple[Path, Path], *, damage: bool = False) -> str:
     """Both forms in a new container, straight to Azurite (no proxy); returns the container."""
-    directory, tar = bundles
     container = env.container()
     with env.service() as service:
         client = service.get_container_client(container)
-        for path in sorted(directory.rglob("*")):
-            if path.is_file():
-                data = path.read_bytes()
-                if damage and path.suffix == ".sst":
-                    data = bytes([data[0] ^ 0xFF]) + data[1:]
-                    damage = False
-                name = f"dir/{path.relative_to(directory.parent).as_posix()}"
-                client.get_blob_client(name).upload_blob(data)
-        client.get_blob_client(f"tar/{tar.name}").upload_blob(tar.read_bytes())
+        for name, data in bundle_objects(bundles, damage=damage):
+            client.get_blob_client(name).upload_blob(data)
     return container
 
 
@@ -87,13 +79,8 @@ def test_retries_running_out_are_exit_3_not_damage(capsys: pytest.CaptureFixture
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AZURE_MAX_ATTEMPTS", "2")
     container = upload(azure_env, bundles)
-    for uri in uris(azure_env, azure_proxy, container, bundles):
-        azure_proxy.calm()
-        azure_proxy.fail("GET", r"\.(tar|sst)$", reset_after(10), times=1000)
-        result = run_cli(capsys, "verify", uri)
-        assert result.code == 3, result.out + result.err
-        assert "the transfer broke 2 times" in result.err
-        assert "DAMAGED" not in result.out
+    assert_retries_run_out(capsys, azure_proxy, uris(azure_env, azure_proxy, container, bundles),
+                           r"\.(tar|sst)$", reset_after(10), "the transfer broke 2 times")
 
 
 @pytest.mark.slow
@@ -106,16 +93,8 @@ def test_intact_bundles_under_chaos_are_never_damaged(capsys: pytest.CaptureFixt
                                                       seed: int) -> None:
     monkeypatch.setenv("AZURE_MAX_ATTEMPTS", "4")
     container = upload(azure_env, bundles)
-    azure_proxy.chaos(0.3, refuse(500), fail_after(500), reset_after(200),
-                      truncate_after(200), short_body(200), seed=seed)
-    results = [run_cli(capsys, "verify", uri)
-               for uri in uris(azure_env, azure_proxy, container, bundles)]
-    codes = [r.code for r in results]
-    assert set(codes) <= {0, 3}, "\n".join(results[-1].out.splitlines()[:3])
-    for result in results:
-        assert "Traceback" not in result.err, result.err
-    broken = [r for r in azure_proxy.requests() if r.fault is not None]
-    assert broken, "the chaos broke nothing"
+    assert_never_damaged(capsys, azure_proxy, uris(azure_env, azure_proxy, container, bundles),
+                         seed)
 
 
 def test_damage_is_still_found_through_faults(capsys: pytest.CaptureFixture[str],
@@ -123,18 +102,12 @@ def test_damage_is_still_found_through_faults(capsys: pytest.CaptureFixture[str]
                                               bundles: tuple[Path, Path], tmp_path: Path
                                               ) -> None:
     container = upload(azure_env, bundles, damage=True)
-    damaged_tar = tmp_path / bundles[1].name
-    damaged_tar.write_bytes(bundles[1].read_bytes())
-    with tarfile.open(damaged_tar) as archive:
-        first = next(m for m in archive.getmembers() if m.name.endswith(".sst"))
-    xor_byte(damaged_tar, first.offset_data)
+    tar = damaged_tar(bundles, tmp_path)
     with azure_env.service() as service:
         service.get_container_client(container).get_blob_client(
-            f"tar/{damaged_tar.name}").upload_blob(damaged_tar.read_bytes(), overwrite=True)
+            f"tar/{tar.name}").upload_blob(tar.read_bytes(), overwrite=True)
     azure_proxy.fail("GET", r"/(dir|tar)/", short_body(50), times=5)
-    for uri in uris(azure_env, azure_proxy, container, bundles):
-        result = run_cli(capsys, "verify", uri)
-        assert result.code == 1, result.out + result.err
+    assert_damage_found(capsys, uris(azure_env, azure_proxy, container, bundles))
 
 
 @pytest.mark.parametrize("fmt", ["tar", "dir"])

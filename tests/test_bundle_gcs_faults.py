@@ -5,14 +5,19 @@ network defeats leaves no bundle that looks whole."""
 from __future__ import annotations
 
 import re
-import tarfile
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from support.backups import add_random_sst
-from support.bundles import era_with_binaries, make_bundle, run_cli, xor_byte
+from support.bundles import era_with_binaries, run_cli
+from support.fault_bundles import (
+    assert_damage_found,
+    assert_never_damaged,
+    assert_retries_run_out,
+    damaged_tar,
+)
 from support.faultproxy import (
     Fault,
     FaultProxy,
@@ -24,12 +29,6 @@ from support.faultproxy import (
 )
 from support.gcs import FakeGcs
 from support.mirror import MirrorServer
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("bundles")
-    return make_bundle(base / "dir"), make_bundle(base / "tar", fmt="tar")
 
 
 def upload(env: FakeGcs, bundles: tuple[Path, Path]) -> str:
@@ -77,13 +76,8 @@ def test_retries_running_out_are_exit_3_not_damage(capsys: pytest.CaptureFixture
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRDB_ARCHIVE_GCS_MAX_ATTEMPTS", "2")
     bucket = upload(gcs_env, bundles)
-    for uri in uris(bucket, bundles):
-        gcs_proxy.calm()
-        gcs_proxy.fail("GET", r"^/download/.*(\.tar|\.sst)$", short_body(10), times=1000)
-        result = run_cli(capsys, "verify", uri)
-        assert result.code == 3, result.out + result.err
-        assert "2 times" in result.err
-        assert "DAMAGED" not in result.out
+    assert_retries_run_out(capsys, gcs_proxy, uris(bucket, bundles),
+                           r"^/download/.*(\.tar|\.sst)$", short_body(10), "2 times")
 
 
 @pytest.mark.slow
@@ -93,11 +87,7 @@ def test_intact_bundles_under_chaos_are_never_damaged(capsys: pytest.CaptureFixt
                                                       bundles: tuple[Path, Path],
                                                       seed: int) -> None:
     bucket = upload(gcs_env, bundles)
-    gcs_proxy.chaos(0.3, refuse(500), fail_after(500), reset_after(200), truncate_after(200),
-                    short_body(200), seed=seed)
-    results = [run_cli(capsys, "verify", uri) for uri in uris(bucket, bundles)]
-    assert {r.code for r in results} <= {0, 3}, "\n".join(results[-1].out.splitlines()[:3])
-    assert [r for r in gcs_proxy.requests() if r.fault is not None], "the chaos broke nothing"
+    assert_never_damaged(capsys, gcs_proxy, uris(bucket, bundles), seed)
 
 
 def test_damage_is_still_found_through_faults(capsys: pytest.CaptureFixture[str],
@@ -107,17 +97,10 @@ def test_damage_is_still_found_through_faults(capsys: pytest.CaptureFixture[str]
     bucket = upload(gcs_env, bundles)
     sst = next(k for k in gcs_env.keys(bucket) if k.endswith(".sst"))
     gcs_env.damage(bucket, sst, 0)
-    damaged_tar = tmp_path / bundles[1].name
-    damaged_tar.write_bytes(bundles[1].read_bytes())
-    with tarfile.open(damaged_tar) as archive:
-        first = next(m for m in archive.getmembers() if m.name.endswith(".sst"))
-    xor_byte(damaged_tar, first.offset_data)
-    gcs_env.client().bucket(bucket).blob(f"tar/{damaged_tar.name}").upload_from_filename(
-        str(damaged_tar))
+    tar = damaged_tar(bundles, tmp_path)
+    gcs_env.client().bucket(bucket).blob(f"tar/{tar.name}").upload_from_filename(str(tar))
     gcs_proxy.fail("GET", r"^/download/", short_body(50), times=5)
-    for uri in uris(bucket, bundles):
-        result = run_cli(capsys, "verify", uri)
-        assert result.code == 1, result.out + result.err
+    assert_damage_found(capsys, uris(bucket, bundles))
 
 
 @pytest.mark.slow

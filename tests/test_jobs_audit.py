@@ -15,9 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from crdb_archive.bundle.signature import AllowedSigners
 from crdb_archive.bundle.verify import verify_bundle
 from crdb_archive.errors import ExitCode, InvalidJobSpec
-from crdb_archive.jobs import JobEvent, JobReport, load_spec, run_job
+from crdb_archive.jobs import JobReport, load_spec, run_job
 from crdb_archive.storage import open_storage
 from support.bundles import era_with_binaries, make_bundle, run_cli, xor_byte
+from support.clouds import Recorder
 from support.mirror import MirrorServer
 from support.s3 import MotoS3
 from support.ssh import Key, allowed_file, make_key
@@ -39,18 +40,6 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 def key(tmp_path: Path) -> Key:
     (tmp_path / "keys").mkdir()
     return make_key(tmp_path / "keys", "archiver")
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[JobEvent] = []
-
-    def __call__(self, event: JobEvent) -> None:
-        json.dumps(event.to_json())
-        self.events.append(event)
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e.fields for e in self.events if e.event == kind]
 
 
 def write_spec(tmp_path: Path, source: Path, *, dest: str = "bundles", destination: str = "",

@@ -3,41 +3,24 @@ retention, the job lock, and a job that reads from S3 (moto) and writes to Azure
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from crdb_archive.errors import ExitCode
-from crdb_archive.jobs import JobEvent, JobReport, load_spec, run_job
 from crdb_archive.jobs.lock import lock_file_name
 from support.azure import ACCOUNT_KEY, Azurite
 from support.backups import upload
 from support.bundles import era_with_binaries, run_cli
+from support.clouds import events_of, run
 from support.mirror import MirrorServer
 from support.s3 import MotoS3
 
 V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T000000Z-v24.3.1" for day in ("01", "08", "15")]
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                 mirror: MirrorServer) -> None:
-    monkeypatch.setenv("CRDB_ARCHIVE_MIRROR", mirror.url)
-    monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[JobEvent] = []
-
-    def __call__(self, event: JobEvent) -> None:
-        json.dumps(event.to_json())
-        self.events.append(event)
-
-    def of(self, kind: str) -> list[dict[str, object]]:
-        return [e.fields for e in self.events if e.event == kind]
+pytestmark = pytest.mark.usefixtures("mirrored")
 
 
 def write_spec(tmp_path: Path, source: Path | str, dest: str, *, source_extra: str = "",
@@ -48,13 +31,6 @@ def write_spec(tmp_path: Path, source: Path | str, dest: str, *, source_extra: s
         f'[destination]\nuri = "{dest}"\n{destination}\n'
         + (f"[retention]\n{retention}\n" if retention else ""))
     return spec
-
-
-def run(spec: Path) -> tuple[JobReport, Recorder]:
-    recorder = Recorder()
-    report = run_job(load_spec(spec), on_event=recorder)
-    assert recorder.events[-1].event == "done"
-    return report, recorder
 
 
 @pytest.mark.parametrize("fmt", ["tar", "dir"])
@@ -70,7 +46,7 @@ def test_a_job_into_azure_run_twice_writes_nothing_the_second_time(
     metrics = tmp_path / "job.prom"
     first = run_cli(capsys, "run", str(spec), "--json", "--metrics-file", str(metrics))
     assert first.code == 0, first.out + first.err
-    events = [json.loads(line) for line in first.out.splitlines()]
+    events = events_of(first.out)
     assert events[-1]["bundles_written"] == 2
     assert [e["mode"] for e in events if e["event"] == "verify"] == ["store-checksums"] * 2
     keys = azure_env.keys(container)
@@ -86,7 +62,7 @@ def test_a_job_into_azure_run_twice_writes_nothing_the_second_time(
     mirror.clear_log()
     second = run_cli(capsys, "run", str(spec), "--json", "--metrics-file", str(metrics))
     assert second.code == 0, second.out + second.err
-    again = [json.loads(line) for line in second.out.splitlines()]
+    again = events_of(second.out)
     assert (again[-1]["bundles_written"], again[-1]["bundles_deleted"]) == (0, 0)
     assert azure_env.keys(container) == keys
     assert mirror.requests() == []

@@ -21,6 +21,7 @@ from crdb_archive.jobs.lock import lock_file_name
 from support.backups import add_random_sst
 from support.bundles import era_with_binaries, run_cli, run_subprocess
 from support.cli import signal_while_archiving
+from support.clouds import events_of
 from support.mirror import MirrorServer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "archive-specs" / "examples"
@@ -41,8 +42,6 @@ def job_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     return {**os.environ, **values}
 
 
-def events_of(out: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in out.splitlines()]
 
 
 def test_nightly_example_runs_as_it_is(

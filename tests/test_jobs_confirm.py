@@ -37,11 +37,7 @@ TAG_FILES = ("bagit.txt", "bag-info.txt", "manifest-sha256.txt", "manifest-blake
              "tagmanifest-sha256.txt.sig")
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                 mirror: MirrorServer) -> None:
-    monkeypatch.setenv("CRDB_ARCHIVE_MIRROR", mirror.url)
-    monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("mirrored")
 
 
 def write_spec(tmp_path: Path, source: Path, dest: str, fmt: str) -> Path:

@@ -4,7 +4,6 @@ of either URI reaches the events, the metrics or the stored objects."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from crdb_archive.bundle.verify import verify_bundle
 from support.backups import upload
 from support.bundles import era_with_binaries, run_cli
+from support.clouds import events_of
 from support.gcs import FakeGcs
 from support.mirror import MirrorServer
 from support.s3 import MotoS3
@@ -19,19 +19,9 @@ from support.s3 import MotoS3
 V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T000000Z-v24.3.1" for day in ("01", "08", "15")]
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                 mirror: MirrorServer) -> None:
-    monkeypatch.setenv("CRDB_ARCHIVE_MIRROR", mirror.url)
-    monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("mirrored")
 
 
-def events_of(out: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in out.splitlines()]
-
-
-def generations(env: FakeGcs, bucket: str) -> dict[str, int]:
-    return {blob.name: blob.generation for blob in env.client().list_blobs(bucket)}
 
 
 @pytest.mark.parametrize("fmt", ["tar", "dir"])
@@ -64,7 +54,7 @@ def test_job_into_gs_run_twice_writes_nothing_the_second_time(
             assert gcs_env.blob(bucket, f"jobs/{name}.tar").storage_class == "NEARLINE"
             record = gcs_env.blob(bucket, f"jobs/.crdb-archive-index/{name}.tar.json")
             assert record.storage_class == "STANDARD"
-    stored = generations(gcs_env, bucket)
+    stored = gcs_env.generations(bucket)
     # The job lock is released, not left in the bucket.
     assert not [k for k in stored if "lock" in k.split("/")[-1]]
 
@@ -75,7 +65,7 @@ def test_job_into_gs_run_twice_writes_nothing_the_second_time(
     assert (again[-1]["bundles_written"], again[-1]["bundles_deleted"]) == (0, 0)
     assert [e["bundle"] for e in again if e["event"] == "keep"] == V24_3_BUNDLES[:0:-1]
     assert mirror.requests() == []
-    assert generations(gcs_env, bucket) == stored  # not one object written again
+    assert gcs_env.generations(bucket) == stored  # not one object written again
 
 
 def test_job_across_clouds_with_an_endpoint_each(
@@ -103,13 +93,13 @@ def test_job_across_clouds_with_an_endpoint_each(
     assert first.code == 0, first.out + first.err
     events = events_of(first.out)
     assert [e["bundle"] for e in events if e["event"] == "archive"] == V24_3_BUNDLES[1:]
-    stored = generations(gcs_env, bucket)
+    stored = gcs_env.generations(bucket)
 
     mirror.clear_log()
     second = run_cli(capsys, "run", str(spec), "--json", "--metrics-file", str(metrics))
     assert second.code == 0, second.out + second.err
     assert events_of(second.out)[-1]["bundles_written"] == 0
-    assert generations(gcs_env, bucket) == stored
+    assert gcs_env.generations(bucket) == stored
     assert mirror.requests() == []
 
     shown = first.out + first.err + second.out + second.err + metrics.read_text()

@@ -16,12 +16,13 @@ import pytest
 from crdb_archive.archive import ArchiveRequest, archive_backup
 from crdb_archive.bundle.verify import verify_bundle
 from crdb_archive.errors import ExitCode, JobAlreadyRunning, StorageError
-from crdb_archive.jobs import Destination, JobEvent, JobReport, StoredBundle, load_spec, run_job
+from crdb_archive.jobs import Destination, StoredBundle, load_spec, run_job
 from crdb_archive.jobs.lock import JobLock, lock_file_name
 from crdb_archive.jobs.metrics import PREFIX
 from crdb_archive.storage import open_storage
 from support.backups import upload
 from support.bundles import era_with_binaries, run_cli
+from support.clouds import Recorder, events_of, run
 from support.mirror import MirrorServer
 from support.s3 import MotoS3
 from support.waiting import SteppedClock, eventually
@@ -31,26 +32,7 @@ V24_3_BUNDLES = [f"crdb-5f0e3c1a-202412{day}T000000Z-v24.3.1" for day in ("01", 
 FULLS = ["2024/12/01-000000.00", "2024/12/08-000000.00", "2024/12/15-000000.00"]
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                 mirror: MirrorServer) -> None:
-    monkeypatch.setenv("CRDB_ARCHIVE_MIRROR", mirror.url)
-    monkeypatch.setenv("CRDB_ARCHIVE_CACHE", str(tmp_path / "cache"))
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[JobEvent] = []
-
-    def __call__(self, event: JobEvent) -> None:
-        json.dumps(event.to_json())
-        self.events.append(event)
-
-    def of(self, kind: str) -> list[dict[str, object]]:
-        return [e.fields for e in self.events if e.event == kind]
-
-    def warnings(self, code: str) -> list[dict[str, object]]:
-        return [w for w in self.of("warning") if w["code"] == code]
+pytestmark = pytest.mark.usefixtures("mirrored")
 
 
 def write_spec(tmp_path: Path, source: Path | str, dest: str, *, backups: str = "all",
@@ -63,17 +45,6 @@ def write_spec(tmp_path: Path, source: Path | str, dest: str, *, backups: str = 
     return spec
 
 
-def run(spec: Path, *, dry_run: bool = False,
-        destination: Destination | None = None) -> tuple[JobReport, Recorder]:
-    recorder = Recorder()
-    report = run_job(load_spec(spec), dry_run=dry_run, on_event=recorder,
-                     destination=destination)
-    assert recorder.events[-1].event == "done"
-    return report, recorder
-
-
-def events_of(out: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in out.splitlines()]
 
 
 # --- the example as it is ----------------------------------------------------------------------

@@ -14,14 +14,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from azure.storage.blob import BlobServiceClient
+
+from support.emulators import free_port, stop, wait_until_serving
 
 # Azurite's well-known development account (published in its documentation).
 ACCOUNT = "devstoreaccount1"
@@ -41,13 +42,6 @@ def azurite_blob() -> Path:
         raise RuntimeError("Azurite is not installed: run `npm install --prefix .venv/node "
                            "azurite` (the README's test command does)")
     return Path(found)
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class Azurite:
@@ -123,22 +117,15 @@ class Azurite:
                 yield blob.name, client.download_blob(blob.name).readall()
 
 
-def _wait_until_serving(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"azurite-blob exited with {process.returncode}")
-        with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        time.sleep(0.05)
-    raise RuntimeError("Azurite did not start within 60 s")
+def _connect(port: int) -> None:
+    socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 
 @contextmanager
 def running_azurite(*options: str, scheme: str = "http") -> Iterator[str]:
     """An Azurite blob service on a free port of 127.0.0.1 with ``options`` (such as --cert,
     --key, --oauth); yields the account's endpoint."""
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="azurite-") as data:
         process = subprocess.Popen(
             [str(azurite_blob()), "--blobHost", "127.0.0.1", "--blobPort", str(port),
@@ -146,15 +133,10 @@ def running_azurite(*options: str, scheme: str = "http") -> Iterator[str]:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
-            _wait_until_serving(port, process)
+            wait_until_serving("azurite-blob", process, lambda: _connect(port), seconds=60)
             yield f"{scheme}://127.0.0.1:{port}/{ACCOUNT}"
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 @pytest.fixture(scope="session")

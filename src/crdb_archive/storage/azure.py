@@ -13,7 +13,6 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from azure.storage.blob import BlobPrefix, RehydratePriority
@@ -39,28 +38,25 @@ from crdb_archive.storage.base import (
     ObjectInfo,
     Prefix,
     RestoreRequestState,
-    Storage,
     Versioned,
     WriteOptions,
-    empty_reader,
     level_order,
-    validate_key,
-    validate_prefix,
 )
-from crdb_archive.storage.in_place import InPlaceStaging, in_place_staging
+from crdb_archive.storage.object_store import ObjectStore, utc
 from crdb_archive.storage.receipts import MD5, Receipt, Reported, b64
 from crdb_archive.storage.uri import Location
 from crdb_archive.text import count
-from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient
 
-_DELETE_BATCH = 256  # Blob Batch's limit
 
-
-class AzureStorage(Storage):
+class AzureStorage(ObjectStore[AzureTarget]):
     """Blobs below ``azure://container/prefix``; thread-safe (one shared client)."""
+
+    RETENTION_WORDS = "immutability{mode} retention"
+    HOLD_WORDS = "a legal hold"
+    DELETE_BATCH = 256  # Blob Batch's limit
 
     def __init__(self, service: BlobServiceClient, target: AzureTarget, location: Location,
                  *, owns_client: bool) -> None:
@@ -90,22 +86,8 @@ class AzureStorage(Storage):
     def container(self) -> str:
         return self._target.container
 
-    @property
-    def prefix(self) -> str:
-        """The name prefix of the root, without slashes at either end (``""``: the container)."""
-        return self._target.prefix
-
-    def display(self, key: str = "") -> str:
-        full = self._full(key) if key else self.prefix
-        base = f"{self._target.scheme}://{self.container}"
-        return f"{base}/{full}" if full else base
-
-    def __str__(self) -> str:
-        return str(self.location)
-
-    def _full(self, key: str) -> str:
-        key = validate_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
+    def _root(self) -> str:
+        return f"{self._target.scheme}://{self.container}"
 
     def _blob(self, key: str) -> BlobClient:
         return self._container.get_blob_client(self._full(key))
@@ -123,26 +105,14 @@ class AzureStorage(Storage):
 
     # --- reading -------------------------------------------------------------------------
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        prefix = validate_prefix(prefix)
-        below = "/".join(p for p in (self.prefix, prefix) if p)
-        return self._list(f"{below}/" if below else "", prefix)
-
     def _list(self, name_prefix: str, prefix: str) -> Iterator[ObjectInfo]:
-        strip = len(self.prefix) + 1 if self.prefix else 0
         with self._around("list", prefix):
             for blob in self._container.list_blobs(name_starts_with=name_prefix or None):
                 # "folder/" placeholders made by tools are not objects.
                 if not blob.name.endswith("/"):
-                    yield self._info(blob.name[strip:], blob)
-
-    def list_level(self, prefix: str = "") -> Iterator[ObjectInfo | Prefix]:
-        prefix = validate_prefix(prefix)
-        below = "/".join(p for p in (self.prefix, prefix) if p)
-        return self._list_level(f"{below}/" if below else "", prefix)
+                    yield self._info(self._key_of(blob.name), blob)
 
     def _list_level(self, name_prefix: str, prefix: str) -> Iterator[ObjectInfo | Prefix]:
-        strip = len(self.prefix) + 1 if self.prefix else 0
         pages = self._container.walk_blobs(name_starts_with=name_prefix or None,
                                            delimiter="/").by_page()
         with self._around("list", prefix):
@@ -150,11 +120,10 @@ class AzureStorage(Storage):
                 found: builtins.list[ObjectInfo | Prefix] = []
                 for item in page:
                     if isinstance(item, BlobPrefix):
-                        # "a//b" would make an empty level, which no key can name.
-                        if item.name[len(name_prefix):] != "/":
-                            found.append(Prefix(item.name[strip:].rstrip("/")))
+                        level = self._level(item.name, name_prefix)
+                        found += [level] if level is not None else []
                     elif not item.name.endswith("/"):
-                        found.append(self._info(item.name[strip:], item))
+                        found.append(self._info(self._key_of(item.name), item))
                 yield from sorted(found, key=level_order)
 
     def _info(self, key: str, blob: BlobProperties) -> ObjectInfo:
@@ -162,9 +131,9 @@ class AzureStorage(Storage):
         policy = blob.immutability_policy
         mode = (_text(policy.policy_mode) or "").lower() if policy is not None else ""
         return ObjectInfo(
-            key=key, size=int(blob.size), mtime=_utc(blob.last_modified), storage_class=tier,
+            key=key, size=int(blob.size), mtime=utc(blob.last_modified), storage_class=tier,
             restore=restore_state(tier, _text(blob.archive_status)),
-            retain_until=_utc(policy.expiry_time) if policy is not None else None,
+            retain_until=utc(policy.expiry_time) if policy is not None else None,
             lock_mode=LOCK_MODES.get(mode), legal_hold=bool(blob.has_legal_hold),
         )
 
@@ -186,30 +155,11 @@ class AzureStorage(Storage):
         md5 = properties.content_settings.content_md5
         return Reported(properties.size, {MD5: b64(bytes(md5))} if md5 else {})
 
-    def open_read(
-        self, key: str, *, start: int = 0, length: int | None = None
-    ) -> AbstractContextManager[IO[bytes]]:
-        blob = self._blob(key)
-        if start < 0 or (length is not None and length < 0):
-            raise BadInput(f"invalid range of {self.display(key)}: start {start}, "
-                           f"length {length}")
-        return self._read(key, blob, start, length)
-
-    @contextmanager
-    def _read(self, key: str, blob: BlobClient, start: int, length: int | None
-              ) -> Iterator[IO[bytes]]:
-        if length == 0:
-            if self.stat(key) is None:
-                raise ObjectNotFound(f"{self.display(key)} does not exist")
-            yield empty_reader()
-            return
-        read = BlobRead(blob, self.display(key), self._errors, max_attempts())
-        reader = open_blob_range(read, start, length)
-        if reader is None:  # the range starts at or past the end
-            yield empty_reader()
-            return
-        with reader:
-            yield reader
+    def _open_range(self, key: str, full: str, start: int, length: int | None
+                    ) -> IO[bytes] | None:
+        read = BlobRead(self._container.get_blob_client(full), self.display(key),
+                        self._errors, max_attempts())
+        return open_blob_range(read, start, length)
 
     # --- writing -------------------------------------------------------------------------
 
@@ -227,9 +177,6 @@ class AzureStorage(Storage):
 
     def delete_if_version(self, key: str, version: str) -> None:
         azure_conditional.delete(self._target_of(key), version)
-
-    def staging(self, name: str) -> AbstractContextManager[InPlaceStaging]:
-        return in_place_staging(self, name)
 
     def open_write(
         self, key: str, *, size_hint: int | None = None, options: WriteOptions | None = None
@@ -270,41 +217,15 @@ class AzureStorage(Storage):
 
     # --- deleting ------------------------------------------------------------------------
 
-    def delete(self, key: str) -> None:
-        info = self.stat(key)
-        if info is None:
-            return
-        self._refuse_locked(info)
+    def _delete_object(self, key: str) -> None:
         try:
             with self._around("delete", key):
                 self._blob(key).delete_blob()
         except ObjectNotFound:
             return  # deleted meanwhile
 
-    def delete_tree(self, prefix: str) -> None:
-        prefix = validate_prefix(prefix)
-        if self._may_lock():
-            # Look at every blob before deleting any, so that a locked bundle stays whole.
-            for listed in self.list(prefix):
-                info = self.stat(listed.key)
-                if info is not None:
-                    self._refuse_locked(info)
-        batch: builtins.list[str] = []
-        for info in self.list(prefix):
-            batch.append(self._full(info.key))
-            if len(batch) == _DELETE_BATCH:
-                self._delete_batch(batch, prefix)
-                batch = []
-        if batch:
-            self._delete_batch(batch, prefix)
-
-    def _may_lock(self) -> bool:
-        try:
-            return self.retention_enabled()
-        except StorageError:
-            return True  # cannot tell (no permission to ask): check every blob
-
-    def _delete_batch(self, names: builtins.list[str], prefix: str) -> None:
+    def _delete_batch(self, keys: builtins.list[str], prefix: str) -> None:
+        names = [self._full(key) for key in keys]
         with self._around("delete blobs below", prefix):
             answers = self._container.delete_blobs(*names, raise_on_any_failure=False)
         failed = [(name, answer.status_code) for name, answer in zip(names, answers, strict=True)
@@ -313,16 +234,6 @@ class AzureStorage(Storage):
             name, status = failed[0]
             raise StorageError(f"cannot delete {self._target.scheme}://{self.container}/{name}:"
                                f" HTTP {status} ({count(len(failed), 'blob')} not deleted)")
-
-    def _refuse_locked(self, info: ObjectInfo) -> None:
-        if info.retain_until is not None and info.retain_until > datetime.now(UTC):
-            mode = f" {info.lock_mode}" if info.lock_mode else ""
-            raise StorageError(
-                f"cannot delete {self.display(info.key)}: immutability{mode} retention until "
-                f"{utc_iso(info.retain_until)}")
-        if info.legal_hold:
-            raise StorageError(f"cannot delete {self.display(info.key)}: it is under a legal "
-                               "hold")
 
     # --- cold storage --------------------------------------------------------------------
 
@@ -359,9 +270,3 @@ def _text(value: object) -> str | None:
     if value is None:
         return None
     return str(getattr(value, "value", value))
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)

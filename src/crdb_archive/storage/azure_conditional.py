@@ -15,16 +15,18 @@ from typing import TYPE_CHECKING
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError
 
-from crdb_archive.errors import BadInput, ConditionFailed
 from crdb_archive.storage.azure_errors import Translator, error_code
 from crdb_archive.storage.azure_read import BlobRead, read_small
 from crdb_archive.storage.base import Versioned
+from crdb_archive.storage.conditional import Answers, lost_races, versioned
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
 
-_LOST_RACE = frozenset({"BlobAlreadyExists", "ConditionNotMet", "412"})
-_GONE = frozenset({"BlobNotFound", "404"})
+_ANSWERS = Answers(
+    HttpResponseError, error_code,
+    lost_race=frozenset({"BlobAlreadyExists", "ConditionNotMet", "412"}),
+    gone=frozenset({"BlobNotFound", "404"}))
 
 
 @dataclass(frozen=True)
@@ -38,29 +40,16 @@ class Target:
 
 @contextmanager
 def _conditional(target: Target, action: str, *, gone_fails: bool) -> Iterator[None]:
-    with target.errors.around(action, target.where):
-        try:
-            yield
-        except HttpResponseError as error:
-            code = error_code(error)
-            if code in _LOST_RACE:
-                raise ConditionFailed(f"cannot {action} {target.where}: another writer "
-                                      f"changed it first ({code})") from None
-            if gone_fails and code in _GONE:
-                raise ConditionFailed(f"cannot {action} {target.where}: it is gone") from None
-            raise
+    with (target.errors.around(action, target.where),
+          lost_races(_ANSWERS, action, target.where, gone_fails=gone_fails)):
+        yield
 
 
 def read_versioned(target: Target, limit: int, attempts: int) -> Versioned | None:
     """The blob's content and ETag, or None when there is none; raises BadInput when it is
     larger than ``limit``, StorageError."""
     found = read_small(BlobRead(target.blob, target.where, target.errors, attempts), limit)
-    if found is None:
-        return None
-    content, etag = found
-    if len(content) > limit:
-        raise BadInput(f"{target.where} is larger than {limit} bytes; refusing to read it whole")
-    return Versioned(content, etag)
+    return versioned(found, limit, target.where)
 
 
 def put_if_absent(target: Target, data: bytes) -> str:

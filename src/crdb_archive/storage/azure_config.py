@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
 from crdb_archive.errors import BadInput
-from crdb_archive.storage.base import validate_key
+from crdb_archive.storage import cloud_config
+from crdb_archive.storage.cloud_config import check_params, root_of, with_scheme
 from crdb_archive.storage.uri import Location, redact
 
 SCHEMES = ("azure", "azure-blob", "azure-storage")
@@ -104,22 +104,12 @@ def azure_target(location: Location, *, endpoint_url: str | None = None) -> Azur
     their values.
     """
     where = str(location)
-    container = location.host
-    if ":" in container:
-        raise BadInput(f"{where}: an {location.scheme}:// URI takes a container name, not "
-                       "host:port; give a custom endpoint with ENDPOINT= or --endpoint-url")
-    if not _CONTAINER.match(container):
-        raise BadInput(f"{where}: {container!r} is not a valid Azure container name (3-63 "
-                       "lowercase letters, digits and single hyphens)")
-    prefix = location.path.strip("/")
-    if prefix:
-        validate_key(prefix)
-    names = [name for name, _ in location.params]
-    for name in names:
-        if name not in _USED:
-            raise BadInput(f"{where}: unknown parameter {name}")
-        if names.count(name) > 1:
-            raise BadInput(f"{where}: parameter {name} given twice")
+    container, prefix = root_of(
+        location, name_pattern=_CONTAINER,
+        invalid="Azure container name (3-63 lowercase letters, digits and single hyphens)",
+        not_host_port=f"an {location.scheme}:// URI takes a container name, not host:port; "
+                      "give a custom endpoint with ENDPOINT= or --endpoint-url")
+    check_params(location, _USED)
     account = _account(location, where)
     auth, key = _auth(location, where)
     environment = _environment(location.param("AZURE_ENVIRONMENT"), where)
@@ -211,8 +201,7 @@ def _environment(text: str | None, where: str) -> str:
 
 
 def _endpoint(value: str, where: str) -> str:
-    if "://" not in value:
-        value = "https://" + value
+    value = with_scheme(value)
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise BadInput(f"{where}: the Azure endpoint {redact(value)} is not an http(s) URL")
@@ -232,13 +221,4 @@ def endpoint_origin(target: AzureTarget) -> str:
 
 def max_attempts() -> int:
     """Attempts per request: ``AZURE_MAX_ATTEMPTS`` when set, else 10; raises BadInput if bad."""
-    text = os.environ.get("AZURE_MAX_ATTEMPTS")
-    if not text:
-        return DEFAULT_MAX_ATTEMPTS
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise BadInput(f"AZURE_MAX_ATTEMPTS={text!r}: expected a positive integer")
-    return value
+    return cloud_config.max_attempts("AZURE_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)

@@ -13,11 +13,9 @@ immutability support enabled.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from crdb_archive.errors import BadInput
 from crdb_archive.storage.base import LockMode, RestoreState, WriteOptions
-from crdb_archive.times import utc_iso
+from crdb_archive.storage.lock_options import check_lock
 
 TIERS = ("Hot", "Cool", "Cold", "Archive")
 ARCHIVE = "Archive"
@@ -37,19 +35,7 @@ def validate_options(options: WriteOptions, where: str) -> None:
     if options.storage_class is not None and options.storage_class not in TIERS:
         raise BadInput(f"{where}: unknown Azure access tier {options.storage_class!r} "
                        f"(expected one of {', '.join(TIERS)})")
-    if (options.lock_mode is None) != (options.retain_until is None):
-        raise BadInput(f"{where}: an immutability policy needs both a mode (GOVERNANCE or "
-                       "COMPLIANCE) and a retain-until date")
-    if options.lock_mode is not None and options.lock_mode not in POLICY_MODES:
-        raise BadInput(f"{where}: lock mode {options.lock_mode!r}: expected GOVERNANCE or "
-                       "COMPLIANCE")
-    until = options.retain_until
-    if until is not None:
-        if until.tzinfo is None:
-            raise BadInput(f"{where}: the retain-until date needs a time zone")
-        if until <= datetime.now(until.tzinfo):
-            raise BadInput(f"{where}: the retain-until date {utc_iso(until)} is not in the "
-                           "future")
+    check_lock(options, where, lock="an immutability policy", mode="lock mode")
 
 
 def tier_problem(tier: str, account: str, sku: str | None, kind: str | None) -> str | None:

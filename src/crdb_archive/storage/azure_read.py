@@ -14,7 +14,6 @@ repeats a GET whose body broke, up to three times, before it reports it here.)
 from __future__ import annotations
 
 import io
-import random
 import re
 import time
 from dataclasses import dataclass
@@ -33,14 +32,13 @@ from azure.core.exceptions import (
 from crdb_archive.errors import ObjectNotFound, StorageError
 from crdb_archive.storage.azure_client import READ_CHUNK, requests_sent
 from crdb_archive.storage.azure_errors import Translator
+from crdb_archive.storage.backoff import backoff
 from crdb_archive.storage.streams import READ_BUFFER
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d{1,20})-(\d{1,20})/(\d{1,20})$")
-_BACKOFF_BASE = 0.05
-_BACKOFF_CAP = 2.0
 
 
 @dataclass(frozen=True)
@@ -68,11 +66,6 @@ class _Broken(Exception):
         self.reason = reason
 
 
-def backoff(attempt: int) -> float:
-    """Seconds to wait before attempt ``attempt`` (from 2): full jitter, capped."""
-    return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * (2 ** (attempt - 1))))  # noqa: S311 - jitter, not a secret
-
-
 def _fetch(read: BlobRead, offset: int, count: int, etag: str | None) -> _Piece | None:
     """Up to ``count`` bytes from ``offset``; None when the range starts past the end (asked
     without an ETag). Raises _Broken for an answer worth asking again, our errors else."""
@@ -88,9 +81,7 @@ def _fetch(read: BlobRead, offset: int, count: int, etag: str | None) -> _Piece 
         found = str(downloader.properties.etag or "")
     except (ResourceNotFoundError, ServiceRequestError) as error:
         raise read.errors.translate(error, "read", read.where) from None
-    except (DecodeError, ServiceResponseError) as error:
-        raise _Broken(type(error).__name__) from None
-    except OSError as error:
+    except (DecodeError, ServiceResponseError, OSError) as error:
         # The SDK reads a body inside its pipeline to check its MD5, and lets the transport's
         # own exception out when that body breaks (requests' exceptions are OSErrors).
         raise _Broken(type(error).__name__) from None

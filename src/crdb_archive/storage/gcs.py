@@ -30,21 +30,19 @@ from google.cloud import storage
 from google.cloud.storage import Blob
 
 from crdb_archive import __version__
-from crdb_archive.errors import BadInput, ObjectNotFound, StorageError
+from crdb_archive.errors import ObjectNotFound, StorageError
 from crdb_archive.storage import gcs_conditional
 from crdb_archive.storage.base import (
     DEFAULT_PARALLELISM,
     SMALL_OBJECT_LIMIT,
     ObjectInfo,
     Prefix,
-    Storage,
     Versioned,
     WriteOptions,
-    empty_reader,
     level_order,
-    validate_key,
     validate_prefix,
 )
+from crdb_archive.storage.conditional import versioned
 from crdb_archive.storage.gcs_config import (
     GcsTarget,
     gcs_target,
@@ -62,18 +60,20 @@ from crdb_archive.storage.gcs_retention import (
     placement,
 )
 from crdb_archive.storage.gcs_upload import TIMEOUT, GcsUpload, ObjectTarget
-from crdb_archive.storage.in_place import InPlaceStaging, in_place_staging
+from crdb_archive.storage.object_store import ObjectStore
 from crdb_archive.storage.receipts import CRC32C, MD5, Receipt, Reported
 from crdb_archive.storage.uri import Location
-from crdb_archive.times import utc_iso
 
 T = TypeVar("T")
 _DELETE_THREADS = 8
 _NO_BUCKET_METADATA_ENV = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 
 
-class GcsStorage(Storage):
+class GcsStorage(ObjectStore[GcsTarget]):
     """Objects below ``gs://bucket/prefix``; thread-safe (one shared client and session)."""
+
+    RETENTION_WORDS = "retention{mode}"
+    HOLD_WORDS = "a hold"
 
     def __init__(self, client: storage.Client, session: requests.Session, target: GcsTarget,
                  location: Location, *, owns_client: bool) -> None:
@@ -118,21 +118,8 @@ class GcsStorage(Storage):
     def bucket(self) -> str:
         return self._target.bucket
 
-    @property
-    def prefix(self) -> str:
-        """The name prefix of the root, without slashes at either end (``""``: the bucket)."""
-        return self._target.prefix
-
-    def display(self, key: str = "") -> str:
-        full = self._full(key) if key else self.prefix
-        return f"gs://{self.bucket}/{full}" if full else f"gs://{self.bucket}"
-
-    def __str__(self) -> str:
-        return str(self.location)
-
-    def _full(self, key: str) -> str:
-        key = validate_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
+    def _root(self) -> str:
+        return f"gs://{self.bucket}"
 
     def _retried(self, call: Callable[[], T], action: str, key: str = "") -> T:
         return with_retries(call, action, self.display(key), self._target.secrets,
@@ -156,35 +143,21 @@ class GcsStorage(Storage):
 
     # --- reading -------------------------------------------------------------------------
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        prefix = validate_prefix(prefix)
-        below = "/".join(p for p in (self.prefix, prefix) if p)
-        return self._list(f"{below}/" if below else "", prefix)
-
     def _list(self, name_prefix: str, prefix: str) -> Iterator[ObjectInfo]:
-        strip = len(self.prefix) + 1 if self.prefix else 0
         for blobs, _ in self._pages(name_prefix, None, prefix):
             for blob in blobs:
                 # "folder/" placeholders made by consoles are not objects.
                 if not blob.name.endswith("/"):
-                    yield self._info(blob.name[strip:], blob)
-
-    def list_level(self, prefix: str = "") -> Iterator[ObjectInfo | Prefix]:
-        prefix = validate_prefix(prefix)
-        below = "/".join(p for p in (self.prefix, prefix) if p)
-        return self._list_level(f"{below}/" if below else "", prefix)
+                    yield self._info(self._key_of(blob.name), blob)
 
     def _list_level(self, name_prefix: str, prefix: str) -> Iterator[ObjectInfo | Prefix]:
-        strip = len(self.prefix) + 1 if self.prefix else 0
         seen: set[str] = set()
         for blobs, prefixes in self._pages(name_prefix, "/", prefix):
+            levels = (self._level(name, name_prefix) for name in prefixes if name not in seen)
             found: builtins.list[ObjectInfo | Prefix] = [
-                Prefix(level[strip:].rstrip("/")) for level in prefixes
-                # "a//b" would make an empty level, which no key can name.
-                if level[len(name_prefix):] != "/" and level not in seen
-            ]
+                level for level in levels if level is not None]
             seen.update(prefixes)
-            found += [self._info(blob.name[strip:], blob) for blob in blobs
+            found += [self._info(self._key_of(blob.name), blob) for blob in blobs
                       if not blob.name.endswith("/")]
             yield from sorted(found, key=level_order)
 
@@ -245,15 +218,6 @@ class GcsStorage(Storage):
             break
         self._bucket_seen = True
 
-    def open_read(
-        self, key: str, *, start: int = 0, length: int | None = None
-    ) -> AbstractContextManager[IO[bytes]]:
-        full = self._full(key)
-        if start < 0 or (length is not None and length < 0):
-            raise BadInput(f"invalid range of {self.display(key)}: start {start}, "
-                           f"length {length}")
-        return self._read(key, full, start, length)
-
     def _reader(self, key: str, full: str) -> ObjectRead:
         return ObjectRead(self._session,
                           media_url(self._target.endpoint, self.bucket, full,
@@ -261,19 +225,9 @@ class GcsStorage(Storage):
                           self.display(key), self._target.secrets, self._attempts,
                           self._target.endpoint)
 
-    @contextmanager
-    def _read(self, key: str, full: str, start: int, length: int | None) -> Iterator[IO[bytes]]:
-        if length == 0:
-            if self.stat(key) is None:
-                raise ObjectNotFound(f"{self.display(key)} does not exist")
-            yield empty_reader()
-            return
-        reader = open_object_range(self._reader(key, full), start, length)
-        if reader is None:  # the range starts at or past the end (a missing object is a 404)
-            yield empty_reader()
-            return
-        with reader:
-            yield reader
+    def _open_range(self, key: str, full: str, start: int, length: int | None
+                    ) -> IO[bytes] | None:
+        return open_object_range(self._reader(key, full), start, length)
 
     # --- writing -------------------------------------------------------------------------
 
@@ -285,13 +239,7 @@ class GcsStorage(Storage):
             return None if blob is None else (int(blob.size or 0), str(blob.generation))
 
         found = read_small(self._reader(key, full), limit, size_and_generation)
-        if found is None:
-            return None
-        content, generation = found
-        if len(content) > limit:
-            raise BadInput(f"{self.display(key)} is larger than {limit} bytes; refusing to "
-                           "read it whole")
-        return Versioned(content, generation)
+        return versioned(found, limit, self.display(key))
 
     def put_if_absent(self, key: str, data: bytes) -> str:
         return gcs_conditional.put(self._object(key), data, None)
@@ -301,9 +249,6 @@ class GcsStorage(Storage):
 
     def delete_if_version(self, key: str, version: str) -> None:
         gcs_conditional.delete(self._object(key), version)
-
-    def staging(self, name: str) -> AbstractContextManager[InPlaceStaging]:
-        return in_place_staging(self, name)
 
     def open_write(
         self, key: str, *, size_hint: int | None = None, options: WriteOptions | None = None
@@ -346,13 +291,6 @@ class GcsStorage(Storage):
 
     # --- deleting ------------------------------------------------------------------------
 
-    def delete(self, key: str) -> None:
-        info = self.stat(key)
-        if info is None:
-            return
-        self._refuse_locked(info)
-        self._delete_object(key)
-
     def _delete_object(self, key: str) -> None:
         full = self._full(key)
 
@@ -370,18 +308,13 @@ class GcsStorage(Storage):
         infos = builtins.list(self.list(prefix))
         for info in infos:
             self._refuse_locked(info)
-        with ThreadPoolExecutor(_DELETE_THREADS) as pool:
-            for _ in pool.map(lambda info: self._delete_object(info.key), infos):
-                pass
+        self._delete_batch([info.key for info in infos], prefix)
 
-    def _refuse_locked(self, info: ObjectInfo) -> None:
-        if info.retain_until is not None and info.retain_until > dt.datetime.now(dt.UTC):
-            mode = f" {info.lock_mode}" if info.lock_mode else ""
-            raise StorageError(
-                f"cannot delete {self.display(info.key)}: retention{mode} until "
-                f"{utc_iso(info.retain_until)}")
-        if info.legal_hold:
-            raise StorageError(f"cannot delete {self.display(info.key)}: it is under a hold")
+    def _delete_batch(self, keys: builtins.list[str], prefix: str) -> None:
+        # One request an object (of any number), several in flight.
+        with ThreadPoolExecutor(_DELETE_THREADS) as pool:
+            for _ in pool.map(self._delete_object, keys):
+                pass
 
 
 @contextmanager

@@ -32,7 +32,8 @@ from requests.adapters import HTTPAdapter
 
 from crdb_archive import __version__
 from crdb_archive.errors import BadInput, StorageError
-from crdb_archive.storage.base import validate_key
+from crdb_archive.storage import cloud_config
+from crdb_archive.storage.cloud_config import check_params, root_of, with_scheme
 from crdb_archive.storage.uri import Location, redact
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
@@ -82,16 +83,11 @@ def gcs_target(location: Location, *, endpoint_url: str | None = None) -> GcsTar
     their values.
     """
     where = str(location)
-    bucket = location.host
-    if ":" in bucket:
-        raise BadInput(f"{where}: a gs:// URI takes a bucket name, not host:port; give another "
-                       "endpoint with ENDPOINT=... or --endpoint-url")
-    if not _BUCKET.match(bucket):
-        raise BadInput(f"{where}: {bucket!r} is not a valid Cloud Storage bucket name")
-    prefix = location.path.strip("/")
-    if prefix:
-        validate_key(prefix)
-    _check_params(where, [name for name, _ in location.params])
+    bucket, prefix = root_of(
+        location, name_pattern=_BUCKET, invalid="Cloud Storage bucket name",
+        not_host_port="a gs:// URI takes a bucket name, not host:port; give another endpoint "
+                      "with ENDPOINT=... or --endpoint-url")
+    check_params(location, _USED, _UNSUPPORTED)
     secrets = location.secret_values()
     # A '+' of base64 arrives as a space when the URI was not percent-encoded; base64 has none.
     key_text = (location.param("CREDENTIALS") or "").replace(" ", "+") or None
@@ -109,17 +105,6 @@ def gcs_target(location: Location, *, endpoint_url: str | None = None) -> GcsTar
         billing_project=location.param("GOOGLE_BILLING_PROJECT") or None,
         key_info=key_info, bearer_token=token, secrets=secrets,
     )
-
-
-def _check_params(where: str, names: list[str]) -> None:
-    """Raises BadInput for a parameter unknown, unsupported or given twice."""
-    for name in names:
-        if name in _UNSUPPORTED:
-            raise BadInput(f"{where}: {_UNSUPPORTED[name]}")
-        if name not in _USED:
-            raise BadInput(f"{where}: unknown parameter {name}")
-        if names.count(name) > 1:
-            raise BadInput(f"{where}: parameter {name} given twice")
 
 
 def _check_auth(where: str, auth: str, key_text: str | None, token: str | None) -> None:
@@ -161,9 +146,7 @@ def _endpoint(location: Location, endpoint_url: str | None, where: str) -> tuple
 
 
 def _normalize(value: str, default_scheme: str, where: str) -> str:
-    text = value.strip()
-    if "://" not in text:
-        text = f"{default_scheme}://{text}"
+    text = with_scheme(value.strip(), default_scheme)
     scheme, _, rest = text.partition("://")
     host = rest.split("/", 1)[0]
     if scheme.lower() not in ("http", "https") or not host or "@" in host:
@@ -243,13 +226,4 @@ def make_session(credentials: Credentials, *, pool_size: int) -> AuthorizedSessi
 def max_attempts() -> int:
     """Attempts per request: ``$CRDB_ARCHIVE_GCS_MAX_ATTEMPTS`` when set, else 10; raises
     BadInput if it is not a positive integer."""
-    text = os.environ.get(ATTEMPTS_ENV)
-    if not text:
-        return DEFAULT_MAX_ATTEMPTS
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise BadInput(f"{ATTEMPTS_ENV}={text!r}: expected a positive integer")
-    return value
+    return cloud_config.max_attempts(ATTEMPTS_ENV, DEFAULT_MAX_ATTEMPTS)

@@ -9,7 +9,6 @@ gets at most 3 quick attempts. The error line says how many attempts were made.
 
 from __future__ import annotations
 
-import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +22,7 @@ from google.auth import exceptions as auth_exceptions
 from urllib3 import exceptions as urllib3_exceptions
 
 from crdb_archive.errors import CrdbArchiveError, ObjectNotFound, StorageError
+from crdb_archive.storage.backoff import backoff as backoff  # noqa: PLC0414 - re-exported to the upload modules
 from crdb_archive.storage.uri import REDACTED, redact
 
 T = TypeVar("T")
@@ -30,8 +30,6 @@ T = TypeVar("T")
 # Statuses after which the same request may succeed.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 CONNECTION_ATTEMPTS = 3
-_BACKOFF_BASE = 0.05
-_BACKOFF_CAP = 2.0
 _MESSAGE_LIMIT = 300
 # The SDK puts the request's method and URL before the store's message; a URL may carry an
 # upload session id, which is as good as a write permission while the session lasts.
@@ -53,11 +51,6 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
             text = text.replace(secret, REDACTED)
     text = "".join(c if c.isprintable() else " " for c in " ".join(text.split()))
     return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT] + "..."
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to wait before attempt ``attempt`` (from 2): full jitter, doubling, capped."""
-    return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * (2 ** (attempt - 1))))  # noqa: S311 - jitter, not a secret
 
 
 def attempts_text(count: int) -> str:

@@ -1,12 +1,6 @@
-"""Reading a Cloud Storage object's bytes whole or not at all: a broken or short body is resumed.
-
-Every GET asks for a range, and the ``Content-Range`` of the answer says how many bytes must
-come. A body can end early without the client seeing an error (a middlebox that answers with a
-short body and a Content-Length that agrees with it), or break; either way the read goes on
-from the byte reached with a new ranged GET of the same generation (``generation=``, named by
-the first answer's ``x-goog-generation``), so that a replaced object is never stitched onto the
-old one. After a bounded number of attempts the read fails with StorageError naming the object
-and the attempts: a network fault is never passed up as a short file.
+"""How a Cloud Storage read asks for a range: a GET of the object's media with ``Range``, of
+the generation the first answer named (``x-goog-generation``) when it resumes. The resuming
+itself is storage/resumable_read.py's.
 
 The stored bytes are read as they are (``Accept-Encoding: identity``); an object stored
 compressed, which the store would serve decompressed and whole whatever the range, is refused.
@@ -14,9 +8,6 @@ compressed, which the store would serve decompressed and whole whatever the rang
 
 from __future__ import annotations
 
-import io
-import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
@@ -24,11 +15,11 @@ from urllib.parse import quote
 
 import requests
 
-from crdb_archive.errors import CrdbArchiveError, ObjectNotFound, StorageError
-from crdb_archive.storage.gcs_errors import api_error, backoff, with_retries
-from crdb_archive.storage.streams import READ_BUFFER
+from crdb_archive.errors import StorageError
+from crdb_archive.storage import resumable_read
+from crdb_archive.storage.gcs_errors import api_error, with_retries
+from crdb_archive.storage.resumable_read import Answer, byte_range
 
-_CONTENT_RANGE = re.compile(r"^bytes (\d{1,20})-(\d{1,20})/(\d{1,20}|\*)$")
 TIMEOUT = (10, 60)  # connect, and each read of the socket
 
 
@@ -42,6 +33,20 @@ class ObjectRead:
     secrets: Sequence[str]
     attempts: int
     endpoint: str
+    version_word: str | None = "generation"  # a read is resumed only of the same one
+
+    def get(self, start: int, end: int | None, version: str | None) -> Answer | None:
+        """See :meth:`~crdb_archive.storage.resumable_read.Fetch.get`."""
+        answer = _get(self, start, end, version)
+        if answer is None:
+            return None
+        last = _last_byte(self, answer, start)
+
+        def read(count: int) -> bytes:
+            data: bytes = answer.raw.read(count, decode_content=False)
+            return data
+
+        return Answer(read, answer.close, last, answer.headers.get("x-goog-generation") or "")
 
 
 def media_url(endpoint: str, bucket: str, name: str, user_project: str | None) -> str:
@@ -58,7 +63,7 @@ def open_object_range(read: ObjectRead, start: int, length: int | None) -> IO[by
     Raises ObjectNotFound, StorageError; the reader raises StorageError when the bytes cannot
     all be had.
     """
-    opened = _open_range(read, start, length)
+    opened = resumable_read.open_range(read, start, length)
     return None if opened is None else opened[0]
 
 
@@ -70,36 +75,7 @@ def read_small(read: ObjectRead, limit: int, stat: Callable[[], tuple[int, str] 
 
     Raises StorageError.
     """
-    try:
-        opened = _open_range(read, 0, limit + 1)
-    except ObjectNotFound:
-        return None
-    if opened is None:
-        found = stat()
-        if found is None:
-            return None
-        size, generation = found
-        if size:
-            raise StorageError(f"cannot read {read.where}: it changed while it was read")
-        return b"", generation
-    body, generation = opened
-    with body:
-        return body.read(), generation
-
-
-def _open_range(read: ObjectRead, start: int, length: int | None
-                ) -> tuple[IO[bytes], str] | None:
-    """As :func:`open_object_range`, with the generation the reader reads."""
-    end = None if length is None else start + length - 1
-    answer = _get(read, start, end, None)
-    if answer is None:
-        return None
-    generation = answer.headers.get("x-goog-generation") or ""
-    _, last = _range_of(read, answer, start)
-    if end is not None:
-        last = min(last, end)
-    body = _ResumingBody(read, answer, generation, start, last + 1)
-    return io.BufferedReader(body, buffer_size=READ_BUFFER), generation
+    return resumable_read.read_small(read, limit, stat)
 
 
 def _get(read: ObjectRead, start: int, end: int | None, generation: str | None
@@ -129,9 +105,9 @@ def _get(read: ObjectRead, start: int, end: int | None, generation: str | None
                         endpoint=read.endpoint)
 
 
-def _range_of(read: ObjectRead, answer: requests.Response, start: int) -> tuple[int, int]:
-    """The first and last byte the answer carries, from its Content-Range (or, for a whole
-    object answered with 200, its Content-Length)."""
+def _last_byte(read: ObjectRead, answer: requests.Response, start: int) -> int:
+    """The last byte the answer carries, from its Content-Range (or, for a whole object
+    answered with 200, its Content-Length)."""
     stored = answer.headers.get("x-goog-stored-content-encoding", "identity").lower()
     if stored not in ("", "identity"):
         answer.close()
@@ -141,93 +117,9 @@ def _range_of(read: ObjectRead, answer: requests.Response, start: int) -> tuple[
     if answer.status_code == 200:
         size = answer.headers.get("Content-Length", "")
         if start == 0 and size.isdigit() and int(size) > 0:
-            return 0, int(size) - 1
+            return int(size) - 1
         answer.close()
         raise StorageError(f"cannot read {read.where}: the store answered a ranged request "
                            "without a range")
-    match = _CONTENT_RANGE.match(answer.headers.get("Content-Range", ""))
-    if match is None:
-        answer.close()
-        raise StorageError(f"cannot read {read.where}: the store answered a ranged request "
-                           "without a Content-Range")
-    first, last = int(match.group(1)), int(match.group(2))
-    if first != start or last < first:
-        answer.close()
-        raise StorageError(f"cannot read {read.where}: asked for bytes from {start}, the store "
-                           f"sent {first}-{last}")
-    return first, last
-
-
-class _ResumingBody(io.RawIOBase):
-    """The bytes ``[start, end)`` of one generation, resumed after a broken or short body."""
-
-    def __init__(self, read: ObjectRead, answer: requests.Response, generation: str,
-                 start: int, end: int) -> None:
-        super().__init__()
-        self._read = read
-        self._answer = answer
-        self._generation = generation
-        self._start = start
-        self._position = start
-        self._end = end
-        self._attempt = 1
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        view = memoryview(buffer).cast("B")
-        wanted = min(len(view), self._end - self._position)
-        if wanted <= 0:
-            return 0
-        while True:
-            failure: str | None = None
-            try:
-                data: bytes = self._answer.raw.read(wanted, decode_content=False)
-            except CrdbArchiveError:
-                raise  # our own, such as Interrupted from a signal handler
-            # Every transport failure (urllib3, requests, OSError) is a reason to resume.
-            except Exception as error:  # noqa: BLE001
-                failure = type(error).__name__
-                data = b""
-            if data:
-                count = min(len(data), wanted)
-                view[:count] = data[:count]
-                self._position += count
-                return count
-            self._resume(failure or "the body ended early")
-
-    def _resume(self, reason: str) -> None:
-        self._close_answer()
-        got = self._position - self._start
-        total = self._end - self._start
-        if self._attempt >= self._read.attempts:
-            raise StorageError(
-                f"cannot read {self._read.where}: the transfer broke {self._attempt} times "
-                f"({reason}); {got} of {total} bytes arrived")
-        if not self._generation:
-            raise StorageError(f"cannot read {self._read.where}: the transfer broke "
-                               f"({reason}), and the store named no generation to resume")
-        self._attempt += 1
-        time.sleep(backoff(self._attempt))
-        answer = _get(self._read, self._position, self._end - 1, self._generation)
-        if answer is None:  # pragma: no cover - only asked with a generation, never None
-            raise StorageError(f"cannot read {self._read.where}: it became shorter while read")
-        _, last = _range_of(self._read, answer, self._position)
-        if last < self._end - 1:
-            answer.close()
-            raise StorageError(f"cannot read {self._read.where}: it became shorter while read")
-        self._answer = answer
-
-    def _close_answer(self) -> None:
-        try:
-            self._answer.close()
-        except CrdbArchiveError:
-            raise
-        except Exception:  # noqa: BLE001, S110 - a broken connection may fail to close; it is dropped
-            pass
-
-    def close(self) -> None:
-        if not self.closed:
-            self._close_answer()
-        super().close()
+    return byte_range(read.where, answer.headers.get("Content-Range", ""), start,
+                      answer.close)[1]

@@ -19,8 +19,8 @@ from google.cloud.storage import Blob, Bucket
 
 from crdb_archive.errors import BadInput
 from crdb_archive.storage.base import LockMode, WriteOptions
+from crdb_archive.storage.lock_options import check_lock
 from crdb_archive.text import count
-from crdb_archive.times import utc_iso
 
 MODES: dict[LockMode, str] = {"COMPLIANCE": "Locked", "GOVERNANCE": "Unlocked"}
 _LOCK_MODES = {value: key for key, value in MODES.items()}
@@ -65,19 +65,7 @@ def check_static(options: WriteOptions, bucket: str) -> None:
         raise BadInput(f"bucket {bucket}: Cloud Storage has no storage class "
                        f"{options.storage_class!r} (it has {', '.join(STORAGE_CLASSES)}); "
                        "nothing was uploaded")
-    if (options.lock_mode is None) != (options.retain_until is None):
-        raise BadInput(f"bucket {bucket}: retention needs both a mode (GOVERNANCE or "
-                       "COMPLIANCE) and a retain-until date")
-    if options.lock_mode is not None and options.lock_mode not in MODES:
-        raise BadInput(f"bucket {bucket}: retention mode {options.lock_mode!r}: expected "
-                       "GOVERNANCE or COMPLIANCE")
-    until = options.retain_until
-    if until is not None:
-        if until.tzinfo is None:
-            raise BadInput(f"bucket {bucket}: the retain-until date needs a time zone")
-        if until <= dt.datetime.now(until.tzinfo):
-            raise BadInput(f"bucket {bucket}: the retain-until date {utc_iso(until)} is not "
-                           "in the future")
+    check_lock(options, f"bucket {bucket}", lock="retention", mode="retention mode")
 
 
 def placement(options: WriteOptions | None, bucket: str, retention: BucketRetention | None,

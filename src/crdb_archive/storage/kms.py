@@ -24,6 +24,7 @@ from crdb_archive.errors import (
     KeyServiceError,
     WrongEncryptionKey,
 )
+from crdb_archive.storage.cloud_config import check_aws_auth, check_params, http_endpoint
 from crdb_archive.storage.uri import REDACTED, parse_location, redact
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ _REFUSED = {
     "gs": "Google Cloud KMS",
     "gcp-kms": "Google Cloud KMS",
     "azure-kms": "Azure Key Vault",
+}
+_UNSUPPORTED = {
+    "ASSUME_ROLE": "ASSUME_ROLE is not supported; use AUTH=implicit with a profile that assumes "
+                   "the role (AWS_PROFILE with role_arn)",
 }
 _PARAMS = ("AUTH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
            "REGION", "AWS_ENDPOINT")
@@ -126,53 +131,20 @@ def parse_kms_uri(text: str) -> KmsUri:
     key_id = location.path.removeprefix("/")
     if not key_id:
         raise BadInput(f"{shown} names no key: expected aws:///<key id or ARN>")
-    _check_params(shown, [name for name, _ in location.params])
+    check_params(location, _PARAMS, _UNSUPPORTED, where=shown, kind="KMS parameter")
     auth = (location.param("AUTH") or "").lower()
     key = location.param("AWS_ACCESS_KEY_ID") or None
     # Go's query parser, like ours, reads '+' as a space; AWS secrets never hold spaces, so
     # CockroachDB turns them back into '+', and so do we.
     secret = (location.param("AWS_SECRET_ACCESS_KEY") or "").replace(" ", "+") or None
     token = location.param("AWS_SESSION_TOKEN") or None
-    _check_auth(shown, auth, key, secret, token)
+    check_aws_auth(shown, auth, key, secret, token)
+    endpoint = location.param("AWS_ENDPOINT") or None
+    if endpoint is not None:
+        endpoint = http_endpoint(endpoint, shown, "AWS_ENDPOINT")
     return KmsUri(scheme=scheme, key_id=key_id, auth=auth, region=location.param("REGION") or None,
-                  endpoint=_aws_endpoint(shown, location.param("AWS_ENDPOINT") or None),
+                  endpoint=endpoint,
                   access_key_id=key, secret_access_key=secret, session_token=token)
-
-
-def _check_params(shown: str, names: list[str]) -> None:
-    """Raises BadInput for a parameter unknown, unsupported or given twice."""
-    for name in names:
-        if name == "ASSUME_ROLE":
-            raise BadInput(f"{shown}: ASSUME_ROLE is not supported; use AUTH=implicit with a "
-                           "profile that assumes the role (AWS_PROFILE with role_arn)")
-        if name not in _PARAMS:
-            raise BadInput(f"{shown}: unknown KMS parameter {name}")
-        if names.count(name) > 1:
-            raise BadInput(f"{shown}: parameter {name} given twice")
-
-
-def _check_auth(shown: str, auth: str, key: str | None, secret: str | None,
-                token: str | None) -> None:
-    """Raises BadInput unless AUTH and the keys the URI carries agree."""
-    if auth not in ("", "specified", "implicit"):
-        raise BadInput(f"{shown}: AUTH must be specified or implicit")
-    if auth == "implicit" and (key or secret or token):
-        raise BadInput(f"{shown}: AUTH=implicit uses the default credential chain, yet the URI "
-                       "also carries keys; drop one or the other")
-    if (auth == "specified" or key or secret) and not (key and secret):
-        raise BadInput(f"{shown}: AUTH=specified needs both AWS_ACCESS_KEY_ID and "
-                       "AWS_SECRET_ACCESS_KEY")
-
-
-def _aws_endpoint(shown: str, endpoint: str | None) -> str | None:
-    """AWS_ENDPOINT as a URL (https:// when it names a host alone); raises BadInput."""
-    if endpoint is None:
-        return None
-    if "://" not in endpoint:
-        endpoint = "https://" + endpoint
-    if urlsplit(endpoint).scheme not in ("http", "https"):
-        raise BadInput(f"{shown}: AWS_ENDPOINT is not an http(s) URL")
-    return endpoint
 
 
 def _endpoint_display(endpoint: str) -> str:

@@ -15,7 +15,6 @@ import builtins
 import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 from botocore.exceptions import ClientError
@@ -29,15 +28,11 @@ from crdb_archive.storage.base import (
     Prefix,
     RestoreRequestState,
     RestoreState,
-    Storage,
     Versioned,
     WriteOptions,
-    empty_reader,
     level_order,
-    validate_key,
-    validate_prefix,
 )
-from crdb_archive.storage.in_place import InPlaceStaging, in_place_staging
+from crdb_archive.storage.object_store import ObjectStore, utc
 from crdb_archive.storage.receipts import SHA256, SHA256_COMPOSITE, Receipt, Reported
 from crdb_archive.storage.s3_config import S3Target, make_client, max_attempts, s3_target
 from crdb_archive.storage.s3_errors import error_code, s3_errors
@@ -45,13 +40,11 @@ from crdb_archive.storage.s3_read import ObjectRead, open_object_range
 from crdb_archive.storage.s3_upload import COLD_CLASSES, S3Upload, validate_options
 from crdb_archive.storage.uri import Location
 from crdb_archive.text import count
-from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 TIERS = ("Standard", "Bulk", "Expedited")
-_DELETE_BATCH = 1000  # DeleteObjects' limit
 _ONGOING = re.compile(r'ongoing-request\s*=\s*"(true|false)"')
 
 
@@ -65,8 +58,12 @@ def restore_state(storage_class: str | None, restore_header: str | None) -> Rest
     return "in-progress" if match.group(1) == "true" else "available"
 
 
-class S3Storage(Storage):
+class S3Storage(ObjectStore[S3Target]):
     """Objects below ``s3://bucket/prefix``; thread-safe (one shared boto3 client)."""
+
+    RETENTION_WORDS = "Object Lock{mode} retention"
+    HOLD_WORDS = "an Object Lock legal hold"
+    DELETE_BATCH = 1000  # DeleteObjects' limit
 
     def __init__(
         self, client: S3Client, target: S3Target, location: Location, *, owns_client: bool
@@ -104,21 +101,8 @@ class S3Storage(Storage):
     def bucket(self) -> str:
         return self._target.bucket
 
-    @property
-    def prefix(self) -> str:
-        """The key prefix of the root, without slashes at either end (``""``: the bucket)."""
-        return self._target.prefix
-
-    def display(self, key: str = "") -> str:
-        full = self._full(key) if key else self.prefix
-        return f"s3://{self.bucket}/{full}" if full else f"s3://{self.bucket}"
-
-    def __str__(self) -> str:
-        return str(self.location)
-
-    def _full(self, key: str) -> str:
-        key = validate_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
+    def _root(self) -> str:
+        return f"s3://{self.bucket}"
 
     def _errors(self, action: str, key: str = "") -> AbstractContextManager[None]:
         return s3_errors(action, self.display(key), self._target.secrets)
@@ -139,13 +123,7 @@ class S3Storage(Storage):
 
     # --- reading -------------------------------------------------------------------------
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        prefix = validate_prefix(prefix)
-        below = "/".join(p for p in (self.prefix, prefix) if p)
-        return self._list(f"{below}/" if below else "", prefix)
-
     def _list(self, s3_prefix: str, prefix: str) -> Iterator[ObjectInfo]:
-        strip = len(self.prefix) + 1 if self.prefix else 0
         paginator = self._client.get_paginator("list_objects_v2")
         pages = paginator.paginate(
             Bucket=self.bucket, Prefix=s3_prefix, OptionalObjectAttributes=["RestoreStatus"]
@@ -157,27 +135,19 @@ class S3Storage(Storage):
                     # "folder/" placeholders made by consoles are not objects.
                     if full.endswith("/"):
                         continue
-                    yield self._listed(full[strip:], entry)
-
-    def list_level(self, prefix: str = "") -> Iterator[ObjectInfo | Prefix]:
-        prefix = validate_prefix(prefix)
-        below = "/".join(p for p in (self.prefix, prefix) if p)
-        return self._list_level(f"{below}/" if below else "", prefix)
+                    yield self._listed(self._key_of(full), entry)
 
     def _list_level(self, s3_prefix: str, prefix: str) -> Iterator[ObjectInfo | Prefix]:
-        strip = len(self.prefix) + 1 if self.prefix else 0
         paginator = self._client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.bucket, Prefix=s3_prefix, Delimiter="/",
                                    OptionalObjectAttributes=["RestoreStatus"])
         with self._errors("list", prefix):
             for page in pages:
+                levels = (self._level(entry["Prefix"], s3_prefix)
+                          for entry in page.get("CommonPrefixes", []))
                 found: builtins.list[ObjectInfo | Prefix] = [
-                    Prefix(entry["Prefix"][strip:].rstrip("/"))
-                    for entry in page.get("CommonPrefixes", [])
-                    # "a//b" would make an empty level, which no key can name.
-                    if entry["Prefix"][len(s3_prefix):] != "/"
-                ]
-                found += [self._listed(entry["Key"][strip:], entry)
+                    level for level in levels if level is not None]
+                found += [self._listed(self._key_of(entry["Key"]), entry)
                           for entry in page.get("Contents", [])
                           if not entry["Key"].endswith("/")]
                 yield from sorted(found, key=level_order)
@@ -196,7 +166,7 @@ class S3Storage(Storage):
                 restore = "in-progress"
             else:
                 restore = "available"
-        return ObjectInfo(key=key, size=entry["Size"], mtime=_utc(entry.get("LastModified")),
+        return ObjectInfo(key=key, size=entry["Size"], mtime=utc(entry.get("LastModified")),
                           storage_class=storage_class, restore=restore)
 
     def stat(self, key: str) -> ObjectInfo | None:
@@ -209,10 +179,10 @@ class S3Storage(Storage):
             return None
         storage_class = head.get("StorageClass") or "STANDARD"
         return ObjectInfo(
-            key=key, size=head["ContentLength"], mtime=_utc(head.get("LastModified")),
+            key=key, size=head["ContentLength"], mtime=utc(head.get("LastModified")),
             storage_class=storage_class,
             restore=restore_state(storage_class, head.get("Restore")),
-            retain_until=_utc(head.get("ObjectLockRetainUntilDate")),
+            retain_until=utc(head.get("ObjectLockRetainUntilDate")),
             lock_mode=head.get("ObjectLockMode"),
             legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON",
         )
@@ -228,31 +198,11 @@ class S3Storage(Storage):
         return Reported(head["ContentLength"], reported_sha256(
             head.get("ChecksumSHA256"), head.get("ChecksumType"), receipt))
 
-    def open_read(
-        self, key: str, *, start: int = 0, length: int | None = None
-    ) -> AbstractContextManager[IO[bytes]]:
-        full = self._full(key)
-        if start < 0 or (length is not None and length < 0):
-            raise BadInput(f"invalid range of {self.display(key)}: start {start}, "
-                           f"length {length}")
-        return self._read(key, full, start, length)
-
-    @contextmanager
-    def _read(self, key: str, full: str, start: int, length: int | None) -> Iterator[IO[bytes]]:
-        if length == 0:
-            info = self.stat(key)
-            if info is None:
-                raise ObjectNotFound(f"{self.display(key)} does not exist")
-            yield empty_reader()
-            return
+    def _open_range(self, key: str, full: str, start: int, length: int | None
+                    ) -> IO[bytes] | None:
         read = ObjectRead(self._client, self.bucket, full, self.display(key),
                           self._target.secrets, max_attempts())
-        reader = open_object_range(read, start, length)
-        if reader is None:  # the range starts at or past the end
-            yield empty_reader()
-            return
-        with reader:
-            yield reader
+        return open_object_range(read, start, length)
 
     # --- writing -------------------------------------------------------------------------
 
@@ -271,9 +221,6 @@ class S3Storage(Storage):
 
     def delete_if_version(self, key: str, version: str) -> None:
         s3_conditional.delete(self._object(key), version)
-
-    def staging(self, name: str) -> AbstractContextManager[InPlaceStaging]:
-        return in_place_staging(self, name)
 
     def open_write(
         self, key: str, *, size_hint: int | None = None, options: WriteOptions | None = None
@@ -330,42 +277,15 @@ class S3Storage(Storage):
 
     # --- deleting ------------------------------------------------------------------------
 
-    def delete(self, key: str) -> None:
-        info = self.stat(key)
-        if info is None:
-            return
-        self._refuse_locked(info)
+    def _delete_object(self, key: str) -> None:
         with self._errors("delete", key):
             self._client.delete_object(Bucket=self.bucket, Key=self._full(key))
-
-    def delete_tree(self, prefix: str) -> None:
-        prefix = validate_prefix(prefix)
-        if self._may_lock():
-            # Look at every object before deleting any, so that a locked bundle stays whole.
-            for listed in self.list(prefix):
-                info = self.stat(listed.key)
-                if info is not None:
-                    self._refuse_locked(info)
-        batch: builtins.list[str] = []
-        for info in self.list(prefix):
-            batch.append(self._full(info.key))
-            if len(batch) == _DELETE_BATCH:
-                self._delete_batch(batch, prefix)
-                batch = []
-        if batch:
-            self._delete_batch(batch, prefix)
-
-    def _may_lock(self) -> bool:
-        try:
-            return self._bucket_has_lock()
-        except StorageError:
-            return True  # cannot tell (no permission to ask): check every object
 
     def _delete_batch(self, keys: builtins.list[str], prefix: str) -> None:
         with self._errors("delete objects below", prefix):
             answer = self._client.delete_objects(
                 Bucket=self.bucket,
-                Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
+                Delete={"Objects": [{"Key": self._full(k)} for k in keys], "Quiet": True},
             )
         errors = answer.get("Errors", [])
         if errors:
@@ -373,16 +293,6 @@ class S3Storage(Storage):
             raise StorageError(
                 f"cannot delete s3://{self.bucket}/{first.get('Key', '?')}: "
                 f"{first.get('Code', 'Unknown')} ({count(len(errors), 'object')} not deleted)")
-
-    def _refuse_locked(self, info: ObjectInfo) -> None:
-        if info.retain_until is not None and info.retain_until > datetime.now(UTC):
-            mode = f" {info.lock_mode}" if info.lock_mode else ""
-            raise StorageError(
-                f"cannot delete {self.display(info.key)}: Object Lock{mode} retention until "
-                f"{utc_iso(info.retain_until)}")
-        if info.legal_hold:
-            raise StorageError(f"cannot delete {self.display(info.key)}: it is under an "
-                               "Object Lock legal hold")
 
     # --- cold storage --------------------------------------------------------------------
 
@@ -445,9 +355,3 @@ def _committed(upload: S3Upload) -> Iterator[S3Upload]:
     except BaseException:
         upload.abort()
         raise
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
-
-

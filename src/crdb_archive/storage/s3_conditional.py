@@ -17,16 +17,18 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from crdb_archive.errors import BadInput, ConditionFailed
 from crdb_archive.storage.base import Versioned
+from crdb_archive.storage.conditional import Answers, lost_races, versioned
 from crdb_archive.storage.s3_errors import error_code, s3_errors
 from crdb_archive.storage.s3_read import ObjectRead, read_small
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-_LOST_RACE = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
-_GONE = frozenset({"NoSuchKey", "404", "NotFound"})
+_ANSWERS = Answers(
+    ClientError, error_code,
+    lost_race=frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}),
+    gone=frozenset({"NoSuchKey", "404", "NotFound"}))
 
 
 @dataclass(frozen=True)
@@ -42,17 +44,9 @@ class Target:
 
 @contextmanager
 def _conditional(target: Target, action: str, *, gone_fails: bool) -> Iterator[None]:
-    with s3_errors(action, target.where, target.secrets):
-        try:
-            yield
-        except ClientError as error:
-            code = error_code(error)
-            if code in _LOST_RACE:
-                raise ConditionFailed(f"cannot {action} {target.where}: another writer "
-                                      f"changed it first ({code})") from None
-            if gone_fails and code in _GONE:
-                raise ConditionFailed(f"cannot {action} {target.where}: it is gone") from None
-            raise
+    with (s3_errors(action, target.where, target.secrets),
+          lost_races(_ANSWERS, action, target.where, gone_fails=gone_fails)):
+        yield
 
 
 def read_versioned(target: Target, limit: int, attempts: int) -> Versioned | None:
@@ -60,12 +54,7 @@ def read_versioned(target: Target, limit: int, attempts: int) -> Versioned | Non
     larger than ``limit``, StorageError."""
     found = read_small(ObjectRead(target.client, target.bucket, target.key, target.where,
                                   target.secrets, attempts), limit)
-    if found is None:
-        return None
-    content, etag = found
-    if len(content) > limit:
-        raise BadInput(f"{target.where} is larger than {limit} bytes; refusing to read it whole")
-    return Versioned(content, etag)
+    return versioned(found, limit, target.where)
 
 
 def put(target: Target, data: bytes, **conditions: Any) -> str:

@@ -27,7 +27,8 @@ from botocore.hooks import BaseEventHooks
 
 from crdb_archive import __version__
 from crdb_archive.errors import BadInput
-from crdb_archive.storage.base import validate_key
+from crdb_archive.storage import cloud_config
+from crdb_archive.storage.cloud_config import check_aws_auth, check_params, http_endpoint, root_of
 from crdb_archive.storage.uri import Location, redact
 
 if TYPE_CHECKING:
@@ -42,7 +43,11 @@ _IGNORED = {
     "S3_STORAGE_CLASS", "AWS_SERVER_ENC_MODE", "AWS_SERVER_KMS_ID", "AWS_SKIP_CHECKSUM",
     "COCKROACH_LOCALITY", "AWS_SKIP_TLS_VERIFY",
 }
-_UNSUPPORTED = {"ASSUME_ROLE", "AWS_ROLE_ARN", "AWS_USE_VIRTUAL_HOSTED_STYLE"}
+_UNSUPPORTED = {
+    name: f"{name} is not supported; use the default credential chain (AWS_PROFILE with a "
+          "role_arn) instead"
+    for name in ("ASSUME_ROLE", "AWS_ROLE_ARN", "AWS_USE_VIRTUAL_HOSTED_STYLE")
+}
 
 # botocore's own check, which also admits legacy names with capitals and underscores.
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
@@ -78,60 +83,30 @@ def s3_target(location: Location, *, endpoint_url: str | None = None) -> S3Targe
     or AUTH=specified without keys; the message names parameters, never their values.
     """
     where = str(location)
-    bucket = location.host
-    if ":" in bucket:
-        raise BadInput(f"{where}: an s3:// URI takes a bucket name, not host:port; give a "
-                       "custom endpoint with AWS_ENDPOINT or --endpoint-url")
-    if not _BUCKET.match(bucket):
-        raise BadInput(f"{where}: {bucket!r} is not a valid S3 bucket name")
-    prefix = location.path.strip("/")
-    if prefix:
-        validate_key(prefix)
-    _check_params(where, [name for name, _ in location.params])
+    bucket, prefix = root_of(
+        location, name_pattern=_BUCKET, invalid="S3 bucket name",
+        not_host_port="an s3:// URI takes a bucket name, not host:port; give a custom "
+                      "endpoint with AWS_ENDPOINT or --endpoint-url")
+    check_params(location, _USED | _IGNORED, _UNSUPPORTED)
     key_id = location.param("AWS_ACCESS_KEY_ID") or None
     secret = location.param("AWS_SECRET_ACCESS_KEY") or None
     token = location.param("AWS_SESSION_TOKEN") or None
-    _check_auth(where, (location.param("AUTH") or "").lower(), key_id, secret, token)
+    auth = (location.param("AUTH") or "").lower()
+    check_aws_auth(where, auth, key_id, secret, token)
+    if token and not key_id:
+        raise BadInput(f"{where}: AWS_SESSION_TOKEN needs AWS_ACCESS_KEY_ID and "
+                       "AWS_SECRET_ACCESS_KEY")
     endpoint = (
         location.param("AWS_ENDPOINT") or endpoint_url
         or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
     )
     if endpoint is not None:
-        endpoint = _endpoint(endpoint, where)
+        endpoint = http_endpoint(endpoint, where, f"the S3 endpoint {redact(endpoint)}")
     return S3Target(
         bucket=bucket, prefix=prefix, region=location.param("AWS_REGION") or None,
         endpoint_url=endpoint, path_style=_path_style(location, where, endpoint),
         access_key_id=key_id, secret_access_key=secret, session_token=token,
     )
-
-
-def _check_params(where: str, names: list[str]) -> None:
-    """Raises BadInput for a parameter unknown, unsupported or given twice."""
-    for name in names:
-        if name in _UNSUPPORTED:
-            raise BadInput(f"{where}: {name} is not supported; use the default credential "
-                           "chain (AWS_PROFILE with a role_arn) instead")
-        if name not in _USED and name not in _IGNORED:
-            raise BadInput(f"{where}: unknown parameter {name}")
-        if names.count(name) > 1:
-            raise BadInput(f"{where}: parameter {name} given twice")
-
-
-def _check_auth(where: str, auth: str, key_id: str | None, secret: str | None,
-                token: str | None) -> None:
-    """Raises BadInput unless AUTH and the keys the URI carries agree."""
-    if auth not in ("", "specified", "implicit"):
-        raise BadInput(f"{where}: AUTH must be specified or implicit")
-    if auth == "implicit" and (key_id or secret or token):
-        raise BadInput(f"{where}: AUTH=implicit uses the default credential chain, yet the URI "
-                       "also carries keys; drop one or the other")
-    # As CockroachDB does: keys in the URI without AUTH mean AUTH=specified.
-    if (auth == "specified" or key_id or secret) and not (key_id and secret):
-        raise BadInput(f"{where}: AUTH=specified needs both AWS_ACCESS_KEY_ID and "
-                       "AWS_SECRET_ACCESS_KEY")
-    if token and not key_id:
-        raise BadInput(f"{where}: AWS_SESSION_TOKEN needs AWS_ACCESS_KEY_ID and "
-                       "AWS_SECRET_ACCESS_KEY")
 
 
 def _path_style(location: Location, where: str, endpoint: str | None) -> bool:
@@ -143,27 +118,9 @@ def _path_style(location: Location, where: str, endpoint: str | None) -> bool:
     return given == "true" or (endpoint is not None and given == "")
 
 
-def _endpoint(value: str, where: str) -> str:
-    if "://" not in value:
-        value = "https://" + value
-    scheme = value.split("://", 1)[0].lower()
-    if scheme not in ("http", "https"):
-        raise BadInput(f"{where}: the S3 endpoint {redact(value)} is not an http(s) URL")
-    return value
-
-
 def max_attempts() -> int:
     """Attempts per request: ``AWS_MAX_ATTEMPTS`` when set, else 10; raises BadInput if bad."""
-    text = os.environ.get("AWS_MAX_ATTEMPTS")
-    if not text:
-        return DEFAULT_MAX_ATTEMPTS
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise BadInput(f"AWS_MAX_ATTEMPTS={text!r}: expected a positive integer")
-    return value
+    return cloud_config.max_attempts("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)
 
 
 def make_client(target: S3Target, *, pool_size: int) -> S3Client:

@@ -11,11 +11,11 @@ import contextlib
 import hashlib
 import math
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.storage.base import WriteOptions
+from crdb_archive.storage.lock_options import check_lock
 from crdb_archive.storage.receipts import SHA256, SHA256_COMPOSITE, Receipt, b64, sha256_composite
 from crdb_archive.storage.s3_errors import s3_errors
 from crdb_archive.storage.s3_outcome import (
@@ -25,7 +25,6 @@ from crdb_archive.storage.s3_outcome import (
     note_initiation,
     object_is,
 )
-from crdb_archive.times import utc_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -69,19 +68,7 @@ def validate_options(options: WriteOptions, where: str) -> None:
     if options.storage_class is not None and options.storage_class not in STORAGE_CLASSES:
         raise BadInput(f"{where}: unknown storage class {options.storage_class!r} (expected "
                        f"one of {', '.join(sorted(STORAGE_CLASSES))})")
-    if (options.lock_mode is None) != (options.retain_until is None):
-        raise BadInput(f"{where}: Object Lock needs both a mode (GOVERNANCE or COMPLIANCE) and "
-                       "a retain-until date")
-    if options.lock_mode is not None and options.lock_mode not in ("GOVERNANCE", "COMPLIANCE"):
-        raise BadInput(f"{where}: Object Lock mode {options.lock_mode!r}: expected "
-                       "GOVERNANCE or COMPLIANCE")
-    until = options.retain_until
-    if until is not None:
-        if until.tzinfo is None:
-            raise BadInput(f"{where}: the retain-until date needs a time zone")
-        if until <= datetime.now(until.tzinfo):
-            raise BadInput(f"{where}: the retain-until date {utc_iso(until)} is not in the "
-                           "future")
+    check_lock(options, where, lock="Object Lock", mode="Object Lock mode")
 
 
 def object_arguments(options: WriteOptions | None) -> dict[str, Any]:
