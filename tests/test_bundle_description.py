@@ -24,7 +24,8 @@ from crdb_archive.bundle.description import (
 from crdb_archive.bundle.model import render
 from crdb_archive.bundle.summary import summarize_bundle
 from crdb_archive.errors import DamagedBundle
-from crdb_archive.export.archive import ExportOptions, archive_export
+from crdb_archive.export.archive import archive_export
+from crdb_archive.export.options import ExportOptions
 from support.bundles import make_bundle, retag, run_cli
 from support.export_demo import SCHEMA_SQL, write_shop_changefeed
 

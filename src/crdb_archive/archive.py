@@ -17,7 +17,8 @@ from crdb_archive.sources import KindChoice, recognise_source
 from crdb_archive.storage.uri import redact
 
 if TYPE_CHECKING:
-    from crdb_archive.export.archive import ExportArchiveResult, ExportOptions
+    from crdb_archive.export.archive import ExportArchiveResult
+    from crdb_archive.export.options import ExportOptions
 
 __all__ = [
     "ArchiveRequest", "ArchiveResult", "archive_backup", "archive_source", "check_destination",
@@ -43,7 +44,8 @@ def archive_source(
     chosen = recognise_source(request.source, kind,
                               endpoint_url=request.source_endpoint_url)
     if chosen == "export":
-        from crdb_archive.export.archive import ExportOptions, archive_export  # noqa: PLC0415
+        from crdb_archive.export.archive import archive_export  # noqa: PLC0415
+        from crdb_archive.export.options import ExportOptions  # noqa: PLC0415
 
         return archive_export(request, export or ExportOptions(), progress=progress,
                               guard=guard)

@@ -81,7 +81,8 @@ def make_destination(base: Path, *, with_export: bool = True) -> Destination:
 
 def _export_bundle(base: Path, root: Path) -> Made:
     from crdb_archive.archive import ArchiveRequest  # noqa: PLC0415
-    from crdb_archive.export.archive import ExportOptions, archive_export  # noqa: PLC0415
+    from crdb_archive.export.archive import archive_export  # noqa: PLC0415
+    from crdb_archive.export.options import ExportOptions  # noqa: PLC0415
     from support.export_demo import SCHEMA_SQL, write_shop_changefeed  # noqa: PLC0415
 
     write_shop_changefeed(base / "sink")

@@ -155,7 +155,7 @@ def _archive(args: argparse.Namespace) -> int:
     _refuse_contradictions(args)
     from crdb_archive import ui  # noqa: PLC0415
     from crdb_archive.archive import archive_source  # noqa: PLC0415
-    from crdb_archive.export.archive import ExportOptions  # noqa: PLC0415
+    from crdb_archive.export.options import ExportOptions  # noqa: PLC0415
 
     request = _request(args)
     export = ExportOptions(schema=args.schema, as_of=args.as_of, allow_gaps=args.allow_gaps,

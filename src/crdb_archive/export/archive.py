@@ -48,6 +48,7 @@ from crdb_archive.errors import BadInput, DamagedBundle, InvalidSchema
 from crdb_archive.export.ddl import parse_schema
 from crdb_archive.export.hlc import Hlc
 from crdb_archive.export.model import Schema
+from crdb_archive.export.options import ExportOptions
 from crdb_archive.export.plan import SnapshotPlan, plan_snapshot
 from crdb_archive.export.postgres import postgresql_ddl
 from crdb_archive.export.restore_doc import render_export_restore_md
@@ -66,24 +67,6 @@ if TYPE_CHECKING:
 
 SCHEMA_LIMIT = 64 << 20  # a schema file larger than this is not SHOW CREATE output
 NAME_PREFIX = "crdb-export"
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """What an export archive needs beyond the source and destination."""
-
-    schema: Path | None = None  # SHOW CREATE ALL TABLES output; required
-    as_of: str = "latest"  # latest, or one of the RESOLVED timestamps
-    allow_gaps: bool = False
-    table: str | None = None  # the table of an EXPORT, when the schema has several
-    memory_limit: str = "1GB"  # DuckDB's, for the snapshot; it spills to disk beyond
-
-    @property
-    def given(self) -> list[str]:
-        """The options set away from their defaults, as the command line names them."""
-        named = [("--schema", self.schema is not None), ("--as-of", self.as_of != "latest"),
-                 ("--allow-gaps", self.allow_gaps), ("--table", self.table is not None)]
-        return [flag for flag, set_ in named if set_]
 
 
 @dataclass(frozen=True)

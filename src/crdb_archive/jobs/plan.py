@@ -15,7 +15,6 @@ from crdb_archive.backup.source import open_source
 from crdb_archive.backup.tree import open_tree
 from crdb_archive.bundle.naming import backup_bundle_names
 from crdb_archive.errors import BadInput, CrdbArchiveError
-from crdb_archive.export.archive import plan_export_bundle
 from crdb_archive.jobs.spec import JobSpec
 from crdb_archive.sources import SourceKind, recorded_source, shows_export
 from crdb_archive.storage.base import Storage
@@ -154,6 +153,9 @@ def _select_export(spec: JobSpec) -> Selection:
         if spec.export is None:
             raise BadInput(f"{spec.source_display} holds changefeed or EXPORT output: give its "
                            "schema file as source.schema")
+        # Imported here: DuckDB and sqlglot are for jobs that archive exports.
+        from crdb_archive.export.archive import plan_export_bundle  # noqa: PLC0415
+
         planned = plan_export_bundle(spec.source, as_of=spec.export.as_of,
                                      allow_gaps=spec.export.allow_gaps,
                                      endpoint_url=spec.source_endpoint_url)

@@ -32,7 +32,7 @@ from crdb_archive.errors import (
     JobLockLost,
     StorageError,
 )
-from crdb_archive.export.archive import ExportOptions, archive_export
+from crdb_archive.export.options import ExportOptions
 from crdb_archive.jobs.audit import (
     render_audit_metrics,
 )
@@ -377,6 +377,9 @@ class _Run(Reporter):
         if options is None:  # select_backups names no candidate then
             raise RuntimeError("an export candidate without source.schema")
         request = self._request(destination)
+        # Imported here: DuckDB and sqlglot are for jobs that archive exports.
+        from crdb_archive.export.archive import archive_export  # noqa: PLC0415
+
         try:
             result = archive_export(
                 request, ExportOptions(schema=options.schema, as_of=options.as_of,
