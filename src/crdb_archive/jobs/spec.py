@@ -39,8 +39,7 @@ from crdb_archive.jobs.spec_source import read_encryption_keys, read_export, rea
 from crdb_archive.jobs.spec_table import SpecTable, kind_of, unknown
 from crdb_archive.jobs.spec_trust import audit_spec, signing_key
 from crdb_archive.sources import KIND_CHOICES, KindChoice
-from crdb_archive.storage.base import WriteOptions
-from crdb_archive.storage.places import check_options, is_remote, overlap_problem, storage_classes
+from crdb_archive.storage.places import is_remote, overlap_problem, storage_classes
 from crdb_archive.storage.uri import parse_location, redact
 
 __all__ = [
@@ -224,7 +223,7 @@ def _destination(destination: SpecTable, base: Path, now: dt.datetime,
                      else destination.string("storage_class"))
     object_lock = read_object_lock(destination, now)
     if uri is not None:
-        _check_storage_options(destination, uri, remote, storage_class, object_lock)
+        _check_storage_options(destination, remote, storage_class, object_lock)
     if source.uri is not None and uri is not None:
         apart = overlap_problem(source.uri, uri, source_endpoint_url=source.endpoint_url,
                                 dest_endpoint_url=endpoint, refuse_source_inside=True)
@@ -233,17 +232,13 @@ def _destination(destination: SpecTable, base: Path, now: dt.datetime,
     return _Destination(uri, endpoint, fmt, storage_class, object_lock)
 
 
-def _check_storage_options(destination: SpecTable, uri: str, remote: bool,
+def _check_storage_options(destination: SpecTable, remote: bool,
                            storage_class: str | None, object_lock: ObjectLock | None) -> None:
-    """Storage class and Object Lock apply to object storage only, and the class must be one
-    the destination's cloud has."""
-    if not remote:
-        for key, value in (("storage_class", storage_class), ("object_lock", object_lock)):
-            if value is not None:
-                destination.problem(key, "applies only to destinations in object storage "
-                                    "(s3://, gs://, azure-blob://)")
-    elif storage_class is not None:
-        try:  # what else the destination's cloud needs of a storage class
-            check_options(parse_location(uri), WriteOptions(storage_class=storage_class))
-        except BadInput as error:
-            destination.problem("storage_class", str(error))
+    """Storage class and Object Lock apply to object storage only (a class given there was
+    read as one of the destination cloud's own)."""
+    if remote:
+        return
+    for key, value in (("storage_class", storage_class), ("object_lock", object_lock)):
+        if value is not None:
+            destination.problem(key, "applies only to destinations in object storage "
+                                "(s3://, gs://, azure-blob://)")
