@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -62,10 +63,7 @@ def expected_reasons(c: MixedCollection) -> tuple[set[str], dict[str, str]]:
 
 
 def by_reason(reasons: dict[str, str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for reason in reasons.values():
-        counts[reason] = counts.get(reason, 0) + 1
-    return counts
+    return dict(Counter(reasons.values()))
 
 
 def test_a_collection_names_every_file_the_bundle_leaves_out(tmp_path: Path) -> None:
@@ -174,7 +172,7 @@ def test_inspect_says_which_files_it_leaves_out(capsys: pytest.CaptureFixture[st
     line = next(x for x in result.out.splitlines() if x.startswith("left out:"))
     left = {path for path in on_disk(c.root) if path not in taken}
     assert f"in {len(left)} files (" in line
-    for reason in set(reasons.values()):
-        assert f"{reason}: {list(reasons.values()).count(reason)}" in line
+    for reason, number in by_reason(reasons).items():
+        assert f"{reason}: {number}" in line
     files_line = next(x for x in result.out.splitlines() if x.startswith("files:"))
     assert "2 incremental backups (archived with --with-incrementals)" in files_line
