@@ -217,6 +217,11 @@ BACKUP_DAMAGE: list[tuple[str, Edit, str]] = [
     ("negative bytes", _set("backup.bytes", -1),
      "crdb-archive.json: backup.bytes: expected a count, found -1"),
     ("no release", _delete("cockroachdb"), "crdb-archive.json: cockroachdb: missing"),
+    ("a binary outside data/cockroach", _set("binaries.0.file", "data/cockroach/../backup/x"),
+     "crdb-archive.json: binaries[0].file: expected a file directly under data/cockroach/, "
+     "found 'data/cockroach/../backup/x'"),
+    ("a digest that is not hex", _set("binaries.0.sha256", "Z" * 64),
+     "crdb-archive.json: binaries[0].sha256: expected 64 hex digits, found '" + "Z" * 64 + "'"),
     ("no format version", _delete("format_version"),
      "crdb-archive.json: format_version: missing"),
     ("an unknown key", _set("surprise", 1),

@@ -9,6 +9,7 @@ it: a description read from a bundle is written back byte for byte by
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -173,9 +174,12 @@ class BinaryEntry:
     def read(cls, f: Fields) -> BinaryEntry:
         provenance = any(f.has(key) for key in _BINARY_PROVENANCE)
         return cls(
-            platform=str(f.choice("platform", PLATFORMS)), file=f.text("file"),
-            url=f.text("url"), size=f.count("size"), sha256=f.text("sha256"),
-            blake3=f.text("blake3"), published_sha256=f.text_or_none("published_sha256"),
+            platform=str(f.choice("platform", PLATFORMS)),
+            file=f.matching("file", _BINARY_FILE, "a file directly under data/cockroach/"),
+            url=f.text("url"), size=f.count("size"),
+            sha256=f.matching("sha256", _HEX64, "64 hex digits"),
+            blake3=f.matching("blake3", _HEX64, "64 hex digits"),
+            published_sha256=f.text_or_none("published_sha256"),
             published_checksum_file=f.text_or_none("published_checksum_file"),
             verified=f.flag("verified"), provenance=provenance,
             published_checksum_url=(f.text_or_none("published_checksum_url")
@@ -201,6 +205,10 @@ class BinaryEntry:
         return out
 
 
+# The schema's forms of a binary's file and digests: a path the bundle reader and extraction
+# may rely on, whichever checked the description.
+_BINARY_FILE = re.compile(r"data/cockroach/[^/]+")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _BINARY_PROVENANCE = ("published_checksum_url", "from_cache", "published_checksum_from_cache",
                       "official")
 

@@ -7,6 +7,7 @@ read from a bundle, and one that does not say what the format says is damage.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -83,6 +84,13 @@ class Fields:
 
     def text_or_none(self, key: str) -> str | None:
         return self._nullable(key, str, "a string")
+
+    def matching(self, key: str, pattern: re.Pattern[str], words: str) -> str:
+        """A string of the form ``pattern`` (the schema's own), described as ``words``."""
+        value = self.text(key)
+        if pattern.fullmatch(value) is None:
+            raise damaged(self.where(key), f"expected {words}, found {value!r}")
+        return value
 
     def count(self, key: str) -> int:
         """A non-negative integer."""
