@@ -122,19 +122,27 @@ def blake3_of_file(path: str | os.PathLike[str]) -> Digests:
             return _blake3_by_reading(path)
         return Digests(size=size, sha256="", blake3=digest)
     with open(path, "rb") as stream:  # noqa: PTH123 - a str path: no Path object per file
-        size = os.fstat(stream.fileno()).st_size
-        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-        with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            mapped.madvise(mmap.MADV_SEQUENTIAL)
-            view = memoryview(mapped)
-            try:
-                for start in range(0, size, _MAP_WINDOW):
-                    length = min(_MAP_WINDOW, size - start)
-                    hasher.update(view[start:start + length])
-                    mapped.madvise(mmap.MADV_DONTNEED, start, length)
-            finally:
-                view.release()
-        return Digests(size=size, sha256="", blake3=hasher.hexdigest())
+        size, digest = blake3_of_mapped(stream.fileno())
+        return Digests(size=size, sha256="", blake3=digest)
+
+
+def blake3_of_mapped(fd: int) -> tuple[int, str]:
+    """The size and BLAKE3 (hex) of the open file ``fd``, mapped and hashed on all cores a
+    window at a time, each window dropped from the process once hashed. Raises OSError (and
+    ValueError for an empty file, which cannot be mapped)."""
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
+        size = len(mapped)
+        mapped.madvise(mmap.MADV_SEQUENTIAL)
+        view = memoryview(mapped)
+        try:
+            for start in range(0, size, _MAP_WINDOW):
+                length = min(_MAP_WINDOW, size - start)
+                hasher.update(view[start:start + length])
+                mapped.madvise(mmap.MADV_DONTNEED, start, length)
+        finally:
+            view.release()
+    return size, hasher.hexdigest()
 
 
 def _blake3_by_reading(path: str | os.PathLike[str]) -> Digests:

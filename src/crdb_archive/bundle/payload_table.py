@@ -35,9 +35,10 @@ def bits(mask: int) -> bytes:
     return bytes(value & mask for value in range(256))
 
 
-# For each flag, the byte translation that sets it: flags of many rows set in one step.
-_OR_TABLES = {flag: bytes(value | flag for value in range(256))
-              for flag in (IN_BLAKE3, IN_SHA256, IN_SIZES)}
+@functools.cache
+def _setting(flags: int) -> bytes:
+    """The byte translation that sets ``flags``: flags of many rows set in one step."""
+    return bytes(value | flags for value in range(256))
 
 
 class PayloadTable:
@@ -92,7 +93,7 @@ class PayloadTable:
     def _flag_rows(self, rows: range | list[int], flag: int) -> None:
         if isinstance(rows, range):
             part = slice(rows.start, rows.stop)
-            self.flags[part] = self.flags[part].translate(_OR_TABLES[flag])
+            self.flags[part] = self.flags[part].translate(_setting(flag))
             return
         for row in rows:
             self.flags[row] |= flag
@@ -140,6 +141,27 @@ class PayloadTable:
         self.flags[row] |= PRESENT
         self._present_size[row] = size
         self._digested(row, digests)
+
+    def record_many(self, paths: list[str], sizes: array[int], blake3: bytes,
+                    sha256: bytes | None) -> None:
+        """:meth:`record` for many paths, their sizes and 32-byte digests in flat columns
+        (``sha256`` None where it was not computed)."""
+        rows = self._rows_for(paths)
+        flags = PRESENT | HAS_BLAKE3 | (HAS_SHA256 if sha256 is not None else 0)
+        self._flag_rows(rows, flags)
+        if isinstance(rows, range):
+            self._present_size[rows.start:rows.stop] = sizes
+            span = slice(rows.start * _DIGEST, rows.stop * _DIGEST)
+            self._actual["blake3"][span] = blake3
+            if sha256 is not None:
+                self._actual["sha256"][span] = sha256
+            return
+        for index, row in enumerate(rows):
+            self._present_size[row] = sizes[index]
+            digest = slice(index * _DIGEST, (index + 1) * _DIGEST)
+            self._set(self._actual["blake3"], row, blake3[digest])
+            if sha256 is not None:
+                self._set(self._actual["sha256"], row, sha256[digest])
 
     def digested(self, path: str, digests: Digests) -> None:
         self._digested(self._row(path), digests)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,35 +164,66 @@ class DirReader(BundleReader):
         for path, local in self.local_files():
             yield self.local_member(path, local)
 
-    def local_files(self) -> Iterator[tuple[str, str]]:
-        """``(bundle-relative path, path here)`` of every regular file of a directory here.
+    def local_files(self, *, under: str = "", skip: str | None = None
+                    ) -> Iterator[tuple[str, str]]:
+        """``(bundle-relative path, path here)`` of every regular file of a directory here,
+        as :meth:`local_directories` finds them. Raises StorageError."""
+        for relative, directory, names in self.local_directories(under=under, skip=skip):
+            for name in names:
+                yield (f"{relative}/{name}" if relative else name,
+                       os.path.join(directory, name))  # noqa: PTH118 - str paths, 100k of them
 
-        Directories are read in name order, and what is neither a directory nor a regular
-        file is added to ``oddities``. No file is opened or stat'ed when the file system
-        gives entry types (Linux file systems do): a verification of 100k small files pays
-        for each one read, not two more system calls. Raises StorageError.
+    def local_directories(self, *, under: str = "", skip: str | None = None
+                          ) -> Iterator[tuple[str, str, list[str]]]:
+        """``(bundle-relative directory, that directory here, its regular files' names)`` for
+        every directory of a directory here, from ``under`` (the top level by default), the
+        top-level directory ``skip`` left out. Names are in order, and a directory's files
+        come before its subdirectories'.
+
+        What is neither a directory nor a regular file is added to ``oddities``. No file is
+        opened or stat'ed when the file system gives entry types (Linux file systems do): a
+        verification of 100k small files pays for each one read, not two more system calls.
+        ``under`` that is not a directory (absent, or a symbolic link) has nothing. Raises
+        StorageError.
         """
         if self._paths is None:
             return
-        root = self._paths.local_path
-        stack = [""]
+        root = str(self._paths.local_path)
+        if under and not _is_directory(os.path.join(root, under)):  # noqa: PTH118
+            return
+        stack = [under]
         while stack:
             relative = stack.pop()
-            directory = os.path.join(root, relative) if relative else str(root)  # noqa: PTH118
+            directory = os.path.join(root, relative) if relative else root  # noqa: PTH118
             try:
-                entries = sorted(os.scandir(directory), key=lambda e: e.name)
-                for entry in entries:
-                    path = f"{relative}/{entry.name}" if relative else entry.name
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(path)
-                    elif entry.is_file(follow_symlinks=False):
-                        yield path, entry.path
-                    else:
-                        kind = "symbolic link" if entry.is_symlink() else "special file"
-                        self.oddities.append(Oddity(path, f"{kind}, not a regular file"))
+                files, directories = self._entries(relative, directory)
             except OSError as error:
                 where = error.filename or directory
                 raise StorageError(f"cannot read {where}: {error.strerror}") from error
+            if not relative and skip is not None and skip in directories:
+                directories.remove(skip)
+            yield relative, directory, files
+            stack.extend(f"{relative}/{name}" if relative else name
+                         for name in reversed(directories))
+
+    def _entries(self, relative: str, directory: str) -> tuple[list[str], list[str]]:
+        """The names of a directory's regular files and subdirectories, each sorted; the rest
+        added to ``oddities``."""
+        files: list[str] = []
+        directories: list[str] = []
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    files.append(entry.name)
+                elif entry.is_dir(follow_symlinks=False):
+                    directories.append(entry.name)
+                else:
+                    path = f"{relative}/{entry.name}" if relative else entry.name
+                    kind = "symbolic link" if entry.is_symlink() else "special file"
+                    self.oddities.append(Oddity(path, f"{kind}, not a regular file"))
+        files.sort()
+        directories.sort()
+        return files, directories
 
     def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
         if self._paths is None:
@@ -221,6 +253,13 @@ class DirReader(BundleReader):
                 raise NotABundle(f"{self.display} has no {path}")
             return self.storage.open_read(path)
         return _open_file(self._paths.path(path), self.display, path)
+
+
+def _is_directory(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

@@ -47,7 +47,9 @@ MAX_NUMBER_TOKEN = 40
 # lines is one damaged file, not a million messages).
 MAX_LISTED_ERRORS = 100
 
-_CHUNK = 1 << 20
+# Small enough that a thread walking the payload beside the reading gets its turn often: the
+# interpreter lock is held through each chunk's regular expressions.
+_CHUNK = 64 * KiB
 _MANIFEST_LINE = re.compile(rb"([0-9a-f]{64})  ([^\r\n]+)")
 _SIZES_LINE = re.compile(rb"(0|[1-9][0-9]{0,19})  ([^\r\n]+)")
 # Whole batches of lines: payload paths with no character to decode or refuse, ...

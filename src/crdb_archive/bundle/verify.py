@@ -32,7 +32,7 @@ import hashlib
 import mmap
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,6 +43,7 @@ from crdb_archive.bundle.reader import (
     BundleReader,
     DirReader,
     Member,
+    Oddity,
     open_bundle,
     require_readable,
 )
@@ -65,6 +66,12 @@ from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
 if TYPE_CHECKING:
     from crdb_archive.backup.keys import EncryptionKeys
     from crdb_archive.bundle.signature import AllowedSigners
+    from crdb_archive.hashing_pool import (
+        HashedBatch,
+        HashingPool,
+        PoolUnavailable,
+        Strange,
+    )
 
 Mode = Literal["fast", "blake3", "all"]
 ProblemKind = Literal[
@@ -85,6 +92,11 @@ _PROGRESS_STEP = 1 << 20
 _HASH_THREADS = max(2, min(8, os.cpu_count() or 2))
 # Reads from object storage wait on the network, not the processor: more of them at once.
 _REMOTE_READS = 8
+# From this many payload files, a directory here is hashed by worker processes; below, the
+# start of the processes (tens of milliseconds) costs more than they save.
+_POOL_FROM = 2048
+# The shortest line of a BLAKE3 manifest: 64 hex digits, two spaces, "data/x", a line feed.
+_SHORTEST_LINE = 73
 
 
 @dataclass(frozen=True)
@@ -157,6 +169,8 @@ class Seen:
     others: list[str] = field(default_factory=list)
     checksum_files: dict[str, bytes] = field(default_factory=dict)
     damage: TarDamaged | None = None
+    # Called between two pieces of a manifest: other work that must not wait for the whole.
+    between: Callable[[], None] = lambda: None
 
     @property
     def cut(self) -> bool:
@@ -346,36 +360,153 @@ def _read_members(reader: BundleReader, report: VerifyReport, seen: Seen, mode: 
 def _read_local_dir(reader: DirReader, report: VerifyReport, seen: Seen, mode: str,
                     counter: _Counter) -> None:
     """A directory here: hashed on every core while it is walked, each payload file opened
-    once (its size and digest from the one visit)."""
+    once (its size and digest from the one visit). Many files go to worker processes, which
+    walk and hash while the manifests are read here; a few go to threads here."""
+    with _pool_for(str(reader.local_root), mode) as pool:
+        if pool is not None:
+            from crdb_archive.hashing_pool import PoolUnavailable  # noqa: PLC0415
 
-    def payload(files: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str]]:
-        for path, local in files:
-            if not _is_payload(path):
-                _read_tag(reader.local_member(path, local), seen)
-                continue
-            if counter.total is None:
-                # The tag files come first (the top level is walked first): payload-sizes.txt
-                # gives the total to hash.
-                counter.total = seen.table.listed_total()
-            if _is_checksum_path(path):
-                member = reader.local_member(path, local)
-                _present(seen, report, path, member.size)
-                if member.size <= _CHECKSUM_FILE_LIMIT:
-                    _read_checksum_file(member, seen)
-                    counter.add(member.size)
-                else:
-                    seen.table.digested(path, _digest_member(member, mode, counter))
+            try:
+                _read_with_processes(pool, reader, report, seen, counter)
+            except PoolUnavailable:
+                pass  # the tag files are read, nothing of the payload: threads here read it
             else:
-                yield path, local
-
+                return
+        else:
+            _read_local_tags(reader, seen, counter)
     for (path, _), digests in parallel_in_batches(
-        lambda item: _digest_local(item[0], item[1], mode), payload(reader.local_files()),
-        lambda item: 0, threads=_HASH_THREADS, batch_items=64,
+        lambda item: _digest_local(item[0], item[1], mode),
+        _local_payload(reader, report, seen, mode, counter), lambda item: 0,
+        threads=_HASH_THREADS, batch_items=64,
     ):
         seen.table.record(path, digests.size, digests)
         report.files += 1
         report.bytes += digests.size
         counter.add(digests.size)
+
+
+@contextlib.contextmanager
+def _pool_for(root: str, mode: str) -> Iterator[HashingPool | None]:
+    """Worker processes for a bundle whose BLAKE3 manifest lists many files, started before
+    the manifests are read so that they hash while the manifests are read; None for a small
+    bundle, or where processes cannot start (threads do the work then)."""
+    try:
+        listed = (Path(root) / layout.MANIFEST_BLAKE3).stat().st_size
+    except OSError:
+        listed = 0
+    if listed < _POOL_FROM * _SHORTEST_LINE:
+        yield None
+        return
+    # Imported here: a small bundle is hashed without it.
+    from crdb_archive.hashing_pool import HashingPool, PoolFailed  # noqa: PLC0415
+
+    try:
+        pool = HashingPool(root, layout.PAYLOAD_DIR, workers=_HASH_THREADS,
+                           sha256_all=mode == "all", sha256_under=layout.BINARY_DIR)
+    except PoolFailed:
+        yield None
+        return
+    with pool:
+        yield pool
+
+
+def _read_with_processes(pool: HashingPool, reader: DirReader, report: VerifyReport,
+                         seen: Seen, counter: _Counter) -> None:
+    """The tag files read here while the workers hash, their answers stored as they come
+    (between two pieces of a manifest, so that no worker waits long); then the rest. Raises
+    PoolUnavailable when the workers did not start: the tag files are read then, and nothing
+    of the payload is stored."""
+    answers = _Answers(pool, reader, report, seen, counter)
+    seen.between = answers.take_ready
+    try:
+        _read_local_tags(reader, seen, counter)
+    finally:
+        seen.between = lambda: None
+    if answers.unavailable is not None:
+        raise answers.unavailable
+    answers.store(pool.answers())
+    root = str(reader.local_root)
+    for path in answers.checksums:
+        # Their text, not only their digests: the published SHA-256 is read from them.
+        member = reader.local_member(path, os.path.join(root, path))  # noqa: PTH118
+        if member.size <= _CHECKSUM_FILE_LIMIT:
+            _read_checksum_file(member, seen)
+
+
+class _Answers:
+    """What the hashing workers found, stored in the table as it comes."""
+
+    def __init__(self, pool: HashingPool, reader: DirReader, report: VerifyReport, seen: Seen,
+                 counter: _Counter) -> None:
+        self.pool = pool
+        self.reader = reader
+        self.report = report
+        self.seen = seen
+        self.counter = counter
+        self.root = str(reader.local_root)
+        self.checksums: list[str] = []  # published checksum files, to read once hashed
+        self.unavailable: PoolUnavailable | None = None
+
+    def take_ready(self) -> None:
+        """Store what the workers have sent so far, without waiting for more."""
+        from crdb_archive.hashing_pool import PoolUnavailable  # noqa: PLC0415
+
+        if self.unavailable is not None:
+            return
+        try:
+            self.store(self.pool.ready_answers())
+        except PoolUnavailable as error:
+            self.unavailable = error  # the tag files are still read to their ends
+
+    def store(self, answers: Iterable[HashedBatch | Strange]) -> None:
+        from crdb_archive.hashing_pool import HashedBatch  # noqa: PLC0415
+
+        for answer in answers:
+            if not isinstance(answer, HashedBatch):
+                kind = "symbolic link" if answer.symlink else "special file"
+                self.reader.oddities.append(Oddity(answer.path, f"{kind}, not a regular file"))
+                continue
+            failure = answer.first_failure(self.root)
+            if failure is not None:
+                raise failure
+            self.seen.table.record_many(answer.paths, answer.sizes, answer.blake3,
+                                        answer.sha256)
+            total = sum(answer.sizes)
+            self.report.files += len(answer.paths)
+            self.report.bytes += total
+            self.counter.add(total)
+            if answer.sha256 is not None:
+                self.checksums.extend(filter(_is_checksum_path, answer.paths))
+
+
+def _read_local_tags(reader: DirReader, seen: Seen, counter: _Counter) -> None:
+    """Every file outside the payload directory of a directory here."""
+    for path, local in reader.local_files(skip=layout.PAYLOAD_DIR):
+        _read_tag(reader.local_member(path, local), seen)
+    # payload-sizes.txt gives the total to hash.
+    counter.total = seen.table.listed_total()
+
+
+def _local_payload(reader: DirReader, report: VerifyReport, seen: Seen, mode: str,
+                   counter: _Counter) -> Iterator[tuple[str, str]]:
+    """The payload files of a directory here to hash, as ``(path, path here)``; the small
+    published checksum files are read on the way."""
+    for path, local in reader.local_files(under=layout.PAYLOAD_DIR):
+        if _is_checksum_path(path):
+            _read_local_checksum(reader, report, seen, mode, counter, path, local)
+        else:
+            yield path, local
+
+
+def _read_local_checksum(reader: DirReader, report: VerifyReport, seen: Seen, mode: str,
+                         counter: _Counter, path: str, local: str) -> None:
+    member = reader.local_member(path, local)
+    _present(seen, report, path, member.size)
+    if member.size <= _CHECKSUM_FILE_LIMIT:
+        _read_checksum_file(member, seen)
+        counter.add(member.size)
+    else:
+        seen.table.digested(path, _digest_member(member, mode, counter))
 
 
 def _read_tar(reader: TarReader, report: VerifyReport, seen: Seen, mode: str,
@@ -469,6 +600,7 @@ def _read_streamed(member: Member, seen: Seen) -> None:
                 seen.table.sized_many(batch.paths, batch.values)
             else:
                 seen.table.listed_many(algorithm, batch.paths, batch.values)
+            seen.between()
     seen.tag_sha256[name] = lines.sha256
     seen.manifest_errors[name] = lines.errors + errors
 
