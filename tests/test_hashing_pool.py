@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,33 +158,31 @@ def test_a_file_that_cannot_be_read_is_a_failure_with_its_errno(tmp_path: Path) 
     assert list(sizes) == [1, -1]
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
+def worker_pids(pool: HashingPool) -> list[int]:
+    return [worker.process.pid for worker in pool._workers]
+
+
+def running(pids: list[int]) -> list[int]:
+    """Those of ``pids`` that still exist, even as zombies (not reaped)."""
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
 def test_workers_that_never_start_leave_the_work_to_the_caller(tmp_path: Path) -> None:
     write_tree(tmp_path)
     pool = HashingPool(str(tmp_path), "data", workers=2, sha256_all=False, sha256_under="")
+    pids = worker_pids(pool)
     with pool:
         for worker in pool._workers:
             worker.process.kill()  # before an interpreter can even start
         with pytest.raises(PoolUnavailable):
             list(pool.answers())
-    assert _children(os.getpid()) == []
+    assert running(pids) == []
 
 
 def test_a_worker_that_dies_midway_is_a_storage_failure(tmp_path: Path) -> None:
     write_tree(tmp_path)
     pool = HashingPool(str(tmp_path), "data", workers=2, sha256_all=False, sha256_under="")
+    pids = worker_pids(pool)
     with pool:
         stopped = pool._workers[0].process
         stopped.send_signal(signal.SIGSTOP)  # no progress at all: not started, not done
@@ -195,16 +194,19 @@ def test_a_worker_that_dies_midway_is_a_storage_failure(tmp_path: Path) -> None:
             list(answers)
     assert isinstance(failed.value, StorageError)
     assert failed.value.exit_code == 3
-    assert _children(os.getpid()) == []
+    assert running(pids) == []
 
 
 def test_leaving_early_ends_every_worker(tmp_path: Path) -> None:
     write_tree(tmp_path)
+    pids: list[int] = []
     with pytest.raises(KeyError), HashingPool(  # noqa: PT012 - the pool is left by the raise
             str(tmp_path), "data", workers=3, sha256_all=True, sha256_under="") as pool:
+        pids += worker_pids(pool)
         next(pool.answers())
         raise KeyError("stop")
-    assert _children(os.getpid()) == []
+    assert len(pids) == 3
+    assert running(pids) == []
 
 
 def test_a_worker_whose_parent_has_gone_ends_quietly(tmp_path: Path) -> None:
@@ -244,3 +246,30 @@ def test_an_unreadable_directory_is_named(tmp_path: Path) -> None:
         (tmp_path / "data" / "a").chmod(0o755)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"cannot read {tmp_path / 'data' / 'a'}: Permission denied\n"
+
+
+def zombies() -> list[int]:
+    """Children of this process that ended and were never waited for."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split() if stat else []
+        if fields and fields[0] == "Z" and int(fields[1]) == os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+def test_workers_that_end_at_once_are_all_waited_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_tree(tmp_path)
+    before = zombies()
+    # Ends before reading its request (the parent's write may then fail) or after.
+    monkeypatch.setattr(sys, "executable", shutil.which("false") or "false")
+    for _ in range(20):
+        with pytest.raises(PoolFailed), HashingPool(
+                str(tmp_path), "data", workers=3, sha256_all=False, sha256_under="") as pool:
+            list(pool.answers())
+    assert zombies() == before

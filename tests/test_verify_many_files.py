@@ -23,6 +23,7 @@ from crdb_archive.archive import ArchiveRequest, archive_backup
 from crdb_archive.bundle import verify
 from crdb_archive.hashing_pool import HashingPool
 from support.bundles import era_with_binaries, run_cli, xor_byte
+from support.cli import signal_during_task
 from support.mirror import MirrorServer
 
 FULL_BACKUP = "2023/01/12-030000.12/data"  # the full backup LATEST names, in the v22.2 era
@@ -199,33 +200,18 @@ def larger(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bundle_of(tmp_path_factory.mktemp("larger"), 30_000)
 
 
+def workers_are_hashing() -> None:
+    assert hashing_workers() != []
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-@pytest.mark.parametrize("to_group", [False, True], ids=["process", "process group"])
-def test_an_interrupt_ends_the_workers_too(larger: Path, signum: int, to_group: bool) -> None:
+@pytest.mark.parametrize("group", [False, True], ids=["process", "process group"])
+def test_an_interrupt_ends_the_workers_too(larger: Path, signum: int, group: bool) -> None:
     assert hashing_workers() == []
-    process = subprocess.Popen(
-        [sys.executable, "-m", "crdb_archive.cli", "verify", str(larger), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    assert process.stderr is not None
-    assert process.stdout is not None
-    try:
-        for line in process.stderr:
-            event = json.loads(line) if line.startswith("{") else {}
-            if str(event.get("task", "")).startswith("verify ") and not event.get("finished"):
-                assert hashing_workers() != []  # the payload is being hashed by the workers
-                if to_group:
-                    os.killpg(process.pid, signum)
-                else:
-                    process.send_signal(signum)
-                break
-        err = process.stderr.read()
-        out = process.stdout.read()
-    finally:
-        process.wait(timeout=60)
-        process.stderr.close()
-        process.stdout.close()
-    assert process.returncode == 130, err
+    stopped = signal_during_task(["verify", str(larger), "--json"], signum, "verify ",
+                                 group=group, before=workers_are_hashing)
+    assert stopped.returncode == 130, stopped.err
     name = signal.Signals(signum).name
-    assert json.loads(out) == {"error": f"interrupted by {name}", "exit_code": 130}
-    assert "Traceback" not in err
+    assert json.loads(stopped.out) == {"error": f"interrupted by {name}", "exit_code": 130}
+    assert "Traceback" not in stopped.err
     assert hashing_workers() == []

@@ -77,20 +77,21 @@ class _Worker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             close_fds=True)
         self.root = root
-        self.stdout = cast("IO[bytes]", self.process.stdout)
-        self.fd = self.stdout.fileno()
-        os.set_blocking(self.fd, False)
-        requests = cast("IO[bytes]", self.process.stdin)
-        try:
-            requests.write(request)
-            requests.close()
-        except OSError as error:
-            raise PoolFailed(f"a hashing process ended at its start: {error.strerror}"
-                             ) from error
         self.started = False
         self.done = False
         self._buffer = bytearray()
         self._offset = 0
+        self.stdout = cast("IO[bytes]", self.process.stdout)
+        self.fd = self.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self._requests = cast("IO[bytes]", self.process.stdin)
+        try:
+            self._requests.write(request)
+            self._requests.close()
+        except OSError as error:
+            self.stop(at_once=True)
+            raise PoolFailed(f"a hashing process ended at its start: {error.strerror}"
+                             ) from error
 
     def fill(self) -> bool:
         """Read what the worker has sent, without waiting; False when it has ended."""
@@ -161,8 +162,9 @@ class _Worker:
         return HashedBatch(text.split("\0"), sizes, blake3, sha256, failures)
 
     def stop(self, *, at_once: bool) -> None:
-        with contextlib.suppress(OSError):  # a pipe whose far end is gone
-            self.stdout.close()
+        for stream in (self._requests, self.stdout):
+            with contextlib.suppress(OSError):  # a pipe whose far end is gone
+                stream.close()
         if at_once or not self.done:
             self.process.kill()
         self.process.wait()
@@ -187,6 +189,9 @@ class HashingPool:
             for shard in range(shards):
                 request = protocol.REQUEST.pack(shard, shards, sha256_all, len(body)) + body
                 self._workers.append(_Worker(root, request))
+        except PoolFailed:
+            self.close(at_once=True)
+            raise
         except (OSError, ValueError) as error:
             self.close(at_once=True)
             raise PoolFailed(f"cannot start a hashing process: {error}") from error

@@ -42,6 +42,8 @@ from collections.abc import Callable
 
 import blake3
 
+from crdb_archive.listing import list_directory
+
 REQUEST = struct.Struct("<HHBI")
 MESSAGE = struct.Struct("<BIII")
 FAILURE = struct.Struct("<II")
@@ -224,19 +226,10 @@ class Walk:
         return bool(under) and (relative == under or relative.startswith(under + "/"))
 
     def _entries(self, directory: int, relative: str) -> tuple[list[str], list[str]]:
-        files: list[str] = []
-        directories: list[str] = []
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_file(follow_symlinks=False):
-                    files.append(entry.name)
-                elif entry.is_dir(follow_symlinks=False):
-                    directories.append(entry.name)
-                elif self.shard == 0:
-                    self.send(message(ODDITY, f"{relative}/{entry.name}",
-                                      int(entry.is_symlink())))
-        files.sort()
-        directories.sort()
+        files, directories, others = list_directory(directory)
+        if self.shard == 0:
+            for name, symlink in others:
+                self.send(message(ODDITY, f"{relative}/{name}", int(symlink)))
         return files, directories
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -71,20 +73,27 @@ def signal_while_archiving(args: list[str], signum: int, *,
 
 
 def signal_during_task(args: list[str], signum: int, task: str, *,
-                       env: dict[str, str] | None = None) -> Signalled:
+                       env: dict[str, str] | None = None, group: bool = False,
+                       before: Callable[[], object] | None = None) -> Signalled:
     """Run the CLI as a process and send ``signum`` when its first progress line of a task
-    whose name starts with ``task`` arrives; returns what it printed after that and its
-    exit."""
+    whose name starts with ``task`` arrives (to its whole process group with ``group``, as a
+    terminal's Ctrl-C does; after calling ``before``); returns what it printed after that and
+    its exit."""
     process = subprocess.Popen([sys.executable, "-m", "crdb_archive.cli", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env)
+                               env=env, start_new_session=group)
     assert process.stderr is not None
     assert process.stdout is not None
     try:
         for line in process.stderr:
             event = json.loads(line) if line.startswith("{") else {}
             if str(event.get("task", "")).startswith(task) and not event.get("finished"):
-                process.send_signal(signum)
+                if before is not None:
+                    before()
+                if group:
+                    os.killpg(process.pid, signum)
+                else:
+                    process.send_signal(signum)
                 break
         err = process.stderr.read()
         out = process.stdout.read()

@@ -28,6 +28,7 @@ from crdb_archive.errors import (
     NotABundle,
     StorageError,
 )
+from crdb_archive.listing import list_directory
 from crdb_archive.storage.base import ObjectInfo, Prefix, Storage, open_location, open_object
 from crdb_archive.storage.ranged import PART_SIZE, RangedReader
 from crdb_archive.storage.uri import Location
@@ -180,11 +181,9 @@ class DirReader(BundleReader):
         top-level directory ``skip`` left out. Names are in order, and a directory's files
         come before its subdirectories'.
 
-        What is neither a directory nor a regular file is added to ``oddities``. No file is
-        opened or stat'ed when the file system gives entry types (Linux file systems do): a
-        verification of 100k small files pays for each one read, not two more system calls.
-        ``under`` that is not a directory (absent, or a symbolic link) has nothing. Raises
-        StorageError.
+        What is neither a directory nor a regular file is added to ``oddities``; no file is
+        opened or stat'ed to tell (see :mod:`crdb_archive.listing`). ``under`` that is not a
+        directory (absent, or a symbolic link) has nothing. Raises StorageError.
         """
         if self._paths is None:
             return
@@ -209,20 +208,11 @@ class DirReader(BundleReader):
     def _entries(self, relative: str, directory: str) -> tuple[list[str], list[str]]:
         """The names of a directory's regular files and subdirectories, each sorted; the rest
         added to ``oddities``."""
-        files: list[str] = []
-        directories: list[str] = []
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_file(follow_symlinks=False):
-                    files.append(entry.name)
-                elif entry.is_dir(follow_symlinks=False):
-                    directories.append(entry.name)
-                else:
-                    path = f"{relative}/{entry.name}" if relative else entry.name
-                    kind = "symbolic link" if entry.is_symlink() else "special file"
-                    self.oddities.append(Oddity(path, f"{kind}, not a regular file"))
-        files.sort()
-        directories.sort()
+        files, directories, others = list_directory(directory)
+        for name, symlink in others:
+            path = f"{relative}/{name}" if relative else name
+            kind = "symbolic link" if symlink else "special file"
+            self.oddities.append(Oddity(path, f"{kind}, not a regular file"))
         return files, directories
 
     def tag_streams(self, names: Iterable[str]) -> Iterator[tuple[str, int, IO[bytes]]]:
