@@ -1,8 +1,10 @@
 """Write the content of a bundle: payload with both digests from one read, then tag files.
 
 The writing is the same wherever a bundle goes; where the bytes land is the storage's staging
-area (bundle/publish.py). The payload comes first, the tag files after it and
-``tagmanifest-sha256.txt`` last, so a bundle whose tag manifest exists was written completely.
+area (bundle/publish.py). Each file's manifest lines are spooled to disk as it is copied
+(bundle/manifest_spool.py), so that memory does not grow with the number of files. The
+payload comes first, the tag files after it and ``tagmanifest-sha256.txt`` last, so a bundle
+whose tag manifest exists was written completely.
 
 A signed bundle's signature (``tagmanifest-sha256.txt.sig``) is made from the tag manifest's
 bytes before either is written. In the directory form it is written just before the tag
@@ -73,8 +75,8 @@ class PayloadItem:
 
 @dataclass(frozen=True)
 class PayloadResult:
-    """What was written: the totals for Payload-Oxum, the digests of the items that asked for
-    them (``PayloadItem.record``), and the manifests on disk."""
+    """What was written: the totals for Payload-Oxum and the digests of the items that asked
+    for them (``PayloadItem.record``); every file's digests are in the manifests alone."""
 
     files: int
     bytes: int
