@@ -62,6 +62,7 @@ def backup_payload(
             path=f"{layout.BINARY_DIR}/{archive.path.name}",
             size=archive.size,
             open=functools.partial(_open_read, archive.path),
+            record=True,  # the description gives its size and digests
         ))
         if archive.published_checksum_file is not None:
             checksum = scratch / f"{archive.path.name}.sha256sum"

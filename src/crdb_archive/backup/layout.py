@@ -37,7 +37,7 @@ _MAX_POINTER_BYTES = 4096
 _POINTER_READERS = 8
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file of the backup: 100k of them
 class BackupFile:
     """One regular file of a backup: its key relative to the source's storage, its size."""
 

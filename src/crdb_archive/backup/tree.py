@@ -234,10 +234,12 @@ class _DirectoryIndex:
         except OSError as error:
             raise StorageError(f"cannot examine {path}: {error.strerror or error}") from None
 
-    def _scan(self, directory: Path) -> list[os.DirEntry[str]]:
+    def _scan(self, directory: Path) -> Iterator[os.DirEntry[str]]:
+        """The entries of ``directory`` one at a time: a directory of 100k files held as a
+        list of entries (each with its cached stat) was most of an archive's peak memory."""
         try:
             with os.scandir(directory) as entries:
-                return list(entries)
+                yield from entries
         except OSError as error:
             raise StorageError(f"cannot list {directory}: {error.strerror or error}") from None
 

@@ -94,7 +94,7 @@ def release_facts(version: SettledVersion) -> ReleaseFacts:
 
 def _binary_entry(archive: FetchedArchive, result: PayloadResult) -> BinaryEntry:
     in_bundle = f"{layout.BINARY_DIR}/{archive.path.name}"
-    digests = result.digests[in_bundle]
+    digests = result.recorded[in_bundle]
     published = archive.published
     return BinaryEntry(
         platform=archive.platform,

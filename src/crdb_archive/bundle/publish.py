@@ -163,7 +163,8 @@ class BundleStaging:
                                          progress, guard, sign_key)
             else:
                 result = write_tree(self._tree_sinks(staging, options, guard), self.name,
-                                    payload, bag_info, describe, progress, sign_key)
+                                    payload, bag_info, describe, progress, staging.scratch,
+                                    sign_key)
         return WrittenBundle(self.storage.display(self.key), self.name, self.format, result,
                              tuple(staging.receipts()))
 
@@ -175,7 +176,7 @@ class BundleStaging:
         with staging.open_object(self.key, size_hint=total, options=options,
                                  check=lambda: guard(f"publishing {self.key}")) as upload:
             return write_tar(_TarTarget(upload), self.name, payload, bag_info, describe,
-                             progress, sign_key)
+                             progress, staging.scratch, sign_key)
 
     def _tree_sinks(self, staging: Staging, options: WriteOptions | None, guard: Guard
                     ) -> OpenSink:

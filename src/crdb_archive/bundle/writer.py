@@ -1,8 +1,10 @@
 """Write the content of a bundle: payload with both digests from one read, then tag files.
 
 The writing is the same wherever a bundle goes; where the bytes land is the storage's staging
-area (bundle/publish.py). The payload comes first, the tag files after it and
-``tagmanifest-sha256.txt`` last, so a bundle whose tag manifest exists was written completely.
+area (bundle/publish.py). Each file's manifest lines are spooled to disk as it is copied
+(bundle/manifest_spool.py), so that memory does not grow with the number of files. The
+payload comes first, the tag files after it and ``tagmanifest-sha256.txt`` last, so a bundle
+whose tag manifest exists was written completely.
 
 A signed bundle's signature (``tagmanifest-sha256.txt.sig``) is made from the tag manifest's
 bytes before either is written. In the directory form it is written just before the tag
@@ -15,16 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import tarfile
+import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from crdb_archive import __version__
 from crdb_archive.bundle import layout
+from crdb_archive.bundle.manifest_spool import ManifestSpool, SpooledFile
 from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.hashing import (
     Digests,
@@ -46,8 +52,6 @@ BundleFormat = Literal["dir", "tar"]
 # Small files are copied by several threads at once: per-file overhead, not bandwidth, is what
 # limits a backup of 100k small SSTs.
 COPY_THREADS = max(2, min(8, os.cpu_count() or 2))
-# Manifest lines encoded at once.
-_LINES_AT_ONCE = 4096
 # Bytes copied between two progress events.
 _PROGRESS_STEP = 1 << 20
 # Files up to this size are read whole, when their item can (PayloadItem.read_whole).
@@ -64,25 +68,23 @@ class PayloadItem:
     mtime: float | None = None
     # Where reading a small file whole is cheap (a file here): reads at most that many bytes.
     read_whole: Callable[[int], bytes] | None = None
+    # Its digests are kept in PayloadResult.recorded: a file the description names (a release
+    # archive). The others' digests go to the manifests alone, on disk.
+    record: bool = False
 
 
 @dataclass(frozen=True)
 class PayloadResult:
-    """What was written: per-file digests, and the totals for Payload-Oxum."""
+    """What was written: the totals for Payload-Oxum and the digests of the items that asked
+    for them (``PayloadItem.record``); every file's digests are in the manifests alone."""
 
-    digests: Mapping[str, Digests]
+    files: int
+    bytes: int
+    recorded: Mapping[str, Digests]
     bagging_date: dt.date
     # The tar form: where the first tag file's header starts (the tag files follow the payload
     # there, to the end), so that they can be read without the payload.
     tags_at: int | None = None
-
-    @property
-    def files(self) -> int:
-        return len(self.digests)
-
-    @property
-    def bytes(self) -> int:
-        return sum(d.size for d in self.digests.values())
 
     @property
     def oxum(self) -> str:
@@ -195,6 +197,33 @@ def _check_size(item: PayloadItem, size: int) -> None:
         )
 
 
+class _Recorder:
+    """Where each written file's digests go: its manifest lines to the spool on disk, and its
+    digests kept in memory only for the few items that ask (``PayloadItem.record``)."""
+
+    def __init__(self, spool: ManifestSpool) -> None:
+        self.spool = spool
+        self.recorded: dict[str, Digests] = {}
+
+    def add(self, item: PayloadItem, digests: Digests) -> None:
+        self.spool.add(item.path, digests)
+        if item.record:
+            self.recorded[item.path] = digests
+
+    def result(self, bagging_date: dt.date, tags_at: int | None = None) -> PayloadResult:
+        return PayloadResult(self.spool.files, self.spool.bytes, self.recorded, bagging_date,
+                             tags_at)
+
+
+@contextlib.contextmanager
+def _recording(spool_dir: Path) -> Iterator[_Recorder]:
+    """A recorder whose spool lives in a new directory below ``spool_dir`` (the staging
+    area's scratch), removed on the way out whatever happens."""
+    with tempfile.TemporaryDirectory(prefix="manifests-", dir=spool_dir,
+                                     ignore_cleanup_errors=True) as directory:
+        yield _Recorder(ManifestSpool(Path(directory)))
+
+
 def write_tree(
     open_sink: OpenSink,
     name: str,
@@ -202,30 +231,45 @@ def write_tree(
     bag_info: Sequence[tuple[str, str]],
     describe: DescribeCallback,
     progress: ProgressCallback,
+    spool_dir: Path,
     sign_key: SigningKey | None = None,
 ) -> PayloadResult:
     """The directory form: each file through ``open_sink``, payload in parallel, tags last
-    (the signature, with ``sign_key``, just before the tag manifest)."""
+    (the signature, with ``sign_key``, just before the tag manifest). The manifest lines are
+    spooled below ``spool_dir`` meanwhile."""
     totals = _Totals(f"archive {name}", sum(i.size for i in payload), progress)
-    digests: dict[str, Digests] = {}
     stop = threading.Event()
-    # Closed on the way out, whatever stops the loop: its workers are stopped and waited for
-    # before the caller cleans up what they write into.
-    with contextlib.closing(parallel_in_batches(
-        lambda i: _copy_item(i, open_sink, totals, stop), payload, lambda i: i.size,
-        threads=COPY_THREADS, stop=stop,
-    )) as copies:
-        for item, item_digests in copies:
-            digests[item.path] = item_digests
-    totals.finish()
-    result = PayloadResult(digests, dt.datetime.now(dt.UTC).date())
-    files = tag_files(result, bag_info, describe, sign_key)
-    # The tag manifest last: on an object store it is what publishes the bundle.
-    files.sort(key=lambda item: item[0] == layout.TAGMANIFEST_SHA256)
-    for tag_name, content in files:
-        with open_sink(tag_name, len(content)) as sink:
-            sink.write(content)
+    with _recording(spool_dir) as recorder:
+        # Closed on the way out, whatever stops the loop: its workers are stopped and waited
+        # for before the caller cleans up what they write into.
+        with contextlib.closing(parallel_in_batches(
+            lambda i: _copy_item(i, open_sink, totals, stop), payload, lambda i: i.size,
+            threads=COPY_THREADS, stop=stop,
+        )) as copies:
+            for item, item_digests in copies:
+                recorder.add(item, item_digests)
+        totals.finish()
+        result = recorder.result(dt.datetime.now(dt.UTC).date())
+        files = tag_files(result, recorder.spool.finish(), bag_info, describe, sign_key)
+        # The tag manifest last: on an object store it is what publishes the bundle.
+        files.sort(key=lambda item: item[0] == layout.TAGMANIFEST_SHA256)
+        for tag_name, content in files:
+            with open_sink(tag_name, content_size(content)) as sink:
+                _write_content(sink, content)
     return result
+
+
+def content_size(content: TagContent) -> int:
+    """How many bytes a tag file's content is."""
+    return content.size if isinstance(content, SpooledFile) else len(content)
+
+
+def _write_content(sink: Sink, content: TagContent) -> None:
+    if isinstance(content, SpooledFile):
+        for chunk in content.chunks():
+            sink.write(chunk)
+    else:
+        sink.write(content)
 
 
 # --- tar form -----------------------------------------------------------------------------------
@@ -274,15 +318,17 @@ def write_tar(
     bag_info: Sequence[tuple[str, str]],
     describe: DescribeCallback,
     progress: ProgressCallback,
+    spool_dir: Path,
     sign_key: SigningKey | None = None,
 ) -> PayloadResult:
     """The tar form, written front to back: members under ``<name>/``, tags last (the
-    signature, with ``sign_key``, after the tag manifest)."""
+    signature, with ``sign_key``, after the tag manifest). The manifest lines are spooled
+    below ``spool_dir`` meanwhile."""
     totals = _Totals(f"archive {name}.tar", sum(i.size for i in payload), progress)
     now = dt.datetime.now(dt.UTC)
-    digests: dict[str, Digests] = {}
-    with tarfile.TarFile(fileobj=target, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[arg-type]
-                         copybufsize=1 << 20) as tar:
+    with _recording(spool_dir) as recorder, tarfile.TarFile(
+            fileobj=target, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[arg-type]
+            copybufsize=1 << 20) as tar:
         # Payload first, tag files after it, the tag manifest last: a reader streaming the
         # tar meets the files in the order they were made complete.
         for item in payload:
@@ -294,12 +340,17 @@ def write_tar(
             # tarfile keeps every member it wrote, for reading back: 100k of them here.
             tar.getmembers().clear()  # in write mode, the list tarfile appends to
             _check_size(item, writer.size)
-            digests[item.path] = writer.digests()
+            recorder.add(item, writer.digests())
         totals.finish()
-        result = PayloadResult(digests, now.date(), tags_at=target.tell())
-        for tag_name, content in tag_files(result, bag_info, describe, sign_key):
-            info = _tarinfo(f"{name}/{tag_name}", len(content), now.timestamp())
-            tar.addfile(info, _BytesReader(content))
+        result = recorder.result(now.date(), tags_at=target.tell())
+        manifests = recorder.spool.finish()
+        for tag_name, content in tag_files(result, manifests, bag_info, describe, sign_key):
+            info = _tarinfo(f"{name}/{tag_name}", content_size(content), now.timestamp())
+            if isinstance(content, SpooledFile):
+                with content.path.open("rb") as stream:
+                    tar.addfile(info, stream)
+            else:
+                tar.addfile(info, _BytesReader(content))
     return result
 
 
@@ -318,29 +369,20 @@ class _BytesReader:
 # --- tag files ----------------------------------------------------------------------------------
 
 
-def _payload_lines(digests: Mapping[str, Digests], value: Callable[[Digests], str]) -> bytes:
-    """``<value>  <path>`` lines sorted by path, as layout.manifest_lines makes them, encoded
-    a few thousand lines at a time: not a list of 100k strings beside the result."""
-    out = bytearray()
-    lines: list[str] = []
-    for path in sorted(digests):
-        lines.append(f"{value(digests[path])}  {layout.encode_path(path)}\n")
-        if len(lines) >= _LINES_AT_ONCE:
-            out += "".join(lines).encode()
-            lines.clear()
-    out += "".join(lines).encode()
-    return bytes(out)
-
+# A tag file's content: bytes, or a payload manifest spooled to disk.
+TagContent = bytes | SpooledFile
 
 
 def tag_files(
     result: PayloadResult,
+    manifests: Mapping[str, SpooledFile],
     bag_info: Sequence[tuple[str, str]],
     describe: DescribeCallback,
     sign_key: SigningKey | None = None,
-) -> list[tuple[str, bytes]]:
+) -> list[tuple[str, TagContent]]:
     """Every tag file in writing order: tagmanifest-sha256.txt covering the others, then,
-    with ``sign_key``, its signature (whose key bag-info.txt names)."""
+    with ``sign_key``, its signature (whose key bag-info.txt names). ``manifests`` are the
+    payload manifests (:meth:`ManifestSpool.finish`)."""
     extra = dict(describe(result))
     unknown = set(extra) - {layout.DESCRIPTION, layout.RESTORE_MD}
     if unknown:
@@ -353,25 +395,23 @@ def tag_files(
     ]
     if sign_key is not None:
         info_lines.append((layout.SIGNING_KEY_LABEL, sign_key.fingerprint))
-    files = {
+    files: dict[str, TagContent] = {
         layout.BAGIT_TXT: layout.BAGIT_TXT_CONTENT.encode(),
-        layout.MANIFEST_SHA256: _payload_lines(result.digests, lambda d: d.sha256),
-        layout.MANIFEST_BLAKE3: _payload_lines(result.digests, lambda d: d.blake3),
-        layout.PAYLOAD_SIZES: _payload_lines(result.digests, lambda d: str(d.size)),
+        **manifests,
         layout.BAG_INFO: "".join(
             f"{label}: {' '.join(value.split())}\n" for label, value in info_lines
         ).encode(),
         **extra,
     }
     tag_digests: list[tuple[str, str]] = []
-    written: list[tuple[str, bytes]] = []
+    written: list[tuple[str, TagContent]] = []
     for tag_name in layout.TAG_FILES:
         if tag_name not in files:
             raise BadInput(f"tag file {tag_name} was not provided")
         content = files[tag_name]
-        writer = DigestWriter()
-        writer.update(content)
-        tag_digests.append((tag_name, writer.digests().sha256))
+        digest = (content.sha256 if isinstance(content, SpooledFile)
+                  else hashlib.sha256(content).hexdigest())
+        tag_digests.append((tag_name, digest))
         written.append((tag_name, content))
     tag_manifest = "".join(layout.manifest_lines(tag_digests)).encode()
     written.append((layout.TAGMANIFEST_SHA256, tag_manifest))
