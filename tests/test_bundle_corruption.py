@@ -191,3 +191,14 @@ def test_not_a_bundle_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     (tmp_path / "file.bin").write_bytes(b"hello")
     assert run_cli(capsys, "verify", str(tmp_path / "file.bin")).code == 2
     assert run_cli(capsys, "verify", str(tmp_path / "missing")).code == 2
+
+
+def test_dot_names_the_bundle_it_is_run_in(capsys: pytest.CaptureFixture[str], pristine: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(pristine)
+    for where in (".", "./"):
+        done = run_cli(capsys, "verify", where)
+        assert (done.code, done.out) == (0, f"{pristine}: OK " + done.out.split(": OK ", 1)[1])
+    monkeypatch.chdir(pristine / "data")
+    assert run_cli(capsys, "verify", "..").code == 0
+    assert run_cli(capsys, "verify", "../data/..").code == 0

@@ -9,6 +9,7 @@ ever be shown or stored.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ class Location:
         """The location one level up, and the last path segment; raises BadInput at the top."""
         base = self.path.rstrip("/")
         head, _, name = base.rpartition("/")
+        if self.scheme == "file" and name in (".", ".."):
+            # "verify ." in a bundle's directory: the directory it names, by its full path.
+            return Location(self.scheme, self.host, os.path.abspath(base), self.params).parent()  # noqa: PTH100
         if not name or name in (".", ".."):
             raise BadInput(f"{self.redacted} names no object")
         if not head and self.scheme == "file" and not base.startswith("/"):
