@@ -92,6 +92,10 @@ class Bench:
               cwd: Path | None) -> tuple[float, float, float]:
         if self.cold:
             _drop_caches()
+        else:
+            # Not timed: the step before may have left gigabytes to write back, which the
+            # kernel would otherwise do during this one.
+            subprocess.run(["sync"], check=True)
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=cwd, shell=isinstance(command, str),
                                    env=self.env, stdout=subprocess.DEVNULL,
