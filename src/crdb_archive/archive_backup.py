@@ -47,7 +47,7 @@ from crdb_archive.bundle.verify import VerifyReport, verify_reader
 from crdb_archive.bundle.writer import (
     DescribeCallback,
     Guard,
-    PayloadItem,
+    Payload,
     PayloadResult,
     WrittenBundle,
     unguarded,
@@ -61,7 +61,7 @@ from crdb_archive.text import count
 
 # Writes the bundle from its payload, bag-info labels and description callback.
 WriteBundle = Callable[
-    [Sequence[PayloadItem], Sequence[tuple[str, str]], DescribeCallback], WrittenBundle
+    [Payload, Sequence[tuple[str, str]], DescribeCallback], WrittenBundle
 ]
 
 

@@ -7,54 +7,51 @@ hold 100k items, each with its openers, for the whole archive.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, overload
+from typing import IO, TYPE_CHECKING
 
 from crdb_archive.bundle import layout
-from crdb_archive.bundle.writer import PayloadItem
+from crdb_archive.bundle.writer import Payload, PayloadItem
 
 if TYPE_CHECKING:
     from crdb_archive.backup import BackupFile, BackupInfo
     from crdb_archive.binaries import FetchedArchive
 
 
-class _BackupPayload(Sequence[PayloadItem]):
-    """The backup's files as payload items, each made when it is asked for: 100k items held
-    at once, each with its openers, were a good part of the memory of an archive."""
+class _BackupPayload:
+    """The backup's files as payload items, each made when the writer comes to it (100k
+    items held at once, each with its openers, were a good part of the memory of an
+    archive), then the release archives beside them."""
 
-    def __init__(self, backup: BackupInfo, files: list[BackupFile]) -> None:
+    def __init__(self, backup: BackupInfo, files: list[BackupFile],
+                 binaries: list[PayloadItem]) -> None:
         self._storage = backup.storage
         # Small files on a local disk are read whole, in one call each.
         self._paths = backup.storage.local_paths()
         self._files = files
+        self._binaries = binaries
 
     def __len__(self) -> int:
-        return len(self._files)
+        return len(self._files) + len(self._binaries)
 
-    @overload
-    def __getitem__(self, index: int) -> PayloadItem: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[PayloadItem]: ...
-
-    def __getitem__(self, index: int | slice) -> PayloadItem | Sequence[PayloadItem]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        f = self._files[index]
-        return PayloadItem(
-            path=f"{layout.BACKUP_DIR}/{f.path}",
-            size=f.size,
-            # Backup files stream straight from where they are (a local disk or a bucket).
-            open=functools.partial(self._storage.open_read, f.path),
-            read_whole=(None if self._paths is None
-                        else functools.partial(self._paths.read_whole, f.path)),
-        )
+    def __iter__(self) -> Iterator[PayloadItem]:
+        paths = self._paths
+        for f in self._files:
+            yield PayloadItem(
+                path=f"{layout.BACKUP_DIR}/{f.path}",
+                size=f.size,
+                # Backup files stream straight from where they are (a local disk or a bucket).
+                open=functools.partial(self._storage.open_read, f.path),
+                read_whole=(None if paths is None
+                            else functools.partial(paths.read_whole, f.path)),
+            )
+        yield from self._binaries
 
 
 def backup_payload(
     backup: BackupInfo, files: list[BackupFile], fetched: list[FetchedArchive], scratch: Path
-) -> Sequence[PayloadItem]:
+) -> Payload:
     """The backup's files, then the release archives and their published checksum files."""
     binaries: list[PayloadItem] = []
     for archive in fetched:
@@ -72,38 +69,7 @@ def backup_payload(
                 size=len(archive.published_checksum_file),
                 open=functools.partial(_open_read, checksum),
             ))
-    return _Chained(_BackupPayload(backup, files), binaries)
-
-
-class _Chained(Sequence[PayloadItem]):
-    """Two sequences as one."""
-
-    def __init__(self, first: Sequence[PayloadItem], second: Sequence[PayloadItem]) -> None:
-        self._first = first
-        self._second = second
-
-    def __len__(self) -> int:
-        return len(self._first) + len(self._second)
-
-    @overload
-    def __getitem__(self, index: int) -> PayloadItem: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[PayloadItem]: ...
-
-    def __getitem__(self, index: int | slice) -> PayloadItem | Sequence[PayloadItem]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        split = len(self._first)
-        return self._first[index] if index < split else self._second[index - split]
-
-    def __iter__(self) -> Iterator[PayloadItem]:
-        yield from self._first
-        yield from self._second
+    return _BackupPayload(backup, files, binaries)
 
 
 def _open_read(path: Path) -> IO[bytes]:

@@ -24,7 +24,7 @@ from crdb_archive.bundle.writer import (
     DescribeCallback,
     Guard,
     OpenSink,
-    PayloadItem,
+    Payload,
     PayloadResult,
     Sink,
     WrittenBundle,
@@ -137,7 +137,7 @@ class BundleStaging:
 
     def write(
         self,
-        payload: Sequence[PayloadItem],
+        payload: Payload,
         *,
         bag_info: Sequence[tuple[str, str]],
         describe: DescribeCallback,
@@ -168,7 +168,7 @@ class BundleStaging:
         return WrittenBundle(self.storage.display(self.key), self.name, self.format, result,
                              tuple(staging.receipts()))
 
-    def _write_tar(self, staging: Staging, payload: Sequence[PayloadItem],
+    def _write_tar(self, staging: Staging, payload: Payload,
                    bag_info: Sequence[tuple[str, str]], describe: DescribeCallback,
                    options: WriteOptions | None, progress: ProgressCallback,
                    guard: Guard, sign_key: SigningKey | None) -> PayloadResult:
@@ -210,7 +210,7 @@ _PAYLOAD_PREFIX = layout.PAYLOAD_DIR + "/"
 def write_bundle(
     storage: Storage,
     name: str,
-    payload: Sequence[PayloadItem],
+    payload: Payload,
     *,
     bag_info: Sequence[tuple[str, str]],
     describe: DescribeCallback,

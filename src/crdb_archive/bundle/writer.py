@@ -118,10 +118,18 @@ Sink = Writable
 
 
 # Opens the sink for one bundle-relative path of a given size.
+class Payload(Protocol):
+    """The payload items in order, each made when it is come to (a list will do)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[PayloadItem]: ...
+
+
 OpenSink = Callable[[str, int], AbstractContextManager[Sink]]
 
 
-def check_payload_paths(payload: Sequence[PayloadItem]) -> None:
+def check_payload_paths(payload: Payload) -> None:
     """Raise BadInput for a payload path outside ``data/``."""
     for item in payload:
         if not item.path.startswith(layout.PAYLOAD_DIR + "/") or not layout.is_safe_relative(
@@ -227,7 +235,7 @@ def _recording(spool_dir: Path) -> Iterator[_Recorder]:
 def write_tree(
     open_sink: OpenSink,
     name: str,
-    payload: Sequence[PayloadItem],
+    payload: Payload,
     bag_info: Sequence[tuple[str, str]],
     describe: DescribeCallback,
     progress: ProgressCallback,
@@ -314,7 +322,7 @@ def _tarinfo(name: str, size: int, mtime: float, mode: int = 0o644) -> tarfile.T
 def write_tar(
     target: TarTarget,
     name: str,
-    payload: Sequence[PayloadItem],
+    payload: Payload,
     bag_info: Sequence[tuple[str, str]],
     describe: DescribeCallback,
     progress: ProgressCallback,

@@ -39,6 +39,7 @@ from crdb_archive.bundle.verify import verify_reader
 from crdb_archive.bundle.writer import (
     DescribeCallback,
     Guard,
+    Payload,
     PayloadItem,
     PayloadResult,
     WrittenBundle,
@@ -105,7 +106,7 @@ class ExportArchiveResult:
 
 # Writes the bundle from its payload, bag-info labels and description callback.
 WriteBundle = Callable[
-    [Sequence[PayloadItem], Sequence[tuple[str, str]], DescribeCallback], WrittenBundle
+    [Payload, Sequence[tuple[str, str]], DescribeCallback], WrittenBundle
 ]
 
 
