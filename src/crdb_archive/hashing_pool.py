@@ -180,7 +180,6 @@ class HashingPool:
 
     def __init__(self, root: str, under: str, *, workers: int, sha256_all: bool,
                  sha256_under: str) -> None:
-        self._root = root
         self._answered = False
         self._workers: list[_Worker] = []
         body = protocol.encode("\0".join((root, under, sha256_under)))

@@ -430,7 +430,7 @@ def _read_with_processes(pool: HashingPool, reader: DirReader, report: VerifyRep
         # Their text, not only their digests: the published SHA-256 is read from them.
         member = reader.local_member(path, os.path.join(root, path))  # noqa: PTH118
         if member.size <= _CHECKSUM_FILE_LIMIT:
-            _read_checksum_file(member, seen)
+            _read_checksum_file(member, seen, digested=True)
 
 
 class _Answers:
@@ -581,11 +581,14 @@ def _read_tag(member: Member, seen: Seen) -> None:
         seen.others.append(member.path)
 
 
-def _read_checksum_file(member: Member, seen: Seen) -> None:
+def _read_checksum_file(member: Member, seen: Seen, *, digested: bool = False) -> None:
+    """Keep a published checksum file's text; digest it too unless it is ``digested``
+    already."""
     with member.open() as stream:
         content = stream.read()
     seen.checksum_files[member.path] = content
-    seen.table.digested(member.path, _digest_bytes(content))
+    if not digested:
+        seen.table.digested(member.path, _digest_bytes(content))
 
 
 def _read_streamed(member: Member, seen: Seen) -> None:
