@@ -246,16 +246,22 @@ BACKUP_DAMAGE: list[tuple[str, Edit, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("edit", "message"), [(e, m) for _, e, m in BACKUP_DAMAGE],
-                         ids=[name for name, _, _ in BACKUP_DAMAGE])
-def test_a_crafted_backup_description_is_refused_in_one_line_naming_the_key(
-        backup_bundle: Path, edit: Edit, message: str) -> None:
-    document = json.loads(description_bytes(backup_bundle))
+def assert_refused_in_one_line(bundle: Path, edit: Edit, message: str) -> None:
+    """The bundle's description, edited, is refused by the model in one line that starts
+    with ``message``."""
+    document = json.loads(description_bytes(bundle))
     edit(document)
     with pytest.raises(DamagedBundle) as refused:
         from_json(document)
     assert str(refused.value).startswith(message)
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("edit", "message"), [(e, m) for _, e, m in BACKUP_DAMAGE],
+                         ids=[name for name, _, _ in BACKUP_DAMAGE])
+def test_a_crafted_backup_description_is_refused_in_one_line_naming_the_key(
+        backup_bundle: Path, edit: Edit, message: str) -> None:
+    assert_refused_in_one_line(backup_bundle, edit, message)
 
 
 def test_a_description_that_is_not_an_object_is_refused() -> None:
@@ -284,12 +290,7 @@ EXPORT_DAMAGE: list[tuple[str, Edit, str]] = [
                          ids=[name for name, _, _ in EXPORT_DAMAGE])
 def test_a_crafted_export_description_is_refused_in_one_line_naming_the_key(
         export_bundle: Path, edit: Edit, message: str) -> None:
-    document = json.loads(description_bytes(export_bundle))
-    edit(document)
-    with pytest.raises(DamagedBundle) as refused:
-        from_json(document)
-    assert str(refused.value).startswith(message)
-    assert "\n" not in str(refused.value)
+    assert_refused_in_one_line(export_bundle, edit, message)
 
 
 def test_a_bundle_the_schema_accepts_but_the_model_refuses_is_damage_in_one_line(
