@@ -45,8 +45,15 @@ class _BackupPayload:
                 open=functools.partial(self._storage.open_read, f.path),
                 read_whole=(None if paths is None
                             else functools.partial(paths.read_whole, f.path)),
+                local_source=None if paths is None else paths.local_file(f.path),
             )
         yield from self._binaries
+
+    def paths_and_sizes(self) -> Iterator[tuple[str, int]]:
+        for f in self._files:
+            yield f"{layout.BACKUP_DIR}/{f.path}", f.size
+        for item in self._binaries:
+            yield item.path, item.size
 
 
 def backup_payload(
@@ -60,6 +67,7 @@ def backup_payload(
             size=archive.size,
             open=functools.partial(_open_read, archive.path),
             record=True,  # the description gives its size and digests
+            local_source=str(archive.path),
         ))
         if archive.published_checksum_file is not None:
             checksum = scratch / f"{archive.path.name}.sha256sum"
@@ -68,6 +76,7 @@ def backup_payload(
                 path=f"{layout.BINARY_DIR}/{checksum.name}",
                 size=len(archive.published_checksum_file),
                 open=functools.partial(_open_read, checksum),
+                local_source=str(checksum),
             ))
     return _BackupPayload(backup, files, binaries)
 

@@ -206,8 +206,10 @@ def copy_and_digest(
     return writer.digests()
 
 
-def _batches(items: Iterable[T], size_of: Callable[[T], int], batch_bytes: int,
-             batch_items: int) -> Iterator[list[T]]:
+def batches_of(items: Iterable[T], size_of: Callable[[T], int], *, batch_bytes: int,
+               batch_items: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``batch_items`` and about ``batch_bytes`` (a larger item
+    is a list of its own), made as they are come to."""
     current: list[T] = []
     current_bytes = 0
     for item in items:
@@ -252,7 +254,8 @@ def parallel_in_batches(
     pending: deque[Future[list[tuple[T, R]]]] = deque()
     with ThreadPoolExecutor(threads) as pool:
         try:
-            for batch in _batches(items, size_of, batch_bytes, batch_items):
+            for batch in batches_of(items, size_of, batch_bytes=batch_bytes,
+                                    batch_items=batch_items):
                 pending.append(pool.submit(run, batch))
                 if len(pending) > _BATCHES_AHEAD * threads:
                     yield from pending.popleft().result()

@@ -11,24 +11,15 @@ caller stores without a Python object per file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
-import subprocess
-import sys
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, cast
 
 from crdb_archive import hashing_worker as protocol
 from crdb_archive.errors import StorageError
-
-# Bytes read from a worker's pipe at a time.
-_READ_SIZE = 1 << 18
-_CODE = ("import sys; sys.path.insert(0, {root!r}); "
-         "from crdb_archive.hashing_worker import main; main()")
+from crdb_archive.worker_process import WorkerProcess
 
 
 class PoolFailed(StorageError):
@@ -66,65 +57,39 @@ class Strange:
     symlink: bool
 
 
-class _Worker:
-    """One worker process and what it has sent that is not read yet."""
+class _Worker(WorkerProcess):
+    """One hashing process and what it has sent that is not read yet."""
 
     def __init__(self, root: str, request: bytes) -> None:
-        package_parent = str(Path(__file__).resolve().parent.parent)
-        # -I: neither the working directory nor PYTHON* variables decide what it imports.
-        self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _CODE.format(root=package_parent)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            close_fds=True)
+        super().__init__("crdb_archive.hashing_worker")
         self.root = root
         self.started = False
         self.done = False
-        self._buffer = bytearray()
-        self._offset = 0
-        self.stdout = cast("IO[bytes]", self.process.stdout)
-        self.fd = self.stdout.fileno()
-        os.set_blocking(self.fd, False)
-        self._requests = cast("IO[bytes]", self.process.stdin)
         try:
-            self._requests.write(request)
-            self._requests.close()
+            self.stdin.write(request)
+            self.stdin.close()
         except OSError as error:
-            self.stop(at_once=True)
+            self.stop(kill=True)
             raise PoolFailed(f"a hashing process ended at its start: {error.strerror}"
                              ) from error
-
-    def fill(self) -> bool:
-        """Read what the worker has sent, without waiting; False when it has ended."""
-        while True:
-            try:
-                data = os.read(self.fd, _READ_SIZE)
-            except BlockingIOError:
-                return True
-            if not data:
-                return False
-            self._buffer += data
-            if len(data) < _READ_SIZE:
-                return True
 
     def parse(self) -> Iterator[HashedBatch | Strange]:
         """The answers complete in what was read. Raises StorageError for a directory that
         cannot be read, PoolFailed for what a worker never sends."""
         if not self.started:
-            if len(self._buffer) < 1:
+            if len(self.buffer) < 1:
                 return
-            if self._buffer[:1] != protocol.READY:
+            if self.buffer[:1] != protocol.READY:
                 raise PoolFailed("a hashing process answered what it never does")
             self.started = True
-            self._offset = 1
+            self.offset = 1
         while (answer := self._next()) is not None:
             yield answer
-        if self._offset > len(self._buffer) // 2:
-            del self._buffer[:self._offset]
-            self._offset = 0
+        self.consumed()
 
     def _next(self) -> HashedBatch | Strange | None:
-        view = self._buffer
-        start = self._offset
+        view = self.buffer
+        start = self.offset
         if len(view) - start < protocol.MESSAGE.size:
             return None
         kind, count, failed, length = protocol.MESSAGE.unpack_from(view, start)
@@ -134,7 +99,7 @@ class _Worker:
         end = start + protocol.MESSAGE.size + length + columns
         if len(view) < end:
             return None
-        self._offset = end
+        self.offset = end
         text = protocol.decode(view[start + protocol.MESSAGE.size:end - columns])
         return self._answer(kind, count, failed, text, bytes(view[end - columns:end]))
 
@@ -160,14 +125,6 @@ class _Worker:
         failures = list(protocol.FAILURE.iter_unpack(
             columns[len(columns) - failed * protocol.FAILURE.size:]))
         return HashedBatch(text.split("\0"), sizes, blake3, sha256, failures)
-
-    def stop(self, *, at_once: bool) -> None:
-        for stream in (self._requests, self.stdout):
-            with contextlib.suppress(OSError):  # a pipe whose far end is gone
-                stream.close()
-        if at_once or not self.done:
-            self.process.kill()
-        self.process.wait()
 
 
 class HashingPool:
@@ -204,7 +161,7 @@ class HashingPool:
     def close(self, *, at_once: bool = False) -> None:
         workers, self._workers = self._workers, []
         for worker in workers:
-            worker.stop(at_once=at_once)
+            worker.stop(kill=at_once or not worker.done)
 
     def ready_answers(self) -> list[HashedBatch | Strange]:
         """The answers the workers have sent so far, without waiting: a caller busy with

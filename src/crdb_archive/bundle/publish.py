@@ -23,12 +23,13 @@ from crdb_archive.bundle.writer import (
     BundleFormat,
     DescribeCallback,
     Guard,
+    MemberFile,
     OpenSink,
     Payload,
     PayloadResult,
     Sink,
     WrittenBundle,
-    check_payload_paths,
+    payload_bytes,
     unguarded,
     write_tar,
     write_tree,
@@ -156,27 +157,27 @@ class BundleStaging:
         NeedsRestoreFromColdStorage from a cold source) when a transfer fails.
         """
         staging = self._entered()
-        check_payload_paths(payload)
+        total = payload_bytes(payload)
         with storage_errors(self.storage.display(self.key)):
             if self.format == "tar":
-                result = self._write_tar(staging, payload, bag_info, describe, options,
-                                         progress, guard, sign_key)
+                result = self._write_tar(staging, payload, total, bag_info, describe,
+                                         options, progress, guard, sign_key)
             else:
                 result = write_tree(self._tree_sinks(staging, options, guard), self.name,
                                     payload, bag_info, describe, progress, staging.scratch,
-                                    sign_key)
+                                    sign_key, self._member_file(staging, options), total)
         return WrittenBundle(self.storage.display(self.key), self.name, self.format, result,
                              tuple(staging.receipts()))
 
-    def _write_tar(self, staging: Staging, payload: Payload,
+    def _write_tar(self, staging: Staging, payload: Payload, payload_total: int,
                    bag_info: Sequence[tuple[str, str]], describe: DescribeCallback,
                    options: WriteOptions | None, progress: ProgressCallback,
                    guard: Guard, sign_key: SigningKey | None) -> PayloadResult:
-        total = sum(item.size for item in payload) + 512 * (2 * len(payload) + 64)
+        total = payload_total + 512 * (2 * len(payload) + 64)
         with staging.open_object(self.key, size_hint=total, options=options,
                                  check=lambda: guard(f"publishing {self.key}")) as upload:
             return write_tar(_TarTarget(upload), self.name, payload, bag_info, describe,
-                             progress, staging.scratch, sign_key)
+                             progress, staging.scratch, sign_key, payload_total)
 
     def _tree_sinks(self, staging: Staging, options: WriteOptions | None, guard: Guard
                     ) -> OpenSink:
@@ -202,6 +203,16 @@ class BundleStaging:
             return staging.open_member(f"{name}/{path}", size_hint=size, options=chosen)
 
         return open_sink
+
+
+    def _member_file(self, staging: Staging, options: WriteOptions | None
+                     ) -> MemberFile | None:
+        """Where payload files are files of this host, the path of each (see write_tree)."""
+        files = staging.member_files()
+        if files is None:
+            return None
+        name = self.name
+        return lambda path: files.member_file(f"{name}/{path}", options=options)
 
 
 _PAYLOAD_PREFIX = layout.PAYLOAD_DIR + "/"

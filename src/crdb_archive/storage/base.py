@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import errno
 import io
+import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -121,11 +122,17 @@ class ObjectWriter(Protocol):
         (a local file, read back cheaply)."""
 
 
+# A key none of whose segments is empty, "." or "..", and without NUL.
+_SOUND_KEY = re.compile(r"(?!\.\.?(?:/|$))[^/\x00]+(?:/(?!\.\.?(?:/|$))[^/\x00]+)*")
+
+
 def validate_key(key: str) -> str:
     """Return ``key`` if it is a relative POSIX path with no empty, ``.`` or ``..`` segment.
 
     Raises BadInput naming the key.
     """
+    if _SOUND_KEY.fullmatch(key):
+        return key  # the common case in one step: 100k backup files are checked more than once
     if not key:
         raise BadInput("empty object key")
     if key.startswith("/"):
@@ -410,6 +417,16 @@ def storage_error(where: object, error: OSError) -> StorageError:
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(f"cannot write {where}: {error.strerror}")
     return StorageError(f"{where}: {error.strerror or error}")
+
+
+def file_read_error(path: str, error: OSError | None) -> StorageError:
+    """The error, one line naming ``path``, for a file of this host that cannot be read:
+    ObjectNotFound when it is absent or (``error`` None) not a regular file."""
+    if error is None:
+        return ObjectNotFound(f"{path} is not a regular file")
+    if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
+        return ObjectNotFound(f"{path} does not exist")
+    return StorageError(f"cannot read {path}: {error.strerror or error}")
 
 
 def empty_reader() -> IO[bytes]:

@@ -46,6 +46,9 @@ class Staging(Protocol):
         Safe to call from several threads at once. Raises as :meth:`Storage.open_write`.
         """
 
+    def member_files(self) -> MemberFiles | None:
+        """The :class:`MemberFiles` capability, or None where members are not files here."""
+
     def publish_tree(self, key: str, content: bytes, *, options: WriteOptions | None = None,
                      check: PublishCheck = no_check) -> None:
         """Write ``key`` last, the member that marks the tree complete, and publish the tree.
@@ -83,6 +86,10 @@ class LocalPaths(Protocol):
         Raises BadInput for an invalid key.
         """
 
+    def local_file(self, key: str) -> str:
+        """The path of the file that holds ``key``, as a string: cheap enough for 100k keys,
+        for a reader of its own (worker processes). Raises BadInput for an invalid key."""
+
     def read_whole(self, key: str, limit: int) -> bytes:
         """Up to ``limit`` bytes of the file ``key``, with one open and one read: the cheap
         way to read a small file whole (100k small backup files).
@@ -90,6 +97,16 @@ class LocalPaths(Protocol):
         Raises BadInput for an invalid key, ObjectNotFound when it is absent or not a regular
         file, StorageError when it cannot be read.
         """
+
+
+class MemberFiles(Protocol):
+    """Capability of a staging area: its members are files of this host, which a writer of
+    its own (worker processes) may make."""
+
+    def member_file(self, key: str, *, options: WriteOptions | None = None) -> str:
+        """The path at which to make member ``key``, creating it exclusively (``O_CREAT |
+        O_EXCL``, mode 0644); its directory is made here. Raises as
+        :meth:`Staging.open_member`."""
 
 
 class ColdStorage(Protocol):

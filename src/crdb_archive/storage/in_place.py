@@ -59,6 +59,9 @@ class InPlaceStaging:
             yield writer
         self._keep_receipt(writer)
 
+    def member_files(self) -> None:
+        return None  # members are objects of the store
+
     def publish_tree(self, key: str, content: bytes, *, options: WriteOptions | None = None,
                      check: PublishCheck = no_check) -> None:
         with self._lock:

@@ -30,6 +30,7 @@ from crdb_archive.storage.base import (
     Versioned,
     WriteOptions,
     empty_reader,
+    file_read_error,
     level_order,
     validate_key,
     validate_prefix,
@@ -199,21 +200,22 @@ class LocalStorage(Storage):
     ) -> AbstractContextManager[IO[bytes]]:
         return self._read(self._file(key), start, length)
 
+    def local_file(self, key: str) -> str:
+        return self._root_prefix + validate_key(key)
+
     def read_whole(self, key: str, limit: int) -> bytes:
-        path = self._root_prefix + validate_key(key)
+        path = self.local_file(key)
         try:
             fd = os.open(path, _READ_FLAGS)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise ObjectNotFound(f"{path} does not exist") from None
         except OSError as error:
-            raise StorageError(f"cannot read {path}: {error.strerror or error}") from error
+            raise file_read_error(path, error) from None
         try:
             if not stat_module.S_ISREG(os.fstat(fd).st_mode):
-                raise ObjectNotFound(f"{path} is not a regular file")
+                raise file_read_error(path, None)
             # One read: a regular file gives fewer bytes than asked only at its end.
             data = os.read(fd, limit)
         except OSError as error:
-            raise StorageError(f"cannot read {path}: {error.strerror or error}") from error
+            raise file_read_error(path, error) from error
         finally:
             os.close(fd)
         return data

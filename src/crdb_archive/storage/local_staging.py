@@ -113,14 +113,24 @@ class LocalStaging:
     def open_member(
         self, key: str, *, size_hint: int | None = None, options: WriteOptions | None = None
     ) -> _FileSink:
-        path = self._staged(key, options)
-        self._trees.add(key.split("/", 1)[0])
+        path = self.member_file(key, options=options)
         try:
-            self._directory(path.rpartition("/")[0])
             fd = os.open(path, _CREATE, 0o644)
         except OSError as error:
             raise storage_error(path, error) from error
         return _FileSink(fd, path)
+
+    def member_files(self) -> LocalStaging:
+        return self
+
+    def member_file(self, key: str, *, options: WriteOptions | None = None) -> str:
+        path = self._staged(key, options)
+        self._trees.add(key.split("/", 1)[0])
+        try:
+            self._directory(path.rpartition("/")[0])
+        except OSError as error:
+            raise storage_error(path, error) from error
+        return path
 
     def _directory(self, directory: str) -> None:
         """Make ``directory`` inside the staging area, never the area itself: a writer still
