@@ -19,39 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from crdb_archive.archive import ArchiveRequest, archive_backup
 from crdb_archive.bundle import verify
 from crdb_archive.hashing_pool import HashingPool
-from support.bundles import era_with_binaries, run_cli, xor_byte
+from support.bundles import run_cli, xor_byte
 from support.cli import signal_during_task
-from support.mirror import MirrorServer
+from support.many_files import FULL_BACKUP, LARGE, bundle_of, content
 
-FULL_BACKUP = "2023/01/12-030000.12/data"  # the full backup LATEST names, in the v22.2 era
 FILES = 2600  # past the number from which verify hands the payload to worker processes
-LARGE = (16 << 20) + 3
-
-
-def content(index: int) -> bytes:
-    return f"{index},".encode() * (index % 300)
-
-
-def add_files(backup: Path, count: int) -> None:
-    data = backup / FULL_BACKUP
-    for index in range(count):
-        (data / f"{500000 + index}.sst").write_bytes(content(index))
-    (data / "900000.sst").write_bytes(b"\x5a" * LARGE)
-
-
-def bundle_of(base: Path, count: int) -> Path:
-    (base / "mirror").mkdir()
-    with MirrorServer(base / "mirror") as server, pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CRDB_ARCHIVE_CACHE", str(base / "cache"))
-        patch.delenv("CRDB_ARCHIVE_MIRROR", raising=False)
-        era = era_with_binaries(base, server, "v22.2")
-        add_files(era.path, count)
-        result = archive_backup(ArchiveRequest(source=str(era.path), dest=base / "bundles",
-                                               mirror=server.url, with_incrementals=True))
-    return Path(result.bundle)
 
 
 @pytest.fixture(scope="module")

@@ -148,9 +148,13 @@ class CopyingPool:
         workers, self._workers = self._workers, []
         for worker in workers:
             if not kill:
-                worker.send(0, protocol.REQUEST.pack(0, 0, 0))
+                try:
+                    worker.send(0, protocol.REQUEST.pack(0, 0, 0))  # the end of the work
+                except (PoolFailed, ValueError):  # it has gone, or its pipe was closed
+                    worker.unsent = memoryview(b"")
+                    worker.batches.append(0)
         for worker in workers:
-            worker.stop(kill=kill or bool(worker.unsent))
+            worker.stop(kill=kill or bool(worker.unsent) or worker.batches != [0])
 
     def copy(self, batches: Iterable[list[T]], job: Callable[[T], tuple[str, str, int]]
              ) -> Generator[Copied[T], None, None]:

@@ -62,7 +62,10 @@ class _FileWriter:
         return None  # a local file: read back cheaply, nothing to confirm
 
 
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# Without following a link, and without waiting for a writer: a FIFO put in a file's place
+# after the listing is refused (not a regular file), never waited on.
+_READ_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+               | getattr(os, "O_NONBLOCK", 0))
 
 
 class LocalStorage(Storage):
@@ -225,7 +228,7 @@ class LocalStorage(Storage):
         if start < 0 or (length is not None and length < 0):
             raise BadInput(f"invalid range of {path}: start {start}, length {length}")
         try:
-            raw = io.FileIO(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
+            raw = io.FileIO(os.open(path, _READ_FLAGS), "rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ObjectNotFound(f"{path} does not exist") from None
         except OSError as error:
