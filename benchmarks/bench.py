@@ -71,15 +71,22 @@ class Bench:
         self.env = {**os.environ, "CRDB_ARCHIVE_CACHE": str(work / "cache")}
 
     def run(self, data: str, what: str, command: Sequence[str] | str, *,
-            cwd: Path | None = None, output: Path | None = None) -> Step:
+            cwd: Path | None = None, output: Path | None = None, keep: bool = False) -> Step:
         """Run one command ``repeat`` times; the fastest wall time and the largest peak RSS.
 
-        ``output``, what the command makes, is removed before each repetition but the first.
+        ``output``, what the command makes, is out of the way before each repetition but the
+        first: removed, or with ``keep`` (many files) moved aside, to be removed with the
+        whole data set. On ext4 without a journal, creating files soon after 100k were
+        removed walks past every recently freed inode: ``cp -r`` of the same tree was seen
+        to take 3 s and then 30 s, whichever step came after a removal.
         """
         runs = []
         for attempt in range(self.repeat):
             if attempt and output is not None:
-                shutil.rmtree(output)
+                if keep:
+                    output.rename(output.with_name(f"{output.name}.{attempt}"))
+                else:
+                    shutil.rmtree(output)
             runs.append(self._once(data, what, command, cwd))
         fastest = min(runs)
         step = Step(data, what, fastest[0], max(r[1] for r in runs), fastest[2])
@@ -126,22 +133,26 @@ class Bench:
                         "--to", str(self.work / "warm"), "--mirror", str(self.mirror)],
                        check=True, capture_output=True, env=self.env)
 
-    def data_set(self, data: str, source: Path, *, baselines: bool) -> None:
-        """archive and verify (both forms) of ``source``, with the standard tools beside."""
+    def data_set(self, data: str, source: Path, *, baselines: bool, many: bool) -> None:
+        """archive and verify (both forms) of ``source``, with the standard tools beside;
+        ``many``: it has many files (see :meth:`run`)."""
         out = self.work / f"out-{data.replace(' ', '-')}"
         out.mkdir()
         files = f"find {source} -type f -print0"
         if baselines:
             self.run(data, "cp -r", ["cp", "-r", str(source), str(out / "cp")],
-                     output=out / "cp")
+                     output=out / "cp", keep=many)
             self.run(data, "cp -r + sync", f"cp -r {source} {out / 'cp-sync'} && sync",
-                     output=out / "cp-sync")
+                     output=out / "cp-sync", keep=many)
             self.run(data, "sha256sum (all files)", f"{files} | xargs -0 sha256sum > /dev/null")
+            if not many:  # a few large files: removed at once, to leave room for the rest
+                for copy in ("cp", "cp-sync"):
+                    shutil.rmtree(out / copy)
         for form in ("dir", "tar"):
             self.run(data, f"archive --format {form}",
                      [*CRDB, "archive", str(source), "--dest", str(out / form), "--mirror",
                       str(self.mirror), "--format", form, "--name", "bench"],
-                     output=out / form)
+                     output=out / form, keep=many)
         bundle = out / "dir" / "bench"
         self.run(data, "verify (dir)", [*CRDB, "verify", str(bundle)])
         self.run(data, "verify (tar)", [*CRDB, "verify", str(out / "tar" / "bench.tar")])
@@ -154,8 +165,10 @@ class Bench:
                                             "manifest-sha256.txt"], cwd=bundle)
             self.run(data, "bagit.py --validate", [*BAGIT, "--validate", "--quiet",
                                                    str(bundle)])
-        # Removed at the end of the run, not here: unlinking 100k files can take longer than
-        # the steps (a file system that discards freed blocks at once).
+        if not many:
+            shutil.rmtree(out)
+        # Many files are removed at the end of the run, not here: unlinking 100k files can
+        # take longer than the steps, and slows down the next steps' file creation (see run).
 
 
     def startup(self, source: Path, runs: int = 21) -> None:
@@ -247,6 +260,22 @@ def informational(bench: Bench, small: str, big: str) -> list[tuple[str, float]]
     return out
 
 
+def file_system(path: Path) -> str:
+    """The file system ``path`` is on, from /proc/mounts: type, device, options."""
+    best = ("", "unknown file system")
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return best[1]
+    resolved = str(path.resolve())
+    for line in mounts:
+        device, point, kind, options, *_ = line.split()
+        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, f"{kind} on {device} ({options})")
+    return best[1]
+
+
 def machine() -> str:
     model = "unknown CPU"
     try:
@@ -264,7 +293,8 @@ def machine() -> str:
 def render(bench: Bench, found: list[Target], info: list[tuple[str, float]],
            sizes: dict[str, int]) -> str:
     cache = "dropped before each step" if bench.cold else "warm"
-    lines = [f"date: {dt.date.today().isoformat()}; {machine()}; page cache: {cache}", "",
+    lines = [f"date: {dt.date.today().isoformat()}; {machine()}; page cache: {cache}; "
+             f"data on {file_system(bench.work)}", "",
              "| data | step | seconds | CPU seconds | peak RSS MiB |",
              "| --- | --- | ---: | ---: | ---: |"]
     lines += [f"| {s.data} | {s.what} | {s.seconds:.2f} | {s.cpu_seconds:.2f} | "
@@ -324,13 +354,14 @@ def main() -> int:
             source = work / "source"
             print(f"generating {data} ...", file=sys.stderr)
             sizes[data] = write_backup(source, **kwargs)
-            bench.data_set(data, source, baselines=baselines)
+            bench.data_set(data, source, baselines=baselines, many="small_files" in kwargs)
             source.rename(work / f"source-{len(sizes)}")
         found = targets(bench, small, big, reference)
         info = informational(bench, small, big)
         if args.json:
             print(json.dumps({
                 "date": dt.date.today().isoformat(), "machine": machine(), "cold": args.cold,
+                "file_system": file_system(work),
                 "repeat": bench.repeat,
                 "sizes": sizes, "steps": [asdict(s) for s in bench.steps],
                 "targets": [{**asdict(t), "passed": t.passed} for t in found],

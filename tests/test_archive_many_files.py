@@ -177,6 +177,22 @@ def test_the_workers_copy_files_whose_openers_are_never_called(tmp_path: Path) -
     bagit.Bag(str(bundle)).validate()
 
 
+def test_files_not_of_this_host_are_copied_by_threads_after(tmp_path: Path) -> None:
+    files = source_tree(tmp_path / "src", PROCESSES_FROM)
+    payload = local_payload(files, tmp_path / "src")
+    # Every third item only opens (as a file in a bucket does); the rest only the workers
+    # copy. The first decides whether workers are used: it is of this host.
+    payload = [PayloadItem(i.path, i.size, open=functools.partial(_open, Path(str(i.local_source))))
+               if index % 3 == 1 else i for index, i in enumerate(payload)]
+    with open_storage(str(tmp_path / "dest"), for_write=True) as storage:
+        write_bundle(storage, "b", payload, bag_info=[], describe=describe_nothing)
+    bundle = tmp_path / "dest" / "b"
+    assert manifest(bundle, "manifest-sha256.txt") == {
+        f"data/{p.relative_to(tmp_path / 'src')}": hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in files}
+    bagit.Bag(str(bundle)).validate()
+
+
 Breakage = Callable[[Path], None]
 
 

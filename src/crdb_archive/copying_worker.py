@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import stat
 import struct
-import sys
 
 import blake3
+
+from crdb_archive.worker_side import read_exactly, run
 
 REQUEST = struct.Struct("<III")
 ANSWER = struct.Struct("<IIBiq")
@@ -162,13 +162,13 @@ def serve(requests: int, answers: int) -> int:
 
     send(READY)
     while True:
-        head = _read_exactly(requests, REQUEST.size)
+        head = read_exactly(requests, REQUEST.size)
         if head is None:
             return 1
         batch, count, length = REQUEST.unpack(head)
         if count == 0:
             return 0
-        body = _read_exactly(requests, count * SIZE_FIELD.size + length)
+        body = read_exactly(requests, count * SIZE_FIELD.size + length)
         if body is None:
             return 1
         sizes = [size for (size,) in SIZE_FIELD.iter_unpack(body[:count * SIZE_FIELD.size])]
@@ -178,26 +178,8 @@ def serve(requests: int, answers: int) -> int:
         send(copy_batch(batch, sizes, paths))
 
 
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    pieces = []
-    missing = size
-    while missing:
-        piece = os.read(fd, missing)
-        if not piece:
-            return None
-        pieces.append(piece)
-        missing -= len(piece)
-    return b"".join(pieces)
-
-
 def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        status = serve(sys.stdin.fileno(), sys.stdout.fileno())
-    except (OSError, ValueError):
-        status = 1  # the parent has gone, or sent what it never sends: nothing to tell it
-    os._exit(status)
+    run(serve)
 
 
 if __name__ == "__main__":

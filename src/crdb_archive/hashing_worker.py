@@ -33,16 +33,15 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import stat
 import struct
-import sys
 from array import array
 from collections.abc import Callable
 
 import blake3
 
 from crdb_archive.listing import list_directory
+from crdb_archive.worker_side import read_exactly, run
 
 REQUEST = struct.Struct("<HHBI")
 MESSAGE = struct.Struct("<BIII")
@@ -235,11 +234,11 @@ class Walk:
 
 def serve(requests: int, answers: int) -> int:
     """Read the request, walk, answer; the exit status."""
-    head = _read_exactly(requests, REQUEST.size)
+    head = read_exactly(requests, REQUEST.size)
     if head is None:
         return 1
     shard, shards, sha256_all, length = REQUEST.unpack(head)
-    body = _read_exactly(requests, length)
+    body = read_exactly(requests, length)
     if body is None or shards == 0 or shard >= shards:
         return 1
     root_path, start, sha256_under = decode(body).split("\0")
@@ -256,24 +255,8 @@ def serve(requests: int, answers: int) -> int:
     return 0
 
 
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        piece = os.read(fd, size - len(data))
-        if not piece:
-            return None
-        data += piece
-    return data
-
-
 def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        status = serve(sys.stdin.fileno(), sys.stdout.fileno())
-    except (OSError, ValueError):
-        status = 1  # the parent has gone, or sent what it never sends: nothing to tell it
-    os._exit(status)
+    run(serve)
 
 
 if __name__ == "__main__":

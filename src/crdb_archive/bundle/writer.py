@@ -250,9 +250,9 @@ def _size_changed(item: PayloadItem, size: int) -> StorageError:
 
 def _copies(payload: Payload, open_sink: OpenSink, member_file: MemberFile | None,
             totals: _Totals) -> Generator[tuple[PayloadItem, Digests], None, None]:
-    """Each item copied, with its digests. From :data:`PROCESSES_FROM` files of this host
-    into files of this host, worker processes copy them (where they start); otherwise
-    threads do."""
+    """Each item copied, with its digests. From :data:`PROCESSES_FROM` files, the first of
+    them of this host, into files of this host, worker processes copy those of this host
+    (where they start) and threads the others after them; otherwise threads copy all."""
     items = iter(payload)
     first = next(items, None)
     if first is None:
@@ -296,13 +296,13 @@ def _copy_in_processes(pool: CopyingPool, items: Iterator[PayloadItem],
     batches = batches_of((i for i in items if local(i)), lambda i: i.size,
                          batch_bytes=_PROCESS_BATCH_BYTES, batch_items=_PROCESS_BATCH_FILES)
     for copied in pool.copy(batches, job):
-        sha256, b3 = copied.sha256, copied.blake3
+        sha256, b3 = copied.sha256.hex(), copied.blake3.hex()  # a call per batch, not per file
         copied_bytes = 0
         for index in range(copied.done):
             item = copied.items[index]
-            digest = slice(index * 32, index * 32 + 32)
+            start = index * 64
             copied_bytes += item.size
-            yield item, Digests(item.size, sha256[digest].hex(), b3[digest].hex())
+            yield item, Digests(item.size, sha256[start:start + 64], b3[start:start + 64])
         totals.add(copied_bytes)
         failed = copied.failed
         if failed is not None:
