@@ -29,6 +29,7 @@ from crdb_archive.bundle import layout
 from crdb_archive.bundle.publish import write_bundle
 from crdb_archive.bundle.writer import PROCESSES_FROM, PayloadItem
 from crdb_archive.errors import ObjectNotFound, StorageError
+from crdb_archive.progress import ProgressEvent
 from crdb_archive.storage.base import open_storage
 from support.bundles import run_cli, small_filesystem
 from support.cli import signal_during_task
@@ -191,6 +192,23 @@ def test_files_not_of_this_host_are_copied_by_threads_after(tmp_path: Path) -> N
         f"data/{p.relative_to(tmp_path / 'src')}": hashlib.sha256(p.read_bytes()).hexdigest()
         for p in files}
     bagit.Bag(str(bundle)).validate()
+
+
+def test_progress_counts_every_byte_once(tmp_path: Path) -> None:
+    files = source_tree(tmp_path / "src", PROCESSES_FROM)
+    large = tmp_path / "src" / "large.sst"
+    large.write_bytes(b"x" * (40 << 20))  # told on the way, in steps, by its worker
+    files.append(large)
+    events: list[ProgressEvent] = []
+    with open_storage(str(tmp_path / "dest"), for_write=True) as storage:
+        write_bundle(storage, "b", local_payload(files, tmp_path / "src"), bag_info=[],
+                     describe=describe_nothing, progress=events.append)
+    total = sum(p.stat().st_size for p in files)
+    done = [e.done for e in events if e.task == "archive b"]
+    assert done == sorted(done)
+    assert done[-1] == total
+    assert all(e.total == total for e in events if e.task == "archive b")
+    assert len(done) > 3  # not one event at the end
 
 
 Breakage = Callable[[Path], None]

@@ -213,3 +213,18 @@ def test_a_worker_whose_parent_has_gone_ends_quietly(tmp_path: Path) -> None:
     worker.stdin.close()  # no more requests, and none to end them
     assert worker.process.wait(timeout=60) == 1
     pool.close()
+
+
+def test_a_large_file_tells_its_progress_on_the_way(tmp_path: Path) -> None:
+    step = protocol.PROGRESS_STEP
+    (tmp_path / "large").write_bytes(b"L" * (3 * step + 5))
+    (tmp_path / "small").write_bytes(b"s")
+    jobs = {0: (str(tmp_path / "large"), str(tmp_path / "large-copy"), 3 * step + 5),
+            1: (str(tmp_path / "small"), str(tmp_path / "small-copy"), 1)}
+    told: list[int] = []
+    with CopyingPool(1) as pool:
+        answers = list(pool.copy([[0], [1]], jobs.__getitem__, told.append))
+    # Every full step of the large file is told once, the rest with its answer.
+    assert told == [step] * 3
+    assert [a.told for a in answers] == [3 * step, 0]
+    assert (tmp_path / "large-copy").stat().st_size == 3 * step + 5

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import select
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -40,6 +40,7 @@ class Copied(Generic[T]):
     failure: int
     errno: int
     read: int
+    told: int = 0  # bytes of the batch already given to ``progress`` (see CopyingPool.copy)
 
     @property
     def failed(self) -> T | None:
@@ -83,6 +84,10 @@ class _Worker(WorkerProcess):
             batch, done, failure, number, read = protocol.ANSWER.unpack_from(
                 self.buffer, self.offset)
             start = self.offset + protocol.ANSWER.size
+            if batch == 0 and done == 0 and self.batches:  # progress in a large file
+                self.offset = start
+                yield 0, 0, failure, number, read, b"", b""
+                continue
             end = start + 2 * done * protocol.DIGEST
             if len(self.buffer) < end:
                 break
@@ -156,43 +161,22 @@ class CopyingPool:
         for worker in workers:
             worker.stop(kill=kill or bool(worker.unsent) or worker.batches != [0])
 
-    def copy(self, batches: Iterable[list[T]], job: Callable[[T], tuple[str, str, int]]
-             ) -> Generator[Copied[T], None, None]:
+    def copy(self, batches: Iterable[list[T]], job: Callable[[T], tuple[str, str, int]],
+             progress: Callable[[int], None] | None = None) -> Generator[Copied[T], None, None]:
         """Copy the items of each batch (``job`` gives an item's source, destination and
         expected size); the answers in the order of ``batches``, which is consumed a few
-        batches ahead of them. Raises PoolFailed when a worker ends or fails."""
-        pending = iter(batches)
-        sent: dict[int, list[T]] = {}
-        answered: dict[int, Copied[T]] = {}
-        made = 0
-        given = 0
-        exhausted = False
+        batches ahead of them. While a large file is copied, ``progress`` is given the bytes
+        done now and then; each answer says how many of its bytes it was given (``told``).
+        Raises PoolFailed when a worker ends or fails."""
+        copying = _Copying(self._workers, iter(batches), job, progress)
         poller = select.poll()
         while True:
-            for worker in self._workers:
-                while not exhausted and not worker.unsent and len(worker.batches) < _AHEAD:
-                    items = next(pending, None)
-                    if items is None:
-                        exhausted = True
-                        break
-                    made += 1
-                    sent[made] = items
-                    worker.send(made, _request(made, [job(item) for item in items]))
-            while given + 1 in answered:
-                given += 1
-                yield answered.pop(given)
-            if exhausted and given == made:
+            copying.feed()
+            yield from copying.in_order()
+            if copying.finished:
                 return
             self._wait(poller)
-            for worker in self._workers:
-                alive = worker.fill()
-                for batch, done, failure, number, read, sha256, b3 in worker.answers():
-                    answered[batch] = Copied(sent.pop(batch), done, sha256, b3, failure,
-                                             number, read)
-                if not alive and worker.batches:
-                    raise PoolFailed("a copying process ended before its work was done "
-                                     f"(exit status {worker.process.wait()})")
-                worker.flush()
+            copying.collect()
 
     def _wait(self, poller: select.poll) -> None:
         for worker in self._workers:
@@ -206,3 +190,61 @@ class CopyingPool:
                 poller.unregister(worker.fd)
                 if worker.unsent:
                     poller.unregister(worker.stdin.fileno())
+
+
+class _Copying(Generic[T]):
+    """One :meth:`CopyingPool.copy`: the batches sent, the answers not given yet."""
+
+    def __init__(self, workers: list[_Worker], batches: Iterator[list[T]],
+                 job: Callable[[T], tuple[str, str, int]],
+                 progress: Callable[[int], None] | None) -> None:
+        self._workers = workers
+        self._batches = batches
+        self._job = job
+        self._progress = progress
+        self._sent: dict[int, list[T]] = {}
+        self._told: dict[int, int] = {}
+        self._answered: dict[int, Copied[T]] = {}
+        self._made = 0
+        self._given = 0
+        self._exhausted = False
+
+    @property
+    def finished(self) -> bool:
+        return self._exhausted and self._given == self._made
+
+    def feed(self) -> None:
+        """Send each worker batches until it has a few, or there are none left."""
+        for worker in self._workers:
+            while not self._exhausted and not worker.unsent and len(worker.batches) < _AHEAD:
+                items = next(self._batches, None)
+                if items is None:
+                    self._exhausted = True
+                    return
+                self._made += 1
+                self._sent[self._made] = items
+                worker.send(self._made, _request(self._made, [self._job(i) for i in items]))
+
+    def in_order(self) -> Iterator[Copied[T]]:
+        while self._given + 1 in self._answered:
+            self._given += 1
+            yield self._answered.pop(self._given)
+
+    def collect(self) -> None:
+        """Take what the workers have answered; send what their pipes take now."""
+        for worker in self._workers:
+            alive = worker.fill()
+            for batch, done, failure, number, read, sha256, b3 in worker.answers():
+                if batch == 0:  # progress in a large file of the worker's oldest batch
+                    current = worker.batches[0]
+                    self._told[current] = self._told.get(current, 0) + read
+                    if self._progress is not None:
+                        self._progress(read)
+                    continue
+                self._answered[batch] = Copied(self._sent.pop(batch), done, sha256, b3,
+                                               failure, number, read,
+                                               self._told.pop(batch, 0))
+            if not alive and worker.batches:
+                raise PoolFailed("a copying process ended before its work was done "
+                                 f"(exit status {worker.process.wait()})")
+            worker.flush()

@@ -12,7 +12,9 @@ all joined by NUL. A request of no files ends it. It answers each request with
 ``<u32 batch><u32 done><u8 failure><i32 errno><q read>``, then the SHA-256 (32 bytes) of each
 of the first ``done`` files, then their BLAKE3 (32 bytes each). When ``failure`` is not
 :data:`OK`, the file after them failed (``errno``; ``read``, the bytes read, for
-:data:`SIZE`) and the rest of the batch was not copied.
+:data:`SIZE`) and the rest of the batch was not copied. While it copies a large file it
+sends, every :data:`PROGRESS_STEP` bytes, an answer of batch 0 whose ``read`` is the bytes
+copied since the last one.
 
 A source is opened without following a symbolic link and without blocking (a FIFO must not
 hang it), and must be a regular file of the expected size: a small one is read whole in one
@@ -29,6 +31,7 @@ import hashlib
 import os
 import stat
 import struct
+from collections.abc import Callable
 
 import blake3
 
@@ -45,6 +48,8 @@ OK, OPEN, NOT_REGULAR, READ, SIZE, CREATE, WRITE = range(7)
 
 # Files up to this size are read whole (the writer's own limit for reading a file whole).
 WHOLE_UP_TO = 1 << 20
+# Bytes of large files copied between two messages of progress.
+PROGRESS_STEP = 16 << 20
 _SOURCE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
@@ -89,13 +94,15 @@ def _create(destination: str) -> int:
         raise Failed(CREATE, error.errno or 0) from error
 
 
-def _copy_large(fd: int, destination: str, size: int) -> tuple[bytes, bytes]:
+def _copy_large(fd: int, destination: str, size: int, progress: Progress
+                ) -> tuple[bytes, bytes]:
     from crdb_archive.hashing import copy_and_digest  # noqa: PLC0415 - large files only
 
     out = _create(destination)
     try:
         with os.fdopen(os.dup(fd), "rb", buffering=0) as source:
-            digests = copy_and_digest(source, _Sink(out), size_hint=size)
+            digests = copy_and_digest(source, _Sink(out), size_hint=size,
+                                      on_chunk=progress.add)
     except OSError as error:
         raise Failed(READ, error.errno or 0) from error
     finally:
@@ -105,7 +112,25 @@ def _copy_large(fd: int, destination: str, size: int) -> tuple[bytes, bytes]:
     return bytes.fromhex(digests.sha256), bytes.fromhex(digests.blake3)
 
 
-def copy_one(source: str, destination: str, size: int) -> tuple[bytes, bytes]:
+class Progress:
+    """Bytes of large files copied, told to the parent now and then in a message of no batch
+    (``<u32 0><u32 0><u8 OK><i32 0><q bytes>``)."""
+
+    def __init__(self, send: Callable[[bytes], None]) -> None:
+        self._send = send
+        self.untold = 0
+        self.told = 0
+
+    def add(self, count: int) -> None:
+        self.untold += count
+        if self.untold >= PROGRESS_STEP:
+            self._send(ANSWER.pack(0, 0, OK, 0, self.untold))
+            self.told += self.untold
+            self.untold = 0
+
+
+def copy_one(source: str, destination: str, size: int, progress: Progress
+             ) -> tuple[bytes, bytes]:
     """Copy one file; its ``(sha256, blake3)``. Raises Failed."""
     try:
         fd = os.open(source, _SOURCE_FLAGS)
@@ -117,7 +142,7 @@ def copy_one(source: str, destination: str, size: int) -> tuple[bytes, bytes]:
             if not stat.S_ISREG(info.st_mode):
                 raise Failed(NOT_REGULAR)
             if size > WHOLE_UP_TO:
-                return _copy_large(fd, destination, size)
+                return _copy_large(fd, destination, size, progress)
             data = os.read(fd, size + 1)
         except OSError as error:
             raise Failed(READ, error.errno or 0) from error
@@ -134,14 +159,14 @@ def copy_one(source: str, destination: str, size: int) -> tuple[bytes, bytes]:
     return digests
 
 
-def copy_batch(batch: int, sizes: list[int], paths: list[str]) -> bytes:
+def copy_batch(batch: int, sizes: list[int], paths: list[str], progress: Progress) -> bytes:
     """Copy the files of one request; the answer."""
     sha256_column = bytearray()
     blake3_column = bytearray()
     failure = Failed(OK)
     for index, size in enumerate(sizes):
         try:
-            sha256, b3 = copy_one(paths[2 * index], paths[2 * index + 1], size)
+            sha256, b3 = copy_one(paths[2 * index], paths[2 * index + 1], size, progress)
         except Failed as error:
             failure = error
             break
@@ -175,7 +200,7 @@ def serve(requests: int, answers: int) -> int:
         paths = decode(body[count * SIZE_FIELD.size:]).split("\0")
         if len(paths) != 2 * count:
             return 1
-        send(copy_batch(batch, sizes, paths))
+        send(copy_batch(batch, sizes, paths, Progress(send)))
 
 
 def main() -> None:

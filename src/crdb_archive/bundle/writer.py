@@ -61,9 +61,10 @@ COPY_THREADS = max(2, min(8, os.cpu_count() or 2))
 _PROGRESS_STEP = 1 << 20
 # Files up to this size are read whole, when their item can (PayloadItem.read_whole).
 READ_WHOLE_UP_TO = 1 << 20
-# From this many files of this host, worker processes copy them (starting them costs about
-# 40 ms), in batches of at most these many files and bytes.
+# From this many files of this host, or this many bytes, worker processes copy them (starting
+# them costs about 40 ms), in batches of at most these many files and bytes.
 PROCESSES_FROM = 2048
+PROCESSES_FROM_BYTES = 256 << 20
 _PROCESS_BATCH_FILES = 64
 _PROCESS_BATCH_BYTES = 8 << 20
 
@@ -184,7 +185,7 @@ class _Totals:
 
     def __init__(self, task: str, total: int, progress: ProgressCallback) -> None:
         self._task = task
-        self._total = total
+        self.total = total
         self._progress = progress
         self._done = 0
         self._reported = 0
@@ -197,10 +198,10 @@ class _Totals:
             if done - self._reported < _PROGRESS_STEP:
                 return  # not one event per file of 100k small ones
             self._reported = done
-        self._progress(ProgressEvent(self._task, done, self._total))
+        self._progress(ProgressEvent(self._task, done, self.total))
 
     def finish(self) -> None:
-        self._progress(ProgressEvent(self._task, self._done, self._total, finished=True))
+        self._progress(ProgressEvent(self._task, self._done, self.total, finished=True))
 
 
 class _Stopped(Exception):
@@ -250,16 +251,17 @@ def _size_changed(item: PayloadItem, size: int) -> StorageError:
 
 def _copies(payload: Payload, open_sink: OpenSink, member_file: MemberFile | None,
             totals: _Totals) -> Generator[tuple[PayloadItem, Digests], None, None]:
-    """Each item copied, with its digests. From :data:`PROCESSES_FROM` files, the first of
-    them of this host, into files of this host, worker processes copy those of this host
-    (where they start) and threads the others after them; otherwise threads copy all."""
+    """Each item copied, with its digests. From :data:`PROCESSES_FROM` files or
+    :data:`PROCESSES_FROM_BYTES`, the first file of this host, into files of this host, worker
+    processes copy those of this host (where they start) and threads the others after them;
+    otherwise threads copy all."""
     items = iter(payload)
     first = next(items, None)
     if first is None:
         return
     items = itertools.chain((first,), items)
     if (member_file is not None and first.local_source is not None
-            and len(payload) >= PROCESSES_FROM):
+            and (len(payload) >= PROCESSES_FROM or totals.total >= PROCESSES_FROM_BYTES)):
         from crdb_archive.copying_pool import CopyingPool  # noqa: PLC0415
         from crdb_archive.hashing_pool import PoolUnavailable  # noqa: PLC0415
 
@@ -295,7 +297,7 @@ def _copy_in_processes(pool: CopyingPool, items: Iterator[PayloadItem],
 
     batches = batches_of((i for i in items if local(i)), lambda i: i.size,
                          batch_bytes=_PROCESS_BATCH_BYTES, batch_items=_PROCESS_BATCH_FILES)
-    for copied in pool.copy(batches, job):
+    for copied in pool.copy(batches, job, totals.add):
         sha256, b3 = copied.sha256.hex(), copied.blake3.hex()  # a call per batch, not per file
         copied_bytes = 0
         for index in range(copied.done):
@@ -303,7 +305,7 @@ def _copy_in_processes(pool: CopyingPool, items: Iterator[PayloadItem],
             start = index * 64
             copied_bytes += item.size
             yield item, Digests(item.size, sha256[start:start + 64], b3[start:start + 64])
-        totals.add(copied_bytes)
+        totals.add(copied_bytes - copied.told)
         failed = copied.failed
         if failed is not None:
             raise _copy_failure(failed, copied, member_file(failed.path))
