@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 from crdb_archive import copying_worker as protocol
 from crdb_archive.hashing_pool import PoolFailed, PoolUnavailable
 from crdb_archive.worker_process import WorkerProcess
+from crdb_archive.worker_side import encode
 
 T = TypeVar("T")
 
@@ -102,7 +103,7 @@ class _Worker(WorkerProcess):
 
 
 def _request(batch: int, jobs: list[tuple[str, str, int]]) -> bytes:
-    text = protocol.encode("\0".join(path for source, copy, _ in jobs for path in (source, copy)))
+    text = encode("\0".join(path for source, copy, _ in jobs for path in (source, copy)))
     sizes = b"".join(protocol.SIZE_FIELD.pack(size) for _, _, size in jobs)
     return protocol.REQUEST.pack(batch, len(jobs), len(text)) + sizes + text
 

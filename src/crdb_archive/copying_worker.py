@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 import blake3
 
-from crdb_archive.worker_side import read_exactly, run
+from crdb_archive.worker_side import decode, read_exactly, run
 
 REQUEST = struct.Struct("<III")
 ANSWER = struct.Struct("<IIBiq")
@@ -52,14 +52,6 @@ WHOLE_UP_TO = 1 << 20
 PROGRESS_STEP = 16 << 20
 _SOURCE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-
-
-def encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
-
-
-def decode(data: bytes | bytearray | memoryview) -> str:
-    return bytes(data).decode("utf-8", "surrogateescape")
 
 
 class Failed(Exception):

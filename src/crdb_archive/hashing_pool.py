@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from crdb_archive import hashing_worker as protocol
 from crdb_archive.errors import StorageError
 from crdb_archive.worker_process import WorkerProcess
+from crdb_archive.worker_side import decode, encode
 
 
 class PoolFailed(StorageError):
@@ -100,7 +101,7 @@ class _Worker(WorkerProcess):
         if len(view) < end:
             return None
         self.offset = end
-        text = protocol.decode(view[start + protocol.MESSAGE.size:end - columns])
+        text = decode(view[start + protocol.MESSAGE.size:end - columns])
         return self._answer(kind, count, failed, text, bytes(view[end - columns:end]))
 
     def _answer(self, kind: int, count: int, failed: int, text: str, columns: bytes
@@ -139,7 +140,7 @@ class HashingPool:
                  sha256_under: str) -> None:
         self._answered = False
         self._workers: list[_Worker] = []
-        body = protocol.encode("\0".join((root, under, sha256_under)))
+        body = encode("\0".join((root, under, sha256_under)))
         shards = max(1, workers)
         try:
             for shard in range(shards):

@@ -41,7 +41,7 @@ from collections.abc import Callable
 import blake3
 
 from crdb_archive.listing import list_directory
-from crdb_archive.worker_side import read_exactly, run
+from crdb_archive.worker_side import decode, encode, read_exactly, run
 
 REQUEST = struct.Struct("<HHBI")
 MESSAGE = struct.Struct("<BIII")
@@ -57,14 +57,6 @@ _WHOLE_BELOW = 16 << 20
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _ZEROS = bytes(DIGEST)
-
-
-def encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
-
-
-def decode(data: bytes | bytearray) -> str:
-    return data.decode("utf-8", "surrogateescape")
 
 
 def _hash_large(fd: int, sha256: bool) -> tuple[int, bytes, bytes]:

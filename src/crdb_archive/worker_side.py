@@ -15,6 +15,15 @@ from collections.abc import Callable
 from typing import NoReturn
 
 
+def encode(text: str) -> bytes:
+    """Text for the pipe: UTF-8, with the surrogate escapes of a name that is not UTF-8."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def decode(data: bytes | bytearray | memoryview) -> str:
+    return bytes(data).decode("utf-8", "surrogateescape")
+
+
 def read_exactly(fd: int, size: int) -> bytes | None:
     """``size`` bytes from ``fd``; None when it ends first."""
     pieces = []
