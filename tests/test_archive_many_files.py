@@ -33,7 +33,7 @@ from crdb_archive.progress import ProgressEvent
 from crdb_archive.storage.base import open_storage
 from support.bundles import run_cli, small_filesystem
 from support.cli import signal_during_task
-from support.many_files import backup_of
+from support.many_files import backup_of, workers_running
 from support.mirror import MirrorServer
 
 FILES = 2600  # past the number from which archive hands the copy to worker processes
@@ -93,14 +93,7 @@ def check_bundle(bundle: Path, backup: Path) -> None:
 
 
 def copying_workers() -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and b"copying_worker" in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+    return workers_running("copying_worker")
 
 
 def archive(capsys: pytest.CaptureFixture[str], backup: Path, dest: Path,

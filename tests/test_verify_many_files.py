@@ -23,7 +23,7 @@ from crdb_archive.bundle import verify
 from crdb_archive.hashing_pool import HashingPool
 from support.bundles import run_cli, xor_byte
 from support.cli import signal_during_task
-from support.many_files import FULL_BACKUP, LARGE, bundle_of, content
+from support.many_files import FULL_BACKUP, LARGE, bundle_of, content, workers_running
 
 FILES = 2600  # past the number from which verify hands the payload to worker processes
 
@@ -159,14 +159,7 @@ def test_without_processes_threads_do_the_same_work(
 
 
 def hashing_workers() -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and b"hashing_worker" in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+    return workers_running("hashing_worker")
 
 
 @pytest.fixture(scope="module")
