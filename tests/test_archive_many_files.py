@@ -33,8 +33,9 @@ from crdb_archive.progress import ProgressEvent
 from crdb_archive.storage.base import open_storage
 from support.bundles import run_cli, small_filesystem
 from support.cli import signal_during_task
-from support.many_files import backup_of, workers_running
+from support.many_files import backup_of
 from support.mirror import MirrorServer
+from support.processes import workers_running
 
 FILES = 2600  # past the number from which archive hands the copy to worker processes
 # What archive does not take of the era: its older full backup (LATEST names the newer one).

@@ -21,6 +21,7 @@ import pytest
 from crdb_archive import copying_worker as protocol
 from crdb_archive.copying_pool import Copied, CopyingPool
 from crdb_archive.hashing_pool import PoolFailed, PoolUnavailable
+from support.processes import zombies
 
 LARGE = (1 << 20) + 1  # past what a worker reads whole: streamed
 
@@ -164,6 +165,16 @@ def test_workers_that_do_not_start_leave_the_copy_to_the_caller(
         monkeypatch.setattr(sys, "executable", executable)
         with pytest.raises(PoolUnavailable):
             CopyingPool(2)
+
+
+def test_workers_that_end_at_once_are_all_waited_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = zombies()
+    monkeypatch.setattr(sys, "executable", shutil.which("false") or "false")
+    for _ in range(20):
+        with pytest.raises(PoolUnavailable):
+            CopyingPool(3)
+    assert zombies() == before
 
 
 def test_a_worker_that_dies_midway_fails_the_copy(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from crdb_archive.hashing_pool import (
     PoolUnavailable,
     Strange,
 )
+from support.processes import zombies
 
 LARGE = (16 << 20) + 5  # past the size a worker reads whole: mapped, as hashing.py does
 
@@ -246,20 +247,6 @@ def test_an_unreadable_directory_is_named(tmp_path: Path) -> None:
         (tmp_path / "data" / "a").chmod(0o755)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"cannot read {tmp_path / 'data' / 'a'}: Permission denied\n"
-
-
-def zombies() -> list[int]:
-    """Children of this process that ended and were never waited for."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split() if stat else []
-        if fields and fields[0] == "Z" and int(fields[1]) == os.getpid():
-            found.append(int(entry.name))
-    return found
 
 
 def test_workers_that_end_at_once_are_all_waited_for(

@@ -23,7 +23,8 @@ from crdb_archive.bundle import verify
 from crdb_archive.hashing_pool import HashingPool
 from support.bundles import run_cli, xor_byte
 from support.cli import signal_during_task
-from support.many_files import FULL_BACKUP, LARGE, bundle_of, content, workers_running
+from support.many_files import FULL_BACKUP, LARGE, bundle_of, content
+from support.processes import workers_running
 
 FILES = 2600  # past the number from which verify hands the payload to worker processes
 

@@ -47,16 +47,3 @@ def bundle_of(base: Path, count: int) -> Path:
                                                mirror=server.url, with_incrementals=True))
     return Path(result.bundle)
 
-
-def workers_running(module: str) -> list[int]:
-    """The processes running a worker module (``hashing_worker``, ``copying_worker``), by
-    their command lines in /proc."""
-    found = []
-    marker = module.encode()
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
