@@ -6,6 +6,7 @@ Parquet files DuckDB reads with the same rows."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -21,10 +22,12 @@ from typing import Any
 import bagit
 import pytest
 
+from crdb_archive.demo.changefeeds import write_export
 from crdb_archive.export.hlc import Hlc
 from support.changefeeds import Feed, History, hlc
 from support.cli import run_cli, run_subprocess
 from support.export_demo import (
+    CUSTOMERS,
     RESOLVED,
     SCHEMA,
     SCHEMA_SQL,
@@ -249,6 +252,30 @@ def test_an_export_tree_archives_and_loads(tmp_path: Path,
     # RESTORE.md imports the raw EXPORT files back into CockroachDB.
     restore = (bundle / "RESTORE.md").read_text()
     assert "CSV DATA ('nodelocal://1/export/export" in restore
+
+
+def test_an_export_of_many_files_is_archived_as_the_tools_expect(tmp_path: Path) -> None:
+    """Past the number of files from which worker processes copy the payload (2,048)."""
+    history = write_shop_changefeed(tmp_path / "sink")  # only a row of it is used
+    first = next(iter(history.model_at(RESOLVED[1])["customers"].values()))
+    rows = [{**first, "id": 1000 + index, "name": f"customer {index}"} for index in range(2100)]
+    tree = tmp_path / "export"
+    tree.mkdir()
+    written = write_export(tree, CUSTOMERS, rows, "csv", chunk_rows=1)
+    schema = tmp_path / "schema.sql"
+    schema.write_text(SCHEMA_SQL)
+    result = archive(str(tree), "--dest", str(tmp_path / "b"), "--schema", str(schema),
+                     "--table", "customers")
+    bundle = Path(result["bundle"])
+    assert_independently_valid(bundle)
+    manifest = {path: digest for digest, path in (
+        line.split("  ", 1) for line in (bundle / "manifest-sha256.txt").read_text().splitlines())}
+    for path in written:
+        key = f"data/export/{path.relative_to(tree)}"
+        assert manifest.pop(key) == hashlib.sha256(path.read_bytes()).hexdigest(), key
+    assert not [key for key in manifest if key.startswith("data/export/")]
+    got = parquet_rows(bundle / "data" / "snapshot" / "public.customers.parquet")
+    assert sorted(row[0] for row in got) == [row["id"] for row in rows]
 
 
 # --- what the source is ------------------------------------------------------------------

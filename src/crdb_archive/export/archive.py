@@ -377,7 +377,7 @@ def _snapshot_items(snapshot: Snapshot, description: ExportDescription) -> list[
 
 def _file_item(path: str, local: Path) -> PayloadItem:
     return PayloadItem(path=path, size=local.stat().st_size,
-                       open=functools.partial(_open_read, local))
+                       open=functools.partial(_open_read, local), local_source=str(local))
 
 
 def _open_read(path: Path) -> IO[bytes]:

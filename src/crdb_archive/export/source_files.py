@@ -137,7 +137,8 @@ class ExportSource:
             raise RuntimeError("ExportSource.payload before local_copy")
         root = self._local
         return [PayloadItem(path=f"{EXPORT_DIR}/{o.key}", size=o.size,
-                            open=functools.partial(_open_read, root / o.key), mtime=o.mtime)
+                            open=functools.partial(_open_read, root / o.key), mtime=o.mtime,
+                            local_source=str(root / o.key))
                 for o in self.objects]
 
 
