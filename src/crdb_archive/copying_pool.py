@@ -96,9 +96,9 @@ class _Worker(WorkerProcess):
                 raise PoolFailed("a copying process answered what it was never asked")
             self.batches.pop(0)
             middle = start + done * protocol.DIGEST
+            self.offset = end
             yield (batch, done, failure, number, read, bytes(self.buffer[start:middle]),
                    bytes(self.buffer[middle:end]))
-            self.offset = end
         self.consumed()
 
 
