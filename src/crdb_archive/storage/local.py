@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from crdb_archive.errors import BadInput, ObjectNotFound, StorageError
+from crdb_archive.errors import BadInput, StorageError
 from crdb_archive.storage import local_conditional
 from crdb_archive.storage.base import (
     PARTIAL_PREFIX,
@@ -227,21 +227,20 @@ class LocalStorage(Storage):
     def _read(self, path: Path, start: int, length: int | None) -> Iterator[IO[bytes]]:
         if start < 0 or (length is not None and length < 0):
             raise BadInput(f"invalid range of {path}: start {start}, length {length}")
+        where = str(path)
         try:
             raw = io.FileIO(os.open(path, _READ_FLAGS), "rb")
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise ObjectNotFound(f"{path} does not exist") from None
         except OSError as error:
-            raise StorageError(f"cannot read {path}: {error.strerror or error}") from error
+            raise file_read_error(where, error) from None
         try:
             regular = stat_module.S_ISREG(os.fstat(raw.fileno()).st_mode)
             raw.seek(start)
         except OSError as error:
             raw.close()
-            raise StorageError(f"cannot read {path}: {error.strerror or error}") from error
+            raise file_read_error(where, error) from error
         if not regular:
             raw.close()
-            raise ObjectNotFound(f"{path} is not a regular file")
+            raise file_read_error(where, None)
         if length == 0:
             raw.close()
             yield empty_reader()
