@@ -61,6 +61,14 @@ class _Worker(WorkerProcess):
         self.unsent = memoryview(request)
         self.flush()
 
+    def end(self) -> bool:
+        """Ask the worker to end (a request of no files); whether the pipe took it whole."""
+        try:
+            written = os.write(self.stdin.fileno(), protocol.REQUEST.pack(0, 0, 0))
+        except (OSError, ValueError):  # it has gone, or its pipe was closed
+            return False
+        return written == protocol.REQUEST.size
+
     def flush(self) -> None:
         """Write what the pipe takes now."""
         try:
@@ -153,14 +161,9 @@ class CopyingPool:
     def close(self, *, kill: bool = False) -> None:
         workers, self._workers = self._workers, []
         for worker in workers:
-            if not kill:
-                try:
-                    worker.send(0, protocol.REQUEST.pack(0, 0, 0))  # the end of the work
-                except (PoolFailed, ValueError):  # it has gone, or its pipe was closed
-                    worker.unsent = memoryview(b"")
-                    worker.batches.append(0)
-        for worker in workers:
-            worker.stop(kill=kill or bool(worker.unsent) or worker.batches != [0])
+            # A worker with nothing left to do is told so and ends by itself; any other is
+            # killed.
+            worker.stop(kill=kill or bool(worker.batches) or not worker.end())
 
     def copy(self, batches: Iterable[list[T]], job: Callable[[T], tuple[str, str, int]],
              progress: Callable[[int], None] | None = None) -> Generator[Copied[T], None, None]:
