@@ -20,7 +20,7 @@ import pytest
 
 from crdb_archive import copying_worker as protocol
 from crdb_archive.copying_pool import Copied, CopyingPool
-from crdb_archive.hashing_pool import PoolFailed, PoolUnavailable
+from crdb_archive.worker_process import PoolFailed, PoolUnavailable
 from support.processes import zombies
 
 LARGE = (1 << 20) + 1  # past what a worker reads whole: streamed

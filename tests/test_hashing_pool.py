@@ -20,13 +20,8 @@ import pytest
 
 from crdb_archive import hashing_worker
 from crdb_archive.errors import StorageError
-from crdb_archive.hashing_pool import (
-    HashedBatch,
-    HashingPool,
-    PoolFailed,
-    PoolUnavailable,
-    Strange,
-)
+from crdb_archive.hashing_pool import HashedBatch, HashingPool, Strange
+from crdb_archive.worker_process import PoolFailed, PoolUnavailable
 from support.processes import zombies
 
 LARGE = (16 << 20) + 5  # past the size a worker reads whole: mapped, as hashing.py does

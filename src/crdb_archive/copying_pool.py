@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from crdb_archive import copying_worker as protocol
-from crdb_archive.hashing_pool import PoolFailed, PoolUnavailable
-from crdb_archive.worker_process import WorkerProcess
+from crdb_archive.worker_process import PoolFailed, PoolUnavailable, WorkerProcess
 from crdb_archive.worker_side import encode
 
 T = TypeVar("T")

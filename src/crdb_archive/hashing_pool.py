@@ -19,16 +19,8 @@ from dataclasses import dataclass
 
 from crdb_archive import hashing_worker as protocol
 from crdb_archive.errors import StorageError
-from crdb_archive.worker_process import WorkerProcess
+from crdb_archive.worker_process import PoolFailed, PoolUnavailable, WorkerProcess
 from crdb_archive.worker_side import decode, encode
-
-
-class PoolFailed(StorageError):
-    """A worker could not start, or ended before answering (exit 3)."""
-
-
-class PoolUnavailable(PoolFailed):
-    """The workers did not start: nothing was hashed, and threads here can do the work."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,17 @@ import sys
 from pathlib import Path
 from typing import IO, cast
 
+from crdb_archive.errors import StorageError
+
+
+class PoolFailed(StorageError):
+    """A worker could not start, or ended before answering (exit 3)."""
+
+
+class PoolUnavailable(PoolFailed):
+    """The workers did not start: nothing was done, and threads here can do the work."""
+
+
 # Bytes read from a worker's pipe at a time.
 _READ_SIZE = 1 << 18
 _CODE = "import sys; sys.path.insert(0, {root!r}); from {module} import main; main()"

@@ -66,12 +66,8 @@ from crdb_archive.progress import ProgressCallback, ProgressEvent, no_progress
 if TYPE_CHECKING:
     from crdb_archive.backup.keys import EncryptionKeys
     from crdb_archive.bundle.signature import AllowedSigners
-    from crdb_archive.hashing_pool import (
-        HashedBatch,
-        HashingPool,
-        PoolUnavailable,
-        Strange,
-    )
+    from crdb_archive.hashing_pool import HashedBatch, HashingPool, Strange
+    from crdb_archive.worker_process import PoolUnavailable
 
 Mode = Literal["fast", "blake3", "all"]
 ProblemKind = Literal[
@@ -364,7 +360,7 @@ def _read_local_dir(reader: DirReader, report: VerifyReport, seen: Seen, mode: s
     walk and hash while the manifests are read here; a few go to threads here."""
     with _pool_for(str(reader.local_root), mode) as pool:
         if pool is not None:
-            from crdb_archive.hashing_pool import PoolUnavailable  # noqa: PLC0415
+            from crdb_archive.worker_process import PoolUnavailable  # noqa: PLC0415
 
             try:
                 _read_with_processes(pool, reader, report, seen, counter)
@@ -398,7 +394,8 @@ def _pool_for(root: str, mode: str) -> Iterator[HashingPool | None]:
         yield None
         return
     # Imported here: a small bundle is hashed without it.
-    from crdb_archive.hashing_pool import HashingPool, PoolFailed  # noqa: PLC0415
+    from crdb_archive.hashing_pool import HashingPool  # noqa: PLC0415
+    from crdb_archive.worker_process import PoolFailed  # noqa: PLC0415
 
     try:
         pool = HashingPool(root, layout.PAYLOAD_DIR, workers=_HASH_THREADS,
@@ -449,7 +446,7 @@ class _Answers:
 
     def take_ready(self) -> None:
         """Store what the workers have sent so far, without waiting for more."""
-        from crdb_archive.hashing_pool import PoolUnavailable  # noqa: PLC0415
+        from crdb_archive.worker_process import PoolUnavailable  # noqa: PLC0415
 
         if self.unavailable is not None:
             return

@@ -263,7 +263,7 @@ def _copies(payload: Payload, open_sink: OpenSink, member_file: MemberFile | Non
     if (member_file is not None and first.local_source is not None
             and (len(payload) >= PROCESSES_FROM or totals.total >= PROCESSES_FROM_BYTES)):
         from crdb_archive.copying_pool import CopyingPool  # noqa: PLC0415
-        from crdb_archive.hashing_pool import PoolUnavailable  # noqa: PLC0415
+        from crdb_archive.worker_process import PoolUnavailable  # noqa: PLC0415
 
         try:
             pool = CopyingPool(COPY_THREADS)
